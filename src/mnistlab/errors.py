@@ -1,0 +1,17 @@
+"""One exception family: anything a user can cause ends as a one-line message, never a traceback."""
+
+
+class MnistlabError(Exception):
+    """Base of every user-facing error; the CLI prints ``error: <message>`` and exits with 2."""
+
+
+class DataError(MnistlabError):
+    """A dataset file is missing, malformed, or fails its checksum."""
+
+
+class RecipeError(MnistlabError):
+    """A recipe field has an invalid value or an unknown key."""
+
+
+class RunError(MnistlabError):
+    """A run folder is missing a file, or a file in it is damaged."""

@@ -1,0 +1,245 @@
+"""The recipe: one plain-data object that says how to train, in the seed notebook's vocabulary.
+
+Its defaults ARE the notebook's final recipe (784 → 3 × Dense(128, relu) → Dense(10, softmax),
+SGD lr 0.01, decay 1e-6, momentum 0.9, nesterov, batch 32, 5 epochs, validation_split 0.3 on
+standardized pixels), so ``Recipe()`` trains exactly what the notebook trains.
+
+>>> r = Recipe()
+>>> r.hidden, r.learning_rate, r.batch_size
+([128, 128, 128], 0.01, 32)
+>>> Recipe.from_dict({"lr": 0.1}).learning_rate     # the notebook's spelling is accepted
+0.1
+>>> Recipe(batch_size=0).validate()
+Traceback (most recent call last):
+...
+mnistlab.errors.RecipeError: recipe field 'batch_size': expected an integer >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mnistlab._io import atomic_write_text
+from mnistlab.errors import RecipeError
+
+NORMALIZE = ("standardize", "scale", "none")
+KINDS = ("mlp", "cnn")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+ENGINES = ("auto", "fast", "reference")
+ALIASES = {"lr": "learning_rate"}
+
+# How the fields group in a recipe.toml (reading also accepts a flat table).
+SECTIONS = {
+    "data": ("dataset", "data_dir", "validation_split", "normalize"),
+    "model": ("kind", "hidden", "conv_channels", "kernel_size", "activation", "dropout",
+              "batch_norm", "l2"),
+    "optimizer": ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "weight_decay",
+                  "schedule", "warmup_epochs", "step_size", "gamma"),
+    "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads"),
+}
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its one-line help (used for CLI flags and error messages)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Recipe:
+    """Everything that decides a training run; see the module docstring for the defaults."""
+
+    name: str = _f("notebook", "run name, used in the run folder's name")
+    # data
+    dataset: str | None = _f(None, "dataset name; unset = full MNIST, else the bundled sample")
+    data_dir: str | None = _f(None, "folder holding the four IDX files (skips cache/download)")
+    validation_split: float = _f(0.3, "share of the training set held out for validation "
+                                      "(the LAST part, as Keras takes it); 0 = none")
+    normalize: str = _f("standardize", "input scaling", choices=NORMALIZE)
+    # model
+    kind: str = _f("mlp", "network family", choices=KINDS)
+    hidden: list[int] = _f([128, 128, 128], "sizes of the hidden Dense layers")
+    conv_channels: list[int] = _f([32, 64], "channels of the conv blocks (kind=cnn)")
+    kernel_size: int = _f(3, "conv kernel size (kind=cnn)")
+    activation: str = _f("relu", "hidden activation", choices=ACTIVATIONS)
+    dropout: float = _f(0.0, "dropout rate after each hidden layer")
+    batch_norm: bool = _f(False, "batch normalization after each hidden Dense")
+    l2: float = _f(0.0, "L2 penalty: l2 * sum(kernel**2) added to the loss (Keras semantics)")
+    # optimizer
+    optimizer: str = _f("sgd", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = _f(0.01, "learning rate (alias: lr)")
+    decay: float = _f(1e-6, "Keras legacy decay: lr / (1 + decay * iterations)")
+    momentum: float = _f(0.9, "momentum (sgd, rmsprop)")
+    nesterov: bool = _f(True, "Nesterov momentum (sgd)")
+    weight_decay: float = _f(0.0, "decoupled weight decay (adamw)")
+    schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
+    warmup_epochs: float = _f(0.0, "linear warm-up length in epochs")
+    step_size: int = _f(1, "epochs between lr drops (schedule=step)")
+    gamma: float = _f(0.1, "lr factor at each drop (schedule=step)")
+    # fit
+    batch_size: int = _f(32, "samples per optimizer step")
+    epochs: int = _f(5, "passes over the training part")
+    seed: int = _f(0, "seed of initialization, shuffling and dropout")
+    shuffle: bool = _f(True, "reshuffle the training part every epoch")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy targets")
+    engine: str = _f("auto", "training engine (auto: fast when it supports the recipe)",
+                     choices=ENGINES)
+    threads: int | None = _f(None, "CPU threads (unset: the engine's measured choice)")
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "recipe") -> Recipe:
+        """Build and validate from a flat or sectioned dict; unknown keys are errors."""
+        flat: dict[str, Any] = {}
+
+        def put(key: str, value: Any, where: str) -> None:
+            name = _canonical(key, where)
+            if name in flat:
+                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of learning_rate)")
+            flat[name] = value
+
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                for k, v in value.items():
+                    put(k, v, f"{source} [{key}]")
+            else:
+                put(key, value, source)
+        recipe = cls(**flat)
+        recipe.validate(source)
+        return recipe
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Sectioned, TOML-ready (unset optional fields left out)."""
+        values = dataclasses.asdict(self)
+        out: dict[str, Any] = {"name": values.pop("name")}
+        for section, keys in SECTIONS.items():
+            out[section] = {k: values[k] for k in keys if values[k] is not None}
+        return out
+
+    def to_toml(self, path: str | Path | None = None) -> str:
+        import tomli_w
+
+        text = tomli_w.dumps(self.to_dict())
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A validated copy with some fields changed (``lr`` accepted)."""
+        changes = {_canonical(k, "recipe"): v for k, v in changes.items()}
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self, source: str = "recipe") -> Recipe:
+        """Raise RecipeError naming the first bad field and what it accepts; return self."""
+        def bad(name: str, expected: str) -> RecipeError:
+            return RecipeError(f"{source} field '{name}': expected {expected}, "
+                               f"got {getattr(self, name)!r}")
+
+        for name, choices in (("normalize", NORMALIZE), ("kind", KINDS),
+                              ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
+                              ("schedule", SCHEDULES), ("engine", ENGINES)):
+            if getattr(self, name) not in choices:
+                raise bad(name, "one of " + ", ".join(choices))
+        for name in ("batch_size", "epochs", "kernel_size", "step_size"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "an integer >= 1")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "an integer >= 1 (or unset)")
+        for name in ("learning_rate",):
+            if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
+                raise bad(name, "a number > 0")
+        for name in ("decay", "l2", "weight_decay", "warmup_epochs"):
+            if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:
+                raise bad(name, "a number >= 0")
+        for name in ("validation_split", "dropout", "momentum", "label_smoothing"):
+            if not _is_num(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
+                raise bad(name, "a number in [0, 1)")
+        if not _is_num(self.gamma) or not 0 < self.gamma <= 1:
+            raise bad("gamma", "a number in (0, 1]")
+        for name in ("batch_norm", "nesterov", "shuffle"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "true or false")
+        for name in ("hidden", "conv_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(_is_int(v) and v >= 1 for v in value):
+                raise bad(name, "a list of integers >= 1, e.g. [128, 128, 128]")
+        if self.kind == "cnn" and not self.conv_channels:
+            raise bad("conv_channels", "at least one conv block when kind is 'cnn'")
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
+                                                              self.name):
+            raise bad("name", "letters, digits, '.', '_' or '-' (it names a folder)")
+        for name in ("dataset", "data_dir"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise bad(name, "a string (or unset)")
+        return self
+
+
+def fields_help() -> dict[str, tuple[str, tuple[str, ...] | None]]:
+    """name -> (help, choices) for every recipe field: the CLI builds its flags from this."""
+    return {f.name: (f.metadata["help"], f.metadata.get("choices"))
+            for f in dataclasses.fields(Recipe)}
+
+
+def preset_names() -> list[str]:
+    """Names of the recipes shipped in ``mnistlab/presets``."""
+    root = resources.files("mnistlab") / "presets"
+    if not root.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Recipe:
+    """A shipped recipe by name (see ``preset_names()``)."""
+    names = preset_names()
+    if name not in names:
+        raise RecipeError(f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}")
+    res = resources.files("mnistlab") / "presets" / f"{name}.toml"
+    data = tomllib.loads(res.read_text(encoding="utf-8"))
+    return Recipe.from_dict(data, source=f"preset {name}")
+
+
+def _canonical(key: str, source: str) -> str:
+    key = ALIASES.get(key, key)
+    known = [f.name for f in dataclasses.fields(Recipe)]
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise RecipeError(f"{source}: unknown key '{key}'{hint}; allowed keys: "
+                          + ", ".join(known + list(ALIASES)))
+    return key
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

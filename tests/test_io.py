@@ -1,0 +1,27 @@
+"""Atomic writes: a failure mid-write leaves the old file and no temp file behind."""
+
+import pytest
+
+from mnistlab._io import atomic_path, atomic_write_json, atomic_write_text
+
+
+def test_write_replaces_whole_file(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "old")
+    atomic_write_json(tmp_path / "a.txt", {"x": 1})
+    assert (tmp_path / "a.txt").read_text() == '{\n  "x": 1\n}\n'
+
+
+def test_crash_mid_write_keeps_old_content_and_no_temp(tmp_path):
+    dest = tmp_path / "a.txt"
+    dest.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert dest.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_creates_missing_parent_folders(tmp_path):
+    atomic_write_text(tmp_path / "x" / "y" / "z.txt", "ok")
+    assert (tmp_path / "x" / "y" / "z.txt").read_text() == "ok"

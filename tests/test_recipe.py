@@ -1,0 +1,89 @@
+"""Recipe: defaults are the notebook's, TOML round trip, aliases, precise validation errors."""
+
+import pytest
+
+from mnistlab.errors import RecipeError
+from mnistlab.recipe import Recipe, fields_help, load_preset, preset_names
+
+
+def test_defaults_are_the_notebooks_final_recipe():
+    r = Recipe()
+    assert (r.hidden, r.activation, r.kind) == ([128, 128, 128], "relu", "mlp")
+    assert (r.optimizer, r.learning_rate, r.decay, r.momentum, r.nesterov) == ("sgd", 0.01, 1e-6, 0.9, True)
+    assert (r.batch_size, r.epochs, r.validation_split, r.normalize) == (32, 5, 0.3, "standardize")
+    r.validate()
+
+
+def test_toml_round_trip(tmp_path):
+    r = Recipe(name="wide", hidden=[256, 64], optimizer="adam", learning_rate=1e-3, dropout=0.2,
+               threads=1, dataset="fashion-mnist")
+    r.to_toml(tmp_path / "r.toml")
+    text = (tmp_path / "r.toml").read_text()
+    assert "[optimizer]" in text and "[model]" in text
+    assert Recipe.from_toml(tmp_path / "r.toml") == r
+
+
+def test_unset_optional_fields_are_left_out_of_toml():
+    assert "threads" not in Recipe().to_toml() and "data_dir" not in Recipe().to_toml()
+
+
+def test_lr_is_an_alias_and_flat_tables_are_accepted(tmp_path):
+    (tmp_path / "r.toml").write_text("lr = 0.05\nepochs = 2\n[optimizer]\nmomentum = 0.5\n")
+    r = Recipe.from_toml(tmp_path / "r.toml")
+    assert (r.learning_rate, r.epochs, r.momentum) == (0.05, 2, 0.5)
+    assert Recipe().replace(lr=0.2).learning_rate == 0.2
+
+
+def test_alias_and_name_together_is_an_error():
+    with pytest.raises(RecipeError, match="given twice"):
+        Recipe.from_dict({"lr": 0.1, "learning_rate": 0.2})
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("learning_rate", -0.1, "a number > 0"),
+    ("learning_rate", 0, "a number > 0"),
+    ("batch_size", 0, "an integer >= 1"),
+    ("batch_size", 3.5, "an integer >= 1"),
+    ("optimizer", "adamax", "one of sgd, adam, adamw, rmsprop, adagrad"),
+    ("validation_split", 1.0, r"a number in \[0, 1\)"),
+    ("validation_split", -0.2, r"a number in \[0, 1\)"),
+    ("normalize", "zscore", "one of standardize, scale, none"),
+    ("hidden", [128, 0], "a list of integers >= 1"),
+    ("nesterov", "yes", "true or false"),
+    ("name", "../escape", "letters, digits"),
+    ("engine", "turbo", "one of auto, fast, reference"),
+])
+def test_invalid_values_name_the_field_and_what_is_allowed(field, value, expected):
+    with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
+        Recipe.from_dict({field: value})
+
+
+def test_unknown_key_in_toml_is_named_with_a_suggestion(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[optimizer]\nlearning_rte = 0.1\n")
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_toml(path)
+    msg = str(err.value)
+    assert str(path) in msg and "learning_rte" in msg and "did you mean 'learning_rate'" in msg
+    assert "\n" not in msg
+
+
+def test_broken_toml_and_missing_file_are_one_line_errors(tmp_path):
+    (tmp_path / "x.toml").write_text("epochs = = 3")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        Recipe.from_toml(tmp_path / "x.toml")
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        Recipe.from_toml(tmp_path / "missing.toml")
+
+
+def test_every_field_has_help_and_choices_match_validation():
+    help_ = fields_help()
+    assert set(help_) == set(Recipe.__dataclass_fields__)
+    assert help_["optimizer"][1] == ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+
+
+def test_presets_load_and_validate():
+    for name in preset_names():
+        assert isinstance(load_preset(name), Recipe)
+    with pytest.raises(RecipeError, match="unknown preset"):
+        load_preset("no-such-preset")

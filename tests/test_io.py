@@ -25,3 +25,13 @@ def test_crash_mid_write_keeps_old_content_and_no_temp(tmp_path):
 def test_creates_missing_parent_folders(tmp_path):
     atomic_write_text(tmp_path / "x" / "y" / "z.txt", "ok")
     assert (tmp_path / "x" / "y" / "z.txt").read_text() == "ok"
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644

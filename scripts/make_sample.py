@@ -1,0 +1,128 @@
+"""Build the bundled ``mnist-sample`` dataset from the official MNIST files, deterministically.
+
+A stratified subset: ``--per-class-train`` training and ``--per-class-test`` test images of each
+digit, drawn with a fixed seed and kept in their original order. Writes the four gzip IDX files
+(mtime 0, so reruns give identical bytes), ``manifest.json`` (checksums, counts and the source
+index of every image), ``SHA256SUMS`` and ``ATTRIBUTION.md`` into ``--out``.
+
+Usage (from the repository root)::
+
+    python scripts/make_sample.py                      # ../shared/data/mnist -> the package
+    python scripts/make_sample.py --source DIR --out /tmp/sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab._io import atomic_write_bytes, atomic_write_text
+from mnistlab.datasets import idx, registry
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_OUT = ROOT / "src" / "mnistlab" / "datasets" / "sample"
+SEED = 20240229
+ATTRIBUTION = """\
+# mnist-sample: attribution and license
+
+These four files are a stratified subset ({n_train:,} training and {n_test:,} test images,
+{per_train:,} and {per_test:,} of each digit) of the MNIST database of handwritten digits,
+by Yann LeCun and Corinna Cortes (with Christopher J.C. Burges),
+https://yann.lecun.com/exdb/mnist/ .
+
+MNIST is made available under the Creative Commons Attribution-Share Alike 3.0 license
+(CC BY-SA 3.0, https://creativecommons.org/licenses/by-sa/3.0/). This subset is distributed
+under the same license. Images and labels are byte-identical to the official files; the
+index of each one in the official training or test set is recorded in manifest.json.
+
+Made by scripts/make_sample.py (seed {seed}) from the official files
+(train-images-idx3-ubyte.gz sha256 {src_sha}).
+"""
+
+
+def stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """``per_class`` indices of each class, drawn without replacement, returned sorted."""
+    picks = []
+    for c in range(10):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise SystemExit(f"class {c} has only {len(members)} images, need {per_class}")
+        picks.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -> dict:
+    """Write the sample into ``out``; return the manifest."""
+    spec = registry.get("mnist")
+    for f in spec.files:  # only ever derive the sample from verified official files
+        got = idx.file_sha256(source / f.name)
+        if got != f.gz_sha256:
+            raise SystemExit(f"{source / f.name}: sha256 {got}, expected official {f.gz_sha256}")
+    rng = np.random.default_rng(SEED)
+    arrays, indices = {}, {}
+    for split in ("train", "test"):
+        x = idx.read_images(source / spec.file(f"{split}_images").name)
+        y = idx.read_labels(source / spec.file(f"{split}_labels").name)
+        chosen = stratified(y, per_train if split == "train" else per_test, rng)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = x[chosen], y[chosen]
+        indices[split] = chosen.tolist()
+    files = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for role in registry.ROLES:
+        name = registry.FILE_NAMES[role]
+        payload = idx.encode(arrays[role])
+        gz = idx.gzip_bytes(payload)
+        atomic_write_bytes(out / name, gz)
+        files[name] = {
+            "gz_sha256": hashlib.sha256(gz).hexdigest(),
+            "gz_size": len(gz),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "payload_size": len(payload),
+        }
+    manifest = {
+        "name": "mnist-sample",
+        "made_by": "scripts/make_sample.py",
+        "seed": SEED,
+        "n_train": len(indices["train"]),
+        "n_test": len(indices["test"]),
+        "files": files,
+        "source": {"dataset": "mnist",
+                   "gz_sha256": {f.name: f.gz_sha256 for f in spec.files}},
+        "source_indices": indices,
+    }
+    # One line per list keeps the 12,000 source indices readable and the file small.
+    body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
+    atomic_write_text(out / "manifest.json", "{\n" + body + "\n}\n")
+    atomic_write_text(out / "SHA256SUMS", "".join(
+        f"{files[n]['gz_sha256']}  {n}\n" for n in sorted(files)))
+    atomic_write_text(out / "ATTRIBUTION.md", ATTRIBUTION.format(
+        n_train=manifest["n_train"], n_test=manifest["n_test"], per_train=per_train,
+        per_test=per_test, seed=SEED, src_sha=spec.file("train_images").gz_sha256))
+    for p in out.iterdir():  # mkstemp makes 0600 files; the package data must be world-readable
+        p.chmod(0o644)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
+                    help="folder with the four official MNIST .gz files")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    ap.add_argument("--per-class-train", type=int, default=1000)
+    ap.add_argument("--per-class-test", type=int, default=200)
+    args = ap.parse_args(argv)
+    m = build(args.source, args.out, args.per_class_train, args.per_class_test)
+    total = sum(f["gz_size"] for f in m["files"].values())
+    print(f"wrote {args.out}: {m['n_train']:,} train / {m['n_test']:,} test images, "
+          f"{total / 1e6:.2f} MB gzip")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The ``mnistlab`` command: a thin typer layer; every command calls one function of the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+from mnistlab import __version__
+from mnistlab.errors import MnistlabError
+from mnistlab.cli import data as _data
+from mnistlab.cli import evaluate as _evaluate
+from mnistlab.cli import explore as _explore
+from mnistlab.cli import predict as _predict
+from mnistlab.cli import train as _train
+
+app = typer.Typer(
+    name="mnistlab",
+    help="The MNIST deep-learning workflow: data, explore, train, evaluate, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnistlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """The MNIST deep-learning workflow: data, explore, train, evaluate."""
+
+
+app.add_typer(_data.app, name="data")
+_explore.register(app)
+_train.register(app)
+_evaluate.register(app)
+_predict.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except MnistlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,28 @@
+"""``mnistlab evaluate RUN``: metrics, confusion matrix and mistakes of a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by `mnistlab train`."),
+    split: str = typer.Option("test", "--split", help="test, or val (the validation part held out in training)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the figures.", show_default="the run folder"),
+) -> None:
+    """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R² done right."""
+    from mnistlab import evaluate as ev
+    from mnistlab.errors import RunError
+
+    if split not in ("test", "val"):
+        raise RunError(f"--split: expected 'test' or 'val', got {split!r}")
+    result = ev.evaluate_run(run, split=split, out=out)
+    ev.print_evaluation(result)
+    typer.echo(f"saved under \"evaluation\".\"{split}\" in {Path(run) / 'metrics.json'}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("evaluate")(evaluate)

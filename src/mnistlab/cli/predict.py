@@ -1,0 +1,42 @@
+"""``mnistlab predict RUN IMAGE...``: what a trained run says about your own handwriting.
+
+    mnistlab predict runs/20260101-120000-notebook seven.jpg three.png
+    mnistlab predict RUN digit.png --top 5 --show digit-explained.png
+    mnistlab predict RUN *.png --json > predictions.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def predict(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder written by `mnistlab train`."),
+    images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files (PNG, JPEG, ...): dark ink on light paper or light on dark."),
+    top: int = typer.Option(3, "--top", min=1, help="How many of the most likely classes to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON instead of a table."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Also write a PNG: each prepared 28x28 input beside its probabilities."),
+) -> None:
+    """Predict the class of each image, prepared the way MNIST's digits were."""
+    from mnistlab import predict as pr
+    from mnistlab.runs import load_run
+
+    loaded = load_run(run)
+    top = min(top, len(loaded.class_names))  # --top 20 on 10 classes: list them all
+    results = pr.predict_images(loaded, images, top=top)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        pr.print_predictions(results)
+    if show is not None:
+        path = pr.show(results, loaded.class_names, show)
+        # On stderr with --json, so stdout stays valid JSON.
+        typer.echo(f"figure: {path}", err=as_json)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("predict")(predict)

@@ -1,0 +1,353 @@
+"""The run folder: everything downstream (evaluate, predict, resume) takes one of these.
+
+A finished run holds::
+
+    recipe.toml        the recipe, exactly as trained
+    history.csv        one row per epoch: loss, accuracy, val_loss, val_accuracy, lr, seconds
+    metrics.json       shared JSON object: "train" and "test" (train), "evaluation" (evaluate)
+    model.safetensors  weights + normalization statistics; recipe, class names, dataset and a
+                       SHA-256 of the tensors in its metadata (so tampering is detected)
+    environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
+    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
+
+Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
+any damage into a RunError naming the file. No torch here: a run predicts with the NumPy fast
+path when it supports the recipe.
+
+>>> import tempfile, numpy as np
+>>> from mnistlab.recipe import Recipe
+>>> from mnistlab.initializers import init_weights
+>>> d = Path(tempfile.mkdtemp())
+>>> r = Recipe()
+>>> write_model(d / MODEL, init_weights(r), 33.3, 78.6, tuple("0123456789"), r, "mnist")
+>>> read_model(d / MODEL)["mean"]
+33.3
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import struct
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mnistlab.errors import MnistlabError, RunError
+from mnistlab.recipe import Recipe
+
+RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
+    "recipe.toml", "history.csv", "metrics.json", "model.safetensors", "environment.json",
+    "checkpoint.safetensors")
+REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                  "seconds")
+MODEL_FORMAT = "mnistlab-model/1"
+CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
+
+
+# ---- normalization ----------------------------------------------------------------------
+def normalization_stats(x_train: np.ndarray, mode: str) -> tuple[float, float]:
+    """(mean, std) in pixel units so that ``(x - mean) / std`` is the recipe's scaling.
+
+    standardize: one global mean/std of the training part (a 256-bin histogram: exact and
+    without a float copy of the images); scale: 0, 255; none: 0, 1.
+    """
+    if mode == "scale":
+        return 0.0, 255.0
+    if mode == "none":
+        return 0.0, 1.0
+    counts = np.bincount(np.asarray(x_train, dtype=np.uint8).ravel(), minlength=256)
+    values = np.arange(256, dtype=np.float64)
+    n = counts.sum()
+    mean = float(counts @ values / n)
+    std = float(np.sqrt(counts @ (values - mean) ** 2 / n))
+    return mean, std
+
+
+def preprocess(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """uint8 images (N, 28, 28) -> float32 (N, 784), C-contiguous, ``(x - mean) / std``."""
+    out = np.asarray(x).reshape(len(x), -1).astype(np.float32)
+    out -= np.float32(mean)
+    out /= np.float32(std)
+    return out
+
+
+# ---- the Run object ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Run:
+    """A loaded run folder. ``predict_proba`` takes raw uint8 images."""
+
+    path: Path
+    recipe: Recipe
+    weights: dict[str, np.ndarray]
+    mean: float
+    std: float
+    class_names: tuple[str, ...]
+    history: list[dict[str, Any]]
+    dataset_name: str
+    engine: str
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    environment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # health check, this session
+    stopped: str | None = None  # why training stopped early, if it did
+    _predict: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        return preprocess(x, self.mean, self.std)
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 10000) -> np.ndarray:
+        """(N, n_classes) float32 softmax probabilities for uint8 images ``x``."""
+        if self._predict is None:
+            self._predict = _predictor(self.recipe, self.weights)
+        predict = self._predict
+        parts = [predict(self.preprocess(x[s:s + batch_size])) for s in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
+
+
+def _predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
+    """A function float32 (N, 784) -> probabilities: NumPy when the fast engine covers the recipe
+    (no torch import, ~2 s saved), else the torch model."""
+    from mnistlab.engines import _fast_module
+
+    fast = _fast_module()
+    if fast is not None and fast.FastEngine.unsupported(recipe, inference=True) is None:
+        return lambda x: fast.predict_proba(recipe, weights, x)
+    from mnistlab.engines.reference import ReferenceEngine
+
+    engine = ReferenceEngine(recipe, weights)
+    return engine.predict_proba
+
+
+# ---- model.safetensors ------------------------------------------------------------------
+def _digest(tensors: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.require(tensors[name], requirements="C")  # (ascontiguousarray would make 0-d 1-d)
+        h.update(f"{name}|{a.dtype.str}|{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    from safetensors.numpy import save
+
+    tensors = {k: np.require(v, requirements="C") for k, v in tensors.items()}
+    metadata = {**metadata, "sha256": _digest(tensors)}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors and metadata of a safetensors file written by ``_save``, verified."""
+    from safetensors.numpy import load
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: file is missing") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n])
+        metadata = header.get("__metadata__") or {}
+        tensors = load(data)
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise RunError(f"{path}: damaged or truncated safetensors file ({exc})") from None
+    if metadata.get("format") != expected_format:
+        raise RunError(f"{path}: not a {expected_format} file (format "
+                       f"{metadata.get('format')!r})")
+    if metadata.get("sha256") != _digest(tensors):
+        raise RunError(f"{path}: checksum mismatch, the file was modified or damaged")
+    return tensors, metadata
+
+
+def write_model(path: Path, weights: dict[str, np.ndarray], mean: float, std: float,
+                class_names: tuple[str, ...], recipe: Recipe, dataset_name: str) -> None:
+    tensors = dict(weights)
+    tensors["normalization.mean"] = np.array(mean, dtype=np.float64)
+    tensors["normalization.std"] = np.array(std, dtype=np.float64)
+    _save(Path(path), tensors, {
+        "format": MODEL_FORMAT,
+        "recipe": json.dumps(recipe.to_dict()),
+        "class_names": json.dumps(list(class_names)),
+        "dataset": dataset_name,
+    })
+
+
+def read_model(path: Path) -> dict[str, Any]:
+    """{"weights", "mean", "std", "class_names", "recipe", "dataset"} from model.safetensors."""
+    path = Path(path)
+    tensors, meta = _load(path, MODEL_FORMAT)
+    try:
+        mean = float(tensors.pop("normalization.mean"))
+        std = float(tensors.pop("normalization.std"))
+        recipe = Recipe.from_dict(json.loads(meta["recipe"]), source=f"{path} metadata")
+        class_names = tuple(json.loads(meta["class_names"]))
+        dataset = meta["dataset"]
+    except (KeyError, ValueError, TypeError, MnistlabError) as exc:
+        raise RunError(f"{path}: incomplete metadata ({exc})") from None
+    _check_weights(path, recipe, tensors, len(class_names))
+    return {"weights": tensors, "mean": mean, "std": std, "class_names": class_names,
+            "recipe": recipe, "dataset": dataset}
+
+
+def _check_weights(path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int) -> None:
+    from mnistlab.initializers import init_weights
+
+    want = {k: v.shape for k, v in init_weights(recipe, n_classes=n_classes).items()}
+    got = {k: v.shape for k, v in weights.items()}
+    if want != got:
+        diff = sorted(set(want.items()) ^ set(got.items()))[:4]
+        raise RunError(f"{path}: weights do not match the recipe's network (first differences: "
+                       f"{diff})")
+
+
+# ---- checkpoint -------------------------------------------------------------------------
+def write_checkpoint(path: Path, state: dict[str, np.ndarray], epoch: int,
+                     history: list[dict[str, Any]], engine: str) -> None:
+    """State after ``epoch`` finished epochs; the history travels with it so the two never
+    disagree, whatever moment a kill lands."""
+    _save(Path(path), state, {"format": CHECKPOINT_FORMAT, "epoch": str(epoch),
+                              "history": json.dumps(history), "engine": engine})
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
+    tensors, meta = _load(Path(path), CHECKPOINT_FORMAT)
+    try:
+        return tensors, int(meta["epoch"]), json.loads(meta["history"])
+    except (KeyError, ValueError) as exc:
+        raise RunError(f"{path}: incomplete metadata ({exc})") from None
+
+
+# ---- history.csv ------------------------------------------------------------------------
+def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        # repr keeps every bit of a float, so a resumed run's csv compares exactly.
+        w.writerow({k: ("" if row.get(k) is None else repr(row[k])) for k in HISTORY_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{path}: file is missing") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != HISTORY_FIELDS:
+        raise RunError(f"{path}: expected columns {', '.join(HISTORY_FIELDS)}")
+    rows = []
+    try:
+        for line in reader:
+            row: dict[str, Any] = {k: (None if line[k] in ("", None) else float(line[k]))
+                                   for k in HISTORY_FIELDS}
+            row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{path}: line {reader.line_num}: {exc}") from None
+    return rows
+
+
+# ---- metrics.json -----------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    """Strict JSON: non-finite floats (a diverged loss) become null."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise RunError(f"{path}: expected a JSON object")
+    return obj
+
+
+def update_metrics(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into the run's metrics.json (read-modify-write under a lock, atomic);
+    other writers' keys are kept, nested dicts merged. Returns the new object."""
+    from filelock import FileLock
+
+    path = Path(run_dir) / METRICS
+    with FileLock(str(path) + ".lock"):
+        current = read_json(path) if path.exists() else {}
+        atomic_write_json(path, _jsonable(_merge(current, updates)))
+        return read_json(path)
+
+
+def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---- the folder -------------------------------------------------------------------------
+def check_free(out: str | Path) -> Path:
+    """``out`` as a Path if a new run may go there (absent or an empty folder), else RunError."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"{path}: already exists and is not an empty folder; choose another "
+                       "--out or continue it with --resume")
+    return path
+
+
+def new_run_dir(recipe: Recipe, out: str | Path | None = None) -> Path:
+    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>."""
+    if out is not None:
+        path = check_free(out)
+    else:
+        from mnistlab.paths import runs_dir
+
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        base = runs_dir() / f"{stamp}-{recipe.name}"
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and verify a finished run folder; any problem is a RunError naming the file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise RunError(f"{path / name}: file is missing (the run is incomplete; "
+                           f"if training was interrupted, continue it with --resume)")
+    recipe = Recipe.from_toml(path / RECIPE)
+    model = read_model(path / MODEL)
+    if model["recipe"] != recipe:
+        raise RunError(f"{path / MODEL}: its recipe differs from {path / RECIPE}")
+    env = read_json(path / ENVIRONMENT)
+    return Run(path=path, recipe=recipe, weights=model["weights"], mean=model["mean"],
+               std=model["std"], class_names=model["class_names"],
+               history=read_history(path / HISTORY), dataset_name=model["dataset"],
+               engine=str(env.get("engine", "")), metrics=read_json(path / METRICS),
+               environment=env)

@@ -1,0 +1,303 @@
+"""Train a recipe: ``fit(recipe) -> Run``, the notebook's ``model.fit`` as one call.
+
+What it does, in order: load the dataset, hold out the LAST ``validation_split`` of the training
+set (as Keras does), standardize with statistics of the training part only, build the engine
+(``mnistlab.engines``), then per epoch: a permutation from ``(seed, epoch)``, the learning rates
+of every step (``mnistlab.schedules``), one ``train_epoch``, a large-batch validation, the health
+check, and an atomic checkpoint. Finally the test set is evaluated and the run folder completed
+(``mnistlab.runs``). A run killed at any moment continues with ``fit(out=RUN, resume=True)`` and
+ends with the same weights and history as if never interrupted: all randomness is a function of
+``(seed, epoch)`` and the checkpoint holds the whole engine state.
+
+torch is imported only if the chosen engine needs it.
+
+>>> import dataclasses, tempfile
+>>> from mnistlab import datasets
+>>> from mnistlab.recipe import Recipe
+>>> ds = datasets.load("mnist-sample")
+>>> small = dataclasses.replace(ds, x_train=ds.x_train[:1000], y_train=ds.y_train[:1000])
+>>> run = fit(Recipe(epochs=1, hidden=[32]), small, out=tempfile.mkdtemp() + "/r", quiet=True)
+>>> len(run.history), run.history[0]["epoch"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab import __version__, runs
+from mnistlab.datasets import Dataset
+from mnistlab.errors import RunError
+from mnistlab.health import HealthWarning, check_epoch, check_history
+from mnistlab.recipe import Recipe
+from mnistlab.schedules import learning_rates, steps_per_epoch
+
+PROGRESS_UPDATES = 20  # per epoch, as the engines call back
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
+    """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
+
+    >>> xt, yt, xv, yv = split_validation(np.arange(10), np.arange(10), 0.3)
+    >>> xv.tolist()
+    [7, 8, 9]
+    """
+    if fraction <= 0:
+        return x, y, x[:0], y[:0]
+    split_at = int(math.ceil(len(x) * (1.0 - fraction)))  # Keras' own rounding
+    return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """This epoch's sample order: a function of (seed, epoch) only, so resume replays it."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def _load_dataset(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    from mnistlab import datasets
+
+    return datasets.load(dataset or recipe.dataset, data_dir=data_dir or recipe.data_dir)
+
+
+def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "mnistlab": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "seed": recipe.seed,
+        "threads": recipe.threads,
+        "cpu_count": os.cpu_count(),
+        "engine": engine.name,
+        "engine_reason": getattr(engine, "reason", ""),
+        "device": getattr(engine, "device", "cpu"),
+        "dataset": {"name": ds.name, "source": ds.source, "checksums": dict(ds.checksums),
+                    "note": ds.note, "data_dir": None if data_dir is None else str(data_dir),
+                    "train": int(len(ds.x_train)), "test": int(len(ds.x_test))},
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    env.update(_imported(engine))
+    return env
+
+
+def _imported(engine: Any) -> dict[str, Any]:
+    """Versions and thread counts of what the run actually imported (known after training)."""
+    out: dict[str, Any] = {}
+    if getattr(engine, "threads", None) is not None:
+        out["engine_threads"] = engine.threads
+    for name in ("torch", "numba"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = module.__version__
+    if "torch" in sys.modules:
+        out["torch_threads"] = sys.modules["torch"].get_num_threads()
+    return out
+
+
+class _Reporter:
+    """Keras verbose=1 look-alike: a progress bar per epoch, then one summary line."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(highlight=False, soft_wrap=True)
+        self.err = None
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    def warn(self, text: str) -> None:
+        # Warnings reach the user even with --quiet: they are about the result, not progress.
+        if self.err is None:
+            from rich.console import Console
+
+            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.err.print(f"[bold yellow]warning:[/] {text}")
+
+    @contextlib.contextmanager
+    def epoch(self, epoch: int, epochs: int, steps: int):
+        if self.quiet or not self.console.is_terminal:
+            yield None  # a bar in a log file is noise: the summary line says it all
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"),
+                      console=self.console, transient=True) as bar:
+            task = bar.add_task("", total=steps, metrics="")
+
+            def update(done: int, loss: float, acc: float) -> None:
+                bar.update(task, completed=done, metrics=f"loss: {loss:.4f} - accuracy: {acc:.4f}")
+
+            yield update
+
+
+def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
+    parts = [f"Epoch {row['epoch']}/{epochs}", f"{steps}/{steps}", f"{row['seconds']:.1f}s",
+             f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
+    if row.get("val_loss") is not None:
+        parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
+    return " - ".join(parts)
+
+
+def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
+        out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
+        stop_on_divergence: bool = False, data_dir: str | Path | None = None,
+        device: str | None = None) -> runs.Run:
+    """Train ``recipe`` (default: the notebook's) and return the finished run.
+
+    ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the
+    bundled sample). ``out``: the run folder (default runs/<UTC time>-<name>). ``resume=True``
+    continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
+    ``stop_on_divergence``: stop after the first epoch the health check flags.
+    """
+    report = _Reporter(quiet)
+    checkpoint = None
+    if resume:
+        if out is None:
+            raise RunError("resume needs the run folder to continue")
+        run_dir = Path(out)
+        if not (run_dir / runs.RECIPE).is_file():
+            raise RunError(f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
+                           "folder that can be resumed")
+        saved = Recipe.from_toml(run_dir / runs.RECIPE)
+        if recipe is not None and recipe != saved:
+            raise RunError(f"{run_dir}: the recipe given differs from the run's recipe.toml; "
+                           "resume continues a run exactly as it started")
+        recipe = saved
+        env = runs.read_json(run_dir / runs.ENVIRONMENT)
+        try:
+            recorded = env["dataset"]
+            engine_name = env["engine"]
+        except (KeyError, TypeError):
+            raise RunError(f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' or 'engine'") from None
+        if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
+            report.line(f"{run_dir}: the run is already complete; nothing to resume")
+            return runs.load_run(run_dir)
+        if not isinstance(dataset, Dataset):
+            dataset = recorded["name"]
+            data_dir = data_dir or recorded.get("data_dir")
+        if (run_dir / runs.CHECKPOINT).is_file():
+            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT)
+        # The same engine as before: "auto" could pick differently on a changed installation.
+        engine_recipe = recipe.replace(engine=engine_name)
+    else:
+        recipe = (recipe or Recipe()).validate()
+        engine_recipe = recipe
+        run_dir = None
+        if out is not None:
+            runs.check_free(out)  # fail before the data is loaded, not after
+
+    ds = _load_dataset(dataset, recipe, data_dir)
+    if resume and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
+        raise RunError(f"{run_dir}: dataset {ds.name!r} differs from the one the run started "
+                       "with (checksums changed)")
+    first = (f"dataset: {ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images"
+             + (f", from {ds.source}" if ds.source else "") + ")")
+    report.line(first + (f" - note: {ds.note}" if ds.note else ""))
+
+    xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
+    mean, std = runs.normalization_stats(xtr_u8, recipe.normalize)
+    x_train = runs.preprocess(xtr_u8, mean, std)
+    y_train = np.asarray(ytr, dtype=np.int64)
+    x_val = runs.preprocess(xval_u8, mean, std)
+    y_val = np.asarray(yval, dtype=np.int64)
+    n_classes = len(ds.class_names)
+
+    from mnistlab.engines import make_engine
+    from mnistlab.initializers import init_weights
+
+    engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if run_dir is None:
+        run_dir = runs.new_run_dir(recipe, out)
+        recipe.to_toml(run_dir / runs.RECIPE)
+        runs.atomic_write_json(run_dir / runs.ENVIRONMENT, _environment(recipe, ds, engine, data_dir))
+    if checkpoint is not None:
+        state, start, history = checkpoint
+        engine.load_state(state)
+        runs.write_history(run_dir / runs.HISTORY, history)
+        report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
+    report.line(f"run: {run_dir}  engine: {engine.name} ({getattr(engine, 'reason', '')}) "
+                f"on {getattr(engine, 'device', 'cpu')}")
+
+    pixel_std = None
+    if recipe.normalize == "none":
+        pixel_std = runs.normalization_stats(xtr_u8, "standardize")[1]
+    # Epochs finished before a resume keep their warnings (already shown back then).
+    warnings: list[HealthWarning] = check_history(history, recipe, pixel_std, n_classes)
+    stopped = None
+    steps = steps_per_epoch(len(x_train), recipe.batch_size)
+    # Engines apply recipe.threads themselves (torch threads / the BLAS pool).
+    for epoch in range(start, recipe.epochs):
+        t0 = time.perf_counter()
+        order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
+        lrs = learning_rates(recipe, epoch, steps)
+        try:
+            with report.epoch(epoch + 1, recipe.epochs, steps) as on_progress:
+                loss, acc = engine.train_epoch(x_train, y_train, order, lrs, epoch, on_progress)
+        except KeyboardInterrupt:
+            report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
+                        f"mnistlab train --resume {run_dir}")
+            raise
+        val_loss = val_acc = None
+        if len(x_val):
+            val_loss, val_acc = engine.evaluate(x_val, y_val)
+        row = {"epoch": epoch + 1, "loss": float(loss), "accuracy": float(acc),
+               "val_loss": val_loss, "val_accuracy": val_acc,
+               "learning_rate": float(lrs[-1]), "seconds": time.perf_counter() - t0}
+        history.append(row)
+        report.line(_summary(row, recipe.epochs, steps))
+        # History and state go to disk together, every epoch: a kill loses one epoch at most.
+        runs.write_history(run_dir / runs.HISTORY, history)
+        runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
+                              engine.name)
+        warning = check_epoch(row, recipe, pixel_std, n_classes)
+        if warning is not None and warning.kind not in {w.kind for w in warnings}:
+            warnings.append(warning)
+            report.warn(warning.message)
+        if warning is not None and stop_on_divergence:
+            stopped = f"stopped after epoch {epoch + 1}: {warning.kind} (--stop-on-divergence)"
+            report.warn(stopped)
+            break
+
+    test_loss, test_acc = engine.evaluate(runs.preprocess(ds.x_test, mean, std),
+                                          np.asarray(ds.y_test, dtype=np.int64))
+    runs.write_model(run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names),
+                     recipe, ds.name)
+    env = runs.read_json(run_dir / runs.ENVIRONMENT)
+    env.update(_imported(engine))
+    if start > 0:
+        env.setdefault("resumed", []).append(
+            {"after_epoch": start, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
+    final = history[-1] if history else {}
+    runs.update_metrics(run_dir, {
+        "train": {k: final.get(k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
+        "test": {"loss": test_loss, "accuracy": test_acc},
+        "health": [w.message for w in warnings],
+        "stopped": stopped,
+    })
+    report.line(f"test: loss {test_loss:.4f} - accuracy {test_acc:.4f}  ->  {run_dir}")
+    run = runs.load_run(run_dir)
+    run.warnings = [w.message for w in warnings]
+    run.stopped = stopped
+    return run

@@ -1,0 +1,302 @@
+"""The fast engine equals torch autograd and the reference engine, is deterministic, torch-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from mnistlab.engines import fast
+from mnistlab.engines.fast import FastEngine, numba_available
+from mnistlab.errors import RecipeError, RunError
+from mnistlab.initializers import init_weights
+from mnistlab.recipe import Recipe
+from mnistlab.schedules import learning_rates, steps_per_epoch
+
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    not numba_available(), reason="numba not installed"))]
+
+# Recipes the fast engine runs, chosen to cover every branch of its maths. All have three hidden
+# layers: the numba backend compiles once per network depth (~10-30 s on 2 cores, then cached).
+CONFIGS = {
+    "notebook": {},
+    "l2-momentum": {"l2": 1e-3, "nesterov": False},
+    "plain-sgd": {"momentum": 0.0, "learning_rate": 0.05},
+    "adam": {"optimizer": "adam", "learning_rate": 1e-3},
+    "adamw-l2": {"optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 0.01, "l2": 1e-4},
+    # rmsprop divides by sqrt(g^2): at lr 1e-3 with momentum it turns float32 rounding of tiny
+    # gradients into full steps, and two correct engines drift apart within 2 epochs
+    "rmsprop": {"optimizer": "rmsprop", "learning_rate": 1e-4},
+    "rmsprop-nomom": {"optimizer": "rmsprop", "learning_rate": 1e-3, "momentum": 0.0},
+    "adagrad": {"optimizer": "adagrad"},
+    "tanh-smooth": {"activation": "tanh", "label_smoothing": 0.1, "hidden": [32, 16, 16]},
+    "sigmoid": {"activation": "sigmoid", "learning_rate": 0.1, "hidden": [24, 24, 16]},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """600 standardized training images of the bundled sample (19 steps of 32: the last has 24)."""
+    from mnistlab import datasets
+
+    ds = datasets.load("mnist-sample")
+    x = ds.x_train[:600].reshape(600, -1).astype(np.float32)
+    x = np.ascontiguousarray((x - x.mean()) / x.std())
+    return x, ds.y_train[:600].astype(np.int64)
+
+
+def run(engine, x, y, epochs, start=0):
+    """Train ``epochs`` epochs as train.py does; returns the per-epoch (loss, accuracy)."""
+    r = engine.recipe
+    steps = steps_per_epoch(len(x), r.batch_size)
+    out = []
+    for epoch in range(start, start + epochs):
+        order = np.random.default_rng([r.seed, epoch]).permutation(len(x))
+        out.append(engine.train_epoch(x, y, order, learning_rates(r, epoch, steps), epoch))
+    return out
+
+
+# ---- gradients ----------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kw", [{}, {"l2": 1e-2}, {"activation": "tanh", "label_smoothing": 0.2},
+                                {"activation": "sigmoid", "l2": 1e-3, "hidden": [20, 12, 12]}],
+                         ids=["relu", "relu-l2", "tanh-smooth", "sigmoid-l2"])
+def test_gradients_equal_torch_autograd(backend, kw):
+    """One plain-SGD step with lr 1 leaves -gradient in the momentum slot (v = 0*v - 1*g)."""
+    torch = pytest.importorskip("torch")
+    r = Recipe(**{"momentum": 0.0, "nesterov": False, "batch_size": 16, "hidden": [64, 32, 16],
+                  **kw})
+    w = init_weights(r)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    eng = FastEngine(r, w, backend=backend)
+    loss, _ = eng.train_epoch(x, y, np.arange(16), np.ones(1), epoch=0)
+    ours = {k[len("opt.momentum."):]: -v for k, v in eng.state().items()
+            if k.startswith("opt.momentum.")}
+
+    params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in w.items()}
+    h = torch.tensor(x, dtype=torch.float64)
+    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[r.activation]
+    n = len(r.hidden) + 1
+    for i in range(n):
+        h = h @ params[f"dense_{i}.kernel"] + params[f"dense_{i}.bias"]
+        if i < n - 1:
+            h = act(h)
+    ref_loss = torch.nn.functional.cross_entropy(h, torch.tensor(y),
+                                                 label_smoothing=r.label_smoothing)
+    ref_loss = ref_loss + r.l2 * sum((params[f"dense_{i}.kernel"] ** 2).sum() for i in range(n))
+    ref_loss.backward()
+    assert loss == pytest.approx(ref_loss.item(), abs=1e-5)
+    assert set(ours) == set(params)
+    for k, p in params.items():
+        np.testing.assert_allclose(ours[k], p.grad.numpy(), atol=1e-5, rtol=1e-4, err_msg=k)
+
+
+# ---- equality with the reference engine ---------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_two_epochs_equal_reference_engine(data, backend, name):
+    pytest.importorskip("torch")
+    from mnistlab.engines.reference import ReferenceEngine
+
+    x, y = data
+    r = Recipe(**CONFIGS[name])
+    w = init_weights(r)
+    ours, ref = FastEngine(r, w, backend=backend), ReferenceEngine(r, w, device="cpu")
+    np.testing.assert_allclose(run(ours, x, y, 2), run(ref, x, y, 2), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.evaluate(x, y), ref.evaluate(x, y), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(x), atol=1e-5)
+    s_ours, s_ref = ours.state(), ref.state()
+    assert s_ours.keys() == s_ref.keys()
+    for k in s_ref:
+        np.testing.assert_allclose(s_ours[k], s_ref[k], atol=1e-5, err_msg=k)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+@pytest.mark.parametrize("name", ["notebook", "adamw-l2", "tanh-smooth"])
+def test_numba_backend_equals_numpy_backend(data, name):
+    x, y = data
+    r = Recipe(**CONFIGS[name])
+    a = FastEngine(r, init_weights(r), backend="numpy")
+    b = FastEngine(r, init_weights(r), backend="numba")
+    np.testing.assert_allclose(run(a, x, y, 2), run(b, x, y, 2), atol=1e-6, rtol=0)
+    for k, v in a.state().items():   # adam's m/sqrt(v) lifts rounding of tiny gradients
+        np.testing.assert_allclose(b.state()[k], v, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_numba_products_via_numpy_blas_equal_numba_np_dot(data):
+    """Both product routes of the numba backend: NumPy's OpenBLAS (ctypes), scipy's (np.dot)."""
+    from mnistlab.engines import fast_numba
+
+    if fast_numba.NUMPY_SGEMM is None:
+        pytest.skip("NumPy's OpenBLAS cblas_sgemm64_ not found: numba uses scipy's BLAS only")
+    x, y = data
+    r = Recipe(l2=1e-4)
+    a = FastEngine(r, init_weights(r), backend="numba")
+    b = FastEngine(r, init_weights(r), backend="numba", numpy_blas=False)
+    np.testing.assert_allclose(run(a, x, y, 2), run(b, x, y, 2), atol=1e-6, rtol=0)
+    for k, v in a.state().items():
+        np.testing.assert_allclose(b.state()[k], v, atol=1e-5, err_msg=k)
+
+
+# ---- determinism and state ------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_runs_identical_bit_for_bit(data, backend):
+    x, y = data
+    r = Recipe(optimizer="adam", learning_rate=1e-3, l2=1e-4)
+    runs = [FastEngine(r, init_weights(r), backend=backend) for _ in range(2)]
+    assert run(runs[0], x, y, 2) == run(runs[1], x, y, 2)
+    s0, s1 = runs[0].state(), runs[1].state()
+    assert all(np.array_equal(s0[k], s1[k]) for k in s0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["notebook", "adam", "rmsprop"])
+def test_state_round_trip_resumes_exactly(data, backend, name):
+    x, y = data
+    r = Recipe(**CONFIGS[name])
+    straight = FastEngine(r, init_weights(r), backend=backend)
+    history = run(straight, x, y, 2)
+    first = FastEngine(r, init_weights(r), backend=backend)
+    assert run(first, x, y, 1) == history[:1]
+    resumed = FastEngine(r, init_weights(Recipe(seed=5, **CONFIGS[name])), backend=backend)
+    resumed.load_state(first.state())
+    assert run(resumed, x, y, 1, start=1) == history[1:]
+    assert all(np.array_equal(v, resumed.state()[k]) for k, v in straight.state().items())
+    assert int(straight.state()["opt.iterations"]) == 2 * steps_per_epoch(len(x), 32)
+
+
+def test_state_moves_to_the_reference_engine(data):
+    pytest.importorskip("torch")
+    from mnistlab.engines.reference import ReferenceEngine
+
+    x, y = data
+    r = Recipe(optimizer="adam", learning_rate=1e-3)
+    ours = FastEngine(r, init_weights(r), backend="numpy")
+    run(ours, x, y, 1)
+    ref = ReferenceEngine(r, init_weights(Recipe(seed=3)), device="cpu")
+    ref.load_state(ours.state())
+    np.testing.assert_allclose(run(ours, x, y, 1, start=1), run(ref, x, y, 1, start=1), atol=1e-5)
+
+
+def test_bad_state_and_weights_are_clear_errors():
+    r = Recipe()
+    eng = FastEngine(r, init_weights(r), backend="numpy")
+    state = eng.state()
+    del state["opt.momentum.dense_2.bias"]
+    with pytest.raises(RunError, match="opt.momentum.dense_2.bias"):
+        eng.load_state(state)
+    with pytest.raises(RunError, match="opt.iterations"):
+        eng.load_state({k: v for k, v in eng.state().items() if k != "opt.iterations"})
+    bad = init_weights(r)
+    bad["dense_1.kernel"] = bad["dense_1.kernel"][:, :5]
+    with pytest.raises(RunError, match="dense_1.kernel"):
+        FastEngine(r, bad, backend="numpy")
+    with pytest.raises(RunError, match="missing"):
+        FastEngine(Recipe(hidden=[128, 128, 128, 64]), init_weights(r), backend="numpy")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inconsistent_inputs_are_errors_not_memory_reads(data, backend):
+    x, y = data
+    eng = FastEngine(Recipe(), init_weights(Recipe()), backend=backend)
+    order, lrs = np.arange(len(x)), np.full(19, 0.01)
+    with pytest.raises(ValueError, match="learning rates"):
+        eng.train_epoch(x, y, order, lrs[:3], epoch=0)
+    with pytest.raises(ValueError, match="order"):
+        eng.train_epoch(x, y, order + 1, lrs, epoch=0)
+    with pytest.raises(ValueError, match="labels"):
+        eng.train_epoch(x, np.where(y == 3, 10, y), order, lrs, epoch=0)
+    with pytest.raises(ValueError, match="expected"):
+        eng.train_epoch(x[:, :700], y, order, lrs, epoch=0)
+    assert eng.iterations == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_raw_pixels_diverge_to_nan_as_in_keras(backend):
+    """The notebook's failure: unscaled pixels (std 78) at lr 0.01 give a NaN loss in epoch 1."""
+    from mnistlab import datasets
+
+    ds = datasets.load("mnist-sample")
+    x = np.ascontiguousarray(ds.x_train[:2000].reshape(2000, -1), dtype=np.float32)
+    y = ds.y_train[:2000].astype(np.int64)
+    r = Recipe(normalize="none")
+    eng = FastEngine(r, init_weights(r), backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no RuntimeWarning noise on the way
+        loss, acc = run(eng, x, y, 1)[0]
+        val_loss, _ = eng.evaluate(x, y)
+    assert np.isnan(loss) and np.isnan(val_loss) and acc < 0.2
+
+
+# ---- what the engine refuses ---------------------------------------------------------------
+@pytest.mark.parametrize("kw, words", [
+    ({"kind": "cnn"}, "kind 'cnn'"), ({"batch_norm": True}, "batch_norm"),
+    ({"dropout": 0.2}, "dropout"), ({"activation": "gelu"}, "activation 'gelu'"),
+])
+def test_unsupported_recipes_say_why(kw, words):
+    r = Recipe(**kw)
+    reason = FastEngine.unsupported(r)
+    assert reason is not None and words in reason
+    with pytest.raises(RecipeError, match=words):
+        FastEngine(r, init_weights(r))
+    from mnistlab.engines import make_engine
+
+    with pytest.raises(RecipeError, match=words):
+        make_engine(r.replace(engine="fast"), init_weights(r))
+
+
+def test_supported_recipes_have_no_reason():
+    for kw in CONFIGS.values():
+        assert FastEngine.unsupported(Recipe(**kw)) is None
+    assert FastEngine.unsupported(Recipe(dropout=0.5), inference=True) is None  # predict only
+    with pytest.raises(RecipeError, match="CPU only"):
+        FastEngine(Recipe(), init_weights(Recipe()), device="cuda")
+
+
+# ---- inference -----------------------------------------------------------------------------
+def test_predict_proba_is_a_stable_softmax():
+    r = Recipe(hidden=[8])
+    w = init_weights(r)
+    w["dense_1.bias"][:] = np.array([1e4, -1e4] + [0] * 8, np.float32)  # would overflow exp
+    x = np.random.default_rng(0).standard_normal((25, 784)).astype(np.float32)
+    p = fast.predict_proba(r, w, x, batch_size=10)       # several batches, ragged end
+    assert p.dtype == np.float32 and p.shape == (25, 10)
+    assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1)
+    assert (p.argmax(axis=1) == 0).all()
+    with pytest.raises(RecipeError, match="kind 'cnn'"):
+        fast.predict_proba(Recipe(kind="cnn"), w, x)
+
+
+def test_evaluate_counts_l2_and_accuracy(data):
+    x, y = data
+    r = Recipe(l2=0.01)
+    eng = FastEngine(r, init_weights(r), backend="numpy")
+    loss, acc = eng.evaluate(x, y)
+    p = eng.predict_proba(x).astype(np.float64)
+    ce = -np.log(p[np.arange(len(y)), y]).mean()
+    assert loss == pytest.approx(ce + 0.01 * eng.l2_penalty(), abs=1e-5)
+    assert acc == np.mean(p.argmax(axis=1) == y)
+
+
+def test_importing_and_training_does_not_import_torch():
+    backend = "numba" if numba_available() else "numpy"
+    code = (
+        "import sys, numpy as np\n"
+        "from mnistlab.engines import fast\n"
+        "from mnistlab.recipe import Recipe\n"
+        "from mnistlab.initializers import init_weights\n"
+        "r = Recipe(hidden=[8, 8, 8], batch_size=4)\n"
+        f"e = fast.FastEngine(r, init_weights(r), backend={backend!r})\n"
+        "x = np.ones((8, 784), np.float32)\n"
+        "e.train_epoch(x, np.arange(8), np.arange(8), np.full(2, 0.01), 0)\n"
+        "e.evaluate(x, np.arange(8)); fast.predict_proba(r, e.weights(), x)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

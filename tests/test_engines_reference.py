@@ -1,0 +1,184 @@
+"""engines/__init__.py + engines/reference.py: engine choice, device choice, Keras-exact updates."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import mnistlab.engines as engines  # noqa: E402
+from mnistlab.engines import choose_engine, cuda_present, make_engine, select_device  # noqa: E402
+from mnistlab.engines.reference import ReferenceEngine  # noqa: E402
+from mnistlab.errors import RecipeError  # noqa: E402
+from mnistlab.initializers import init_weights  # noqa: E402
+from mnistlab.recipe import Recipe  # noqa: E402
+
+RNG = np.random.default_rng(1)
+# Entries bounded away from 0: a gradient entry is then never a cancellation of float32 noise
+# (Adam divides by its magnitude, so a near-zero entry would test rounding, not formulas).
+X = (RNG.choice([-1, 1], size=(4, 784)) * RNG.uniform(0.5, 1.5, size=(4, 784))).astype(np.float32)
+Y = np.array([3, 1, 4, 1], dtype=np.int64)
+
+
+def _grad(w, b, x, y):
+    """Gradient of mean softmax cross-entropy for a single Dense layer, by hand (float64)."""
+    z = x @ w + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    p /= len(y)
+    return x.T @ p, p.sum(0)
+
+
+def _hand(optimizer, recipe, lrs):
+    """Two steps (batches X[0:1], X[1:2]) of Keras' update formulas in float64."""
+    w0 = init_weights(recipe)
+    params = [w0["dense_0.kernel"].astype(np.float64), w0["dense_0.bias"].astype(np.float64)]
+    slots = {}
+    for t, lr in enumerate(lrs, start=1):
+        xb, yb = X[t - 1:t].astype(np.float64), Y[t - 1:t]
+        gs = _grad(params[0], params[1], xb, yb)
+        for j, g in enumerate(gs):
+            w = params[j]
+            s = slots.setdefault(j, {})
+            if optimizer == "sgd":
+                v = s["v"] = recipe.momentum * s.get("v", 0) - lr * g
+                w += recipe.momentum * v - lr * g if recipe.nesterov else v
+            elif optimizer in ("adam", "adamw"):
+                if optimizer == "adamw":
+                    w -= w * recipe.weight_decay * lr
+                m = s["m"] = s.get("m", 0) + (g - s.get("m", 0)) * 0.1
+                v = s["v"] = s.get("v", 0) + (g * g - s.get("v", 0)) * 0.001
+                w -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
+            elif optimizer == "rmsprop":
+                vel = s["vel"] = 0.9 * s.get("vel", 0) + 0.1 * g * g
+                inc = lr * g / np.sqrt(vel + 1e-7)
+                mom = s["mom"] = recipe.momentum * s.get("mom", 0) + inc
+                w -= mom
+            else:
+                acc = s["acc"] = s.get("acc", 0.1) + g * g
+                w -= lr * g / np.sqrt(acc + 1e-7)
+    return params
+
+
+@pytest.mark.parametrize("optimizer,extra", [
+    ("sgd", {"nesterov": True}), ("sgd", {"nesterov": False}), ("adam", {}),
+    ("adamw", {"weight_decay": 0.05}), ("rmsprop", {}), ("adagrad", {}),
+])
+def test_two_steps_equal_keras_formulas_by_hand(optimizer, extra):
+    r = Recipe(hidden=[], optimizer=optimizer, batch_size=1, shuffle=False, **extra)
+    lrs = np.array([0.01, 0.005])
+    eng = ReferenceEngine(r, init_weights(r), device="cpu")
+    eng.train_epoch(X[:2], Y[:2], np.arange(2), lrs, epoch=0)
+    want = _hand(optimizer, r, lrs)
+    got = eng.weights()
+    np.testing.assert_allclose(got["dense_0.kernel"], want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["dense_0.bias"], want[1], rtol=1e-5, atol=1e-6)
+    assert int(eng.state()["opt.iterations"]) == 2
+
+
+def test_reported_loss_is_sample_weighted_mean_of_batch_losses_plus_l2():
+    r = Recipe(hidden=[], batch_size=3, l2=0.01)
+    eng = ReferenceEngine(r, init_weights(r), device="cpu")
+    w = init_weights(r)
+    loss, _ = eng.train_epoch(X, Y, np.arange(4), np.zeros(2), epoch=0)  # lr 0: weights fixed
+    z = X.astype(np.float64) @ w["dense_0.kernel"]
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    ce = -logp[np.arange(4), Y]
+    penalty = 0.01 * (w["dense_0.kernel"].astype(np.float64) ** 2).sum()
+    want = (3 * (ce[:3].mean() + penalty) + 1 * (ce[3] + penalty)) / 4
+    assert loss == pytest.approx(want, rel=1e-5)
+    ev_loss, _ = eng.evaluate(X, Y)
+    assert ev_loss == pytest.approx(ce.mean() + penalty, rel=1e-5)
+
+
+def test_state_round_trip_continues_identically():
+    r = Recipe(hidden=[8], optimizer="adam", batch_size=2, dropout=0.2)
+    a = ReferenceEngine(r, init_weights(r), device="cpu")
+    lrs = np.full(2, 1e-3)
+    a.train_epoch(X, Y, np.arange(4), lrs, epoch=0)
+    b = ReferenceEngine(r, init_weights(r), device="cpu")
+    b.load_state(a.state())
+    ra = a.train_epoch(X, Y, np.array([3, 2, 1, 0]), lrs, epoch=1)
+    rb = b.train_epoch(X, Y, np.array([3, 2, 1, 0]), lrs, epoch=1)
+    assert ra == rb
+    for k, v in a.state().items():
+        np.testing.assert_array_equal(v, b.state()[k], err_msg=k)
+
+
+def test_dropout_masks_depend_on_seed_and_epoch_only():
+    r = Recipe(hidden=[32], dropout=0.5, batch_size=4)
+
+    def run(epoch):
+        eng = ReferenceEngine(r, init_weights(r), device="cpu")
+        eng.train_epoch(X, Y, np.arange(4), np.full(1, 0.1), epoch=epoch)
+        return eng.weights()["dense_0.kernel"]
+
+    np.testing.assert_array_equal(run(0), run(0))
+    assert not np.array_equal(run(0), run(1))
+
+
+def test_cnn_and_batch_norm_train_and_predict():
+    for r in (Recipe(kind="cnn", conv_channels=[2], hidden=[8], batch_size=2),
+              Recipe(hidden=[8], batch_norm=True, batch_size=2, optimizer="rmsprop")):
+        eng = make_engine(r, init_weights(r))
+        assert eng.name == "reference"
+        loss, acc = eng.train_epoch(X, Y, np.arange(4), np.full(2, 0.01), epoch=0)
+        assert np.isfinite(loss) and 0 <= acc <= 1
+        p = eng.predict_proba(X)
+        assert p.shape == (4, 10) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+# ---- device and engine choice -----------------------------------------------------------
+def test_device_defaults_to_cpu_without_cuda(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert cuda_present() is False
+    assert select_device(None) == "cpu"
+    assert ReferenceEngine(Recipe(hidden=[]), init_weights(Recipe(hidden=[]))).device == "cpu"
+    with pytest.raises(RecipeError, match="no CUDA device"):
+        select_device("cuda")
+    with pytest.raises(RecipeError, match="expected 'cpu'"):
+        select_device("tpu")
+
+
+def test_cuda_is_chosen_once_when_present(monkeypatch):
+    monkeypatch.setattr(engines, "cuda_present", lambda: True)
+    assert select_device(None) == "cuda"
+    assert select_device("cpu") == "cpu"
+    name, why = choose_engine(Recipe())
+    assert name == "reference"
+    if engines._fast_module() is not None:
+        assert why == "auto: a CUDA device is present"
+    eng = make_engine(Recipe(hidden=[4]), init_weights(Recipe(hidden=[4])), device="cpu")
+    assert eng.device == "cpu"  # an explicit device wins over the detected one
+
+
+def test_cuda_visible_devices_empty_means_no_cuda(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert cuda_present() is False
+
+
+def test_engine_choice(monkeypatch):
+    monkeypatch.setattr(engines, "cuda_present", lambda: False)
+    cnn = Recipe(kind="cnn")
+    name, why = choose_engine(cnn)
+    assert name == "reference" and "fast engine not used" in why
+    assert choose_engine(Recipe(engine="reference"))[0] == "reference"
+    if engines._fast_module() is None:
+        assert choose_engine(Recipe())[0] == "reference"
+        with pytest.raises(RecipeError, match="not installed"):
+            choose_engine(Recipe(engine="fast"))
+    else:
+        assert choose_engine(Recipe()) == ("fast", "auto: fast engine supports this recipe on the CPU")
+        with pytest.raises(RecipeError, match="engine'.*cnn"):
+            choose_engine(cnn.replace(engine="fast"))
+
+
+def test_missing_fast_module_makes_auto_pick_reference(monkeypatch):
+    monkeypatch.setattr(engines, "_fast_module", lambda: None)
+    assert choose_engine(Recipe()) == ("reference", "auto: fast engine not used (the fast engine is "
+                                       "not installed)")
+    eng = make_engine(Recipe(hidden=[4]), init_weights(Recipe(hidden=[4])))
+    assert eng.name == "reference" and "not installed" in eng.reason

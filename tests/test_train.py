@@ -1,0 +1,205 @@
+"""train.py + cli/train.py: fit, run folder, determinism, resume after SIGKILL, torch-free path."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import numpy as np
+import pytest
+
+from mnistlab import datasets, runs
+from mnistlab.engines import _fast_module
+from mnistlab.errors import RunError
+from mnistlab.recipe import Recipe
+from mnistlab.train import epoch_order, fit, split_validation
+
+ENGINES = ["reference"] + (["fast"] if _fast_module() is not None else [])
+
+
+@pytest.fixture(scope="module")
+def small():
+    ds = datasets.load("mnist-sample")
+    return dataclasses.replace(ds, x_train=ds.x_train[:2000], y_train=ds.y_train[:2000])
+
+
+def _cli(*args, env_home, timeout=180):
+    env = {**os.environ, "MNISTLAB_HOME": str(env_home)}
+    return subprocess.run([sys.executable, "-m", "mnistlab", "train", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _without_seconds(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def _same_weights(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_split_validation_takes_the_last_part_as_keras():
+    x = np.arange(60000)
+    xt, _, xv, _ = split_validation(x, x, 0.3)
+    assert len(xt) == 42000 and xv[0] == 42000 and xv[-1] == 59999
+    xt, _, xv, _ = split_validation(np.arange(7), np.arange(7), 0.3)
+    assert len(xt) == 5  # ceil(7 * 0.7) = 5, Keras' rounding
+    assert len(split_validation(x, x, 0.0)[2]) == 0
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+    a = epoch_order(0, 1, 100)
+    assert np.array_equal(a, epoch_order(0, 1, 100)) and sorted(a) == list(range(100))
+    assert not np.array_equal(a, epoch_order(0, 2, 100))
+    assert np.array_equal(epoch_order(0, 1, 5, shuffle=False), np.arange(5))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_seed_same_history_bit_for_bit(small, tmp_path, engine):
+    r = Recipe(epochs=2, hidden=[32, 32], engine=engine, seed=3)
+    a = fit(r, small, out=tmp_path / "a", quiet=True)
+    b = fit(r, small, out=tmp_path / "b", quiet=True)
+    assert a.engine == engine
+    assert _without_seconds(a.history) == _without_seconds(b.history)
+    _same_weights(a.weights, b.weights)
+    assert a.metrics["test"] == b.metrics["test"]
+    c = fit(r.replace(seed=4), small, out=tmp_path / "c", quiet=True)
+    assert _without_seconds(c.history) != _without_seconds(a.history)
+
+
+def test_run_folder_contents(small, tmp_path, capsys):
+    noted = dataclasses.replace(small, note="full MNIST not found; using the bundled sample")
+    run = fit(Recipe(epochs=1, hidden=[16]), noted, out=tmp_path / "r")
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("dataset: mnist-sample") and "using the bundled sample" in first
+    assert "Epoch 1/1" in out and "val_accuracy:" in out
+    for name in (*runs.REQUIRED, runs.CHECKPOINT):
+        assert (tmp_path / "r" / name).is_file(), name
+    env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
+    assert env["dataset"]["name"] == "mnist-sample" and env["dataset"]["checksums"] == small.checksums
+    assert env["dataset"]["note"] == noted.note and env["seed"] == 0 and env["engine"] == run.engine
+    assert list(run.history[0]) == list(runs.HISTORY_FIELDS)
+    assert run.metrics["train"]["accuracy"] == run.history[-1]["accuracy"]
+    assert 0 <= run.metrics["test"]["accuracy"] <= 1
+    # the run's own prediction path reproduces the test accuracy train.fit measured
+    acc = float((run.predict_proba(small.x_test).argmax(1) == small.y_test).mean())
+    assert acc == pytest.approx(run.metrics["test"]["accuracy"], abs=1e-3)
+
+
+def test_resume_of_a_finished_run_changes_nothing(small, tmp_path):
+    a = fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
+    b = fit(out=tmp_path / "r", resume=True, quiet=True, dataset=small)
+    assert a.history == b.history
+    _same_weights(a.weights, b.weights)
+
+
+@pytest.mark.parametrize("engine,hidden,epochs,split", [("reference", 32, 3, 0.7),
+                                                        ("fast", 128, 20, 0.3)])
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, engine, hidden, epochs, split):
+    """Epoch sizes are chosen so that the epochs after the first take >= ~1 s: the kill lands
+    while training runs (asserted), not after it."""
+    if engine not in ENGINES:
+        pytest.skip("the fast engine is not installed")
+    recipe = Recipe(hidden=[hidden], epochs=epochs, batch_size=8, engine=engine,
+                    validation_split=split, dataset="mnist-sample")
+    flags = ["--dataset", "mnist-sample", "--hidden", hidden, "--epochs", epochs,
+             "--batch-size", 8, "--engine", engine, "--validation-split", split, "--quiet"]
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", *map(str, flags),
+                             "--out", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    ckpt = run_dir / runs.CHECKPOINT
+    deadline = time.monotonic() + 120
+    try:
+        while not ckpt.exists():  # written atomically: existing means complete
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.002)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (run_dir / runs.MODEL).exists(), "the run finished before the kill"
+    _, done, _ = runs.read_checkpoint(ckpt)
+    assert 1 <= done < epochs
+    with pytest.raises(RunError, match="file is missing.*--resume"):  # incomplete until resumed
+        runs.load_run(run_dir)
+
+    resumed = fit(out=run_dir, resume=True, quiet=True)
+    whole = fit(recipe, out=tmp_path / "whole", quiet=True)
+    assert resumed.engine == whole.engine == engine
+    assert len(resumed.history) == epochs
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+    _same_weights(resumed.weights, whole.weights)
+    assert resumed.metrics["test"] == whole.metrics["test"]
+    assert resumed.environment["resumed"][0]["after_epoch"] == done
+
+
+def test_fast_path_never_imports_torch(tmp_path):
+    if "fast" not in ENGINES:
+        pytest.skip("the fast engine is not installed")
+    code = (
+        "import sys, dataclasses\n"
+        "from mnistlab import datasets\n"
+        "from mnistlab.recipe import Recipe\n"
+        "from mnistlab.train import fit\n"
+        "ds = datasets.load('mnist-sample')\n"
+        "ds = dataclasses.replace(ds, x_train=ds.x_train[:500], y_train=ds.y_train[:500])\n"
+        f"run = fit(Recipe(epochs=1, hidden=[8]), ds, out={str(tmp_path / 'r')!r}, quiet=True)\n"
+        "run.predict_proba(ds.x_test[:10])\n"
+        "assert run.engine == 'fast', run.engine\n"
+        "print('torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False"
+
+
+def test_cli_train_recipe_file_flags_and_alias(tmp_path):
+    Recipe(hidden=[16], epochs=1, dataset="mnist-sample").to_toml(tmp_path / "r.toml")
+    p = _cli("--recipe", tmp_path / "r.toml", "--lr", "0.05", "--no-nesterov", "--name", "exp",
+             "--validation-split", "0.2", "--out", tmp_path / "run", env_home=tmp_path / "home")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("dataset: mnist-sample")
+    assert "Epoch 1/1" in p.stdout and "val_accuracy" in p.stdout
+    saved = tomllib.loads((tmp_path / "run" / runs.RECIPE).read_text())
+    assert saved["optimizer"]["learning_rate"] == 0.05 and saved["optimizer"]["nesterov"] is False
+    assert saved["model"]["hidden"] == [16] and saved["name"] == "exp"
+    assert runs.load_run(tmp_path / "run").recipe.validation_split == 0.2
+
+
+def test_cli_train_quiet_prints_nothing(tmp_path):
+    p = _cli("--dataset", "mnist-sample", "--epochs", "1", "--hidden", "8", "--quiet",
+             "--out", tmp_path / "run", env_home=tmp_path / "home")
+    assert p.returncode == 0 and p.stdout == "", p.stdout + p.stderr
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from mnistlab.cli import main
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "f").write_text("")
+    for args, words in ((["--batch-size", "0"], "batch_size"), (["--hidden", "12,x"], "--hidden"),
+                        (["--resume", tmp_path / "used", "--epochs", "3"], "--resume"),
+                        (["--out", tmp_path / "used"], "not an empty folder"),
+                        (["--recipe", tmp_path / "nope.toml"], "nope.toml")):
+        monkeypatch.setattr(sys, "argv", ["mnistlab", "train", *map(str, args)])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("error: ") and words in err, err
+        assert "Traceback" not in err
+
+
+def test_cli_stop_on_divergence_exits_1(tmp_path):
+    p = _cli("--dataset", "mnist-sample", "--epochs", "3", "--hidden", "8", "--normalize", "none",
+             "--stop-on-divergence", "--quiet", "--out", tmp_path / "run", env_home=tmp_path / "home")
+    assert p.returncode == 1, p.stderr
+    assert "normalize='standardize'" in p.stderr and "stop-on-divergence" in p.stderr
+    assert len(runs.load_run(tmp_path / "run").history) == 1

@@ -251,6 +251,15 @@ def test_unsupported_recipes_say_why(kw, words):
         make_engine(r.replace(engine="fast"), init_weights(r))
 
 
+def test_default_backend_is_numba_for_small_batches_only():
+    small, large = Recipe(batch_size=32), Recipe(batch_size=128)
+    assert FastEngine(small, init_weights(small)).backend == ("numba" if numba_available()
+                                                               else "numpy")
+    assert FastEngine(large, init_weights(large)).backend == "numpy"
+    with pytest.raises(ValueError, match="backend"):
+        FastEngine(small, init_weights(small), backend="cuda")
+
+
 def test_supported_recipes_have_no_reason():
     for kw in CONFIGS.values():
         assert FastEngine.unsupported(Recipe(**kw)) is None

@@ -84,6 +84,8 @@ def test_run_folder_contents(small, tmp_path, capsys):
     env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
     assert env["dataset"]["name"] == "mnist-sample" and env["dataset"]["checksums"] == small.checksums
     assert env["dataset"]["note"] == noted.note and env["seed"] == 0 and env["engine"] == run.engine
+    if run.engine == "fast":  # which compiled/plain backend ran is part of reproducing it
+        assert env["engine_backend"] in ("numba", "numpy") and env["engine_threads"] >= 1
     assert list(run.history[0]) == list(runs.HISTORY_FIELDS)
     assert run.metrics["train"]["accuracy"] == run.history[-1]["accuracy"]
     assert 0 <= run.metrics["test"]["accuracy"] <= 1

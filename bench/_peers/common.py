@@ -52,8 +52,22 @@ def require(*modules: str) -> None:
 
 
 def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the child's own high-water mark, imports included.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory in MiB, imports included.
+
+    Linux: VmHWM of /proc/self/status. Not getrusage's ru_maxrss, which Linux carries over
+    fork + exec: a peer spawned by a parent holding the prepared data reported the parent's
+    peak (every peer showed the same ~800 MiB) instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # Elsewhere (macOS: bytes, and no such carry-over) ru_maxrss is the process's own peak.
+    scale = 1024 if sys.platform.startswith("linux") else 1024 * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def write(out: str, **result) -> None:

@@ -21,6 +21,7 @@ def train(d: dict, epochs: int, engine: str = "auto", threads: int | None = None
     from mnistlab.engines import make_engine
     from mnistlab.recipe import Recipe
     from mnistlab.schedules import learning_rates, steps_per_epoch
+    from mnistlab.train import epoch_order
 
     recipe = Recipe(seed=d["seed"], epochs=epochs, engine=engine, threads=threads,
                     hidden=[k.shape[1] for k in d["kernels"][:-1]])
@@ -34,7 +35,7 @@ def train(d: dict, epochs: int, engine: str = "auto", threads: int | None = None
     clock = common.EpochClock()
     val_acc, train_seconds = float("nan"), []
     for epoch in range(epochs):
-        order = np.random.default_rng([recipe.seed, epoch]).permutation(n)
+        order = epoch_order(recipe.seed, epoch, n)
         lrs = learning_rates(recipe, epoch, steps)
         clock.begin()
         t0 = time.perf_counter()

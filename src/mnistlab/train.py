@@ -99,6 +99,8 @@ def _imported(engine: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(engine, "threads", None) is not None:
         out["engine_threads"] = engine.threads
+    if getattr(engine, "backend", None) is not None:
+        out["engine_backend"] = engine.backend  # fast engine: numba or numpy
     for name in ("torch", "numba"):
         module = sys.modules.get(name)
         if module is not None:

@@ -13,8 +13,9 @@ notebook's shapes (batch 32, 784-128-128-128-10) and what this file does about i
   ~60 NumPy calls a step: measured ~2x the numba backend per epoch.
 * ``backend="numba"`` (engines/fast_numba.py): a whole chunk of steps inside one compiled
   function, the same sgemm calls (NumPy's own OpenBLAS, through ctypes) with the elementwise
-  work fused into single loops; measured within ~1.2x of the products alone. It is the default
-  when numba is installed (``self.backend`` says which ran) and is tested equal to numpy's.
+  work fused into single loops; measured within ~1.2x of the products alone. The default for
+  small batches when numba is installed (``default_backend``; ``self.backend`` says which
+  ran); tested equal to the numpy backend.
 
 Not supported (the reference engine runs them; ``FastEngine.unsupported`` says which): CNNs,
 batch norm, dropout (its masks come from torch's generator), gelu.
@@ -55,12 +56,30 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+NUMBA_MAX_BATCH = 32
+
+
+def default_backend(recipe) -> str:
+    """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy.
+
+    Measured on 2 cores (bench/engine_steps.py and the fast-mlp preset): at batch 32 the numpy
+    backend spends ~0.5 s per MNIST epoch on per-call overhead, which numba removes, for a
+    one-off ~1-1.5 s per process (importing numba and scipy's BLAS, loading the compiled code);
+    at batch 128 the steps are 4x fewer and 4x larger and numba saved nothing per epoch, so
+    the start-up cost would only be a loss.
+    """
+    if recipe.batch_size <= NUMBA_MAX_BATCH and numba_available():
+        return "numba"
+    return "numpy"
+
+
 def default_threads() -> int:
     """BLAS threads when the recipe leaves ``threads`` unset: 1.
 
-    Measured (bench/engine_steps.py): batch-32 products are 0.03-0.1 ms each, too small to
-    split; a second OpenBLAS thread costs more in wake-up and cache traffic than it gains, and
-    on a shared 2-core machine it also contends with everything else.
+    Measured (bench/engine_steps.py, 2 shared cores): batch-32 products take 17-90 us each, too
+    small to split; with 2 OpenBLAS threads an epoch took 3-12x longer (workers spin and wait
+    for a core another process holds), with 1 thread it is steady. ``recipe.threads = 2`` is
+    there for a quiet machine (the bench prints both).
     """
     return 1
 
@@ -190,8 +209,8 @@ class FastEngine:
             raise RecipeError(f"the fast engine cannot train this recipe: {reason}")
         if device not in (None, "cpu"):
             raise RecipeError(f"the fast engine runs on the CPU only, not {device!r}")
-        if backend is None:   # see the module docstring; both are tested equal to the reference
-            backend = "numba" if numba_available() else "numpy"
+        if backend is None:   # both are tested equal to the reference; self.backend records it
+            backend = default_backend(recipe)
         if backend not in ("numpy", "numba"):
             raise ValueError(f"backend {backend!r}: expected 'numpy' or 'numba'")
         if backend == "numba" and not numba_available():

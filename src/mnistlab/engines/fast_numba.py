@@ -154,7 +154,8 @@ def _update(w, g, s1, s2, lr, t, opt, hyper, l2_term):
             w[i] -= gi * lr / np.sqrt(acc + np.float32(EPSILON))
 
 
-@njit(cache=True)
+# nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
+@njit(cache=True, nogil=True)
 def _steps(sgemm, use_sgemm, x, y, order, lrs, k0, k1, bs, act, opt, hyper, it0, W, B, s1W,
            s1B, s2W, s2B, acts, deltas, gW, gB, losses, correct, n):
     """Steps k0..k1-1: W/B kernels/biases, s1*/s2* optimizer slots, acts/deltas/gW/gB buffers

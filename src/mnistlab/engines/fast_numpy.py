@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.engines.fast import (ADAM_BETA1, ADAM_BETA2, EPSILON, RMSPROP_RHO,
+from mnistlab.engines.fast import (_ONE, ADAM_BETA1, ADAM_BETA2, EPSILON, RMSPROP_RHO,
                                    _activate, _activation_grad)
 
 
@@ -108,8 +108,6 @@ def step(engine, buf: Buffers, x, y, idx, lr: np.float32) -> tuple[float, int]:
         update(engine, buf, 2 * i + 1, gb, lr)
     return loss, n_correct
 
-
-_ONE = np.float32(1)
 
 
 def update(engine, buf: Buffers, j: int, g: np.ndarray, lr: np.float32) -> None:

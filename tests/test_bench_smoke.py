@@ -120,7 +120,7 @@ def test_time_to_accuracy_tiny_recipe_reaches_a_low_target(mnist_dir, tmp_path):
     Recipe(name="tiny", validation_split=0.0, hidden=[16], optimizer="adam",
            learning_rate=0.003, decay=0.0, batch_size=512, epochs=2).to_toml(recipe)
     proc = _run(str(BENCH / "time_to_accuracy.py"), "--which", "mlp", "--recipe", str(recipe),
-                "--target", "0.8", "--reps", "1", "--data-dir", str(mnist_dir))
+                "--target", "0.8", "--reps", "1", "--warmup", "0", "--data-dir", str(mnist_dir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "try 1: reached in" in proc.stdout and "mlp: median" in proc.stdout
 

@@ -205,3 +205,13 @@ def test_cli_stop_on_divergence_exits_1(tmp_path):
     assert p.returncode == 1, p.stderr
     assert "normalize='standardize'" in p.stderr and "stop-on-divergence" in p.stderr
     assert len(runs.load_run(tmp_path / "run").history) == 1
+
+
+def test_no_validation_split_trains_on_everything_and_says_so(small, tmp_path):
+    # validation_split = 0 (Keras' own default; the fast presets use it) must not crash fit.
+    run = fit(Recipe(epochs=1, hidden=[8], validation_split=0.0), small, out=tmp_path / "r",
+              quiet=True)
+    assert run.history[0]["val_loss"] is None and run.history[0]["val_accuracy"] is None
+    assert run.metrics["train"]["val_accuracy"] is None and 0 <= run.metrics["test"]["accuracy"] <= 1
+    loaded = runs.load_run(tmp_path / "r")
+    assert loaded.history[0]["val_loss"] is None

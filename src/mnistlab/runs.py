@@ -80,7 +80,9 @@ def normalization_stats(x_train: np.ndarray, mode: str) -> tuple[float, float]:
 
 def preprocess(x: np.ndarray, mean: float, std: float) -> np.ndarray:
     """uint8 images (N, 28, 28) -> float32 (N, 784), C-contiguous, ``(x - mean) / std``."""
-    out = np.asarray(x).reshape(len(x), -1).astype(np.float32)
+    x = np.asarray(x)
+    # explicit width: reshape(n, -1) is ambiguous for an empty array (no validation part)
+    out = x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64))).astype(np.float32)
     out -= np.float32(mean)
     out /= np.float32(std)
     return out

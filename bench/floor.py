@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = Recipe()
     sizes = [784, *recipe.hidden, 10]
-    n_train = math.ceil((args.limit or 60_000) * (1 - recipe.validation_split))
+    n_train = math.floor((args.limit or 60_000) * (1 - recipe.validation_split))  # as Keras
     steps = math.ceil(n_train / recipe.batch_size)
     prods = step_products(sizes, recipe.batch_size)
     gflop_epoch = flops(prods) * steps / 1e9

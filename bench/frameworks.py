@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -89,14 +88,15 @@ def prepare(args: argparse.Namespace, seed: int, path: Path) -> dict:
     from mnistlab.initializers import init_weights
     from mnistlab.recipe import Recipe
     from mnistlab.runs import normalization_stats
+    from mnistlab.train import split_validation
 
     ds = datasets.load(args.dataset, data_dir=args.data_dir or DEFAULT_DATA / args.dataset)
     x, y, xt, yt = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if args.limit:
         x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
     recipe = Recipe(seed=seed)
-    # Keras' split point: ceil(n * (1 - validation_split)); validation is what follows.
-    n_train = math.ceil(len(x) * (1 - recipe.validation_split))
+    # Keras' split point (floor), from the same function mnistlab's fit uses.
+    n_train = len(split_validation(x, y, recipe.validation_split)[0])
     x = x.reshape(len(x), -1)
     mean, std = normalization_stats(x[:n_train], "standardize")  # what mnistlab's fit uses
 

@@ -226,6 +226,12 @@ def test_mirrors_env_override_and_dataset_placeholder(monkeypatch):
     assert download.mirrors("mnist", SPEC.urls) == list(SPEC.urls)
 
 
+def test_a_mirror_that_is_not_an_http_url_is_named(monkeypatch):
+    monkeypatch.setenv("MNISTLAB_MIRRORS", "notaurl")  # was "no network (cannot reach )"
+    with pytest.raises(DataError, match="mirror 'notaurl': expected an http\\(s\\):// URL"):
+        download.mirrors("mnist", SPEC.urls)
+
+
 def test_two_processes_fetching_at_once_end_with_one_verified_copy(mirror, mnistlab_home):
     code = ("import sys; from mnistlab import datasets; "
             "print(datasets.fetch('mnist', mirrors=[sys.argv[1]], quiet=True))")
@@ -286,3 +292,14 @@ def test_load_downloads_through_mirrors_env_when_nothing_is_local(mirror, mnistl
     assert ds.name == "mnist" and ds.note is None and len(ds.y_test) == 10000
     assert ds.source == f"download: {mnistlab_home / 'datasets' / 'mnist'}"
     assert datasets.load().source.startswith("cache: ")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf"])
+def test_bad_mnistlab_timeout_is_a_one_line_data_error(monkeypatch, value):
+    monkeypatch.setenv("MNISTLAB_TIMEOUT", value)  # was a ValueError traceback for "abc"
+    with pytest.raises(DataError, match=f"MNISTLAB_TIMEOUT: expected a number of seconds > 0, got '{value}'"):
+        download.Session()
+    monkeypatch.setenv("MNISTLAB_TIMEOUT", " 0.5 ")
+    assert download.Session().timeout == 0.5
+    monkeypatch.setenv("MNISTLAB_TIMEOUT", "")
+    assert download.Session().timeout == download.DEFAULT_TIMEOUT

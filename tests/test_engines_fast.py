@@ -129,6 +129,23 @@ def test_numba_backend_equals_numpy_backend(data, name):
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_numba_adamw_takes_the_l2_gradient_before_the_decay():
+    """adamw + l2: the L2 gradient is 2*l2*w of the weights the loss saw (before the decoupled
+    decay), as autograd and the numpy backend have it. A decay large enough to show (5 % a step):
+    taking it after the decay moved weights by ~4e-2 in two steps."""
+    r = Recipe(optimizer="adamw", learning_rate=0.01, weight_decay=5.0, l2=0.05, batch_size=16)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 32)
+    a = FastEngine(r, init_weights(r), backend="numpy")
+    b = FastEngine(r, init_weights(r), backend="numba")
+    for eng in (a, b):
+        eng.train_epoch(x, y, np.arange(32), np.full(2, 0.01), epoch=0)
+    for k, v in a.state().items():
+        np.testing.assert_allclose(b.state()[k], v, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_numba_products_via_numpy_blas_equal_numba_np_dot(data):
     """Both product routes of the numba backend: NumPy's OpenBLAS (ctypes), scipy's (np.dot)."""
     from mnistlab.engines import fast_numba

@@ -97,6 +97,14 @@ def test_explore_on_bundled_sample_and_report(tmp_path):
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(list(explore.FIGURES.values()) + ["summary.json"])
 
 
+def test_write_report_onto_a_file_is_a_one_line_error(tmp_path):
+    from mnistlab.errors import MnistlabError
+
+    (tmp_path / "taken.png").write_text("x")
+    with pytest.raises(MnistlabError, match="taken.png: cannot create this folder"):
+        explore.write_report({}, tmp_path / "taken.png")
+
+
 def test_full_mnist_known_numbers(mnist_dir):  # conftest: ../shared/data/mnist, skipped when absent
     s = explore.explore(datasets.load("mnist", data_dir=mnist_dir))
     px = s["pixels"]["train"]
@@ -126,3 +134,12 @@ def test_cli_explore_unknown_dataset_is_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.startswith("error: ") and "no-such-set" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_explore_negative_seed_is_a_usage_error(tmp_path):
+    from mnistlab.cli import app
+
+    res = CliRunner().invoke(app, ["explore", "--dataset", "mnist-sample", "--seed", "-1",
+                                   "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--seed" in res.output, res.output  # not a numpy ValueError
+    assert not (tmp_path / "r").exists()

@@ -36,6 +36,14 @@ def test_stuck_at_chance_level():
     assert check_epoch(row(3, 2.35, 0.149), RAW).kind == "stuck"
 
 
+def test_stuck_on_validation_alone_is_flagged():
+    # rmsprop at lr 0.01, momentum 0.9 on the sample: 17 % train accuracy, 12 % on val
+    r = {"epoch": 1, "loss": 4.06, "accuracy": 0.172, "val_loss": 2.79, "val_accuracy": 0.12}
+    w = check_epoch(r, Recipe(optimizer="rmsprop"))
+    assert w.kind == "stuck" and "val_loss is stuck at 2.790" in w.message
+    assert check_epoch({**r, "val_accuracy": 0.9, "val_loss": 0.3}, Recipe()) is None
+
+
 @pytest.mark.parametrize("loss,acc", [(2.29, 0.11), (2.4, 0.16), (0.25, 0.93)])
 def test_healthy_or_learning_is_silent(loss, acc):
     assert check_epoch(row(1, loss, acc), RAW) is None

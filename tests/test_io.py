@@ -2,7 +2,8 @@
 
 import pytest
 
-from mnistlab._io import atomic_path, atomic_write_json, atomic_write_text
+from mnistlab._io import atomic_path, atomic_write_json, atomic_write_text, make_dirs
+from mnistlab.errors import MnistlabError
 
 
 def test_write_replaces_whole_file(tmp_path):
@@ -35,3 +36,16 @@ def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_folder_or_file_in_the_way_is_a_one_line_error(tmp_path):
+    # `predict --show FOLDER`, `explore --out FILE`: a message, not an IsADirectoryError traceback.
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(MnistlabError, match="is a folder, expected a file name"):
+        atomic_write_text(tmp_path, "x")
+    with pytest.raises(MnistlabError, match=r"f\.txt: cannot create this folder, a file is in the way"):
+        atomic_write_text(tmp_path / "f.txt" / "a.txt", "x")
+    with pytest.raises(MnistlabError, match="a file is in the way"):
+        make_dirs(tmp_path / "f.txt" / "sub" / "deeper")
+    assert make_dirs(tmp_path / "new" / "sub").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "new"]

@@ -52,6 +52,10 @@ def test_alias_and_name_together_is_an_error():
     ("nesterov", "yes", "true or false"),
     ("name", "../escape", "letters, digits"),
     ("engine", "turbo", "one of auto, fast, reference"),
+    ("learning_rate", float("inf"), "a number > 0"),
+    ("decay", float("inf"), "a number >= 0"),
+    ("l2", float("inf"), "a number >= 0"),
+    ("warmup_epochs", float("inf"), "a number >= 0"),
 ])
 def test_invalid_values_name_the_field_and_what_is_allowed(field, value, expected):
     with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
@@ -74,6 +78,19 @@ def test_broken_toml_and_missing_file_are_one_line_errors(tmp_path):
         Recipe.from_toml(tmp_path / "x.toml")
     with pytest.raises(RecipeError, match="cannot read recipe"):
         Recipe.from_toml(tmp_path / "missing.toml")
+
+
+def test_cnn_with_more_conv_blocks_than_the_image_allows_is_refused():
+    Recipe(kind="cnn", conv_channels=[4] * 4).validate()  # 28 -> 1 pixel: still trainable
+    with pytest.raises(RecipeError, match="field 'conv_channels': expected at most 4 conv blocks"):
+        Recipe(kind="cnn", conv_channels=[4] * 5).validate()
+    Recipe(kind="mlp", conv_channels=[4] * 5).validate()  # ignored by an MLP
+
+
+def test_binary_file_as_recipe_is_a_recipe_error(tmp_path):
+    (tmp_path / "x.toml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(RecipeError, match=r"x\.toml: not valid TOML \(not UTF-8"):
+        Recipe.from_toml(tmp_path / "x.toml")
 
 
 def test_every_field_has_help_and_choices_match_validation():

@@ -62,6 +62,17 @@ def test_tampered_model_is_detected(tmp_path):
         runs.load_run(d)
 
 
+def test_tampered_model_metadata_is_detected(tmp_path):
+    """A changed class name is still valid JSON: only the metadata's checksum catches it."""
+    d = _fake_run(tmp_path / "r")
+    data = (d / runs.MODEL).read_bytes()
+    tampered = data.replace(b'\\"7\\"', b'\\"X\\"', 1)   # the escaped "7" of class_names
+    assert tampered != data and len(tampered) == len(data)
+    (d / runs.MODEL).write_bytes(tampered)
+    with pytest.raises(RunError, match=r"model.safetensors: metadata checksum mismatch"):
+        runs.load_run(d)
+
+
 def test_truncated_model_is_detected(tmp_path):
     d = _fake_run(tmp_path / "r")
     data = (d / runs.MODEL).read_bytes()
@@ -114,6 +125,22 @@ def test_new_run_dir_refuses_a_used_folder_and_names_default(tmp_path, monkeypat
     monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(tmp_path / "runs"))
     a, b = runs.new_run_dir(Recipe(name="exp")), runs.new_run_dir(Recipe(name="exp"))
     assert a.name.endswith("-exp") and a != b and a.parent == tmp_path / "runs"
+
+
+def test_load_run_on_a_file_or_nothing_says_which(tmp_path):
+    (tmp_path / "recipe.toml").write_text("")  # `evaluate RUN/recipe.toml` by mistake
+    with pytest.raises(RunError, match="recipe.toml: is a file, expected a run folder"):
+        runs.load_run(tmp_path / "recipe.toml")
+    with pytest.raises(RunError, match="nope: no such run folder"):
+        runs.load_run(tmp_path / "nope")
+
+
+def test_new_run_dir_under_a_file_is_a_one_line_error(tmp_path):
+    from mnistlab.errors import MnistlabError
+
+    (tmp_path / "f.png").write_text("x")
+    with pytest.raises(MnistlabError, match="f.png/run: cannot create this folder"):
+        runs.new_run_dir(Recipe(), tmp_path / "f.png" / "run")
 
 
 def test_cli_reports_a_damaged_run_in_one_line(tmp_path):

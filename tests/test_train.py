@@ -14,7 +14,7 @@ import pytest
 
 from mnistlab import datasets, runs
 from mnistlab.engines import _fast_module
-from mnistlab.errors import RunError
+from mnistlab.errors import RecipeError, RunError
 from mnistlab.recipe import Recipe
 from mnistlab.train import epoch_order, fit, split_validation
 
@@ -48,8 +48,10 @@ def test_split_validation_takes_the_last_part_as_keras():
     xt, _, xv, _ = split_validation(x, x, 0.3)
     assert len(xt) == 42000 and xv[0] == 42000 and xv[-1] == 59999
     xt, _, xv, _ = split_validation(np.arange(7), np.arange(7), 0.3)
-    assert len(xt) == 5  # ceil(7 * 0.7) = 5, Keras' rounding
+    assert len(xt) == 4 and xv.tolist() == [4, 5, 6]  # floor(7 * 0.7) = 4, Keras' rounding
     assert len(split_validation(x, x, 0.0)[2]) == 0
+    with pytest.raises(RecipeError, match="validation_split"):  # Keras refuses it too
+        split_validation(np.arange(1), np.arange(1), 0.3)
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
@@ -215,3 +217,26 @@ def test_no_validation_split_trains_on_everything_and_says_so(small, tmp_path):
     assert run.metrics["train"]["val_accuracy"] is None and 0 <= run.metrics["test"]["accuracy"] <= 1
     loaded = runs.load_run(tmp_path / "r")
     assert loaded.history[0]["val_loss"] is None
+
+
+def test_relative_data_dir_is_recorded_absolute(mnist_dir, tmp_path, monkeypatch):
+    # `train --data-dir rel/` then `evaluate RUN` from another folder must still find the data.
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "mn").symlink_to(mnist_dir)
+    monkeypatch.chdir(tmp_path / "w")
+    fit(Recipe(epochs=1, hidden=[8], batch_size=256, validation_split=0.9, dataset="mnist",
+               data_dir="mn"), out=tmp_path / "r", quiet=True, data_dir="mn")
+    want = str((tmp_path / "w" / "mn").resolve())
+    assert runs.load_run(tmp_path / "r").recipe.data_dir == want
+    env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
+    assert env["dataset"]["data_dir"] == want
+
+
+def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path):
+    fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
+    (tmp_path / "r" / runs.MODEL).unlink()  # incomplete again, so resume reads environment.json
+    for env in ({"engine": "fast", "dataset": "mnist-sample"},        # not an object
+                {"engine": "fast", "dataset": {"checksums": {}}}):    # no name
+        (tmp_path / "r" / runs.ENVIRONMENT).write_text(json.dumps(env))
+        with pytest.raises(RunError, match="environment.json.*'dataset'"):
+            fit(out=tmp_path / "r", resume=True, quiet=True)

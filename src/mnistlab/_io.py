@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from mnistlab.errors import MnistlabError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
@@ -26,7 +28,9 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     'hi'
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():  # e.g. --show given a folder: os.replace would fail after all the work
+        raise MnistlabError(f"{dest}: is a folder, expected a file name")
+    make_dirs(dest.parent)
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
@@ -40,6 +44,16 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def make_dirs(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p path``; a file in the way is a one-line MnistlabError, not a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MnistlabError(f"{path}: cannot create this folder, a file is in the way") from None
+    return path
 
 
 def _umask() -> int:

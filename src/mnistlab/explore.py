@@ -204,9 +204,9 @@ def to_json(summary: dict[str, Any]) -> dict[str, Any]:
 def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write the five PNG figures and ``summary.json`` into ``out_dir``; returns name -> path."""
     from mnistlab import plots
+    from mnistlab._io import make_dirs
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out_dir)
     names, img, name = summary["class_names"], summary["images"], summary["dataset"]
     files = {
         "class_balance": plots.class_balance(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from mnistlab.errors import RecipeError
 NORMALIZE = ("standardize", "scale", "none")
 KINDS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+MAX_CONV_BLOCKS = 4  # 28 -> 14 -> 7 -> 3 -> 1: a fifth 2x2 max-pool has nothing left to pool
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ENGINES = ("auto", "fast", "reference")
@@ -125,6 +127,8 @@ class Recipe:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+        except UnicodeDecodeError:  # e.g. a binary file passed by mistake
+            raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -193,6 +197,9 @@ class Recipe:
                 raise bad(name, "a list of integers >= 1, e.g. [128, 128, 128]")
         if self.kind == "cnn" and not self.conv_channels:
             raise bad("conv_channels", "at least one conv block when kind is 'cnn'")
+        if self.kind == "cnn" and len(self.conv_channels) > MAX_CONV_BLOCKS:
+            raise bad("conv_channels", f"at most {MAX_CONV_BLOCKS} conv blocks (each 2x2 max-pool "
+                      "halves the 28x28 image: 14, 7, 3, 1)")
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
                                                               self.name):
             raise bad("name", "letters, digits, '.', '_' or '-' (it names a folder)")
@@ -242,4 +249,5 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    # inf passes every range check below (--lr inf trained to NaN), so require finite numbers
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

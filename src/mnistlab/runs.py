@@ -5,8 +5,8 @@ A finished run holds::
     recipe.toml        the recipe, exactly as trained
     history.csv        one row per epoch: loss, accuracy, val_loss, val_accuracy, lr, seconds
     metrics.json       shared JSON object: "train" and "test" (train), "evaluation" (evaluate)
-    model.safetensors  weights + normalization statistics; recipe, class names, dataset and a
-                       SHA-256 of the tensors in its metadata (so tampering is detected)
+    model.safetensors  weights + normalization statistics; recipe, class names, dataset and
+                       SHA-256s of the tensors and of the metadata (so tampering is detected)
     environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
     checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mnistlab._io import atomic_write_bytes, atomic_write_json, atomic_write_text, make_dirs
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.recipe import Recipe
 
@@ -148,8 +148,15 @@ def _save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) 
     from safetensors.numpy import save
 
     tensors = {k: np.require(v, requirements="C") for k, v in tensors.items()}
-    metadata = {**metadata, "sha256": _digest(tensors)}
+    metadata = {**metadata, "sha256": _digest(tensors), "metadata_sha256": _meta_digest(metadata)}
     atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def _meta_digest(metadata: dict[str, str]) -> str:
+    """SHA-256 of the metadata (recipe, class names, history...) except its own checksums: a
+    changed byte there can still be valid JSON, which only a checksum catches."""
+    body = {k: v for k, v in metadata.items() if k not in ("sha256", "metadata_sha256")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -174,6 +181,9 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
                        f"{metadata.get('format')!r})")
     if metadata.get("sha256") != _digest(tensors):
         raise RunError(f"{path}: checksum mismatch, the file was modified or damaged")
+    # (files written before the metadata had a checksum have none to check)
+    if "metadata_sha256" in metadata and metadata["metadata_sha256"] != _meta_digest(metadata):
+        raise RunError(f"{path}: metadata checksum mismatch, the file was modified or damaged")
     return tensors, metadata
 
 
@@ -336,7 +346,7 @@ def new_run_dir(recipe: Recipe, out: str | Path | None = None) -> Path:
         while path.exists():
             k += 1
             path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True, exist_ok=True)
+    make_dirs(path)
     return path
 
 
@@ -344,7 +354,8 @@ def load_run(path: str | Path) -> Run:
     """Read and verify a finished run folder; any problem is a RunError naming the file."""
     path = Path(path)
     if not path.is_dir():
-        raise RunError(f"{path}: no such run folder")
+        raise RunError(f"{path}: is a file, expected a run folder" if path.exists()
+                       else f"{path}: no such run folder")
     for name in REQUIRED:
         if not (path / name).is_file():
             raise RunError(f"{path / name}: file is missing (the run is incomplete; "

@@ -37,7 +37,7 @@ import numpy as np
 
 from mnistlab import __version__, runs
 from mnistlab.datasets import Dataset
-from mnistlab.errors import RunError
+from mnistlab.errors import RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
@@ -54,7 +54,10 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
     """
     if fraction <= 0:
         return x, y, x[:0], y[:0]
-    split_at = int(math.ceil(len(x) * (1.0 - fraction)))  # Keras' own rounding
+    split_at = int(math.floor(len(x) * (1.0 - fraction)))  # Keras' own rounding (2 and 3)
+    if split_at == 0:
+        raise RecipeError(f"recipe field 'validation_split': {fraction} of {len(x)} training "
+                          "images leaves none to train on; use a smaller split or more data")
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
@@ -185,11 +188,11 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
                            "resume continues a run exactly as it started")
         recipe = saved
         env = runs.read_json(run_dir / runs.ENVIRONMENT)
-        try:
-            recorded = env["dataset"]
-            engine_name = env["engine"]
-        except (KeyError, TypeError):
-            raise RunError(f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' or 'engine'") from None
+        recorded, engine_name = env.get("dataset"), env.get("engine")
+        if not (isinstance(recorded, dict) and isinstance(recorded.get("name"), str)
+                and isinstance(engine_name, str)):
+            raise RunError(f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' (with its 'name') "
+                           "or 'engine'")
         if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
             report.line(f"{run_dir}: the run is already complete; nothing to resume")
             return runs.load_run(run_dir)
@@ -202,6 +205,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         engine_recipe = recipe.replace(engine=engine_name)
     else:
         recipe = (recipe or Recipe()).validate()
+        if recipe.data_dir is not None:  # a relative one would break evaluate/resume elsewhere
+            recipe = recipe.replace(data_dir=str(Path(recipe.data_dir).resolve()))
+        if data_dir is not None:
+            data_dir = Path(data_dir).resolve()
         engine_recipe = recipe
         run_dir = None
         if out is not None:

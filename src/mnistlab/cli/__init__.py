@@ -42,8 +42,23 @@ _predict.register(app)
 
 
 def main() -> None:
+    # Not standalone: typer would print a bad flag value as a multi-line box; a user error is
+    # one line here, as for MnistlabError (typer then returns exit codes instead of exiting).
     try:
-        app()
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
+    except ImportError:  # older typer: click itself
+        from click.exceptions import UsageError
+        NoArgsIsHelpError = ()
+    try:
+        code = app(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+    except NoArgsIsHelpError as exc:  # bare `mnistlab` / `mnistlab data`: the help is the answer
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except UsageError as exc:
+        command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{command}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

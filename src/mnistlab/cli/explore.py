@@ -12,7 +12,7 @@ def explore(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: full MNIST if present, else the bundled sample)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the four MNIST-format .gz files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the figures and summary.json.", show_default="explore-<dataset>"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random sample grid."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random sample grid."),
 ) -> None:
     """Explore a dataset: class balance, pixel distribution, per-pixel and per-class mean images, samples."""
     # Imported here, not at module level: `mnistlab train` must not pay for numpy/matplotlib setup.

@@ -18,6 +18,7 @@ set()
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import socket
 import threading
@@ -67,15 +68,31 @@ def mirrors(dataset: str, default: tuple[str, ...], override: list[str] | None =
     if override is None and os.environ.get("MNISTLAB_MIRRORS"):
         override = [u.strip() for u in os.environ["MNISTLAB_MIRRORS"].split(",") if u.strip()]
     urls = list(override) if override is not None else list(default)
+    for u in urls:  # "notaurl" would otherwise fail as "no network (cannot reach )"
+        if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).netloc:
+            raise DataError(f"mirror {u!r}: expected an http(s):// URL (check MNISTLAB_MIRRORS)")
     return [u.replace("{dataset}", dataset).rstrip("/") + "/" for u in urls]
+
+
+def env_timeout() -> float:
+    """``$MNISTLAB_TIMEOUT`` in seconds (default 3); not a positive number -> DataError."""
+    text = os.environ.get("MNISTLAB_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):  # -1 or "abc" must not mean "wait forever"
+        raise DataError(f"MNISTLAB_TIMEOUT: expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 @dataclass
 class Session:
     """State shared by the downloads of one fetch: timeouts, hosts known dead, progress hook."""
 
-    timeout: float = field(default_factory=lambda: float(os.environ.get("MNISTLAB_TIMEOUT",
-                                                                        DEFAULT_TIMEOUT)))
+    timeout: float = field(default_factory=lambda: env_timeout())
     dead_hosts: set[str] = field(default_factory=set)
     why_dead: dict[str, str] = field(default_factory=dict)
     probed: bool = False

@@ -74,6 +74,24 @@ from mnistlab.recipe import Recipe
 
 ENGINE_NAMES = ("fast", "reference")
 
+# Keras' optimizer constants, and the optimizer-state slots both engines keep under the same
+# names (so a run's state moves between them): one definition for both.
+ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7
+RMSPROP_RHO, ADAGRAD_INITIAL = 0.9, 0.1
+SLOTS = {"sgd": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v"),
+         "rmsprop": ("velocity", "momentum"), "adagrad": ("accumulator",)}
+
+
+def optimizer_slots(recipe: Recipe) -> tuple[list[str], float]:
+    """(slot names, initial value) of the recipe's optimizer state.
+
+    >>> optimizer_slots(Recipe(optimizer="rmsprop", momentum=0.0))
+    (['velocity'], 0.0)
+    """
+    names = [s for s in SLOTS[recipe.optimizer]   # rmsprop keeps momentum only when > 0
+             if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)]
+    return names, (ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0)
+
 
 def cuda_present() -> bool:
     """True when torch would find a CUDA device; imports torch only if one could exist.

@@ -40,15 +40,12 @@ from typing import Callable
 
 import numpy as np
 
+from mnistlab.engines import (ADAGRAD_INITIAL, ADAM_BETA1, ADAM_BETA2, EPSILON,  # noqa: F401
+                              RMSPROP_RHO, SLOTS, optimizer_slots)
 from mnistlab.errors import RecipeError, RunError
 
 EVAL_BATCH = 10_000       # big products run near sgemm's peak; 10k x 784 float32 is 31 MB
-ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7
-RMSPROP_RHO, ADAGRAD_INITIAL = 0.9, 0.1
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
-# Slot names as in the reference engine, so a run's state moves between the two engines.
-SLOTS = {"sgd": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v"),
-         "rmsprop": ("velocity", "momentum"), "adagrad": ("accumulator",)}
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
 
 
@@ -226,10 +223,7 @@ class FastEngine:
         self.names = [f"dense_{i}.{p}" for i in range(self.n_layers) for p in ("kernel", "bias")]
         self.params = [np.zeros(1, np.float32)] * len(self.names)
         self._load_params(weights)
-        slots = [s for s in SLOTS[recipe.optimizer]   # rmsprop keeps momentum only when > 0
-                 if not (recipe.optimizer == "rmsprop" and s == "momentum"
-                         and recipe.momentum == 0)]
-        fill = ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0
+        slots, fill = optimizer_slots(recipe)
         self.slots = {s: [np.full_like(p, fill) for p in self.params] for s in slots}
         self.iterations = 0
         self._buffers: dict | None = None

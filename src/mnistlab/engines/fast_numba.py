@@ -124,9 +124,12 @@ def _update(w, g, s1, s2, lr, t, opt, hyper, l2_term):
             w[i] += (v * mom - lg) if nesterov else v
     elif opt == 1:  # adam(w), Keras form; s1 = m, s2 = v
         if hyper[4] > 0.0:
+            # The L2 gradient belongs to the weights the loss saw, i.e. before the decay.
             shrink = np.float32(1.0 - float(np.float32(hyper[4] * lr)))
             for i in range(w.size):
+                g[i] += two_l2 * w[i]
                 w[i] *= shrink
+            two_l2 = np.float32(0.0)
         alpha = np.float32(lr * math.sqrt(1.0 - ADAM_BETA2 ** t) / (1.0 - ADAM_BETA1 ** t))
         c1, c2 = np.float32(1.0 - ADAM_BETA1), np.float32(1.0 - ADAM_BETA2)
         for i in range(w.size):

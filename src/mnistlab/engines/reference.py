@@ -28,22 +28,12 @@ from typing import Callable
 
 import numpy as np
 
-from mnistlab.engines import select_device
+from mnistlab.engines import (ADAGRAD_INITIAL, ADAM_BETA1, ADAM_BETA2, EPSILON,  # noqa: F401
+                              RMSPROP_RHO, SLOTS, optimizer_slots, select_device)
 from mnistlab.recipe import Recipe
 
 EVAL_BATCH = 8192
-ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7
-RMSPROP_RHO = 0.9
-ADAGRAD_INITIAL = 0.1
 _DROPOUT_STREAM = 7_740_291  # keeps dropout's random stream apart from init and shuffling
-
-SLOTS = {
-    "sgd": ("momentum",),
-    "adam": ("m", "v"),
-    "adamw": ("m", "v"),
-    "rmsprop": ("velocity", "momentum"),
-    "adagrad": ("accumulator",),
-}
 
 
 def dropout_seed(seed: int, epoch: int) -> int:
@@ -79,9 +69,7 @@ class ReferenceEngine:
         self.net = models.build_model(recipe, weights, self.device)
         self.params = models.trainable(self.net)
         self.iterations = 0
-        slots = [s for s in SLOTS[recipe.optimizer]
-                 if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)]
-        fill = ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0
+        slots, fill = optimizer_slots(recipe)
         self.slots = {s: {k: torch.full_like(p, fill).detach() for k, p in self.params.items()}
                       for s in slots}
         self._cache: dict[str, tuple[np.ndarray, object]] = {}

@@ -31,6 +31,7 @@ def _grad(w, b, x, y):
 
 def _hand(optimizer, recipe, lrs):
     """Two steps (batches X[0:1], X[1:2]) of Keras' update formulas in float64."""
+    recipe = recipe.resolved()  # the momentum / weight decay the engine trains with
     w0 = init_weights(recipe)
     params = [w0["dense_0.kernel"].astype(np.float64), w0["dense_0.bias"].astype(np.float64)]
     slots = {}

@@ -9,7 +9,8 @@ from mnistlab.recipe import Recipe, fields_help, load_preset, preset_names
 def test_defaults_are_the_notebooks_final_recipe():
     r = Recipe()
     assert (r.hidden, r.activation, r.kind) == ([128, 128, 128], "relu", "mlp")
-    assert (r.optimizer, r.learning_rate, r.decay, r.momentum, r.nesterov) == ("sgd", 0.01, 1e-6, 0.9, True)
+    assert (r.optimizer, r.learning_rate, r.decay, r.nesterov) == ("sgd", 0.01, 1e-6, True)
+    assert r.momentum is None and r.resolved().momentum == 0.9  # sgd: the notebook's momentum
     assert (r.batch_size, r.epochs, r.validation_split, r.normalize) == (32, 5, 0.3, "standardize")
     r.validate()
 
@@ -104,3 +105,15 @@ def test_presets_load_and_validate():
         assert isinstance(load_preset(name), Recipe)
     with pytest.raises(RecipeError, match="unknown preset"):
         load_preset("no-such-preset")
+
+
+def test_per_optimizer_defaults_fill_only_unset_fields(tmp_path):
+    # rmsprop with sgd's 0.9 momentum diverged out of the box; adamw with 0 decay was plain adam.
+    assert Recipe(optimizer="rmsprop").resolved().momentum == 0.0
+    assert Recipe(optimizer="adamw").resolved().weight_decay == 0.004
+    assert Recipe(optimizer="adam").resolved().weight_decay == 0.0
+    assert Recipe(optimizer="rmsprop", momentum=0.5).resolved().momentum == 0.5  # explicit wins
+    assert Recipe(optimizer="adamw", weight_decay=0.0).resolved().weight_decay == 0.0
+    # an unset field stays unset in TOML, and comes back unset
+    Recipe(optimizer="rmsprop").to_toml(tmp_path / "r.toml")
+    assert Recipe.from_toml(tmp_path / "r.toml").momentum is None

@@ -38,6 +38,13 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ENGINES = ("auto", "fast", "reference")
 ALIASES = {"lr": "learning_rate"}
+# Unset fields whose sensible default depends on the optimizer: sgd keeps the notebook's
+# momentum 0.9, while Keras' RMSprop has none (0.9 on top of rmsprop's own scaling diverges at
+# lr 0.01), and Keras' AdamW decays by 0.004 (0 would make it plain adam).
+_PER_OPTIMIZER: dict[str, dict[str | None, float]] = {
+    "momentum": {"sgd": 0.9, None: 0.0},
+    "weight_decay": {"adamw": 0.004, None: 0.0},
+}
 
 # How the fields group in a recipe.toml (reading also accepts a flat table).
 SECTIONS = {
@@ -81,9 +88,10 @@ class Recipe:
     optimizer: str = _f("sgd", "optimizer", choices=OPTIMIZERS)
     learning_rate: float = _f(0.01, "learning rate (alias: lr)")
     decay: float = _f(1e-6, "Keras legacy decay: lr / (1 + decay * iterations)")
-    momentum: float = _f(0.9, "momentum (sgd, rmsprop)")
+    momentum: float | None = _f(None, "momentum (unset: the notebook's 0.9 for sgd, Keras' 0 "
+                                      "for rmsprop)")
     nesterov: bool = _f(True, "Nesterov momentum (sgd)")
-    weight_decay: float = _f(0.0, "decoupled weight decay (adamw)")
+    weight_decay: float | None = _f(None, "decoupled weight decay (adamw; unset: Keras' 0.004)")
     schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warm-up length in epochs")
     step_size: int = _f(1, "epochs between lr drops (schedule=step)")
@@ -158,6 +166,18 @@ class Recipe:
         new.validate()
         return new
 
+    def resolved(self) -> Recipe:
+        """A copy with the per-optimizer defaults filled in (what the engines train with).
+
+        >>> Recipe().resolved().momentum, Recipe(optimizer="rmsprop").resolved().momentum
+        (0.9, 0.0)
+        >>> Recipe(optimizer="adamw").resolved().weight_decay
+        0.004
+        """
+        filled = {name: defaults.get(self.optimizer, defaults[None])
+                  for name, defaults in _PER_OPTIMIZER.items() if getattr(self, name) is None}
+        return dataclasses.replace(self, **filled) if filled else self
+
     # ---- validation ---------------------------------------------------------------------
     def validate(self, source: str = "recipe") -> Recipe:
         """Raise RecipeError naming the first bad field and what it accepts; return self."""
@@ -181,9 +201,13 @@ class Recipe:
             if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
                 raise bad(name, "a number > 0")
         for name in ("decay", "l2", "weight_decay", "warmup_epochs"):
+            if name in _PER_OPTIMIZER and getattr(self, name) is None:
+                continue
             if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:
                 raise bad(name, "a number >= 0")
         for name in ("validation_split", "dropout", "momentum", "label_smoothing"):
+            if name in _PER_OPTIMIZER and getattr(self, name) is None:
+                continue
             if not _is_num(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 raise bad(name, "a number in [0, 1)")
         if not _is_num(self.gamma) or not 0 < self.gamma <= 1:

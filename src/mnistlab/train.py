@@ -204,7 +204,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         # The same engine as before: "auto" could pick differently on a changed installation.
         engine_recipe = recipe.replace(engine=engine_name)
     else:
-        recipe = (recipe or Recipe()).validate()
+        # Resolved: the run's recipe.toml records the momentum / weight decay actually used.
+        recipe = (recipe or Recipe()).validate().resolved()
         if recipe.data_dir is not None:  # a relative one would break evaluate/resume elsewhere
             recipe = recipe.replace(data_dir=str(Path(recipe.data_dir).resolve()))
         if data_dir is not None:

@@ -88,6 +88,7 @@ def optimizer_slots(recipe: Recipe) -> tuple[list[str], float]:
     >>> optimizer_slots(Recipe(optimizer="rmsprop", momentum=0.0))
     (['velocity'], 0.0)
     """
+    recipe = recipe.resolved()
     names = [s for s in SLOTS[recipe.optimizer]   # rmsprop keeps momentum only when > 0
              if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)]
     return names, (ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0)

@@ -217,7 +217,7 @@ class FastEngine:
             from mnistlab.engines import fast_numba  # noqa: F401
         # numba backend: products through NumPy's OpenBLAS (fast_numba.NUMPY_SGEMM) when found
         self.numpy_blas = numpy_blas
-        self.recipe = recipe
+        self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
         self.threads = recipe.threads if recipe.threads is not None else default_threads()
         self.n_layers = len(recipe.hidden) + 1
         self.names = [f"dense_{i}.{p}" for i in range(self.n_layers) for p in ("kernel", "bias")]

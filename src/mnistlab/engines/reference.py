@@ -65,7 +65,7 @@ class ReferenceEngine:
             torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-        self.recipe = recipe
+        self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
         self.net = models.build_model(recipe, weights, self.device)
         self.params = models.trainable(self.net)
         self.iterations = 0

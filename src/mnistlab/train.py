@@ -39,11 +39,9 @@ from mnistlab import __version__, runs
 from mnistlab.datasets import Dataset
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
+from mnistlab.normalize import normalization_stats, preprocess
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
-
-PROGRESS_UPDATES = 20  # per epoch, as the engines call back
-
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
     """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
@@ -224,10 +222,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     report.line(first + (f" - note: {ds.note}" if ds.note else ""))
 
     xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
-    mean, std = runs.normalization_stats(xtr_u8, recipe.normalize)
-    x_train = runs.preprocess(xtr_u8, mean, std)
+    mean, std = normalization_stats(xtr_u8, recipe.normalize)
+    x_train = preprocess(xtr_u8, mean, std)
     y_train = np.asarray(ytr, dtype=np.int64)
-    x_val = runs.preprocess(xval_u8, mean, std)
+    x_val = preprocess(xval_u8, mean, std)
     y_val = np.asarray(yval, dtype=np.int64)
     n_classes = len(ds.class_names)
 
@@ -251,7 +249,7 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
 
     pixel_std = None
     if recipe.normalize == "none":
-        pixel_std = runs.normalization_stats(xtr_u8, "standardize")[1]
+        pixel_std = normalization_stats(xtr_u8, "standardize")[1]
     # Epochs finished before a resume keep their warnings (already shown back then).
     warnings: list[HealthWarning] = check_history(history, recipe, pixel_std, n_classes)
     stopped = None
@@ -289,7 +287,7 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             report.warn(stopped)
             break
 
-    test_loss, test_acc = engine.evaluate(runs.preprocess(ds.x_test, mean, std),
+    test_loss, test_acc = engine.evaluate(preprocess(ds.x_test, mean, std),
                                           np.asarray(ds.y_test, dtype=np.int64))
     runs.write_model(run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names),
                      recipe, ds.name)

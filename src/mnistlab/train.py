@@ -42,6 +42,7 @@ from mnistlab.health import HealthWarning, check_epoch, check_history
 from mnistlab.normalize import normalization_stats, preprocess
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
+from mnistlab.stopping import EarlyStopping
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
     """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
@@ -235,13 +236,14 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
     history: list[dict[str, Any]] = []
     start = 0
+    stopper = EarlyStopping.for_recipe(recipe)
     if run_dir is None:
         run_dir = runs.new_run_dir(recipe, out)
         recipe.to_toml(run_dir / runs.RECIPE)
         runs.atomic_write_json(run_dir / runs.ENVIRONMENT, _environment(recipe, ds, engine, data_dir))
     if checkpoint is not None:
         state, start, history = checkpoint
-        engine.load_state(state)
+        engine.load_state(stopper.load(state) if stopper is not None else state)
         runs.write_history(run_dir / runs.HISTORY, history)
         report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
     report.line(f"run: {run_dir}  engine: {engine.name} ({getattr(engine, 'reason', '')}) "
@@ -254,8 +256,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     warnings: list[HealthWarning] = check_history(history, recipe, pixel_std, n_classes)
     stopped = None
     steps = steps_per_epoch(len(x_train), recipe.batch_size)
+    # A run killed after early stopping had decided, but before the model was written, is done.
+    end = start if stopper is not None and stopper.replay(history) else recipe.epochs
     # Engines apply recipe.threads themselves (torch threads / the BLAS pool).
-    for epoch in range(start, recipe.epochs):
+    for epoch in range(start, end):
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
         lrs = learning_rates(recipe, epoch, steps)
@@ -274,10 +278,15 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
                "learning_rate": float(lrs[-1]), "seconds": time.perf_counter() - t0}
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
+        early_stop = stopper is not None and stopper.update(row)
+        state = engine.state()
+        if stopper is not None:
+            if stopper.best_epoch == epoch + 1:
+                stopper.keep(engine.weights())
+            state.update(stopper.tensors())
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
         runs.write_history(run_dir / runs.HISTORY, history)
-        runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
-                              engine.name)
+        runs.write_checkpoint(run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)
@@ -286,6 +295,20 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             stopped = f"stopped after epoch {epoch + 1}: {warning.kind} (--stop-on-divergence)"
             report.warn(stopped)
             break
+        if early_stop:
+            report.line(f"early stopping after epoch {epoch + 1}: {recipe.monitor} did not "
+                        f"improve for {recipe.early_stopping} epochs (best: epoch "
+                        f"{stopper.best_epoch})")
+            break
+
+    final = history[-1] if history else {}
+    if stopper is not None and stopper.best_weights is not None:
+        state = engine.state()
+        state.update(stopper.best_weights)
+        engine.load_state(state)
+        final = history[stopper.best_epoch - 1]
+        report.line(f"restored the weights of epoch {stopper.best_epoch} ({recipe.monitor} "
+                    f"{stopper.best:.4f})")
 
     test_loss, test_acc = engine.evaluate(preprocess(ds.x_test, mean, std),
                                           np.asarray(ds.y_test, dtype=np.int64))
@@ -297,12 +320,12 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         env.setdefault("resumed", []).append(
             {"after_epoch": start, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
-    final = history[-1] if history else {}
     runs.update_metrics(run_dir, {
         "train": {k: final.get(k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
         "test": {"loss": test_loss, "accuracy": test_acc},
         "health": [w.message for w in warnings],
         "stopped": stopped,
+        "early_stopping": stopper.record() if stopper is not None else None,
     })
     report.line(f"test: loss {test_loss:.4f} - accuracy {test_acc:.4f}  ->  {run_dir}")
     run = runs.load_run(run_dir)

@@ -177,7 +177,7 @@ best_name = max(variant_runs, key=lambda n: variant_runs[n].metrics["test"]["acc
 candidates = {"standardized": standard, f"variant {best_name}": variant_runs[best_name]}
 chosen = max(candidates, key=lambda n: candidates[n].metrics["test"]["accuracy"])
 print(f"evaluating the best run so far: {chosen}")
-metrics = evaluate.evaluate_run(candidates[chosen].path, split="test", out=OUT / "evaluation")
+metrics = evaluate.evaluate(candidates[chosen].path, split="test", out=OUT / "evaluation")
 evaluate.print_evaluation(metrics)
 
 # %% [markdown]
@@ -209,7 +209,7 @@ digit, label = ds.x_test[0], int(ds.y_test[0])
 photo = Image.fromarray(255 - digit).resize((200, 200), Image.Resampling.BICUBIC)
 photo_path = OUT / "my_digit.png"
 photo.save(photo_path)
-(answer,) = predict.predict_images(candidates[chosen], [photo_path], top=3)
+(answer,) = predict.predict(candidates[chosen], [photo_path], top=3)
 print(f"true digit {label}; the model says {answer.label} with probability {answer.probability:.3f}; "
       f"top 3: {[(name, round(p, 3)) for _, name, p in answer.top]}")
 

@@ -8,7 +8,7 @@ import pytest
 
 from mnistlab import runs
 from mnistlab import train as train_module
-from mnistlab.evaluate import evaluate_run
+from mnistlab.evaluate import evaluate
 from mnistlab.recipe import Recipe
 from mnistlab.stopping import EarlyStopping
 from mnistlab.train import fit
@@ -58,7 +58,7 @@ def test_fit_stops_and_restores_the_best_epoch(tmp_path, engine):
     assert (es["best_epoch"], es["stopped_epoch"], es["restored_epoch"]) == (best, stopped, best)
     assert run.metrics["train"]["epoch"] == best
     row = run.history[best - 1]
-    ev = evaluate_run(run.path, split="val", out=tmp_path / "figs")
+    ev = evaluate(run.path, split="val", out=tmp_path / "figs")
     assert ev["loss"] == pytest.approx(row["val_loss"], rel=1e-4)
     assert ev["accuracy"] == pytest.approx(row["val_accuracy"], abs=1e-9)
     kept = fit(recipe.replace(restore_best=False), out=tmp_path / "k", quiet=True)

@@ -15,11 +15,8 @@ def evaluate(
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R² done right."""
     from mnistlab import evaluate as ev
-    from mnistlab.errors import RunError
 
-    if split not in ("test", "val"):
-        raise RunError(f"--split: expected 'test' or 'val', got {split!r}")
-    result = ev.evaluate_run(run, split=split, out=out)
+    result = ev.evaluate(run, split=split, out=out)
     ev.print_evaluation(result)
     typer.echo(f"saved under \"evaluation\".\"{split}\" in {Path(run) / 'metrics.json'}")
 

@@ -27,7 +27,7 @@ def predict(
 
     loaded = load_run(run)
     top = min(top, len(loaded.class_names))  # --top 20 on 10 classes: list them all
-    results = pr.predict_images(loaded, images, top=top)
+    results = pr.predict(loaded, images, top=top)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -13,7 +13,7 @@ def test_normalization_stats_match_numpy():
     assert std == pytest.approx(x.std(dtype=np.float64), rel=1e-12)
     assert normalization_stats(x, "scale") == (0.0, 255.0)
     assert normalization_stats(x, "none") == (0.0, 1.0)
-    big = np.random.default_rng(1).integers(0, 256, size=(1500, 28, 28), dtype=np.uint8)  # > 1 chunk
+    big = np.random.default_rng(1).integers(0, 256, size=(1500, 28, 28), dtype=np.uint8)  # 2 chunks
     mean, std = normalization_stats(big, "standardize")
     assert mean == pytest.approx(big.mean(dtype=np.float64), rel=1e-12)
     assert std == pytest.approx(big.std(dtype=np.float64), rel=1e-12)

@@ -2,8 +2,8 @@
 make sense" - with the metrics from sklearn.metrics and a plain answer on R².
 
 Two entry points: :func:`evaluate_predictions` is pure (labels + probabilities in, a JSON-ready
-dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts a split, writes the figures and
-merges the result into the run's ``metrics.json``.
+dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts a
+split, writes the figures and merges the result into the run's ``metrics.json``.
 
 >>> import numpy as np
 >>> from mnistlab.evaluate import evaluate_predictions
@@ -20,8 +20,9 @@ with the one-hot targets: 1 - Brier score / variance of the targets (summed over
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -241,13 +242,14 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     x, y = split_data(run, split)
     proba = run.predict_proba(x)
     if not np.all(np.isfinite(proba)):
-        raise RunError(f"{run_path / 'model.safetensors'}: the model predicts NaN/inf probabilities "
-                       "(training diverged?); nothing to evaluate")
+        raise RunError(f"{run_path / 'model.safetensors'}: the model predicts NaN/inf "
+                       "probabilities (training diverged?); nothing to evaluate")
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name
     out_dir = Path(out) if out is not None else run_path
-    figs = write_figures(result, x, y, proba, out_dir, title=f"{run_path.name} on {split}", split=split)
+    figs = write_figures(result, x, y, proba, out_dir, title=f"{run_path.name} on {split}",
+                         split=split)
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)
     return result

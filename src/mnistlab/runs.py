@@ -11,8 +11,9 @@ A finished run holds::
     checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
 
 Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
-any damage into a RunError naming the file. No torch here: a run predicts through ``engines.predictor``
-(NumPy when the fast path supports the recipe); input scaling is ``mnistlab.normalize``.
+any damage into a RunError naming the file. No torch here: a run predicts through
+``engines.predictor`` (NumPy when the fast path supports the recipe); input scaling is
+``mnistlab.normalize``.
 
 >>> import tempfile, numpy as np
 >>> from mnistlab.recipe import Recipe
@@ -33,7 +34,7 @@ import io
 import json
 import math
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ def new_run_dir(recipe: Recipe, out: str | Path | None = None) -> Path:
     else:
         from mnistlab.paths import runs_dir
 
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         base = runs_dir() / f"{stamp}-{recipe.name}"
         path, k = base, 1
         while path.exists():

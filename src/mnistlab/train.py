@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from mnistlab.normalize import normalization_stats, preprocess
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
 from mnistlab.stopping import EarlyStopping
+
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
     """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
@@ -90,7 +91,7 @@ def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str
         "dataset": {"name": ds.name, "source": ds.source, "checksums": dict(ds.checksums),
                     "note": ds.note, "data_dir": None if data_dir is None else str(data_dir),
                     "train": int(len(ds.x_train)), "test": int(len(ds.x_test))},
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     env.update(_imported(engine))
     return env
@@ -140,7 +141,13 @@ class _Reporter:
         if self.quiet or not self.console.is_terminal:
             yield None  # a bar in a log file is noise: the summary line says it all
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"),
@@ -240,7 +247,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     if run_dir is None:
         run_dir = runs.new_run_dir(recipe, out)
         recipe.to_toml(run_dir / runs.RECIPE)
-        runs.atomic_write_json(run_dir / runs.ENVIRONMENT, _environment(recipe, ds, engine, data_dir))
+        runs.atomic_write_json(run_dir / runs.ENVIRONMENT,
+                               _environment(recipe, ds, engine, data_dir))
     if checkpoint is not None:
         state, start, history = checkpoint
         engine.load_state(stopper.load(state) if stopper is not None else state)
@@ -318,10 +326,11 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     env.update(_imported(engine))
     if start > 0:
         env.setdefault("resumed", []).append(
-            {"after_epoch": start, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            {"after_epoch": start, "at": datetime.now(UTC).isoformat(timespec="seconds")})
     runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
     runs.update_metrics(run_dir, {
-        "train": {k: final.get(k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
+        "train": {k: final.get(k)
+                  for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
         "test": {"loss": test_loss, "accuracy": test_acc},
         "health": [w.message for w in warnings],
         "stopped": stopped,

@@ -3,7 +3,7 @@
     mnistlab train                                   # the notebook's recipe
     mnistlab train --preset NAME --epochs 10         # a shipped recipe, one field changed
     mnistlab train --recipe my.toml --lr 0.001       # every recipe field is also a flag
-    mnistlab train --normalize none                  # the notebook's failure; the health check names it
+    mnistlab train --normalize none                  # the notebook's failure (health check)
     mnistlab train --resume runs/20260101-120000-notebook   # continue a killed run
 
 The recipe flags are generated from the Recipe dataclass (one per field, help from its

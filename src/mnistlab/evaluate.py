@@ -33,12 +33,12 @@ SPLITS = ("test", "val")  # "val": the validation part the run held out in train
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
 
 R2_LABELS_WHY = (
-    "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), so r2_score(y, y_pred) "
-    "would reward predicting 4 for a 5 over predicting 0 for it."
+    "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), "
+    "so r2_score(y, y_pred) would reward predicting 4 for a 5 over predicting 0 for it."
 )
 R2_HOW_TO_READ = (
-    "R² of the probabilities vs one-hot targets: 1 = perfect confident predictions, 0 = no better than "
-    "predicting the class frequencies, < 0 = worse than that."
+    "R² of the probabilities vs one-hot targets: 1 = perfect confident predictions, "
+    "0 = no better than predicting the class frequencies, < 0 = worse than that."
 )
 
 
@@ -152,7 +152,8 @@ def misclassified(y_true, proba, limit: int = 32) -> np.ndarray:
 
 
 def figure_names(split: str | None = None) -> dict[str, str]:
-    """File names of the figures; per split (``confusion_matrix_val.png``) so test and val coexist."""
+    """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
+    coexist."""
     return {k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()}
 
 
@@ -210,22 +211,23 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     ds = datasets.load(run.dataset_name, data_dir=data_dir)
     env_file = Path(run.path) / "environment.json"
     if recorded.get("checksums") and dict(recorded["checksums"]) != dict(ds.checksums):
-        raise RunError(f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one the run "
-                       "was trained on (checksums changed)")
+        raise RunError(f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one "
+                       "the run was trained on (checksums changed)")
     if split == "test":
         return ds.x_test, ds.y_test
     from mnistlab.train import split_validation
 
     frac = run.recipe.validation_split
     if not frac:
-        raise RunError(f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run held out no "
-                       "validation data; use --split test")
+        raise RunError(f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run "
+                       "held out no validation data; use --split test")
     n_trained = recorded.get("train")
     if n_trained is not None and int(n_trained) != len(ds.x_train):
         # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
         # and guessing would score the model on images it trained on.
-        raise RunError(f"{env_file}: the run trained on {int(n_trained):,} training images but {ds.name!r} "
-                       f"has {len(ds.x_train):,}; its validation split cannot be rebuilt, use --split test")
+        raise RunError(f"{env_file}: the run trained on {int(n_trained):,} training images but "
+                       f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
+                       "rebuilt, use --split test")
     _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, frac)
     return x_val, y_val
 

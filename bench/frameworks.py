@@ -86,8 +86,8 @@ def prepare(args: argparse.Namespace, seed: int, path: Path) -> dict:
     """Write the arrays every peer trains on; return the sizes."""
     from mnistlab import datasets
     from mnistlab.initializers import init_weights
+    from mnistlab.normalize import normalization_stats, preprocess
     from mnistlab.recipe import Recipe
-    from mnistlab.runs import normalization_stats, preprocess
     from mnistlab.train import split_validation
 
     ds = datasets.load(args.dataset, data_dir=args.data_dir or DEFAULT_DATA / args.dataset)

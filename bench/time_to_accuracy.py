@@ -35,8 +35,8 @@ def child(args: argparse.Namespace) -> int:
     from mnistlab import datasets
     from mnistlab.engines import make_engine
     from mnistlab.initializers import init_weights
+    from mnistlab.normalize import normalization_stats, preprocess
     from mnistlab.recipe import Recipe, load_preset
-    from mnistlab.runs import normalization_stats, preprocess
     from mnistlab.schedules import learning_rates, steps_per_epoch
     from mnistlab.train import epoch_order, split_validation
 

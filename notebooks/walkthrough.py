@@ -24,9 +24,8 @@ import math
 import os
 from pathlib import Path
 
-from mnistlab import datasets, evaluate, explore, predict
-from mnistlab.recipe import Recipe
-from mnistlab.train import fit
+import mnistlab
+from mnistlab import Recipe, datasets, fit
 
 QUICK = os.environ.get("MNISTLAB_WALKTHROUGH_QUICK") == "1"
 OUT = Path(os.environ.get("MNISTLAB_WALKTHROUGH_OUT", "walkthrough-out"))
@@ -59,9 +58,9 @@ if ds.note:
 # span (a network's first layer multiplies them directly)?
 
 # %%
-summary = explore.explore(ds)
-explore.print_summary(summary)
-figures = explore.write_report(summary, OUT / "explore")
+summary = mnistlab.explore(ds)
+mnistlab.explore.print_summary(summary)
+figures = mnistlab.explore.write_report(summary, OUT / "explore")
 print("figures:", ", ".join(p.name for p in figures.values()))
 
 pixels = summary["pixels"]["train"]
@@ -177,8 +176,8 @@ best_name = max(variant_runs, key=lambda n: variant_runs[n].metrics["test"]["acc
 candidates = {"standardized": standard, f"variant {best_name}": variant_runs[best_name]}
 chosen = max(candidates, key=lambda n: candidates[n].metrics["test"]["accuracy"])
 print(f"evaluating the best run so far: {chosen}")
-metrics = evaluate.evaluate_run(candidates[chosen].path, split="test", out=OUT / "evaluation")
-evaluate.print_evaluation(metrics)
+metrics = mnistlab.evaluate(candidates[chosen].path, split="test", out=OUT / "evaluation")
+mnistlab.evaluate.print_evaluation(metrics)
 
 # %% [markdown]
 # About R²: it measures how much of the variance of a *number* a prediction explains. Digit
@@ -209,7 +208,7 @@ digit, label = ds.x_test[0], int(ds.y_test[0])
 photo = Image.fromarray(255 - digit).resize((200, 200), Image.Resampling.BICUBIC)
 photo_path = OUT / "my_digit.png"
 photo.save(photo_path)
-(answer,) = predict.predict_images(candidates[chosen], [photo_path], top=3)
+(answer,) = mnistlab.predict(candidates[chosen], [photo_path], top=3)
 print(f"true digit {label}; the model says {answer.label} with probability {answer.probability:.3f}; "
       f"top 3: {[(name, round(p, 3)) for _, name, p in answer.top]}")
 

@@ -30,7 +30,8 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=BENCH.parent)
 
 
-@pytest.mark.parametrize("script", ["frameworks", "floor", "inference", "time_to_accuracy"])
+@pytest.mark.parametrize("script", ["frameworks", "floor", "inference", "time_to_accuracy",
+                                    "variants"])
 def test_help(script):
     proc = _run(str(BENCH / f"{script}.py"), "--help")
     assert proc.returncode == 0, proc.stderr
@@ -156,3 +157,40 @@ def test_presets():
     assert cnn.kind == "cnn" and FastEngine.unsupported(cnn) is not None
     for r in (mlp, cnn):
         assert r.validation_split == 0.0  # time-to-accuracy trains on all 60,000 images
+
+
+def test_variants_quick_prints_ratios_to_plain_sgd(tmp_path):
+    out = tmp_path / "v.json"
+    proc = _run(str(BENCH / "variants.py"), "--dataset", "mnist-sample", "--quick", "--limit",
+                "300", "--variants", "notebook,adam,batch_norm", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fast / reference" in proc.stdout and "300 training" in proc.stdout
+    import json
+
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"notebook", "adam", "batch_norm"}
+    assert results["notebook"]["fast"]["s"] > 0 and results["adam"]["reference"]["s"] > 0
+    for engine in ("fast", "reference"):  # the baseline row is 1.00x on each engine
+        assert len(results["notebook"][engine]["epochs"][0]) == 2
+    assert proc.stdout.count("1.00x") >= 2
+    assert "batch_norm" in proc.stdout.split("median s/epoch")[1]
+
+
+def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():
+    import numpy as np
+
+    variants = _module("variants")
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64),
+            rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16))
+    res = variants.measure({"notebook": {}, "future": {"optimizer": "no-such"},
+                            "cnn": {"kind": "cnn", "conv_channels": [2]}},
+                           ["fast"], data, epochs=1, reps=2, log=lambda _: None)
+    assert "no-such" in res["future"]["fast"]["unsupported"]
+    assert "cannot train" in res["cnn"]["fast"]["unsupported"]
+    assert len(res["notebook"]["fast"]["epochs"]) == 2  # both repetitions ran
+    rows = variants.table(res, ["fast"])
+    assert rows[0][:3] == ["notebook", f"{res['notebook']['fast']['s']:.3f}", "1.00x"]
+    assert rows[1][1] == "unsupported" and rows[2][1] == "unsupported"
+    assert _run(str(BENCH / "variants.py"), "--variants", "notebook,nope").returncode == 2
+

@@ -209,3 +209,18 @@ def test_cli_evaluate_missing_run_is_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "nope" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_bad_split_is_refused_before_the_run_is_read(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from mnistlab.cli import main
+
+    with pytest.raises(RunError, match=r"split \(--split\): expected 'test' or 'val', got 'train'"):
+        ev.evaluate(tmp_path / "no-run", split="train")
+    monkeypatch.setattr(sys, "argv", ["mnistlab", "evaluate", str(tmp_path / "no-run"),
+                                      "--split", "train"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "'train'" in err, err

@@ -88,7 +88,7 @@ def test_explore_on_bundled_sample_and_report(tmp_path):
 
     files = explore.write_report(s, tmp_path / "rep")
     assert set(files) == set(explore.FIGURES) | {"summary"}
-    for key, name in explore.FIGURES.items():
+    for key in explore.FIGURES:
         with Image.open(files[key]) as im:
             assert im.format == "PNG" and 400 <= min(im.size) and max(im.size) <= 3000
     doc = json.loads(files["summary"].read_text())
@@ -128,7 +128,8 @@ def test_cli_explore_writes_report_and_prints_tables(tmp_path):
 
 
 def test_cli_explore_unknown_dataset_is_one_line_error(tmp_path):
-    import subprocess, sys
+    import subprocess
+    import sys
 
     p = subprocess.run([sys.executable, "-m", "mnistlab", "explore", "--dataset", "no-such-set", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)

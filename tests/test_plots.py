@@ -68,6 +68,6 @@ def test_misclassified_grid_png_and_empty_case(tmp_path):
 
 
 def test_failed_render_leaves_no_file(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         plots.class_means(np.zeros((10, 28)), NAMES, tmp_path / "bad.png")  # wrong shape
     assert list(tmp_path.iterdir()) == []

@@ -141,7 +141,7 @@ def test_uneven_lighting_is_flattened_before_cropping(sample, tmp_path):
 
 def test_16_bit_scan_is_rescaled_not_clipped(sample, tmp_path):
     big = np.asarray(Image.fromarray(sample.x_test[2]).resize((120, 120), Image.Resampling.BICUBIC))
-    Image.fromarray((big.astype(np.uint16) * 257)).save(tmp_path / "scan16.png")  # 0..65535
+    Image.fromarray(big.astype(np.uint16) * 257).save(tmp_path / "scan16.png")  # 0..65535
     assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
     assert _best_corr(pr.load_image(tmp_path / "scan16.png"), sample.x_test[2]) > 0.9
 
@@ -217,7 +217,7 @@ def test_unreadable_files_are_one_line_errors_naming_the_file(sample, tmp_path):
 def test_brief_model_recognizes_round_tripped_real_digits(run, sample, tmp_path):
     paths = [_as_photo(sample.x_test[i], tmp_path / f"r{i}.{'jpg' if i % 2 else 'png'}")
              for i in range(N_REAL)]
-    results = pr.predict_images(run, paths, top=3)
+    results = pr.predict(run, paths, top=3)
     assert [r.source for r in results] == [str(p) for p in paths]
     hits = [r.predicted == int(sample.y_test[i]) for i, r in enumerate(results)]
     assert np.mean(hits) >= 0.8, hits
@@ -226,18 +226,18 @@ def test_brief_model_recognizes_round_tripped_real_digits(run, sample, tmp_path)
         assert r.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
         assert r.label == run.class_names[r.predicted] and r.probability == r.top[0][2]
     # Pen-thin handwriting, the case thickening is for, is read correctly too.
-    pens = pr.predict_images(run, [_pen_digit("7", 3), _pen_digit("0", 4)])
+    pens = pr.predict(run, [_pen_digit("7", 3), _pen_digit("0", 4)])
     assert [p.label for p in pens] == ["7", "0"] and min(p.probability for p in pens) > 0.8
     # Arrays take the same path as files; the run can be given as a folder.
-    again = pr.predict_images(run.path, [np.asarray(Image.open(paths[0]))], top=1)
+    again = pr.predict(run.path, [np.asarray(Image.open(paths[0]))], top=1)
     assert again[0].predicted == results[0].predicted
     assert np.array_equal(again[0].image, results[0].image)
     # A stack of MNIST arrays is N images; already-prepared digits pass through nearly as they are.
-    stack = pr.predict_images(run, sample.x_test[:5], top=2)
+    stack = pr.predict(run, sample.x_test[:5], top=2)
     assert len(stack) == 5 and all(_best_corr(r.image, x) > 0.9 for r, x in zip(stack, sample.x_test))
     json.dumps([r.to_dict() for r in results])
     with pytest.raises(ValueError, match="top"):
-        pr.predict_images(run, paths[:1], top=11)
+        pr.predict(run, paths[:1], top=11)
 
 
 def _app():

@@ -117,3 +117,41 @@ def test_per_optimizer_defaults_fill_only_unset_fields(tmp_path):
     # an unset field stays unset in TOML, and comes back unset
     Recipe(optimizer="rmsprop").to_toml(tmp_path / "r.toml")
     assert Recipe.from_toml(tmp_path / "r.toml").momentum is None
+
+
+def test_compose_base_then_changes(tmp_path):
+    assert Recipe.compose() == Recipe()
+    (tmp_path / "r.toml").write_text("epochs = 7\nlr = 0.05\n")
+    r = Recipe.compose(tmp_path / "r.toml", lr=0.2, hidden=[8])
+    assert (r.epochs, r.learning_rate, r.hidden) == (7, 0.2, [8])  # the flag wins over the file
+    p = Recipe.compose(preset="fast-mlp", epochs=1)
+    assert p.epochs == 1 and p.batch_size == load_preset("fast-mlp").batch_size
+    with pytest.raises(RecipeError, match="not both"):
+        Recipe.compose(tmp_path / "r.toml", "fast-mlp")
+    with pytest.raises(RecipeError, match="given twice"):
+        Recipe.compose(lr=0.1, learning_rate=0.2)
+    with pytest.raises(RecipeError, match="field 'batch_size'"):
+        Recipe.compose(preset="notebook", batch_size=0)
+
+
+def test_compose_for_resume_takes_nothing_and_names_what_it_refuses(tmp_path):
+    assert Recipe.compose(resume=True) is None
+    with pytest.raises(RecipeError) as err:
+        Recipe.compose(tmp_path / "r.toml", "notebook", resume=True, lr=0.1, epochs=2)
+    msg = str(err.value)
+    assert "\n" not in msg and "--resume" in msg
+    for words in ("recipe file", "r.toml", "preset notebook", "'learning_rate'", "'epochs'"):
+        assert words in msg
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"early_stopping": -1}, "field 'early_stopping': expected an integer >= 0"),
+    ({"early_stopping": 1.5}, "field 'early_stopping': expected an integer >= 0"),
+    ({"early_stopping": 2, "validation_split": 0.0}, "field 'early_stopping': expected 0 when"),
+    ({"monitor": "loss"}, "field 'monitor': expected one of val_loss, val_accuracy"),
+    ({"restore_best": "yes"}, "field 'restore_best': expected true or false"),
+])
+def test_early_stopping_fields_are_validated(changes, words):
+    with pytest.raises(RecipeError, match=words):
+        Recipe().replace(**changes)
+    Recipe(early_stopping=3, monitor="val_accuracy", restore_best=False).validate()

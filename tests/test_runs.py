@@ -104,19 +104,6 @@ def test_update_metrics_keeps_other_writers_keys(tmp_path):
                    "evaluation": {"test": {"f1": 0.4}}}
 
 
-def test_normalization_stats_match_numpy():
-    x = np.random.default_rng(0).integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
-    mean, std = runs.normalization_stats(x, "standardize")
-    assert mean == pytest.approx(x.mean(dtype=np.float64), rel=1e-12)
-    assert std == pytest.approx(x.std(dtype=np.float64), rel=1e-12)
-    assert runs.normalization_stats(x, "scale") == (0.0, 255.0)
-    assert runs.normalization_stats(x, "none") == (0.0, 1.0)
-    big = np.random.default_rng(1).integers(0, 256, size=(1500, 28, 28), dtype=np.uint8)  # > 1 chunk
-    mean, std = runs.normalization_stats(big, "standardize")
-    assert mean == pytest.approx(big.mean(dtype=np.float64), rel=1e-12)
-    assert std == pytest.approx(big.std(dtype=np.float64), rel=1e-12)
-
-
 def test_new_run_dir_refuses_a_used_folder_and_names_default(tmp_path, monkeypatch):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
@@ -183,3 +170,16 @@ def test_cli_damaged_model_exits_2_without_traceback(tmp_path, monkeypatch, caps
     assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert ("history.csv" if damage == "missing" else "model.safetensors") in err
     assert "Traceback" not in err
+
+
+def test_predictor_matches_the_reference_model_on_either_path():
+    from mnistlab.engines import predictor
+    from mnistlab.engines.reference import ReferenceEngine
+
+    x = np.random.default_rng(0).standard_normal((5, 784)).astype(np.float32)
+    for r in (Recipe(hidden=[16, 8], dropout=0.2),            # the NumPy path (dropout is off)
+              Recipe(kind="cnn", conv_channels=[4], hidden=[8])):  # torch only
+        w = init_weights(r)
+        p = predictor(r, w)(x)
+        assert p.shape == (5, 10) and p.dtype == np.float32
+        np.testing.assert_allclose(p, ReferenceEngine(r, w).predict_proba(x), atol=1e-5)

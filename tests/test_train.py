@@ -191,6 +191,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "used" / "f").write_text("")
     for args, words in ((["--batch-size", "0"], "batch_size"), (["--hidden", "12,x"], "--hidden"),
                         (["--resume", tmp_path / "used", "--epochs", "3"], "--resume"),
+                        (["--resume", tmp_path / "used", "--out", tmp_path / "x"], "drop --out"),
                         (["--out", tmp_path / "used"], "not an empty folder"),
                         (["--recipe", tmp_path / "nope.toml"], "nope.toml")):
         monkeypatch.setattr(sys, "argv", ["mnistlab", "train", *map(str, args)])

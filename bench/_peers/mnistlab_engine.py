@@ -15,9 +15,9 @@ def train(d: dict, epochs: int, engine: str = "auto", threads: int | None = None
     """
     import time
 
+    import common
     import numpy as np
 
-    import common
     from mnistlab.engines import make_engine
     from mnistlab.recipe import Recipe
     from mnistlab.schedules import learning_rates, steps_per_epoch

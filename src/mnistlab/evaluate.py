@@ -2,8 +2,8 @@
 make sense" - with the metrics from sklearn.metrics and a plain answer on R².
 
 Two entry points: :func:`evaluate_predictions` is pure (labels + probabilities in, a JSON-ready
-dict out) and :func:`evaluate_run` loads a run folder, predicts a split, writes the figures and
-merges the result into the run's ``metrics.json``.
+dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts a
+split, writes the figures and merges the result into the run's ``metrics.json``.
 
 >>> import numpy as np
 >>> from mnistlab.evaluate import evaluate_predictions
@@ -20,22 +20,25 @@ with the one-hot targets: 1 - Brier score / variance of the targets (summed over
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from mnistlab import _verbs
 from mnistlab.errors import RunError
 
+SPLITS = ("test", "val")  # "val": the validation part the run held out in training
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
 
 R2_LABELS_WHY = (
-    "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), so r2_score(y, y_pred) "
-    "would reward predicting 4 for a 5 over predicting 0 for it."
+    "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), "
+    "so r2_score(y, y_pred) would reward predicting 4 for a 5 over predicting 0 for it."
 )
 R2_HOW_TO_READ = (
-    "R² of the probabilities vs one-hot targets: 1 = perfect confident predictions, 0 = no better than "
-    "predicting the class frequencies, < 0 = worse than that."
+    "R² of the probabilities vs one-hot targets: 1 = perfect confident predictions, "
+    "0 = no better than predicting the class frequencies, < 0 = worse than that."
 )
 
 
@@ -149,7 +152,8 @@ def misclassified(y_true, proba, limit: int = 32) -> np.ndarray:
 
 
 def figure_names(split: str | None = None) -> dict[str, str]:
-    """File names of the figures; per split (``confusion_matrix_val.png``) so test and val coexist."""
+    """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
+    coexist."""
     return {k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()}
 
 
@@ -185,6 +189,13 @@ def merge_metrics(run_dir: str | Path, split: str, result: dict[str, Any]) -> di
     return update_metrics(run_dir, {"evaluation": {split: result}})
 
 
+def check_split(split: str) -> str:
+    """``split`` if it names a split a run can be evaluated on, else a one-line RunError."""
+    if split not in SPLITS:
+        raise RunError(f"split (--split): expected 'test' or 'val', got {split!r}")
+    return split
+
+
 def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, H, W), labels) of ``split`` for a run: "test", or "val" = the same last
     ``validation_split`` fraction of the training set that training held out.
@@ -194,49 +205,53 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     """
     from mnistlab import datasets
 
-    if split not in ("test", "val"):
-        raise RunError(f"split: expected 'test' or 'val', got {split!r}")
+    check_split(split)
     recorded = run.environment.get("dataset") if isinstance(run.environment.get("dataset"), dict) else {}
     data_dir = recorded.get("data_dir") or getattr(run.recipe, "data_dir", None)
     ds = datasets.load(run.dataset_name, data_dir=data_dir)
     env_file = Path(run.path) / "environment.json"
     if recorded.get("checksums") and dict(recorded["checksums"]) != dict(ds.checksums):
-        raise RunError(f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one the run "
-                       "was trained on (checksums changed)")
+        raise RunError(f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one "
+                       "the run was trained on (checksums changed)")
     if split == "test":
         return ds.x_test, ds.y_test
     from mnistlab.train import split_validation
 
     frac = run.recipe.validation_split
     if not frac:
-        raise RunError(f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run held out no "
-                       "validation data; use --split test")
+        raise RunError(f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run "
+                       "held out no validation data; use --split test")
     n_trained = recorded.get("train")
     if n_trained is not None and int(n_trained) != len(ds.x_train):
         # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
         # and guessing would score the model on images it trained on.
-        raise RunError(f"{env_file}: the run trained on {int(n_trained):,} training images but {ds.name!r} "
-                       f"has {len(ds.x_train):,}; its validation split cannot be rebuilt, use --split test")
+        raise RunError(f"{env_file}: the run trained on {int(n_trained):,} training images but "
+                       f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
+                       "rebuilt, use --split test")
     _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, frac)
     return x_val, y_val
 
 
-def evaluate_run(run_path: str | Path, split: str = "test", out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a trained run on ``split``; figures go to ``out`` (default: the run folder) and the
-    metrics into ``<run>/metrics.json`` under ``"evaluation": {split: ...}``. Returns the metrics."""
-    from mnistlab.runs import load_run
+def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a trained run (a run folder or a loaded Run) on ``split``; figures go to ``out``
+    (default: the run folder) and the metrics into ``<run>/metrics.json`` under
+    ``"evaluation": {split: ...}``. Returns the metrics."""
+    from mnistlab.runs import Run, load_run
 
-    run = load_run(run_path)
+    check_split(split)
+    run = run if isinstance(run, Run) else load_run(run)
+    run_path = Path(run.path)
     x, y = split_data(run, split)
     proba = run.predict_proba(x)
     if not np.all(np.isfinite(proba)):
-        raise RunError(f"{Path(run_path) / 'model.safetensors'}: the model predicts NaN/inf probabilities "
-                       "(training diverged?); nothing to evaluate")
+        raise RunError(f"{run_path / 'model.safetensors'}: the model predicts NaN/inf "
+                       "probabilities (training diverged?); nothing to evaluate")
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name
-    out_dir = Path(out) if out is not None else Path(run_path)
-    figs = write_figures(result, x, y, proba, out_dir, title=f"{Path(run_path).name} on {split}", split=split)
+    out_dir = Path(out) if out is not None else run_path
+    figs = write_figures(result, x, y, proba, out_dir, title=f"{run_path.name} on {split}",
+                         split=split)
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)
     return result
@@ -279,3 +294,6 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     console.print(r2["how_to_read"])
     for name, path in result.get("figures", {}).items():
         console.print(f"{name}: {path}")
+
+
+_verbs.make_callable(__name__)  # mnistlab.evaluate(...) is evaluate.evaluate(...)

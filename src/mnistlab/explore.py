@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import datasets
+from mnistlab import _verbs, datasets
 from mnistlab._io import atomic_write_json
 from mnistlab.errors import DataError
 
@@ -264,3 +264,6 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     if summary.get("note"):
         console.print(f"[yellow]note:[/] {summary['note']}")
     console.print(f"[bold]What this means for training:[/] {summary['advice']}")
+
+
+_verbs.make_callable(__name__)  # mnistlab.explore(...) is explore.explore(...)

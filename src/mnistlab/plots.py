@@ -12,8 +12,8 @@ matplotlib is imported inside the functions (it costs ~0.4 s) and only through t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

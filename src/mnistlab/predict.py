@@ -27,7 +27,7 @@ or a second digit in the frame become part of "the digit".
 >>> x = prepare(paper)
 >>> x.shape, x.dtype, int(x[14, 14]) > 200, int(x[0, 0])   # bright ink on black, centred
 ((28, 28), dtype('uint8'), True, 0)
->>> results = predict_images("runs/my-run", ["my_seven.jpg"], top=3)   # doctest: +SKIP
+>>> results = predict("runs/my-run", ["my_seven.jpg"], top=3)          # doctest: +SKIP
 >>> results[0].label, round(results[0].probability, 2)                 # doctest: +SKIP
 ('7', 0.98)
 """
@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
+from mnistlab import _verbs
 from mnistlab.errors import DataError, RunError
 
 SIZE = 28  # the field every MNIST-family image lives in
@@ -335,7 +337,7 @@ def style_for(dataset_name: str) -> str:
     return "fashion" if "fashion" in dataset_name.lower() else "mnist"
 
 
-def predict_images(run, images: Sequence[ImageLike], top: int = 3) -> list[Prediction]:
+def predict(run, images: Sequence[ImageLike], top: int = 3) -> list[Prediction]:
     """Predict every image (file paths, or arrays of any size) with a run (folder or Run).
 
     Arrays go through the same preparation as files, so pass what a camera or a canvas gives:
@@ -423,3 +425,6 @@ def print_predictions(predictions: Sequence[Prediction], console=None) -> None:
 def _class(index: int, name: str) -> str:
     """'7' for digits, '9 (Ankle boot)' where the name is not the index."""
     return name if name == str(index) else f"{index} ({name})"
+
+
+_verbs.make_callable(__name__)  # mnistlab.predict(...) is predict.predict(...)

@@ -37,6 +37,7 @@ MAX_CONV_BLOCKS = 4  # 28 -> 14 -> 7 -> 3 -> 1: a fifth 2x2 max-pool has nothing
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ENGINES = ("auto", "fast", "reference")
+MONITORS = ("val_loss", "val_accuracy")
 ALIASES = {"lr": "learning_rate"}
 # Unset fields whose sensible default depends on the optimizer: sgd keeps the notebook's
 # momentum 0.9, while Keras' RMSprop has none (0.9 on top of rmsprop's own scaling diverges at
@@ -53,7 +54,8 @@ SECTIONS = {
               "batch_norm", "l2"),
     "optimizer": ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "weight_decay",
                   "schedule", "warmup_epochs", "step_size", "gamma"),
-    "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads"),
+    "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads",
+            "early_stopping", "monitor", "restore_best"),
 }
 
 
@@ -105,8 +107,44 @@ class Recipe:
     engine: str = _f("auto", "training engine (auto: fast when it supports the recipe)",
                      choices=ENGINES)
     threads: int | None = _f(None, "CPU threads (unset: the engine's measured choice)")
+    early_stopping: int = _f(0, "stop after this many epochs without a better monitor value "
+                                "(needs validation_split > 0); 0 = off")
+    monitor: str = _f("val_loss", "validation metric early stopping watches", choices=MONITORS)
+    restore_best: bool = _f(True, "with early stopping, the run keeps the best epoch's weights")
 
     # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def compose(cls, file: str | Path | None = None, preset: str | None = None, *,
+                resume: bool = False, **changes: Any) -> Recipe | None:
+        """The recipe a run trains with: a base (a TOML ``file`` OR a ``preset``, else the
+        notebook's ``Recipe()``), then ``changes`` on top (``lr`` accepted), validated.
+
+        ``resume=True`` continues a run exactly as it started: the recipe comes from the run
+        folder, so a file, a preset or a change is refused (one line naming them) and None is
+        returned (``fit(None, out=RUN, resume=True)`` reads the run's own recipe).
+
+        >>> Recipe.compose(preset="notebook", lr=0.1, epochs=2).learning_rate
+        0.1
+        >>> Recipe.compose(resume=True, epochs=3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mnistlab.errors.RecipeError: --resume ... drop: field 'epochs'
+        """
+        if resume:
+            given = ([f"recipe file {file}"] if file is not None else []) + \
+                    ([f"preset {preset}"] if preset is not None else []) + \
+                    [f"field '{_canonical(k, 'recipe')}'" for k in changes]
+            if given:
+                raise RecipeError("--resume continues a run exactly as it started, so it takes "
+                                  "no recipe input; drop: " + ", ".join(given))
+            return None
+        if file is not None and preset is not None:
+            raise RecipeError(f"give a recipe file or a preset, not both (file {file}, "
+                              f"preset {preset})")
+        base = (cls.from_toml(file) if file is not None
+                else load_preset(preset) if preset is not None else cls())
+        return base.replace(**changes) if changes else base.validate()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "recipe") -> Recipe:
         """Build and validate from a flat or sectioned dict; unknown keys are errors."""
@@ -115,7 +153,8 @@ class Recipe:
         def put(key: str, value: Any, where: str) -> None:
             name = _canonical(key, where)
             if name in flat:
-                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of learning_rate)")
+                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of "
+                                  "learning_rate)")
             flat[name] = value
 
         for key, value in data.items():
@@ -161,7 +200,11 @@ class Recipe:
 
     def replace(self, **changes: Any) -> Recipe:
         """A validated copy with some fields changed (``lr`` accepted)."""
-        changes = {_canonical(k, "recipe"): v for k, v in changes.items()}
+        names = [_canonical(k, "recipe") for k in changes]
+        if len(set(names)) < len(names):
+            raise RecipeError("recipe: 'learning_rate' is given twice (lr is an alias of "
+                              "learning_rate)")
+        changes = dict(zip(names, changes.values()))
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
@@ -187,14 +230,16 @@ class Recipe:
 
         for name, choices in (("normalize", NORMALIZE), ("kind", KINDS),
                               ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("engine", ENGINES)):
+                              ("schedule", SCHEDULES), ("engine", ENGINES),
+                              ("monitor", MONITORS)):
             if getattr(self, name) not in choices:
                 raise bad(name, "one of " + ", ".join(choices))
         for name in ("batch_size", "epochs", "kernel_size", "step_size"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "an integer >= 1")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise bad("seed", "an integer >= 0")
+        for name in ("seed", "early_stopping"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "an integer >= 0")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise bad("threads", "an integer >= 1 (or unset)")
         for name in ("learning_rate",):
@@ -212,7 +257,7 @@ class Recipe:
                 raise bad(name, "a number in [0, 1)")
         if not _is_num(self.gamma) or not 0 < self.gamma <= 1:
             raise bad("gamma", "a number in (0, 1]")
-        for name in ("batch_norm", "nesterov", "shuffle"):
+        for name in ("batch_norm", "nesterov", "shuffle", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")
         for name in ("hidden", "conv_channels"):
@@ -227,6 +272,9 @@ class Recipe:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
                                                               self.name):
             raise bad("name", "letters, digits, '.', '_' or '-' (it names a folder)")
+        if self.early_stopping and not self.validation_split:
+            raise bad("early_stopping", "0 when validation_split is 0 (it watches the "
+                      "validation part)")
         for name in ("dataset", "data_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a string (or unset)")
@@ -251,7 +299,8 @@ def load_preset(name: str) -> Recipe:
     """A shipped recipe by name (see ``preset_names()``)."""
     names = preset_names()
     if name not in names:
-        raise RecipeError(f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}")
+        raise RecipeError(f"unknown preset {name!r}: expected one of "
+                          f"{', '.join(names) or '(none)'}")
     res = resources.files("mnistlab") / "presets" / f"{name}.toml"
     data = tomllib.loads(res.read_text(encoding="utf-8"))
     return Recipe.from_dict(data, source=f"preset {name}")

@@ -11,8 +11,9 @@ A finished run holds::
     checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
 
 Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
-any damage into a RunError naming the file. No torch here: a run predicts with the NumPy fast
-path when it supports the recipe.
+any damage into a RunError naming the file. No torch here: a run predicts through
+``engines.predictor`` (NumPy when the fast path supports the recipe); input scaling is
+``mnistlab.normalize``.
 
 >>> import tempfile, numpy as np
 >>> from mnistlab.recipe import Recipe
@@ -33,7 +34,7 @@ import io
 import json
 import math
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from mnistlab._io import atomic_write_bytes, atomic_write_json, atomic_write_text, make_dirs
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.normalize import preprocess
 from mnistlab.recipe import Recipe
 
 RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
@@ -51,41 +53,6 @@ HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lear
                   "seconds")
 MODEL_FORMAT = "mnistlab-model/1"
 CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
-
-
-# ---- normalization ----------------------------------------------------------------------
-def normalization_stats(x_train: np.ndarray, mode: str) -> tuple[float, float]:
-    """(mean, std) in pixel units so that ``(x - mean) / std`` is the recipe's scaling.
-
-    standardize: one global mean/std of the training part (a 256-bin histogram: exact and
-    without a float copy of the images); scale: 0, 255; none: 0, 1.
-    """
-    if mode == "scale":
-        return 0.0, 255.0
-    if mode == "none":
-        return 0.0, 1.0
-    # bincount widens its input to int64: in 1 MiB chunks that is 8 MiB at a time, not 376 MiB
-    # for full MNIST (and faster, as the chunks stay in cache).
-    flat = np.asarray(x_train, dtype=np.uint8).reshape(-1)
-    chunk = 1 << 20
-    counts = np.zeros(256, dtype=np.int64)
-    for start in range(0, flat.size, chunk):
-        counts += np.bincount(flat[start:start + chunk], minlength=256)
-    values = np.arange(256, dtype=np.float64)
-    n = counts.sum()
-    mean = float(counts @ values / n)
-    std = float(np.sqrt(counts @ (values - mean) ** 2 / n))
-    return mean, std
-
-
-def preprocess(x: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float32 (N, 784), C-contiguous, ``(x - mean) / std``."""
-    x = np.asarray(x)
-    # explicit width: reshape(n, -1) is ambiguous for an empty array (no validation part)
-    out = x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64))).astype(np.float32)
-    out -= np.float32(mean)
-    out /= np.float32(std)
-    return out
 
 
 # ---- the Run object ---------------------------------------------------------------------
@@ -114,24 +81,12 @@ class Run:
     def predict_proba(self, x: np.ndarray, batch_size: int = 10000) -> np.ndarray:
         """(N, n_classes) float32 softmax probabilities for uint8 images ``x``."""
         if self._predict is None:
-            self._predict = _predictor(self.recipe, self.weights)
+            from mnistlab.engines import predictor
+
+            self._predict = predictor(self.recipe, self.weights)
         predict = self._predict
         parts = [predict(self.preprocess(x[s:s + batch_size])) for s in range(0, len(x), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
-
-
-def _predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
-    """A function float32 (N, 784) -> probabilities: NumPy when the fast engine covers the recipe
-    (no torch import, ~2 s saved), else the torch model."""
-    from mnistlab.engines import _fast_module
-
-    fast = _fast_module()
-    if fast is not None and fast.FastEngine.unsupported(recipe, inference=True) is None:
-        return lambda x: fast.predict_proba(recipe, weights, x)
-    from mnistlab.engines.reference import ReferenceEngine
-
-    engine = ReferenceEngine(recipe, weights)
-    return engine.predict_proba
 
 
 # ---- model.safetensors ------------------------------------------------------------------
@@ -340,7 +295,7 @@ def new_run_dir(recipe: Recipe, out: str | Path | None = None) -> Path:
     else:
         from mnistlab.paths import runs_dir
 
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         base = runs_dir() / f"{stamp}-{recipe.name}"
         path, k = base, 1
         while path.exists():

@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ from mnistlab import __version__, runs
 from mnistlab.datasets import Dataset
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
+from mnistlab.normalize import normalization_stats, preprocess
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
-
-PROGRESS_UPDATES = 20  # per epoch, as the engines call back
+from mnistlab.stopping import EarlyStopping
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
@@ -91,7 +91,7 @@ def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str
         "dataset": {"name": ds.name, "source": ds.source, "checksums": dict(ds.checksums),
                     "note": ds.note, "data_dir": None if data_dir is None else str(data_dir),
                     "train": int(len(ds.x_train)), "test": int(len(ds.x_test))},
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     env.update(_imported(engine))
     return env
@@ -141,7 +141,13 @@ class _Reporter:
         if self.quiet or not self.console.is_terminal:
             yield None  # a bar in a log file is noise: the summary line says it all
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"),
@@ -224,10 +230,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     report.line(first + (f" - note: {ds.note}" if ds.note else ""))
 
     xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
-    mean, std = runs.normalization_stats(xtr_u8, recipe.normalize)
-    x_train = runs.preprocess(xtr_u8, mean, std)
+    mean, std = normalization_stats(xtr_u8, recipe.normalize)
+    x_train = preprocess(xtr_u8, mean, std)
     y_train = np.asarray(ytr, dtype=np.int64)
-    x_val = runs.preprocess(xval_u8, mean, std)
+    x_val = preprocess(xval_u8, mean, std)
     y_val = np.asarray(yval, dtype=np.int64)
     n_classes = len(ds.class_names)
 
@@ -237,13 +243,15 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
     history: list[dict[str, Any]] = []
     start = 0
+    stopper = EarlyStopping.for_recipe(recipe)
     if run_dir is None:
         run_dir = runs.new_run_dir(recipe, out)
         recipe.to_toml(run_dir / runs.RECIPE)
-        runs.atomic_write_json(run_dir / runs.ENVIRONMENT, _environment(recipe, ds, engine, data_dir))
+        runs.atomic_write_json(run_dir / runs.ENVIRONMENT,
+                               _environment(recipe, ds, engine, data_dir))
     if checkpoint is not None:
         state, start, history = checkpoint
-        engine.load_state(state)
+        engine.load_state(stopper.load(state) if stopper is not None else state)
         runs.write_history(run_dir / runs.HISTORY, history)
         report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
     report.line(f"run: {run_dir}  engine: {engine.name} ({getattr(engine, 'reason', '')}) "
@@ -251,13 +259,15 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
 
     pixel_std = None
     if recipe.normalize == "none":
-        pixel_std = runs.normalization_stats(xtr_u8, "standardize")[1]
+        pixel_std = normalization_stats(xtr_u8, "standardize")[1]
     # Epochs finished before a resume keep their warnings (already shown back then).
     warnings: list[HealthWarning] = check_history(history, recipe, pixel_std, n_classes)
     stopped = None
     steps = steps_per_epoch(len(x_train), recipe.batch_size)
+    # A run killed after early stopping had decided, but before the model was written, is done.
+    end = start if stopper is not None and stopper.replay(history) else recipe.epochs
     # Engines apply recipe.threads themselves (torch threads / the BLAS pool).
-    for epoch in range(start, recipe.epochs):
+    for epoch in range(start, end):
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
         lrs = learning_rates(recipe, epoch, steps)
@@ -276,10 +286,15 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
                "learning_rate": float(lrs[-1]), "seconds": time.perf_counter() - t0}
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
+        early_stop = stopper is not None and stopper.update(row)
+        state = engine.state()
+        if stopper is not None:
+            if stopper.best_epoch == epoch + 1:
+                stopper.keep(engine.weights())
+            state.update(stopper.tensors())
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
         runs.write_history(run_dir / runs.HISTORY, history)
-        runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
-                              engine.name)
+        runs.write_checkpoint(run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)
@@ -288,8 +303,22 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             stopped = f"stopped after epoch {epoch + 1}: {warning.kind} (--stop-on-divergence)"
             report.warn(stopped)
             break
+        if early_stop:
+            report.line(f"early stopping after epoch {epoch + 1}: {recipe.monitor} did not "
+                        f"improve for {recipe.early_stopping} epochs (best: epoch "
+                        f"{stopper.best_epoch})")
+            break
 
-    test_loss, test_acc = engine.evaluate(runs.preprocess(ds.x_test, mean, std),
+    final = history[-1] if history else {}
+    if stopper is not None and stopper.best_weights is not None:
+        state = engine.state()
+        state.update(stopper.best_weights)
+        engine.load_state(state)
+        final = history[stopper.best_epoch - 1]
+        report.line(f"restored the weights of epoch {stopper.best_epoch} ({recipe.monitor} "
+                    f"{stopper.best:.4f})")
+
+    test_loss, test_acc = engine.evaluate(preprocess(ds.x_test, mean, std),
                                           np.asarray(ds.y_test, dtype=np.int64))
     runs.write_model(run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names),
                      recipe, ds.name)
@@ -297,14 +326,15 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     env.update(_imported(engine))
     if start > 0:
         env.setdefault("resumed", []).append(
-            {"after_epoch": start, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            {"after_epoch": start, "at": datetime.now(UTC).isoformat(timespec="seconds")})
     runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
-    final = history[-1] if history else {}
     runs.update_metrics(run_dir, {
-        "train": {k: final.get(k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
+        "train": {k: final.get(k)
+                  for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
         "test": {"loss": test_loss, "accuracy": test_acc},
         "health": [w.message for w in warnings],
         "stopped": stopped,
+        "early_stopping": stopper.record() if stopper is not None else None,
     })
     report.line(f"test: loss {test_loss:.4f} - accuracy {test_acc:.4f}  ->  {run_dir}")
     run = runs.load_run(run_dir)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from mnistlab import __version__
-from mnistlab.errors import MnistlabError
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import train as _train
+from mnistlab.errors import MnistlabError
 
 app = typer.Typer(
     name="mnistlab",

@@ -3,7 +3,7 @@
     mnistlab train                                   # the notebook's recipe
     mnistlab train --preset NAME --epochs 10         # a shipped recipe, one field changed
     mnistlab train --recipe my.toml --lr 0.001       # every recipe field is also a flag
-    mnistlab train --normalize none                  # the notebook's failure; the health check names it
+    mnistlab train --normalize none                  # the notebook's failure (health check)
     mnistlab train --resume runs/20260101-120000-notebook   # continue a killed run
 
 The recipe flags are generated from the Recipe dataclass (one per field, help from its
@@ -23,8 +23,6 @@ import typer
 
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import ALIASES, Recipe, fields_help
-
-_OWN = ("recipe_file", "preset", "out", "resume", "quiet", "stop_on_divergence", "device")
 
 
 def _flag_type(hint: Any) -> tuple[Any, bool]:
@@ -105,29 +103,14 @@ def train_command(
 
 
 def _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, fields):
-    from mnistlab.recipe import load_preset
     from mnistlab.train import fit
 
-    changes = overrides_from_flags(fields)
-    if resume is not None:
-        if changes or recipe_file or preset or out:
-            raise RecipeError("--resume continues a run exactly as it started: recipe flags, "
-                              "--recipe, --preset and --out cannot be combined with it")
-        run = fit(out=resume, resume=True, quiet=quiet, stop_on_divergence=stop_on_divergence,
-                  device=device)
-    else:
-        if recipe_file is not None and preset is not None:
-            raise RecipeError("give --recipe or --preset, not both")
-        if recipe_file is not None:
-            base = Recipe.from_toml(recipe_file)
-        elif preset is not None:
-            base = load_preset(preset)
-        else:
-            base = Recipe()
-        recipe = base.replace(**changes) if changes else base.validate()
-        run = fit(recipe, out=out, quiet=quiet, stop_on_divergence=stop_on_divergence,
-                  device=device)
-    return run
+    recipe = Recipe.compose(recipe_file, preset, resume=resume is not None,
+                            **overrides_from_flags(fields))
+    if resume is not None and out is not None:
+        raise RecipeError("--resume continues the run in its own folder; drop --out")
+    return fit(recipe, out=resume if resume is not None else out, resume=resume is not None,
+               quiet=quiet, stop_on_divergence=stop_on_divergence, device=device)
 
 
 # typer reads the signature: the fixed options above plus one keyword option per Recipe field.

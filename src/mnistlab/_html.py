@@ -112,7 +112,8 @@ nav.toc ul { display: flex; flex-wrap: wrap; gap: .3rem .9rem; padding: 0; margi
 .stat { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: .5rem .7rem; }
 .stat b { display: block; font-size: 1.3rem; }
 .stat span { color: var(--muted); font-size: .85rem; }
-.badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-weight: 600; font-size: .9rem; }
+.badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-weight: 600; font-size: .9rem;
+         background: var(--soft); border: 1px solid var(--line); }
 .ok { color: var(--good); } .bad { color: var(--bad); } .warn { color: var(--warn); }
 .badge.ok { background: #dafbe1; } .badge.bad { background: #ffebe9; } .badge.warn { background: #fff8c5; }
 .missing { border-left: 4px solid var(--warn); background: #fff8c5; padding: .6rem .8rem; margin: .6rem 0;

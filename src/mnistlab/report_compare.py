@@ -159,16 +159,17 @@ def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
     for v in variants:
         mark, _ = verdict(v, baseline)
         p, holm, diff = v.get("p_value"), v.get("p_holm"), v.get("diff_test")
+        # what matters first: a phone shows the left columns, the rest scrolls
         rows.append((v.get("rank", "\u2014"), tag("b", v["name"]),
-                     f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
                      _pm(v.get("val_accuracy")), _pm(v.get("test_accuracy")),
+                     tag("span", mark, class_=_MARK_CLASS[mark]),
                      f"{diff:+.2%}" if isinstance(diff, (int, float)) else "\u2014",
                      f"{p:.3g}" if isinstance(p, (int, float)) else "\u2014",
                      f"{holm:.3g}" if isinstance(holm, (int, float)) else "\u2014",
-                     tag("span", mark, class_=_MARK_CLASS[mark]),
+                     f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
                      _pm(v.get("seconds"), ".1f") + " s"))
-    header = ("rank", "variant", "params", "val accuracy", "test accuracy", "\u0394 test vs baseline",
-              "p", "p (Holm)", "verdict", "seconds")
+    header = ("rank", "variant", "val accuracy", "test accuracy", "verdict", "\u0394 test vs baseline",
+              "p", "p (Holm)", "params", "seconds")
     selection = board.get("selection", "validation")
     rule = tag("p", tag("b", "How to read it. "),
                f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
@@ -179,9 +180,10 @@ def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
     sig = []
     for v in variants:
         mark, sentence = verdict(v, baseline)
-        what = _changes(v.get("recipe"), base.get("recipe") if base else None) if v is not base else "baseline"
+        what = None if v is base else tag("span", _changes(v.get("recipe"), base.get("recipe") if base else None),
+                                          class_="muted")
         sig.append(tag("li", tag("span", mark, class_=_MARK_CLASS[mark]), " ", tag("b", v["name"]), ": ",
-                       sentence, tag("br"), tag("span", what, class_="muted")))
+                       sentence, tag("br") if what else None, what))
     sig_text = tag("p", "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
                         "paired test). With several variants some small p-values appear by luck alone, so "
                         "the p-values are corrected with Holm's method before calling a difference real.")
@@ -196,7 +198,7 @@ def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
     except (MnistlabError, ValueError, TypeError) as exc:
         fig = missing("the accuracy figure", str(exc))
     body = [section("accuracy", SECTIONS["accuracy"], rule, fig),
-            section("leaderboard", SECTIONS["leaderboard"], table(header, rows, numeric=(0, 2, 3, 4, 5, 6, 7, 9))),
+            section("leaderboard", SECTIONS["leaderboard"], table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9))),
             section("significance", SECTIONS["significance"], sig_text, tag("ul", join(sig))),
             section("runs", SECTIONS["runs"], tag("ul", join(run_items)))]
     head = join((tag("h1", "Compare ", tag("code", root.resolve().name)),

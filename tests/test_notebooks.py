@@ -26,7 +26,8 @@ def test_notebook_is_committed_without_outputs():
 
 
 def test_notebook_and_its_percent_twin_are_in_sync():
-    jupytext = pytest.importorskip("jupytext")
+    import jupytext
+
     a, b = jupytext.read(IPYNB), jupytext.read(TWIN)
     cells = lambda nb: [(c.cell_type, c.source) for c in nb.cells]  # noqa: E731
     # after an edit of either file: jupytext --sync notebooks/mnist_tutorial.ipynb
@@ -67,7 +68,7 @@ def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     results = json.loads(text.split("RESULTS=")[1].splitlines()[0])
     assert "full MNIST: False" in text and "mnist-sample: train (10000, 28, 28)" in text
-    assert results["test accuracy, raw pixels"] < 0.3 < 0.8 < results["test accuracy, standardized"]
+    assert results["test accuracy, raw pixels"] < 0.3 and results["test accuracy, standardized"] > 0.8
     assert "health check: epoch 1:" in text and "unscaled raw pixels" in text
     assert results["best variant (by validation)"] in (
         "sgd (baseline)", "adam, lr 0.001", "l2 1e-4", "dropout 0.2", "batch norm")

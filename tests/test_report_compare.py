@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+# tests/ is on sys.path: pytest's rootdir-based import of test modules
+from test_report import Page, check_self_contained
+
 from mnistlab import datasets
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 from mnistlab.report import write as write_run_report
 from mnistlab.report_compare import read_leaderboard, render_compare, write_compare
 from mnistlab.train import fit
-
-from test_report import Page, check_self_contained  # tests/ is on sys.path (pytest's rootdir)
 
 SEEDS = [0, 1]
 

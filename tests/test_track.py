@@ -16,8 +16,6 @@ from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 from mnistlab.train import fit
 
-mlflow = pytest.importorskip("mlflow", reason="the optional extra mnistlab[track] is not installed")
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:

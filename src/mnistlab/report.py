@@ -187,7 +187,8 @@ def architecture(recipe) -> str:
     """The network in one line, e.g. '784 → 128 relu → 128 relu → 128 relu → 10 softmax'."""
     parts = ["28\u00d728" if recipe.kind == "cnn" else "784"]
     if recipe.kind == "cnn":
-        parts += [f"conv{recipe.kernel_size} {c} + pool" for c in recipe.conv_channels]
+        parts += [f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
+                  for c in recipe.conv_channels]
     extra = "".join((" + BN" if recipe.batch_norm else "",
                      f" + dropout {recipe.dropout:g}" if recipe.dropout else ""))
     parts += [f"{h} {recipe.activation}{extra}" for h in recipe.hidden]

@@ -237,3 +237,49 @@ def test_cli_report_and_train_writes_it_unless_no_report(monkeypatch, capsys, tm
     code, out, err = _cli(monkeypatch, capsys, "train", *flags, "-q", "--no-report", "--out", str(tmp_path / "b"))
     assert code == 0 and out == "", err
     assert (tmp_path / "b" / "model.safetensors").is_file() and not (tmp_path / "b" / "report.html").exists()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _browser_or_skip():
+    """Playwright driving Debian's Chromium; skipped when absent unless services are required."""
+    import os
+
+    required = os.environ.get("MNISTLAB_REQUIRE_SERVICES") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("playwright is not installed")
+    if not CHROMIUM.is_file():
+        if required:
+            pytest.fail(f"{CHROMIUM} is missing and MNISTLAB_REQUIRE_SERVICES=1")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return sync_playwright
+
+
+@pytest.mark.slow  # a headless browser start on a busy machine
+def test_page_renders_on_a_phone_and_in_print(run_dir):
+    sync_playwright = _browser_or_skip()
+    path = run_dir / "report.html"
+    if not path.exists():
+        report.write(run_dir)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(path.as_uri())
+            # every embedded image decoded, and nothing wider than the phone: wide tables scroll
+            # inside their own box, figures shrink
+            assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            widest = page.evaluate("Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))")
+            assert widest <= 390
+            assert page.is_visible("nav.toc")
+            page.emulate_media(media="print")
+            assert not page.is_visible("nav.toc")
+            assert page.evaluate("getComputedStyle(document.querySelector('figure')).breakInside") == "avoid"
+        finally:
+            browser.close()

@@ -56,7 +56,7 @@ def data_uri(png: bytes) -> str:
 
 def figure(png: bytes, alt: str, caption: Any = None, *, name: str, class_: str | None = None) -> Html:
     """An embedded PNG with its caption; ``name`` tags it (``data-figure``) for tests and links."""
-    return tag("figure", tag("img", src=data_uri(png), alt=alt, loading="lazy"),
+    return tag("figure", tag("img", src=data_uri(png), alt=alt),
                tag("figcaption", caption) if caption is not None else None,
                data_figure=name, class_=class_)
 

@@ -111,7 +111,20 @@ display(Image(filename=str(figures["class_balance"])), Image(filename=str(figure
 # turned into probabilities by a softmax. It is trained with the categorical cross-entropy,
 # which is the multi-class version of logistic regression's log loss, using SGD with momentum.
 #
-# In mnistlab that whole setup is a `Recipe`. Its defaults *are* the tutorial's choices:
+# Written in Keras, that network would read:
+#
+# ```python
+# model = keras.Sequential([keras.Input((784,)),
+#                           layers.Dense(128, activation="relu"),
+#                           layers.Dense(128, activation="relu"),
+#                           layers.Dense(128, activation="relu"),
+#                           layers.Dense(10, activation="softmax")])
+# model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+#               loss="categorical_crossentropy", metrics=["accuracy"])
+# ```
+#
+# In mnistlab that whole setup is a `Recipe`, and its defaults *are* the tutorial's choices
+# (including the old Keras `decay=1e-6`, which shrinks the step a tiny bit after every batch):
 
 # %%
 recipe = Recipe(epochs=EPOCHS)

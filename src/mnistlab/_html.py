@@ -80,7 +80,7 @@ def definitions(items: Iterable[tuple[Any, Any]]) -> Html:
     return tag("dl", join(join((tag("dt", k), tag("dd", v))) for k, v in items), class_="kv")
 
 
-def missing(what: str, why: str) -> Html:
+def missing(what: str, why: Any) -> Html:
     """The box a section shows instead of its content when a piece of the run is absent."""
     return tag("div", tag("strong", "Missing: "), what, tag("br"), tag("span", why, class_="why"),
                class_="missing", role="note")

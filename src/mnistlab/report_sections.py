@@ -140,24 +140,28 @@ def _curves_section(p: dict[str, Piece]) -> Html:
                        table_rows, numeric=range(7))))
 
 
-def _eval_or_missing(p: dict[str, Piece], what: str, needs_images: bool = False) -> tuple[Any, Html | None]:
+def _eval_or_missing(p: dict[str, Piece], what: str, needs_images: bool = False,
+                     first: bool = False) -> tuple[Any, Html | None]:
     """(evaluation value, note to show first): the note is a missing box when the section
-    cannot be drawn, or a line saying the numbers come from metrics.json."""
+    cannot be drawn, or a line saying the numbers come from metrics.json. The reason is spelled
+    out in the ``first`` section only; the later ones point back to it."""
     ev = p["evaluation"]
+    why = ev.problem if first else join(("see ", tag("a", "the confusion matrix section", href="#confusion"),
+                                         " for why"))
     if ev.value is None:
-        return None, _missing_piece(ev, what)
+        return None, missing(what, why)
     if ev.problem and needs_images:
-        return None, missing(what, f"the test images need the model and its dataset: {ev.problem}")
+        return None, missing(what, join(("the test images need the model and its dataset; ", why)))
     if ev.problem:
-        return ev.value, tag("p", f"From the test evaluation stored in metrics.json by `mnistlab evaluate`; "
-                                  f"the model could not be used: {ev.problem}", class_="muted")
+        return ev.value, tag("p", "From the test evaluation stored in metrics.json by `mnistlab evaluate`; "
+                                  "the model could not be used: ", why, class_="muted")
     return ev.value, None
 
 
 def _confusion_section(p: dict[str, Piece]) -> Html:
     from mnistlab import plots
 
-    ev, note = _eval_or_missing(p, "the test-set predictions (no confusion matrix)")
+    ev, note = _eval_or_missing(p, "the test-set predictions (no confusion matrix)", first=True)
     if ev is None:
         return note
     r = ev["result"]

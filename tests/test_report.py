@@ -180,6 +180,8 @@ def test_diverged_model_and_missing_everything_but_the_recipe(copy_run):
                      model["class_names"], model["recipe"], model["dataset"])
     page = Page(report.write(run).read_text(encoding="utf-8"))
     assert "NaN" in page.text("confusion") and "diverged" in page.text("confusion")
+    from mnistlab.report_sections import _num
+    assert _num(8131101244742864.0) == "8.131e+15" and _num(0.25) == "0.2500" and _num(None) == "\u2014"
     # the reason is given once; later sections point back to it
     assert "NaN" not in page.text("per-class") and "see the confusion matrix section" in page.text("r2")
     assert {"confusion", "per-class", "confused-pairs", "mistakes", "r2"} <= page.missing_in

@@ -26,6 +26,8 @@ def _num(v: Any, spec: str = ".4f") -> str:
         return "\u2014"
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
+    if spec == ".4f" and abs(v) >= 1e5:  # an exploded loss: 8.131e+15, not 16 digits
+        return format(v, ".4g")
     return format(v, spec)
 
 

@@ -1,61 +1,82 @@
-"""notebooks/walkthrough.py runs top to bottom as a plain script and tells the exercise's story:
-raw pixels fail (chance accuracy, health warning), standardized inputs work."""
+"""notebooks/mnist_tutorial.ipynb: committed without outputs, in sync with its jupytext twin
+(mnist_tutorial.py, percent format), and it runs top to bottom in a fresh kernel on the bundled
+sample, telling the tutorial's story (raw pixels fail, standardized inputs work)."""
 
+from __future__ import annotations
+
+import json
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-WALKTHROUGH = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.py"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+IPYNB = NOTEBOOKS / "mnist_tutorial.ipynb"
+TWIN = NOTEBOOKS / "mnist_tutorial.py"
 
 
-def _accuracy(output: str, name: str) -> float:
-    m = re.search(rf"^==> {re.escape(name)}: test accuracy (\d\.\d+)", output, re.MULTILINE)
-    assert m, f"no test accuracy printed for {name!r}:\n{output[-3000:]}"
-    return float(m.group(1))
+def test_notebook_is_committed_without_outputs():
+    nb = json.loads(IPYNB.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    markdown = [c for c in nb["cells"] if c["cell_type"] == "markdown"]
+    assert len(code) >= 10 and len(markdown) >= 10
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
 
 
-def test_walkthrough_is_a_percent_format_notebook():
-    text = WALKTHROUGH.read_text(encoding="utf-8")
-    cells = re.split(r"^# %%", text, flags=re.MULTILINE)[1:]
-    markdown = [c for c in cells if c.startswith(" [markdown]")]
-    assert len(markdown) >= 8 and len(cells) - len(markdown) >= 8
-    for cell in markdown:  # markdown cells hold only comment lines, so the script still runs
-        body = [ln for ln in cell.splitlines()[1:] if ln.strip()]
-        assert body and all(ln.startswith("#") for ln in body), cell[:200]
+def test_notebook_and_its_percent_twin_are_in_sync():
+    import jupytext
+
+    a, b = jupytext.read(IPYNB), jupytext.read(TWIN)
+    cells = lambda nb: [(c.cell_type, c.source) for c in nb.cells]  # noqa: E731
+    # after an edit of either file: jupytext --sync notebooks/mnist_tutorial.ipynb
+    assert cells(a) == cells(b)
 
 
-@pytest.mark.slow  # ~20-40 s: eight short trainings (two on the torch engine) and the figures
-def test_walkthrough_quick_run_shows_failure_then_success(tmp_path):
-    out = tmp_path / "out"
-    env = dict(os.environ, MNISTLAB_HOME=str(tmp_path / "home"), MNISTLAB_WALKTHROUGH_QUICK="1",
-               MNISTLAB_WALKTHROUGH_OUT=str(out), MNISTLAB_MIRRORS="http://127.0.0.1:9/",
-               COLUMNS="120")
-    p = subprocess.run([sys.executable, str(WALKTHROUGH)], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=280)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    text = p.stdout
+@pytest.fixture
+def kernel_manager(tmp_path):
+    """A kernel running this interpreter (not whatever 'python3' means on the machine)."""
+    from ipykernel.kernelspec import install
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
 
-    assert "dataset mnist-sample" in text and "quick mode: True" in text
-    raw, fixed = _accuracy(text, "raw pixels"), _accuracy(text, "standardized")
-    assert raw < 0.3 < 0.8 < fixed, (raw, fixed)
-    # The health check names the notebook's cause for the raw run, and stays silent after the fix.
-    assert re.search(r"^health check: epoch 1: .*unscaled raw pixels", text, re.MULTILINE)
-    assert "health check warnings: none" in text
-    m = re.search(r"a batch of inputs has mean (-?\d\.\d+) and std (\d\.\d+)", text)
-    assert m and abs(float(m.group(1))) < 0.1 and abs(float(m.group(2)) - 1) < 0.1
-    for variant in ("baseline (sgd)", "adam, lr 0.001", "l2 1e-4", "dropout 0.2", "batch norm"):
-        assert _accuracy(text, f"variant {variant}") > 0.5, variant
-    r2 = re.search(r"^R² of probabilities vs one-hot targets: (-?\d\.\d+)", text, re.MULTILINE)
-    assert r2 and 0.5 < float(r2.group(1)) <= 1.0
-    assert "R² on class labels makes no sense" in text
-    assert re.search(r"^true digit (\d); the model says \1 ", text, re.MULTILINE)
+    prefix = tmp_path / "jupyter"
+    install(kernel_name="mnistlab-tutorial", prefix=str(prefix))
+    ksm = KernelSpecManager(kernel_dirs=[str(prefix / "share" / "jupyter" / "kernels")])
+    spec = ksm.get_kernel_spec("mnistlab-tutorial")
+    assert spec.argv[0] == sys.executable
+    return KernelManager(kernel_name="mnistlab-tutorial", kernel_spec_manager=ksm)
 
-    for name in ("class_balance", "pixel_histogram", "samples"):
-        assert (out / "explore" / f"{name}.png").stat().st_size > 1000
-    assert (out / "evaluation" / "confusion_matrix_test.png").is_file()
-    assert (out / "runs" / "raw-pixels" / "model.safetensors").is_file()
-    assert not (tmp_path / "walkthrough-out").exists()  # everything went where it was told
+
+@pytest.mark.slow  # ~40-90 s: seven short trainings (two on the torch engine) in a fresh kernel
+def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel_manager):
+    import nbformat
+    from nbclient import NotebookClient
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.delenv("MNISTLAB_TUTORIAL_FULL", raising=False)
+    monkeypatch.delenv("MNISTLAB_TUTORIAL_OUT", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = nbformat.read(IPYNB, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import json; print('RESULTS=' + json.dumps(results))"))
+    client = NotebookClient(nb, km=kernel_manager, timeout=240, allow_errors=False,
+                            resources={"metadata": {"path": str(work)}})
+    client.execute()  # raises CellExecutionError naming the cell on any error
+
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    results = json.loads(text.split("RESULTS=")[1].splitlines()[0])
+    assert "full MNIST: False" in text and "mnist-sample: train (10000, 28, 28)" in text
+    assert results["test accuracy, raw pixels"] < 0.3 and results["test accuracy, standardized"] > 0.8
+    assert "health check: epoch 1:" in text and "unscaled raw pixels" in text
+    assert results["best variant (by validation)"] in (
+        "sgd (baseline)", "adam, lr 0.001", "l2 1e-4", "dropout 0.2", "batch norm")
+    assert 0.5 < results["R² of probabilities"] <= 1.0
+    assert results["my digit, predicted as"] in "0123456789"
+    # figures were shown inline and everything went under the working folder
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 5
+    assert (work / "tutorial-out" / "runs" / "standardized" / "report.html").is_file()
+    assert (work / "tutorial-out" / "my_digit.jpg").is_file()
+    assert os.listdir(work) == ["tutorial-out"]

@@ -28,7 +28,12 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path):
+    """Write ``fig`` as PNG to ``path`` (atomically), or into a binary file object such as
+    io.BytesIO (how the HTML report embeds figures without touching the disk)."""
+    if hasattr(path, "write"):
+        fig.savefig(path, format="png", dpi=DPI)
+        return path
     path = Path(path)
     with atomic_path(path) as tmp:
         # The temp file ends in .tmp, so the format must be named explicitly.
@@ -208,4 +213,95 @@ def misclassified_grid(images, true, pred, prob, class_names: Sequence[str], pat
     if n == 0:
         ax.text(mosaic.shape[1] / 2, mosaic.shape[0] / 2, "no mistakes", ha="center", va="center")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def learning_curve(history, key: str, path, title: str, ylabel: str, log: bool | None = None) -> Path:
+    """One panel of a run's history, per epoch: ``key`` for training and ``val_<key>`` for
+    validation when present (``key="learning_rate"`` draws the one schedule line). Missing or
+    non-finite values (a diverged loss) leave a gap; ``log=None`` picks a log axis when the
+    values span more than two decades, as an exploded loss does."""
+    epochs = np.array([row["epoch"] for row in history], dtype=np.float64)
+
+    def column(name):
+        return np.array([np.nan if row.get(name) is None else row[name] for row in history], dtype=np.float64)
+
+    series = [(key, "train" if key != "learning_rate" else "learning rate", "#4477aa")]
+    if key != "learning_rate" and any(row.get(f"val_{key}") is not None for row in history):
+        series.append((f"val_{key}", "validation", "#ee7733"))
+    fig = _figure(4.6, 3.2)
+    ax = fig.add_subplot()
+    finite = []
+    for name, label, color in series:
+        y = column(name)
+        ok = np.isfinite(y)
+        finite.append(y[ok])
+        ax.plot(epochs[ok], y[ok], marker="o", ms=4, lw=1.5, label=label, color=color)
+    values = np.concatenate(finite) if finite else np.zeros(0)
+    positive = values[values > 0]
+    if log is None:
+        log = positive.size > 1 and positive.max() / positive.min() > 100
+    if log and positive.size:
+        ax.set_yscale("log")
+    elif key == "learning_rate" and values.size:
+        ax.set_ylim(0, values.max() * 1.15)  # a 1e-6 decay must look as flat as it is
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if len(epochs):
+        ax.set_xticks(np.unique(epochs) if len(epochs) <= 12 else ax.get_xticks())
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def per_class_bars(per_class: dict, path, title: str = "Precision, recall and F1 per class") -> Path:
+    """Grouped bars of precision, recall and F1 for every class. The axis starts a little below
+    the lowest value (and says so): on a good model all bars sit near 1, and the differences
+    between classes are what the figure is for."""
+    names = list(per_class)
+    k = np.arange(len(names))
+    metrics = (("precision", "#4477aa"), ("recall", "#ee7733"), ("f1", "#228833"))
+    values = np.array([[per_class[n][m] for n in names] for m, _ in metrics], dtype=np.float64)
+    low = float(np.floor(max(0.0, values.min() - 0.05) * 10) / 10)
+    fig = _figure(max(6.5, 0.62 * len(names) + 1.5), 3.6)
+    ax = fig.add_subplot()
+    w = 0.27
+    for i, (m, color) in enumerate(metrics):
+        ax.bar(k + (i - 1) * w, values[i] - low, width=w, bottom=low, label=m, color=color)
+    ax.set_ylim(low, 1.0)
+    ax.set_xticks(k, _short(names), rotation=30 if max(map(len, names)) > 2 else 0,
+                  ha="right" if max(map(len, names)) > 2 else "center")
+    ax.set_xlabel("class")
+    ax.set_ylabel("score" + (f" (axis starts at {low:g})" if low > 0 else ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accuracy per variant") -> Path:
+    """Horizontal mean +- std bars of validation and test accuracy per variant (the first name
+    on top), with every seed's run as a small dot. ``val`` and ``test``: per variant a
+    (mean, std, per-seed values) triple; a None mean leaves that marker out."""
+    n = len(names)
+    fig = _figure(5.0, 0.5 * n + 1.5)  # narrow: it stays legible on a phone
+    ax = fig.add_subplot()
+    y = np.arange(n)[::-1].astype(np.float64)
+    for offset, data, label, color, marker in ((0.14, val, "validation (ranks)", "#4477aa", "o"),
+                                               (-0.14, test, "test (reported)", "#ee7733", "s")):
+        for yi, (mean, std, seeds) in zip(y, data):
+            pts = [s for s in seeds if s is not None]
+            if pts:
+                ax.plot(pts, [yi + offset] * len(pts), ".", color=color, alpha=0.45, ms=5)
+            if mean is not None:
+                ax.errorbar(mean, yi + offset, xerr=std or 0.0, fmt=marker, color=color, ms=6, capsize=3,
+                            label=label)
+                label = None  # once in the legend
+    ax.set_yticks(y, _short(names, 22))
+    ax.set_xlabel("accuracy (mean \u00b1 std over seeds; dots: single runs)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return _save(fig, path)

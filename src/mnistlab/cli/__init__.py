@@ -9,6 +9,7 @@ from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
+from mnistlab.cli import report as _report
 from mnistlab.cli import train as _train
 from mnistlab.errors import MnistlabError
 
@@ -39,6 +40,7 @@ _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
 _predict.register(app)
+_report.register(app)
 
 
 def main() -> None:

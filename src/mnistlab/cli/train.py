@@ -91,13 +91,20 @@ def train_command(
                                             "when the health check flags a NaN or stuck loss."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device for the reference "
                                          "engine: cpu, cuda, cuda:N (default: cuda if present)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
+    track: Optional[str] = typer.Option(None, "--track", help="Also log the run to MLflow: mlflow "
+                                        "or mlflow:URI (default URI sqlite:///mlflow.db)."),
     **fields: Any,
 ) -> None:
     """Train a recipe (the notebook's by default) and write a run folder."""
+    from mnistlab.cli.report import after_train, tracking_uri
+
+    track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
     try:
         run = _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, fields)
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None  # fit already said how to resume
+    after_train(run.path, not no_report, track_uri, quiet)
     if run.stopped:
         raise typer.Exit(code=1)
 

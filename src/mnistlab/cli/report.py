@@ -1,0 +1,56 @@
+"""``mnistlab report DIR``: the self-contained HTML page of a run folder or a compare folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def report(
+    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare folder "
+                                  "(holding leaderboard.json)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write.",
+                                       show_default="FOLDER/report.html"),
+) -> None:
+    """Write one self-contained HTML report: figures embedded, readable offline, on a phone, on paper."""
+    from mnistlab import report as rep
+    from mnistlab.report_compare import LEADERBOARD
+
+    if (folder / LEADERBOARD).is_file():
+        path = rep.write_compare(folder, out)
+    else:
+        path = rep.write(folder, out)
+    typer.echo(f"report: {path}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("report")(report)
+
+
+def tracking_uri(track: Optional[str]) -> Optional[str]:
+    """The MLflow URI of a --track value (None without one); checks MLflow is installed."""
+    if track is None:
+        return None
+    from mnistlab.track import parse_target, require_mlflow
+
+    uri = parse_target(track)
+    require_mlflow()
+    return uri
+
+
+def after_train(run_dir: Path, write_report: bool, track_uri: Optional[str], quiet: bool) -> None:
+    """What `mnistlab train` does once the run folder is complete: the report, then tracking."""
+    if write_report:
+        from mnistlab import report as rep
+
+        path = rep.write(run_dir)
+        if not quiet:
+            typer.echo(f"report: {path}")
+    if track_uri is not None:
+        from mnistlab.track import log_run
+
+        run_id = log_run(run_dir, track_uri)
+        if not quiet:
+            typer.echo(f"tracked: MLflow run {run_id} in {track_uri}")

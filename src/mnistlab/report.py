@@ -1,0 +1,171 @@
+"""The run report: one self-contained HTML page per run folder, figures embedded.
+
+``write(run_dir)`` writes ``<run_dir>/report.html``: the recipe, the dataset and its checksums,
+the learning curves, the test set's confusion matrix, per-class precision/recall/F1, the
+most-confused pairs and the most confident mistakes (as digits), the honest R², the health
+check's verdict, and the environment with its timings. The test-set numbers are recomputed from
+``model.safetensors`` and the recorded dataset, so a page never depends on ``mnistlab evaluate``
+having run. Every piece is read on its own: a run folder missing one (no history, a damaged
+metrics.json, a dataset no longer on this machine) gives a page that says what is missing in
+that section and renders everything else. What each section shows is in
+:mod:`mnistlab.report_sections`; the compare page is in :mod:`mnistlab.report_compare`
+(``write_compare``).
+
+>>> import tempfile, dataclasses
+>>> from mnistlab import datasets, report
+>>> from mnistlab.recipe import Recipe
+>>> from mnistlab.train import fit
+>>> ds = datasets.load("mnist-sample")
+>>> small = dataclasses.replace(ds, x_train=ds.x_train[:600], y_train=ds.y_train[:600])
+>>> run = fit(Recipe(epochs=1, hidden=[16]), small, out=tempfile.mkdtemp() + "/r", quiet=True)
+>>> report.write(run.path).name                                   # doctest: +SKIP
+'report.html'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab import __version__, runs
+from mnistlab._html import page, section, tag
+from mnistlab._io import atomic_write_text
+from mnistlab.errors import MnistlabError, RunError
+
+REPORT = "report.html"
+SECTIONS = {
+    "recipe": "Recipe",
+    "dataset": "Dataset",
+    "learning-curves": "Learning curves",
+    "confusion": "Confusion matrix (test set)",
+    "per-class": "Precision, recall and F1 per class",
+    "confused-pairs": "Most-confused pairs",
+    "mistakes": "Misclassified digits",
+    "r2": "R\u00b2, honestly",
+    "health": "Health check",
+    "environment": "Environment and timings",
+}
+# What a damaged piece of a run raises while being read: never a bare Exception, so a bug in
+# this module still surfaces as a traceback instead of a "missing" box.
+_READ_ERRORS = (MnistlabError, OSError, ValueError, KeyError, TypeError)
+
+
+@dataclass
+class Piece:
+    """One part of a run folder: its value, or one line saying why it is not there."""
+
+    value: Any = None
+    problem: str | None = None
+
+
+def _read(fn, *args) -> Piece:
+    try:
+        return Piece(fn(*args))
+    except _READ_ERRORS as exc:
+        return Piece(problem=str(exc) or type(exc).__name__)
+
+
+# ---- gathering --------------------------------------------------------------------------
+def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
+    """Test-set predictions of the run's model: {"result", "x", "y", "proba"}; when the model
+    or the data cannot be used but ``mnistlab evaluate`` stored a test evaluation, that one
+    (without images) with ``problem`` saying why."""
+    from mnistlab import evaluate
+
+    try:
+        model = runs.read_model(path / runs.MODEL)
+        run = runs.Run(path=path, recipe=model["recipe"], weights=model["weights"], mean=model["mean"],
+                       std=model["std"], class_names=model["class_names"], history=[],
+                       dataset_name=model["dataset"], engine="",
+                       environment=env.value if isinstance(env.value, dict) else {})
+        x, y = evaluate.split_data(run, "test")
+        proba = run.predict_proba(x)
+        if not np.all(np.isfinite(proba)):
+            raise RunError(f"{path / runs.MODEL}: the model predicts NaN/inf probabilities (training "
+                           "diverged), so there is nothing to evaluate")
+        result = evaluate.evaluate_predictions(y, proba, run.class_names)
+        return Piece({"result": result, "x": np.asarray(x), "y": np.asarray(y), "proba": proba,
+                      "params": _param_count(model["weights"])})
+    except _READ_ERRORS as exc:
+        problem = str(exc)
+    stored = (metrics.value or {}).get("evaluation", {}) if isinstance(metrics.value, dict) else {}
+    stored = stored.get("test") if isinstance(stored, dict) else None
+    keys = ("confusion_matrix", "per_class", "class_names", "r2", "most_confused", "accuracy", "n")
+    if isinstance(stored, dict) and all(k in stored for k in keys):
+        return Piece({"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem)
+    return Piece(problem=problem)
+
+
+def _param_count(weights: dict[str, np.ndarray]) -> int:
+    """Trainable parameters (batch norm's moving statistics are state, not parameters)."""
+    return int(sum(v.size for k, v in weights.items() if ".moving_" not in k))
+
+
+def gather(run_dir: str | Path) -> dict[str, Piece]:
+    """Every piece of a run folder the report shows, each read on its own."""
+    from mnistlab.recipe import Recipe
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"{path}: is a file, expected a run folder" if path.exists()
+                       else f"{path}: no such run folder")
+    parts = {"recipe": _read(Recipe.from_toml, path / runs.RECIPE),
+             "history": _read(runs.read_history, path / runs.HISTORY),
+             "metrics": _read(runs.read_json, path / runs.METRICS),
+             "environment": _read(runs.read_json, path / runs.ENVIRONMENT)}
+    parts["evaluation"] = _evaluation(path, parts["environment"], parts["metrics"])
+    return parts
+
+
+def architecture(recipe) -> str:
+    """The network in one line, e.g. '784 → 128 relu → 128 relu → 128 relu → 10 softmax'."""
+    parts = ["28\u00d728" if recipe.kind == "cnn" else "784"]
+    if recipe.kind == "cnn":
+        parts += [f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
+                  for c in recipe.conv_channels]
+    extra = "".join((" + BN" if recipe.batch_norm else "",
+                     f" + dropout {recipe.dropout:g}" if recipe.dropout else ""))
+    parts += [f"{h} {recipe.activation}{extra}" for h in recipe.hidden]
+    return " \u2192 ".join(parts + ["10 softmax"])
+
+
+def health_verdict(metrics: Any) -> tuple[str, list[str]] | None:
+    """("healthy" | "warning", messages) from metrics.json, or None when it holds no verdict."""
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("health"), list):
+        return None
+    messages = [str(m) for m in metrics["health"]]
+    return ("warning" if messages else "healthy"), messages
+
+
+def render(run_dir: str | Path) -> str:
+    """The report page of a run folder as an HTML string."""
+    path = Path(run_dir)
+    from mnistlab.report_sections import RENDER, header
+
+    parts = gather(path)
+    body = [section(key, title, RENDER[key](parts)) for key, title in SECTIONS.items()]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    footer = tag("p", f"Written by mnistlab {__version__} at {now} from ", tag("code", str(path)),
+                 ". Self-contained: figures are embedded, nothing is fetched.")
+    return page(f"mnistlab run {path.name}", header(path, parts), body, footer)
+
+
+def write(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report of ``run_dir`` to ``out`` (default ``<run_dir>/report.html``)
+    atomically; return the file's path."""
+    dest = Path(out) if out is not None else Path(run_dir) / REPORT
+    text = render(run_dir)
+    atomic_write_text(dest, text)
+    return dest
+
+
+def write_compare(compare_dir: str | Path, out: str | Path | None = None, *,
+                  run_reports: bool = False) -> Path:
+    """The leaderboard page of a compare folder (see :mod:`mnistlab.report_compare`)."""
+    from mnistlab.report_compare import write_compare as _write
+
+    return _write(compare_dir, out, run_reports=run_reports)

@@ -1,0 +1,230 @@
+"""The compare page: a compare folder's ``leaderboard.json`` as one self-contained HTML page.
+
+The leaderboard (written by ``mnistlab compare``) holds, per variant, its recipe, parameter count,
+the runs of every seed (folder relative to the compare folder, validation and test accuracy,
+seconds), mean and std of each, the test difference to the baseline with its p-value, the
+Holm-corrected p and the verdict, and its rank. Ranks come from validation accuracy only; the
+test numbers are reported and never used to choose. The page shows accuracy +- std per variant
+(a figure and a table), which differences are real and which are noise, and links to each run's
+own ``report.html``.
+
+>>> from mnistlab.report_compare import verdict
+>>> verdict({"name": "adam", "significant": True, "p_holm": 0.004}, "sgd")[0]
+'real'
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from mnistlab import __version__
+from mnistlab._html import Html, esc, figure, join, missing, page, section, table, tag
+from mnistlab._io import atomic_write_text
+from mnistlab.errors import MnistlabError, RunError
+
+LEADERBOARD = "leaderboard.json"
+REPORT = "report.html"
+SECTIONS = {"accuracy": "Accuracy per variant", "leaderboard": "Leaderboard",
+            "significance": "Real or noise?", "runs": "Runs"}
+
+
+def _stat(v: Any) -> tuple[float | None, float | None]:
+    """(mean, std) of a {"mean", "std"} entry; (None, None) when absent or malformed."""
+    if isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
+        std = v.get("std")
+        return float(v["mean"]), float(std) if isinstance(std, (int, float)) else None
+    return None, None
+
+
+def _pm(v: Any, spec: str = ".2%") -> str:
+    mean, std = _stat(v)
+    if mean is None:
+        return "\u2014"
+    return format(mean, spec) + ("" if std is None else f" \u00b1 {format(std, spec)}")
+
+
+def verdict(v: dict[str, Any], baseline: str) -> tuple[str, str]:
+    """(mark, sentence) for a variant: 'baseline', 'real', 'noise' or 'untested'."""
+    p = v.get("p_holm")
+    p_text = f"Holm-corrected p = {p:.3g}" if isinstance(p, (int, float)) else "no p-value"
+    if v.get("name") == baseline:
+        return "baseline", "the reference every other variant is tested against"
+    if v.get("significant") is True:
+        return "real", f"a real difference ({p_text})"
+    if v.get("significant") is False:
+        return "noise", f"within the noise between seeds ({p_text})"
+    return "untested", "not tested (too few seeds for a paired test)"
+
+
+_MARK_CLASS = {"real": "badge ok", "noise": "badge warn", "baseline": "badge", "untested": "badge"}
+
+
+def read_leaderboard(compare_dir: str | Path) -> dict[str, Any]:
+    """``leaderboard.json`` of a compare folder, checked enough to draw; RunError otherwise."""
+    from mnistlab.runs import read_json
+
+    path = Path(compare_dir) / LEADERBOARD
+    board = read_json(path)
+    variants = board.get("variants")
+    if not isinstance(variants, list) or not variants:
+        raise RunError(f"{path}: expected 'variants', a non-empty list")
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+            raise RunError(f"{path}: variants[{i}] must be an object with a 'name' string")
+        if not isinstance(v.get("runs", []), list):
+            raise RunError(f"{path}: variants[{i}].runs must be a list")
+    return board
+
+
+def _ranked(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(variants, key=lambda v: (not isinstance(v.get("rank"), int), v.get("rank") or 0))
+
+
+def _changes(recipe: Any, base: Any) -> str:
+    """The recipe fields in which a variant differs from the baseline, 'key=value, ...'."""
+    def flat(r):
+        out = {}
+        for k, val in (r or {}).items():
+            if isinstance(val, dict):
+                out.update(flat(val))
+            else:
+                out[k] = val
+        return out
+
+    a, b = flat(recipe if isinstance(recipe, dict) else {}), flat(base if isinstance(base, dict) else {})
+    diff = [f"{k}={a[k]}" for k in a if k != "name" and a.get(k) != b.get(k)]
+    diff += [f"{k} unset" for k in b if k != "name" and k not in a]
+    return ", ".join(diff) or "same recipe"
+
+
+def _figure(variants: list[dict[str, Any]]) -> Html:
+    from mnistlab import plots
+
+    def triple(v, key):
+        mean, std = _stat(v.get(key))
+        seeds = [r.get(key) for r in v.get("runs", []) if isinstance(r, dict)
+                 and isinstance(r.get(key), (int, float))]
+        return mean, std, seeds
+
+    buf = io.BytesIO()
+    plots.variant_accuracy([v["name"] for v in variants], [triple(v, "val_accuracy") for v in variants],
+                           [triple(v, "test_accuracy") for v in variants], buf)
+    return figure(buf.getvalue(), "validation and test accuracy per variant, mean and standard deviation",
+                  "Mean \u00b1 std over seeds, best-ranked variant on top; each dot is one seed's run.",
+                  name="accuracy")
+
+
+def _run_link(compare_dir: Path, run: dict[str, Any], run_reports: bool, page_dir: Path) -> Html:
+    rel = run.get("path")
+    seed = run.get("seed", "?")
+    if not isinstance(rel, str):
+        return tag("span", f"seed {seed}: no folder recorded", class_="muted")
+    folder = compare_dir / rel
+    if run_reports and not (folder / REPORT).is_file() and folder.is_dir():
+        from mnistlab.report import write
+
+        write(folder)
+    label = f"seed {seed}"
+    acc = run.get("test_accuracy")
+    detail = f" (val {run['val_accuracy']:.2%}, test {acc:.2%})" if isinstance(acc, (int, float)) and \
+        isinstance(run.get("val_accuracy"), (int, float)) else ""
+    if (folder / REPORT).is_file():
+        # relative to the page, so the compare folder can be moved or zipped as a whole
+        target = os.path.relpath(os.path.abspath(folder / REPORT), os.path.abspath(page_dir))
+        href = "/".join(quote(part) for part in Path(target).parts)
+        return join((tag("a", label, href=href), detail))
+    return join((label, detail, " ", tag("span", f"(no report yet: mnistlab report {rel})", class_="muted")))
+
+
+def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
+                   page_dir: str | Path | None = None) -> str:
+    """The compare page as an HTML string (``run_reports``: write missing run reports first;
+    ``page_dir``: the folder the page will be saved in, which links are relative to, default
+    ``compare_dir``)."""
+    root = Path(compare_dir)
+    page_dir = Path(page_dir) if page_dir is not None else root
+    board = read_leaderboard(root)
+    variants = _ranked(board["variants"])
+    baseline = str(board.get("baseline", ""))
+    seeds = board.get("seeds") if isinstance(board.get("seeds"), list) else []
+    base = next((v for v in variants if v["name"] == baseline), None)
+    best = variants[0]
+
+    rows = []
+    for v in variants:
+        mark, _ = verdict(v, baseline)
+        p, holm, diff = v.get("p_value"), v.get("p_holm"), v.get("diff_test")
+        # what matters first: a phone shows the left columns, the rest scrolls
+        rows.append((v.get("rank", "\u2014"), tag("b", v["name"]),
+                     _pm(v.get("val_accuracy")), _pm(v.get("test_accuracy")),
+                     tag("span", mark, class_=_MARK_CLASS[mark]),
+                     f"{diff:+.2%}" if isinstance(diff, (int, float)) else "\u2014",
+                     f"{p:.3g}" if isinstance(p, (int, float)) else "\u2014",
+                     f"{holm:.3g}" if isinstance(holm, (int, float)) else "\u2014",
+                     f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
+                     _pm(v.get("seconds"), ".1f") + " s"))
+    header = ("rank", "variant", "val accuracy", "test accuracy", "verdict", "\u0394 test vs baseline",
+              "p", "p (Holm)", "params", "seconds")
+    selection = board.get("selection", "validation")
+    rule = tag("p", tag("b", "How to read it. "),
+               f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
+               "for each variant but was never used to choose or tune anything, so it is an honest "
+               f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
+               f"{'s' if len(seeds) != 1 else ''}" + (f" ({', '.join(map(str, seeds))})." if seeds else "."))
+
+    sig = []
+    for v in variants:
+        mark, sentence = verdict(v, baseline)
+        what = None if v is base else tag("span", _changes(v.get("recipe"), base.get("recipe") if base else None),
+                                          class_="muted")
+        sig.append(tag("li", tag("span", mark, class_=_MARK_CLASS[mark]), " ", tag("b", v["name"]), ": ",
+                       sentence, tag("br") if what else None, what))
+    sig_text = tag("p", "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
+                        "paired test). With several variants some small p-values appear by luck alone, so "
+                        "the p-values are corrected with Holm's method before calling a difference real.")
+
+    run_items = [tag("li", tag("b", v["name"]), ": ",
+                     join(_sep([_run_link(root, r, run_reports, page_dir) for r in v.get("runs", [])
+                                if isinstance(r, dict)]) or ["no runs recorded"]))
+                 for v in variants]
+
+    try:
+        fig = _figure(variants)
+    except (MnistlabError, ValueError, TypeError) as exc:
+        fig = missing("the accuracy figure", str(exc))
+    body = [section("accuracy", SECTIONS["accuracy"], rule, fig),
+            section("leaderboard", SECTIONS["leaderboard"], table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9))),
+            section("significance", SECTIONS["significance"], sig_text, tag("ul", join(sig))),
+            section("runs", SECTIONS["runs"], tag("ul", join(run_items)))]
+    head = join((tag("h1", "Compare ", tag("code", root.resolve().name)),
+                 tag("p", f"{len(variants)} variants, baseline ", tag("code", baseline or "\u2014"),
+                     f"; best by {selection} accuracy: ", tag("b", best["name"]),
+                     f" ({_pm(best.get('val_accuracy'))} validation, {_pm(best.get('test_accuracy'))} test)."),
+                 tag("nav", tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
+                     class_="toc")))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    footer = tag("p", f"Written by mnistlab {__version__} at {now} from ", tag("code", str(root / LEADERBOARD)),
+                 ". Self-contained: figures are embedded, nothing is fetched.")
+    return page(f"mnistlab compare {root.resolve().name}", head, body, footer)
+
+
+def _sep(items: list[Html]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        out += [esc(" \u00b7 "), item] if out else [item]
+    return out
+
+
+def write_compare(compare_dir: str | Path, out: str | Path | None = None, *,
+                  run_reports: bool = False) -> Path:
+    """Write ``<compare_dir>/report.html`` (or ``out``) atomically; return its path.
+    ``run_reports=True`` first writes the report of every run folder that lacks one, so each
+    link leads somewhere."""
+    dest = Path(out) if out is not None else Path(compare_dir) / REPORT
+    atomic_write_text(dest, render_compare(compare_dir, run_reports=run_reports, page_dir=dest.parent))
+    return dest

@@ -10,6 +10,7 @@ from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
+from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
 _predict.register(app)
+_serve.register(app)
 
 
 def main() -> None:

@@ -33,8 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,10 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
-    except Exception:  # Pillow raises many types for bytes that are no image at all
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused at open
+        raise Reject(413, f"file: more than the limit of {max_pixels:,} pixels ({exc})") \
+            from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for bytes that are no image
         raise Reject(422, "file: not an image Pillow can read (expected PNG, JPEG, BMP, ...)") \
             from None
     if width * height > max_pixels:
@@ -89,7 +93,7 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
             return np.asarray(img.convert("RGBA"))  # prepare composites it on white paper
         return np.asarray(img.convert("L"))
-    except Exception as exc:  # truncated or corrupt data inside a known format
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data in a known format
         raise Reject(422, f"file: damaged image ({str(exc).splitlines()[0][:200]})") from None
 
 
@@ -218,7 +222,7 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
                        "probabilities (training diverged?); retrain it before serving")
     names = list(run.class_names)
     recipe = run.recipe.to_dict()
-    recipe.pop("data_dir", None)  # where the trainer found its data: nothing a client needs
+    recipe.get("data", {}).pop("data_dir", None)  # a path on the server: no client's business
     health = _json({"status": "ok", "run": Path(run.path).name})
     info = _json({"run": Path(run.path).name, "dataset": run.dataset_name, "engine": run.engine,
                   "classes": names, "recipe": recipe, "metrics": run.metrics,
@@ -429,34 +433,33 @@ def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...]
     once /health answers, and stops the process on exit (for scripts, benchmarks and tests)."""
     import urllib.request
 
-    log = tempfile.TemporaryFile()
     port = free_port()
     cmd = [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port),
            "--workers", str(workers), *extra]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise ServeError(f"server exited with {proc.returncode}: "
-                                 f"{log.read().decode(errors='replace').strip()[-400:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ServeError(f"server did not answer /health within {startup:g} s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            deadline = time.monotonic() + startup
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise ServeError(f"server exited with {proc.returncode}: "
+                                     f"{log.read().decode(errors='replace').strip()[-400:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServeError(f"server did not answer /health within {startup:g} s")
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

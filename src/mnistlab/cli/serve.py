@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,9 +16,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 opens it to the network."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Server processes (each loads the model); about one per core."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds a request may take before a 503.", show_default="10"),
-    max_body: Optional[int] = typer.Option(None, "--max-body", help="Largest request body in bytes (else 413).", show_default="8 MiB"),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Largest uploaded image in pixels (else 413).", show_default="40 million"),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds a request may take before a 503.", show_default="10"),
+    max_body: int | None = typer.Option(None, "--max-body", help="Largest request body in bytes (else 413).", show_default="8 MiB"),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Largest uploaded image in pixels (else 413).", show_default="40 million"),
 ) -> None:
     """Serve a run: POST /predict, GET /health, GET /model, API docs at /docs, a drawing page at /."""
     from mnistlab import serve as sv

@@ -168,7 +168,7 @@ function show(answer) {
     items.forEach((li) => {
       li.dataset.p = "0";
       li.classList.remove("top");
-      li.querySelector(".fill").style.width = "0";
+      li.style.setProperty("--p", "0");
       li.querySelector(".pct").textContent = "\u2013";
     });
   } else {
@@ -179,7 +179,7 @@ function show(answer) {
       const p = answer.probabilities[li.dataset.class];
       li.dataset.p = String(p);
       li.classList.toggle("top", li.dataset.class === answer.label);
-      li.querySelector(".fill").style.width = `${(100 * p).toFixed(2)}%`;
+      li.style.setProperty("--p", String(p));
       li.querySelector(".pct").textContent = `${(100 * p).toFixed(1)}%`;
     });
     answer.image.forEach((row, y) => row.forEach((v, x) => {

@@ -323,7 +323,8 @@ def test_cli_refuses_a_bad_run_or_a_taken_port_in_one_line(run_dir, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
     x = digits[0][0]
-    with sv.serving(run_dir, workers=workers) as url:
+    with sv.serving(run_dir, workers=workers) as server:
+        url = server.url
         assert url.startswith("http://127.0.0.1:")
         with httpx.Client(base_url=url, timeout=30) as http:
             answers = [http.post("/predict", json={"image": x.tolist()}).json() for _ in range(4)]

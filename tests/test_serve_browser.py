@@ -48,8 +48,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(browser, tmp_path_factory):
-    with sv.serving(trained_run(tmp_path_factory)) as url:
-        yield url
+    with sv.serving(trained_run(tmp_path_factory)) as served:
+        yield served.url
 
 
 def _path(strokes, box, per_segment=8):

@@ -24,6 +24,7 @@ a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400 malformed, 404,
 """
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -257,6 +258,8 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
         body = await request.body()  # BodyLimit bounds it
         if ctype == "application/json" or ctype.endswith("+json"):
             image, prepare = parse_pixels(body)
+            if not prepare:  # one fixed-size forward pass: cheaper here than a thread hop
+                return compute(image, False, "image")
             work = functools.partial(compute, image, prepare, "image")
         elif ctype == "multipart/form-data":
             async with request.form(max_files=1, max_fields=4, max_part_size=max_body) as form:
@@ -426,11 +429,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@dataclasses.dataclass
+class Served:
+    """A server started by ``serving``: its base URL and its process (workers are children)."""
+
+    url: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
 def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...] = ()
-            ) -> Iterator[str]:
-    """Run ``mnistlab serve`` in a child process on a free loopback port; yields its base URL
-    once /health answers, and stops the process on exit (for scripts, benchmarks and tests)."""
+            ) -> Iterator[Served]:
+    """Run ``mnistlab serve`` in a child process on a free loopback port; yields it once /health
+    answers, and stops the process on exit (for scripts, benchmarks and tests).
+
+    >>> with serving("runs/my-run") as server:                        # doctest: +SKIP
+    ...     httpx.get(f"{server.url}/health").json()["status"]
+    'ok'
+    """
     import urllib.request
 
     port = free_port()
@@ -455,7 +471,7 @@ def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...]
                 if time.monotonic() > deadline:
                     raise ServeError(f"server did not answer /health within {startup:g} s")
                 time.sleep(0.1)
-            yield url
+            yield Served(url, proc)
         finally:
             proc.terminate()
             try:

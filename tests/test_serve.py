@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
 from PIL import Image
 
@@ -24,7 +23,8 @@ from mnistlab import serve as sv
 from mnistlab.runs import load_run
 
 with warnings.catch_warnings():  # starlette asks for httpx2 over httpx; both work
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    import schemathesis
     from fastapi.testclient import TestClient
 
 
@@ -252,8 +252,9 @@ def test_body_limit_413_whether_announced_or_streamed(run):
 
 
 def test_time_limit_503(run, digits):
-    slow = TestClient(sv.create_app(run, timeout=1e-9))
-    _error(slow.post("/predict", json={"image": digits[0][0].tolist()}), 503, "limit")
+    slow = TestClient(sv.create_app(run, timeout=0.001))
+    big = _png(_photo(digits[0][0], size=1200))  # larger than INLINE_PIXELS: prepared in a thread
+    _error(slow.post("/predict", files={"file": ("d.png", big, "image/png")}), 503, "0.001 s")
 
 
 def test_unknown_routes_and_methods(client):

@@ -13,7 +13,9 @@ Endpoints (FastAPI; the schema is at /openapi.json, a local reference page at /d
 
 Limits: the request body (``max_body`` bytes, else 413), the pixels of an uploaded image
 (``max_pixels``, read from its header before decoding, else 413), and the time per request
-(``timeout`` seconds for reading, decoding and predicting, else 503). Nothing in a request names
+(``timeout`` seconds, else 503: reading the body, and preparing an image larger than
+``INLINE_PIXELS``, which happens in a thread that the limit abandons; smaller images and 28x28
+arrays take a few milliseconds at most and are answered on the event loop, saving the hop). Nothing in a request names
 a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400 malformed, 404, 405, 413,
 415 (neither an image nor JSON), 422 well-formed but unusable (blank image, wrong shape), 503.
 
@@ -47,6 +49,7 @@ MAX_BODY = 8 * 2**20  # bytes: a phone photo is 2-5 MB
 MAX_PIXELS = 40_000_000  # a 40-megapixel camera; decoding stays below ~200 MB
 TIMEOUT = 10.0  # seconds per request
 THREADS = 2  # predictions at once per process; more only queue for the same cores
+INLINE_PIXELS = 512 * 512  # images up to this are predicted on the event loop (<~10 ms)
 DRAFT_SIDE = 1600  # JPEGs decode at 1/2..1/8 scale down to this (plenty for one digit)
 STATIC = Path(__file__).resolve().parent / "static"
 ENV_CONFIG = "MNISTLAB_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker
@@ -65,12 +68,14 @@ class Reject(Exception):
 
 
 # ---- image in, answer out: the only place that calls into predict ------------------------
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Image file bytes -> (H, W) grayscale or (H, W, 4) RGBA uint8/float32 array, as predict's
-    ``prepare`` takes it. The pixel count is checked from the header before anything is decoded,
-    so a small file that unpacks to gigabytes is refused cheaply."""
-    from PIL import Image, ImageOps
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS):
+    """Image file bytes -> a Pillow image whose header is read and whose size is within
+    ``max_pixels``; nothing is decoded yet, so a small file that would unpack to gigabytes is
+    refused cheaply."""
+    from PIL import Image
 
+    if not data:
+        raise Reject(422, "file: empty upload")
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
@@ -83,6 +88,14 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if width * height > max_pixels:
         raise Reject(413, f"file: {width}x{height} is {width * height:,} pixels, more than "
                           f"the limit of {max_pixels:,}")
+    return img
+
+
+def to_array(img) -> np.ndarray:
+    """An opened image -> (H, W) grayscale or (H, W, 4) RGBA array, as predict's ``prepare``
+    takes it: upright (EXIF), JPEGs decoded at reduced scale down to DRAFT_SIDE."""
+    from PIL import ImageOps
+
     try:
         img.draft("L", (DRAFT_SIDE, DRAFT_SIDE))
         img.load()
@@ -100,7 +113,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def see_and_predict(run, image: np.ndarray, prepare: bool, name: str) -> tuple[np.ndarray,
                                                                                np.ndarray]:
-    """(the 28x28 uint8 the model saw, class probabilities) for a decoded image or a 28x28."""
+    """(the 28x28 uint8 the model saw, class probabilities) for a decoded image or a 28x28;
+    the one place that calls predict's preparation."""
     from mnistlab import predict as pr
 
     if prepare:
@@ -248,30 +262,29 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
         return _json({"predicted": k, "label": names[k], "probability": float(p[k]),
                       "probabilities": dict(zip(names, p.tolist())), "image": x.tolist()})
 
-    def from_bytes(data: bytes) -> bytes:
-        if not data:
-            raise Reject(422, "file: empty upload")
-        return compute(decode(data, max_pixels), True, "file")
-
     async def answer(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()  # BodyLimit bounds it
         if ctype == "application/json" or ctype.endswith("+json"):
             image, prepare = parse_pixels(body)
-            if not prepare:  # one fixed-size forward pass: cheaper here than a thread hop
-                return compute(image, False, "image")
             work = functools.partial(compute, image, prepare, "image")
-        elif ctype == "multipart/form-data":
-            async with request.form(max_files=1, max_fields=4, max_part_size=max_body) as form:
-                upload = form.get("file")
-                if not isinstance(upload, UploadFile):
-                    raise Reject(422, "file: expected a multipart file field named 'file'")
-                work = functools.partial(from_bytes, await upload.read())
-        elif ctype.startswith("image/") or ctype == "application/octet-stream":
-            work = functools.partial(from_bytes, body)
+            size = SIZE * SIZE
         else:
-            raise Reject(415, f"content-type: expected application/json, multipart/form-data "
-                              f"or image/*, got {ctype or 'none'!r}")
+            if ctype == "multipart/form-data":
+                async with request.form(max_files=1, max_fields=4, max_part_size=max_body) as f:
+                    upload = f.get("file")
+                    if not isinstance(upload, UploadFile):
+                        raise Reject(422, "file: expected a multipart file field named 'file'")
+                    body = await upload.read()
+            elif not (ctype.startswith("image/") or ctype == "application/octet-stream"):
+                raise Reject(415, f"content-type: expected application/json, multipart/form-"
+                                  f"data or image/*, got {ctype or 'none'!r}")
+            img = open_image(body, max_pixels)
+            work = functools.partial(lambda img: compute(to_array(img), True, "file"), img)
+            size = img.size[0] * img.size[1]
+        if size <= INLINE_PIXELS:  # a few ms at most: cheaper here than a hop to a thread
+            return work()
+        # Larger images go to a thread, which the time limit can abandon.
         return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
 
     @app.post("/predict", response_model=Answer, openapi_extra=_schemas(), responses=errors,

@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"load average after: {os.getloadavg()[0]:.1f} (above the core count, "
                       "the machine is busy and the rates and latencies are noisy)")
                 print("server, client: CPU ms per request (the server's processes, this "
-                      "client's); busy-machine-proof. On 2 idle cores the server alone could")
-                print("answer about " + ", ".join(
+                      "client's), less swayed by other load than the rates. From them, on 2")
+                print("idle cores the server alone would answer about " + ", ".join(
                     f"{kind} {2000 / s:,.0f}/s ({2000 / (s + c):,.0f}/s with this client "
                     f"on the same cores)" for kind, (s, c) in capacity.items()))
     except MnistlabError as exc:

@@ -338,3 +338,13 @@ def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
     assert upload.status_code == 200 and upload.json()["label"] == answers[0]["label"]
     _error(too_big, 413)
     assert json.loads(too_big.text)["error"].startswith("body:")
+
+
+def test_load_benchmark_runs_without_errors(run_dir):
+    bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+    r = subprocess.run([sys.executable, str(bench), str(run_dir), "--workers", "1", "--requests",
+                        "40", "--clients", "8", "--max-seconds", "60"],
+                       capture_output=True, text=True, timeout=180, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith(("upload", "json"))]
+    assert [(row[0], row[1], row[2]) for row in rows] == [("upload", "40", "0"), ("json", "40", "0")]

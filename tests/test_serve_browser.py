@@ -121,6 +121,10 @@ def _check_against_api(shown: dict, url: str) -> dict:
 
 def test_draw_a_seven_with_the_mouse(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 800})
+    outside = []  # every asset must come from the server itself (no CDN)
+    page.route("**/*", lambda route: (outside.append(route.request.url)
+                                      if not route.request.url.startswith(server) else None,
+                                      route.continue_()))
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
@@ -140,7 +144,7 @@ def test_draw_a_seven_with_the_mouse(browser, server, tmp_path):
     assert page.evaluate("[...document.querySelectorAll('#bars li')].every(li => li.dataset.p === '0')")
     assert page.evaluate("document.getElementById('seen').getContext('2d')"
                          ".getImageData(0, 0, 28, 28).data.every((v, i) => i % 4 === 3 || v === 0)")
-    assert errors == []
+    assert errors == [] and outside == []
     page.close()
 
 
@@ -162,3 +166,15 @@ def test_draw_a_one_with_a_finger_on_a_phone(browser, server, tmp_path):
     assert page.locator("#label").is_visible() and page.locator("#bars").is_visible()
     page.screenshot(path=tmp_path / "phone.png")  # what a phone shows while drawing
     context.close()
+
+
+def test_docs_page_lists_the_endpoints_offline(browser, server):
+    page = browser.new_page()
+    outside = []
+    page.route("**/*", lambda route: (outside.append(route.request.url)
+                                      if not route.request.url.startswith(server) else None,
+                                      route.continue_()))
+    page.goto(f"{server}/docs")
+    page.wait_for_function("document.querySelectorAll('.op').length === 3")
+    assert "/predict" in page.inner_text("#ops") and outside == []
+    page.close()

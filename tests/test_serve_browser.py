@@ -2,6 +2,7 @@
 real `mnistlab serve` process: strokes drawn with a mouse and with a finger reach the model, and
 the page shows what the API answers for the image it displays."""
 
+import itertools
 import os
 from pathlib import Path
 
@@ -31,13 +32,27 @@ def trained_run(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (Debian package chromium)"
+def require_chromium(path: Path = CHROMIUM) -> None:
+    """Skip when the browser is missing, unless MNISTLAB_REQUIRE_SERVICES=1 (CI): then fail."""
+    if not path.exists():
+        message = f"{path} is missing (Debian package chromium)"
         if os.environ.get("MNISTLAB_REQUIRE_SERVICES") == "1":
             pytest.fail(message + " and MNISTLAB_REQUIRE_SERVICES=1")
         pytest.skip(message)
+
+
+def test_missing_browser_skips_or_fails_as_the_environment_says(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNISTLAB_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="is missing"):
+        require_chromium(tmp_path / "chromium")
+    monkeypatch.setenv("MNISTLAB_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="MNISTLAB_REQUIRE_SERVICES=1"):
+        require_chromium(tmp_path / "chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -58,7 +73,7 @@ def _path(strokes, box, per_segment=8):
     for stroke in strokes:
         pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
         line = [pts[0]]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
             line += [(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
                      for t in np.linspace(0, 1, per_segment + 1)[1:]]
         out.append(line)

@@ -153,6 +153,16 @@ def test_other_image_kinds(client, digits, kind):
     assert np.asarray(answer["image"]).max() == 255
 
 
+def test_large_upload_is_reduced_and_still_read(client, digits):
+    x = digits[0][0]
+    small = client.post("/predict", content=_png(_photo(x, 300)),
+                        headers={"content-type": "image/png"}).json()
+    big = client.post("/predict", content=_png(_photo(x, 3300)),  # 11 megapixels
+                      headers={"content-type": "image/png"}).json()
+    assert big["label"] == small["label"] == "7"
+    assert np.abs(np.array(big["image"], int) - np.array(small["image"], int)).mean() < 8
+
+
 def test_page_docs_and_assets_are_all_local(client):
     page = client.get("/")
     assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text

@@ -93,22 +93,27 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS):
 
 def to_array(img) -> np.ndarray:
     """An opened image -> (H, W) grayscale or (H, W, 4) RGBA array, as predict's ``prepare``
-    takes it: upright (EXIF), JPEGs decoded at reduced scale down to DRAFT_SIDE."""
+    takes it: upright (EXIF), and at most about DRAFT_SIDE on its longer side (JPEGs decode at
+    reduced scale, others are box-averaged down), so what follows takes bounded time and memory."""
     from PIL import ImageOps
 
     try:
         img.draft("L", (DRAFT_SIDE, DRAFT_SIDE))
         img.load()
         img = ImageOps.exif_transpose(img)
-        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float: stretch to 0..255
-            a = np.asarray(img, dtype=np.float32)
-            lo, hi = float(a.min()), float(a.max())
-            return (a - lo) * np.float32(255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            return np.asarray(img.convert("RGBA"))  # prepare composites it on white paper
-        return np.asarray(img.convert("L"))
+        deep = img.mode in ("I", "I;16", "I;16B", "I;16L", "F")  # 16-bit or float scans
+        alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        img = img.convert("F" if deep else "RGBA" if alpha else "L")  # RGBA: prepare composites
+        factor = max(img.size) // DRAFT_SIDE
+        if factor >= 2:
+            img = img.reduce(factor)
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data in a known format
         raise Reject(422, f"file: damaged image ({str(exc).splitlines()[0][:200]})") from None
+    a = np.asarray(img)
+    if deep:  # stretch to 0..255: a cast would clip everything above 255 to white
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) * np.float32(255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return a
 
 
 def see_and_predict(run, image: np.ndarray, prepare: bool, name: str) -> tuple[np.ndarray,

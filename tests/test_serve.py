@@ -285,6 +285,7 @@ def test_diverged_model_is_refused_at_start(run):
 
 
 # ---- schema-driven: no generated request makes the server fail -----------------------------
+@pytest.mark.slow
 def test_no_server_errors_on_generated_requests(run):
     from hypothesis import given
     from hypothesis import strategies as st

@@ -10,6 +10,7 @@ from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import report as _report
+from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
 from mnistlab.errors import MnistlabError
 
@@ -41,6 +42,7 @@ _train.register(app)
 _evaluate.register(app)
 _predict.register(app)
 _report.register(app)
+_serve.register(app)
 
 
 def main() -> None:

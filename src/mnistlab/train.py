@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, runs
+from mnistlab import __version__, memory, runlock, runs
+from mnistlab._io import normalize
 from mnistlab.datasets import Dataset
-from mnistlab.errors import RecipeError, RunError
+from mnistlab.errors import FileSystemError, RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
@@ -162,6 +163,15 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
     return " - ".join(parts)
 
 
+def _out_of_memory(recipe: Recipe, run_dir: Path | None, epoch: int | None) -> RunError:
+    where = "" if epoch is None else f" in epoch {epoch + 1}"
+    step = (f"; the run folder {run_dir} keeps its last checkpoint: free memory and continue "
+            f"with mnistlab train --resume {run_dir}" if run_dir is not None and epoch is not None
+            else "")
+    return RunError(f"out of memory{where} (recipe {recipe.name!r}: hidden {recipe.hidden}, "
+                    f"batch_size {recipe.batch_size}); use a smaller recipe or free memory{step}")
+
+
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
         stop_on_divergence: bool = False, data_dir: str | Path | None = None,
@@ -173,20 +183,36 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
     ``stop_on_divergence``: stop after the first epoch the health check flags.
     """
+    with contextlib.ExitStack() as held:  # the run folder's lock, from creation (or resume) on
+        return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
+                    stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
+                    hold=lambda run_dir: held.enter_context(runlock.hold(
+                        run_dir, command="mnistlab train")))
+
+
+def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, hold):
     report = _Reporter(quiet)
+    restart = False
     checkpoint = None
     if resume:
         if out is None:
             raise RunError("resume needs the run folder to continue")
-        run_dir = Path(out)
+        run_dir = normalize(out)
         if not (run_dir / runs.RECIPE).is_file():
             raise RunError(f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
                            "folder that can be resumed")
+        hold(run_dir)
         saved = Recipe.from_toml(run_dir / runs.RECIPE)
         if recipe is not None and recipe != saved:
             raise RunError(f"{run_dir}: the recipe given differs from the run's recipe.toml; "
                            "resume continues a run exactly as it started")
         recipe = saved
+        # Killed before anything but recipe.toml was written: nothing to continue, start over.
+        restart = not (run_dir / runs.ENVIRONMENT).exists() and not (run_dir / runs.CHECKPOINT).exists()
+    if restart:
+        report.line(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
+        engine_recipe = recipe
+    elif resume:
         env = runs.read_json(run_dir / runs.ENVIRONMENT)
         recorded, engine_name = env.get("dataset"), env.get("engine")
         if not (isinstance(recorded, dict) and isinstance(recorded.get("name"), str)
@@ -200,7 +226,7 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             dataset = recorded["name"]
             data_dir = data_dir or recorded.get("data_dir")
         if (run_dir / runs.CHECKPOINT).is_file():
-            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT)
+            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT, recipe)
         # The same engine as before: "auto" could pick differently on a changed installation.
         engine_recipe = recipe.replace(engine=engine_name)
     else:
@@ -213,10 +239,11 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         engine_recipe = recipe
         run_dir = None
         if out is not None:
+            out = normalize(out)  # x/../y: no stray x
             runs.check_free(out)  # fail before the data is loaded, not after
 
     ds = _load_dataset(dataset, recipe, data_dir)
-    if resume and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
+    if resume and not restart and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
         raise RunError(f"{run_dir}: dataset {ds.name!r} differs from the one the run started "
                        "with (checksums changed)")
     first = (f"dataset: {ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images"
@@ -224,6 +251,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     report.line(first + (f" - note: {ds.note}" if ds.note else ""))
 
     xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
+    memory.check(recipe, len(xtr_u8), len(xval_u8), len(ds.x_test), len(ds.class_names),
+                 new_run=not resume)
     mean, std = runs.normalization_stats(xtr_u8, recipe.normalize)
     x_train = runs.preprocess(xtr_u8, mean, std)
     y_train = np.asarray(ytr, dtype=np.int64)
@@ -234,13 +263,20 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     from mnistlab.engines import make_engine
     from mnistlab.initializers import init_weights
 
-    engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
+    try:
+        engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
+    except MemoryError:
+        raise _out_of_memory(recipe, run_dir, None) from None
     history: list[dict[str, Any]] = []
     start = 0
-    if run_dir is None:
-        run_dir = runs.new_run_dir(recipe, out)
-        recipe.to_toml(run_dir / runs.RECIPE)
-        runs.atomic_write_json(run_dir / runs.ENVIRONMENT, _environment(recipe, ds, engine, data_dir))
+    if run_dir is None or restart:
+        files = {runs.RECIPE: recipe.to_toml().encode(),
+                 runs.ENVIRONMENT: runs.json_bytes(_environment(recipe, ds, engine, data_dir))}
+        if run_dir is None:
+            run_dir = runs.new_run_dir(recipe, out, files)  # appears whole or not at all
+            hold(run_dir)
+        else:
+            runs.atomic_write_bytes(run_dir / runs.ENVIRONMENT, files[runs.ENVIRONMENT])
     if checkpoint is not None:
         state, start, history = checkpoint
         engine.load_state(state)
@@ -268,6 +304,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
                         f"mnistlab train --resume {run_dir}")
             raise
+        except MemoryError:
+            raise _out_of_memory(recipe, run_dir, epoch) from None
         val_loss = val_acc = None
         if len(x_val):
             val_loss, val_acc = engine.evaluate(x_val, y_val)
@@ -277,9 +315,13 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
-        runs.write_history(run_dir / runs.HISTORY, history)
-        runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
-                              engine.name)
+        try:
+            runs.write_history(run_dir / runs.HISTORY, history)
+            runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
+                                  engine.name, recipe)
+        except FileSystemError as exc:  # e.g. a full disk: the last checkpoint is still whole
+            raise FileSystemError(f"{exc}; then continue with: mnistlab train --resume "
+                                  f"{run_dir}") from None
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)

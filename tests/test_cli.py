@@ -133,3 +133,34 @@ def test_disk_full_is_one_line(monkeypatch, capsys, tmp_path, fail_writes):
     code, out, err = _main(monkeypatch, capsys, "explore", "--dataset", "mnist-sample",
                            "--out", str(tmp_path / "full"))
     _one_line_error(code, "", err, "No space left on device", "free some disk space")
+
+
+def test_train_sizes_that_cannot_fit_are_one_line(monkeypatch, capsys, tmp_path):
+    for flags, words in ((["--hidden", "100000000"], ["needs about", "is available"]),
+                         (["--threads", "100000"], ["'threads'", "from 1 to 256"])):
+        code, out, err = _main(monkeypatch, capsys, "train", *SMALL, *flags,
+                               "--out", str(tmp_path / "r"))
+        _one_line_error(code, out, err, *words)
+        assert _listing(tmp_path) == []
+
+
+def test_train_resume_of_a_held_run_names_the_holder(monkeypatch, capsys, tiny_run, tmp_path):
+    import shutil
+    import subprocess
+    import sys as sys_
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "model.safetensors").unlink()  # as if killed after its last checkpoint
+    holder = subprocess.Popen(
+        [sys_.executable, "-c", "import time; from mnistlab import runlock\n"
+         f"with runlock.hold({str(run)!r}, command='mnistlab train'):\n"
+         "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(run), "--quiet")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    _one_line_error(code, out, err, f"in use by pid {holder.pid}", "wait for it")
+    assert not (run / "model.safetensors").exists()

@@ -117,3 +117,12 @@ def test_per_optimizer_defaults_fill_only_unset_fields(tmp_path):
     # an unset field stays unset in TOML, and comes back unset
     Recipe(optimizer="rmsprop").to_toml(tmp_path / "r.toml")
     assert Recipe.from_toml(tmp_path / "r.toml").momentum is None
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("threads", 100_000, "an integer from 1 to 256"),
+    ("name", "a" * 201, ".*, at most 200"),
+])
+def test_sizes_a_folder_or_a_cpu_cannot_take_are_refused(field, value, expected):
+    with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
+        Recipe(**{field: value}).validate()

@@ -135,10 +135,9 @@ def check(recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int 
     est = estimate(recipe, n_train, n_val, n_test, n_classes)
     free = available() if free is None else free
     if free is not None and est.total > free:
-        parts = {"the weights and optimizer state (reduce 'hidden'"
-                 + (" or 'conv_channels'" if recipe.kind == "cnn" else "") + ")": est.weights,
-                 "the activations (reduce 'batch_size'"
-                 + (" or 'conv_channels'" if recipe.kind == "cnn" else "") + ")": est.activations,
+        layers = "'hidden'" + (" or 'conv_channels'" if recipe.kind == "cnn" else "")
+        parts = {f"the weights and optimizer state (reduce {layers})": est.weights,
+                 f"the activations (reduce {layers} or 'batch_size')": est.activations,
                  "the data (use a smaller dataset)": est.data}
         biggest = max(parts, key=parts.get)
         raise RecipeError(f"recipe {recipe.name!r} needs about {size(est.total)} of memory "

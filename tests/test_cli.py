@@ -164,3 +164,27 @@ def test_train_resume_of_a_held_run_names_the_holder(monkeypatch, capsys, tiny_r
         holder.wait(timeout=30)
     _one_line_error(code, out, err, f"in use by pid {holder.pid}", "wait for it")
     assert not (run / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("home", ["a file", "read-only"])
+def test_train_from_a_data_dir_does_not_need_a_usable_home(monkeypatch, capsys, tmp_path,
+                                                           mnist_dir, fail_writes, home):
+    path = tmp_path / "home"
+    if home == "a file":
+        path.write_text("not a folder")
+    else:
+        path.mkdir()
+        fail_writes(path)
+    monkeypatch.setenv("MNISTLAB_HOME", str(path))
+    code, out, err = _main(monkeypatch, capsys, "train", "--data-dir", str(mnist_dir), "--hidden",
+                           "8", "--epochs", "1", "--batch-size", "512", "--quiet",
+                           "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "array cache" in lines[0], err
+    assert "UserWarning" not in err and "Traceback" not in err
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    if home == "a file":
+        assert path.read_text() == "not a folder"
+    else:
+        assert list(path.iterdir()) == []

@@ -313,7 +313,7 @@ def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(tmp_path, small
         fail_writes(run_dir, errno.ENOSPC)  # the disk fills up during epoch 2
 
     _fail_in_epoch(monkeypatch, 1, action)
-    expected = (r"out of memory in epoch 2 .* continue with mnistlab train --resume"
+    expected = (r"out of memory .* in epoch 2: free memory and continue with mnistlab train --resume"
                 if cause == "memory" else r"No space left on device.* --resume")
     with pytest.raises((RunError, OSError), match=expected) as info:
         fit(recipe, small, out=run_dir, quiet=True)

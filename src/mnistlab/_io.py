@@ -99,7 +99,8 @@ def fs_error(exc: OSError, path: str | os.PathLike[str] | None = None,
     """
     if isinstance(exc, FileSystemError):
         return exc
-    where = exc.filename if exc.filename is not None else path
+    # The destination the caller names, not the temp file that was being written for it.
+    where = path if path is not None else exc.filename
     cause = exc.strerror or str(exc) or type(exc).__name__
     step = _NEXT_STEP.get(exc.errno or 0, "check the path and try again")
     err = FileSystemError(f"{where}: cannot {doing}: {cause}; {step}")

@@ -164,12 +164,13 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
 
 
 def _out_of_memory(recipe: Recipe, run_dir: Path | None, epoch: int | None) -> RunError:
-    where = "" if epoch is None else f" in epoch {epoch + 1}"
-    step = (f"; the run folder {run_dir} keeps its last checkpoint: free memory and continue "
-            f"with mnistlab train --resume {run_dir}" if run_dir is not None and epoch is not None
-            else "")
-    return RunError(f"out of memory{where} (recipe {recipe.name!r}: hidden {recipe.hidden}, "
-                    f"batch_size {recipe.batch_size}); use a smaller recipe or free memory{step}")
+    what = f"out of memory (hidden {recipe.hidden}, batch_size {recipe.batch_size})"
+    smaller = "start a new run with smaller 'hidden' or 'batch_size'"
+    if run_dir is None or epoch is None:
+        return RunError(f"{what} before training started; free memory or {smaller}")
+    kept = f"the checkpoint after epoch {epoch}" if epoch else "nothing trained yet"
+    return RunError(f"{what} in epoch {epoch + 1}: free memory and continue with mnistlab train "
+                    f"--resume {run_dir} ({kept}), or {smaller}")
 
 
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
@@ -315,10 +316,10 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
-        try:
-            runs.write_history(run_dir / runs.HISTORY, history)
+        try:  # the checkpoint (which carries the history) first: the larger write fails first
             runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
                                   engine.name, recipe)
+            runs.write_history(run_dir / runs.HISTORY, history)
         except FileSystemError as exc:  # e.g. a full disk: the last checkpoint is still whole
             raise FileSystemError(f"{exc}; then continue with: mnistlab train --resume "
                                   f"{run_dir}") from None

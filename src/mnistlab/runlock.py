@@ -22,9 +22,9 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from mnistlab._io import fs_errors
 from mnistlab.errors import RunError
@@ -103,7 +103,7 @@ def _acquire(run_dir: Path, wait: float, command: str):
             os.close(fd)
             continue
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "since": datetime.now(UTC).isoformat(timespec="seconds")}
         with fs_errors(path):
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)

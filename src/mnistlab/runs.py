@@ -8,7 +8,9 @@ A finished run holds::
     model.safetensors  weights + normalization statistics; recipe, class names, dataset and
                        SHA-256s of the tensors and of the metadata (so tampering is detected)
     environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
-    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
+    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch,
+                       and the recipe it was made with (resume refuses an edited recipe.toml)
+    .lock              only while a process writes the run (see runlock.py)
 
 Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
 any damage into a RunError naming the file. No torch here: a run predicts with the NumPy fast

@@ -202,7 +202,6 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         if not (run_dir / runs.RECIPE).is_file():
             raise RunError(f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
                            "folder that can be resumed")
-        hold(run_dir)
         saved = Recipe.from_toml(run_dir / runs.RECIPE)
         if recipe is not None and recipe != saved:
             raise RunError(f"{run_dir}: the recipe given differs from the run's recipe.toml; "
@@ -211,6 +210,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         # Killed before anything but recipe.toml was written: nothing to continue, start over.
         restart = not (run_dir / runs.ENVIRONMENT).exists() and not (run_dir / runs.CHECKPOINT).exists()
     if restart:
+        hold(run_dir)
         report.line(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
         engine_recipe = recipe
     elif resume:
@@ -223,6 +223,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
             report.line(f"{run_dir}: the run is already complete; nothing to resume")
             return runs.load_run(run_dir)
+        hold(run_dir)  # before the checkpoint is read: a second trainer stops here
         if not isinstance(dataset, Dataset):
             dataset = recorded["name"]
             data_dir = data_dir or recorded.get("data_dir")

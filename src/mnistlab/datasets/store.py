@@ -11,8 +11,10 @@ Resolution order for a downloadable dataset:
 
 Every file is verified before use: SHA-256 of the .gz, else of the decompressed payload. The
 result is remembered in ``<cache>/verified.json`` keyed by path, size and mtime, so a second
-load hashes nothing. Parsed arrays are saved as ``<cache>/*.npy`` (with ``arrays.json`` naming
-the payload they came from), so a second load is four ``np.load(mmap_mode="r")``.
+load hashes nothing. Parsed arrays are saved as ``<cache>/*.npy``, so a second load is four
+``np.load(mmap_mode="r")``. ``arrays.json`` ties them to the payloads they came from and records
+each one's size and mtime, checked on every load: an array changed since is rebuilt from the
+verified files (a warning says so), never served.
 
 >>> sorted(locate(SAMPLE_DIR, registry.get("mnist-sample")))[0]
 'test_images'

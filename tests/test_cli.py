@@ -188,3 +188,25 @@ def test_train_from_a_data_dir_does_not_need_a_usable_home(monkeypatch, capsys, 
         assert path.read_text() == "not a folder"
     else:
         assert list(path.iterdir()) == []
+
+
+def test_train_resume_of_an_edited_or_bare_run_folder(monkeypatch, capsys, tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(tiny_run, run)
+    (run / "model.safetensors").unlink()  # as if killed after its last checkpoint
+    toml = run / "recipe.toml"
+    toml.write_text(toml.read_text().replace("epochs = 1", "epochs = 3"))
+    code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(run), "--quiet")
+    _one_line_error(code, out, err, "field 'epochs' is 3", "was made with 1")
+    assert not (run / "model.safetensors").exists()
+
+    bare = tmp_path / "bare"  # killed right after its first file, by an older mnistlab
+    bare.mkdir()
+    shutil.copy(tiny_run / "recipe.toml", bare)
+    code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(bare), "--quiet")
+    assert code == 0 and err == "", err
+    assert sorted(p.name for p in bare.iterdir()) == [
+        "checkpoint.safetensors", "environment.json", "history.csv", "metrics.json",
+        "model.safetensors", "recipe.toml"]

@@ -301,20 +301,28 @@ def test_more_threads_than_cpus_is_refused_for_a_new_run(tmp_path, small):
     assert _listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("cause", ["memory", "disk full"])
+@pytest.mark.parametrize("cause", ["memory", "disk full", "memory at the end",
+                                   "disk full at the end"])
 def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(tmp_path, small, monkeypatch,
                                                                  fail_writes, cause):
     recipe = Recipe(epochs=3, hidden=[8])
     run_dir = tmp_path / "r"
 
     def action():
-        if cause == "memory":
+        if cause.startswith("memory"):
             raise MemoryError
-        fail_writes(run_dir, errno.ENOSPC)  # the disk fills up during epoch 2
+        fail_writes(run_dir, errno.ENOSPC)  # the disk fills up
 
-    _fail_in_epoch(monkeypatch, 1, action)
-    expected = (r"out of memory .* in epoch 2: free memory and continue with mnistlab train --resume"
-                if cause == "memory" else r"No space left on device.* --resume")
+    if cause.endswith("at the end"):  # writing the model, after the last checkpoint
+        real = runs.write_model
+        monkeypatch.setattr(runs, "write_model", lambda *a: (action(), real(*a)))
+    else:
+        _fail_in_epoch(monkeypatch, 1, action)
+    expected = {"memory": r"out of memory in epoch 2: free memory and continue with mnistlab "
+                          r"train --resume .* \(it keeps the checkpoint after epoch 1\)",
+                "memory at the end": r"out of memory: free memory and continue with mnistlab "
+                                     r"train --resume .* \(it keeps its last checkpoint\)",
+                }.get(cause, r"No space left on device.* continue with: mnistlab train --resume")
     with pytest.raises((RunError, OSError), match=expected) as info:
         fit(recipe, small, out=run_dir, quiet=True)
     assert "\n" not in str(info.value)
@@ -408,3 +416,16 @@ def _umask():
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeypatch):
+    import mnistlab.initializers
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(mnistlab.initializers, "init_weights", no_memory)
+    with pytest.raises(RunError, match=r"^out of memory before training started; free memory or "
+                                       r"start a new run with smaller 'hidden'"):
+        fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
+    assert _listing(tmp_path) == []

@@ -163,13 +163,14 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
     return " - ".join(parts)
 
 
-def _out_of_memory(recipe: Recipe, run_dir: Path | None, epoch: int | None) -> RunError:
-    what = f"out of memory (hidden {recipe.hidden}, batch_size {recipe.batch_size})"
+def _out_of_memory(run_dir: Path | None, epoch: int | None) -> RunError:
     smaller = "start a new run with smaller 'hidden' or 'batch_size'"
-    if run_dir is None or epoch is None:
-        return RunError(f"{what} before training started; free memory or {smaller}")
-    kept = f"the checkpoint after epoch {epoch}" if epoch else "nothing trained yet"
-    return RunError(f"{what} in epoch {epoch + 1}: free memory and continue with mnistlab train "
+    if run_dir is None:
+        return RunError(f"out of memory before training started; free memory or {smaller}")
+    where = f" in epoch {epoch + 1}" if epoch is not None else ""
+    kept = ("nothing trained yet" if epoch == 0 else
+            f"it keeps the checkpoint after epoch {epoch}" if epoch else "it keeps its last checkpoint")
+    return RunError(f"out of memory{where}: free memory and continue with mnistlab train "
                     f"--resume {run_dir} ({kept}), or {smaller}")
 
 
@@ -184,11 +185,25 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
     ``stop_on_divergence``: stop after the first epoch the health check flags.
     """
-    with contextlib.ExitStack() as held:  # the run folder's lock, from creation (or resume) on
-        return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
-                    stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
-                    hold=lambda run_dir: held.enter_context(runlock.hold(
-                        run_dir, command="mnistlab train")))
+    held: list[Path] = []
+    with contextlib.ExitStack() as stack:  # the run folder's lock, from creation (or resume) on
+
+        def hold(run_dir: Path) -> None:
+            stack.enter_context(runlock.hold(run_dir, command="mnistlab train"))
+            held.append(run_dir)
+
+        try:
+            return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
+                        stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
+                        hold=hold)
+        except (FileSystemError, MemoryError) as exc:
+            if not held:  # nothing made yet: the message alone says it
+                raise _out_of_memory(None, None) if isinstance(exc, MemoryError) else exc from None
+            # A full disk or memory mid-run: every file is whole, the last checkpoint stands.
+            if isinstance(exc, MemoryError):
+                raise _out_of_memory(held[0], None) from None
+            exc.args = (f"{exc}; then continue with: mnistlab train --resume {held[0]}",)
+            raise
 
 
 def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, hold):
@@ -265,10 +280,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
     from mnistlab.engines import make_engine
     from mnistlab.initializers import init_weights
 
-    try:
-        engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
-    except MemoryError:
-        raise _out_of_memory(recipe, run_dir, None) from None
+    engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
     history: list[dict[str, Any]] = []
     start = 0
     if run_dir is None or restart:
@@ -307,7 +319,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
                         f"mnistlab train --resume {run_dir}")
             raise
         except MemoryError:
-            raise _out_of_memory(recipe, run_dir, epoch) from None
+            raise _out_of_memory(run_dir, epoch) from None
         val_loss = val_acc = None
         if len(x_val):
             val_loss, val_acc = engine.evaluate(x_val, y_val)
@@ -317,13 +329,10 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
-        try:  # the checkpoint (which carries the history) first: the larger write fails first
-            runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
-                                  engine.name, recipe)
-            runs.write_history(run_dir / runs.HISTORY, history)
-        except FileSystemError as exc:  # e.g. a full disk: the last checkpoint is still whole
-            raise FileSystemError(f"{exc}; then continue with: mnistlab train --resume "
-                                  f"{run_dir}") from None
+        # The checkpoint (which carries the history) first: the larger write fails first.
+        runs.write_checkpoint(run_dir / runs.CHECKPOINT, engine.state(), epoch + 1, history,
+                              engine.name, recipe)
+        runs.write_history(run_dir / runs.HISTORY, history)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)

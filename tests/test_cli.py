@@ -82,19 +82,23 @@ def test_train_into_a_read_only_folder(monkeypatch, capsys, tmp_path, fail_write
 
 
 def test_train_with_a_name_too_long_for_the_file_system(monkeypatch, capsys, tmp_path):
-    code, out, err = _main(monkeypatch, capsys, "train", *SMALL, "--out", str(tmp_path / ("a" * 300)))
+    too_long = str(tmp_path / ("a" * 300))
+    code, out, err = _main(monkeypatch, capsys, "train", *SMALL, "--out", too_long)
     _one_line_error(code, out, err, "File name too long", "shorter name")
     assert _listing(tmp_path) == []
 
 
-def test_evaluate_out_and_run_folder_read_only(monkeypatch, capsys, tmp_path, tiny_run, fail_writes):
+def test_evaluate_out_and_run_folder_read_only(monkeypatch, capsys, tmp_path, tiny_run,
+                                               fail_writes):
     before = (tiny_run / "metrics.json").read_text()
     fail_writes(tmp_path / "figs")
-    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run), "--out", str(tmp_path / "figs"))
+    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run),
+                           "--out", str(tmp_path / "figs"))
     _one_line_error(code, out, err, str(tmp_path / "figs"), "Read-only file system")
     assert not (tmp_path / "figs").exists()
     fail_writes(tiny_run)
-    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run), "--out", str(tmp_path / "ok"))
+    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run),
+                           "--out", str(tmp_path / "ok"))
     _one_line_error(code, out, err, str(tiny_run), "Read-only file system")
     assert (tiny_run / "metrics.json").read_text() == before
     assert not [p for p in tiny_run.iterdir() if p.name.startswith(".")]
@@ -107,7 +111,8 @@ def test_predict_show_into_a_read_only_folder(monkeypatch, capsys, tmp_path, tin
     ImageDraw.Draw(img).line([(14, 4), (14, 24)], fill=0, width=3)
     img.save(tmp_path / "digit.png")
     fail_writes(tmp_path / "ro")
-    code, out, err = _main(monkeypatch, capsys, "predict", str(tiny_run), str(tmp_path / "digit.png"),
+    code, out, err = _main(monkeypatch, capsys, "predict", str(tiny_run),
+                           str(tmp_path / "digit.png"),
                            "--show", str(tmp_path / "ro" / "fig.png"))
     _one_line_error(code, out.split("\n")[-1], err, str(tmp_path / "ro"), "Read-only file system")
     assert not (tmp_path / "ro").exists()
@@ -121,7 +126,8 @@ def test_explore_out_into_a_read_only_folder(monkeypatch, capsys, tmp_path, fail
     assert _listing(tmp_path) == []
 
 
-def test_data_import_into_a_read_only_home(monkeypatch, capsys, mnist_dir, mnistlab_home, fail_writes):
+def test_data_import_into_a_read_only_home(monkeypatch, capsys, mnist_dir, mnistlab_home,
+                                           fail_writes):
     fail_writes(mnistlab_home)
     code, out, err = _main(monkeypatch, capsys, "data", "import", str(mnist_dir))
     _one_line_error(code, out, err, str(mnistlab_home), "Read-only file system")

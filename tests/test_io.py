@@ -61,7 +61,8 @@ def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_destination(tmp_
     fail_writes(tmp_path / "d", errno.ENOSPC)
     with pytest.raises(FileSystemError) as info:
         atomic_write_json(dest, {"new": 2})
-    assert str(info.value) == f"{dest}: cannot write: No space left on device; free some disk space and try again"
+    assert str(info.value) == (f"{dest}: cannot write: No space left on device; "
+                               "free some disk space and try again")
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     assert dest.read_text() == '{\n  "old": 1\n}\n'
     assert [p.name for p in dest.parent.iterdir()] == ["a.json"]

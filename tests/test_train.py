@@ -245,7 +245,7 @@ def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path
 # ---- failure modes: resources, concurrent writers, edited or half-made run folders ----------
 import errno  # noqa: E402
 
-from mnistlab import memory, runlock  # noqa: E402
+from mnistlab import runlock  # noqa: E402
 
 
 def _fail_in_epoch(monkeypatch, epoch, action):
@@ -289,7 +289,8 @@ def test_out_with_dot_dot_makes_no_stray_folder(tmp_path, small):
 
 
 def test_a_recipe_that_cannot_fit_in_memory_fails_before_anything_is_made(tmp_path, small):
-    with pytest.raises(RecipeError, match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"):
+    with pytest.raises(RecipeError,
+                       match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"):
         fit(Recipe(epochs=1, hidden=[100_000_000]), small, out=tmp_path / "r", quiet=True)
     assert _listing(tmp_path) == []
 

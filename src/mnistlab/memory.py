@@ -58,19 +58,22 @@ def _layers(recipe: Recipe, n_classes: int) -> tuple[int, list[int]]:
     else:
         width = N_INPUTS
     for i, out in enumerate([*recipe.hidden, n_classes]):
-        params += width * out + out + (4 * out if recipe.batch_norm and i < len(recipe.hidden) else 0)
+        batch_norm = recipe.batch_norm and i < len(recipe.hidden)
+        params += width * out + out + (4 * out if batch_norm else 0)  # gamma, beta, moving stats
         widths.append(out)
         width = out
     return params, widths
 
 
-def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int = 10) -> Estimate:
+def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int,
+             n_classes: int = 10) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
     from mnistlab.engines import optimizer_slots
 
     params, widths = _layers(recipe, n_classes)
     slots = len(optimizer_slots(recipe)[0])
-    weights = params * FLOAT * (2 + 2 * slots + 1)  # weights, grads, slots; checkpoint: weights+slots
+    # weights, gradients, slots; then the checkpoint's serialized copy of weights and slots
+    weights = params * FLOAT * (2 + slots + 1 + slots)
     rows = max(1, min(recipe.batch_size, n_train))
     # A step keeps each layer's pre-activation, activation and gradient (3x), dropout masks aside.
     train_step = rows * (N_INPUTS + 3 * sum(widths)) * FLOAT

@@ -168,8 +168,8 @@ def _out_of_memory(run_dir: Path | None, epoch: int | None) -> RunError:
     if run_dir is None:
         return RunError(f"out of memory before training started; free memory or {smaller}")
     where = f" in epoch {epoch + 1}" if epoch is not None else ""
-    kept = ("nothing trained yet" if epoch == 0 else
-            f"it keeps the checkpoint after epoch {epoch}" if epoch else "it keeps its last checkpoint")
+    kept = ("nothing trained yet" if epoch == 0 else "it keeps its last checkpoint" if epoch is None
+            else f"it keeps the checkpoint after epoch {epoch}")
     return RunError(f"out of memory{where}: free memory and continue with mnistlab train "
                     f"--resume {run_dir} ({kept}), or {smaller}")
 
@@ -223,7 +223,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
                            "resume continues a run exactly as it started")
         recipe = saved
         # Killed before anything but recipe.toml was written: nothing to continue, start over.
-        restart = not (run_dir / runs.ENVIRONMENT).exists() and not (run_dir / runs.CHECKPOINT).exists()
+        restart = not any((run_dir / f).exists() for f in (runs.ENVIRONMENT, runs.CHECKPOINT))
     if restart:
         hold(run_dir)
         report.line(f"{run_dir}: nothing was trained yet; starting it from epoch 0")

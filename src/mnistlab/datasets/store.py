@@ -300,7 +300,8 @@ def _npy_stamp(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _cached_arrays(spec: DatasetSpec, folder: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def _cached_arrays(spec: DatasetSpec, folder: Path
+                   ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """(arrays, None) from an intact cache; (None, why) when a cache is there but cannot be
     trusted; (None, None) when there is none for these source files (first load, other data).
 

@@ -238,3 +238,14 @@ def test_a_cache_that_cannot_be_rewritten_is_not_served(mnist_dir, mnistlab_home
                                          r".*using the verified files in"):
         ds = datasets.load("mnist", data_dir=mnist_dir)
     assert np.array_equal(ds.y_test, idx.read_labels(mnist_dir / "t10k-labels-idx1-ubyte.gz", 10))
+
+
+def test_default_falls_back_to_the_sample_when_home_is_unusable(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    monkeypatch.setenv("MNISTLAB_HOME", str(home))
+    ds = datasets.load()
+    assert ds.name == "mnist-sample" and "cannot create the dataset folder" in ds.note
+    with pytest.raises(DataError, match="cannot create the dataset folder.*writable folder"):
+        datasets.load("mnist")  # named: no fallback, the reason instead
+    assert home.read_text() == "a file, not a folder"

@@ -52,6 +52,10 @@ class NotAvailable(DataError):
         self.looked, self.download_error = looked, download_error
 
 
+class NoCache(DataError):
+    """The cache folder cannot be created (MNISTLAB_HOME is a file, read-only, ...)."""
+
+
 def cache_dir(name: str) -> Path:
     return paths.datasets_dir() / name
 
@@ -131,6 +135,9 @@ def resolve(name: str, data_dir: str | os.PathLike[str] | None = None, *,
 
     try:
         fetched = fetch(name, quiet=quiet)
+    except NoCache as exc:  # nowhere to download to: as unavailable as without a network
+        raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and cannot be "
+                           f"downloaded: {exc}", looked, str(exc)) from None
     except download.DownloadError as exc:
         hint = "To use it offline, " if exc.unreachable else "Alternatively, "
         raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and download "
@@ -234,8 +241,8 @@ def fetch(name: str, *, mirrors: list[str] | None = None, quiet: bool = False,
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
-                        "MNISTLAB_HOME (or --data-dir) to a writable folder") from None
+        raise NoCache(f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
+                      "MNISTLAB_HOME (or --data-dir) to a writable folder") from None
     urls = download.mirrors(name, spec.urls, mirrors)
     session = session or download.Session()
     try:

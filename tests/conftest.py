@@ -115,3 +115,56 @@ def fashion_dir(shared_data) -> Path:
     if not (d / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"Fashion-MNIST files not found in {d}")
     return d
+
+
+@pytest.fixture
+def fail_writes(monkeypatch):
+    """``fail_writes(folder, errno.EROFS)``: every write or creation under ``folder`` raises that
+    OSError, as a read-only mount or a full disk would (tests run as root, for whom chmod stops
+    nothing). Reads keep working. Returns the armed folder."""
+    import builtins
+    import errno as errno_
+    import io
+    import os
+
+    real = {"open": os.open, "mkdir": os.mkdir, "replace": os.replace, "rename": os.rename,
+            "unlink": os.unlink, "rmdir": os.rmdir, "bopen": builtins.open}
+
+    def arm(folder, code=errno_.EROFS):
+        root = os.path.abspath(folder)
+
+        def under(path) -> bool:
+            try:
+                p = os.path.abspath(os.fsdecode(path))
+            except TypeError:  # a file descriptor
+                return False
+            return p == root or p.startswith(root + os.sep)
+
+        def refuse(path):
+            raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+        def os_open(path, flags, *a, **k):
+            if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC):
+                refuse(path)
+            return real["open"](path, flags, *a, **k)
+
+        def b_open(file, mode="r", *a, **k):
+            if under(file) and any(c in mode for c in "wax+"):
+                refuse(file)
+            return real["bopen"](file, mode, *a, **k)
+
+        def guard(name):
+            def f(path, *a, **k):
+                if under(path) or (a and under(a[0])):
+                    refuse(path)
+                return real[name](path, *a, **k)
+            return f
+
+        monkeypatch.setattr(os, "open", os_open)
+        monkeypatch.setattr(builtins, "open", b_open)
+        monkeypatch.setattr(io, "open", b_open)
+        for name in ("mkdir", "replace", "rename", "unlink", "rmdir"):
+            monkeypatch.setattr(os, name, guard(name))
+        return folder
+
+    return arm

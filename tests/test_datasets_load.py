@@ -67,7 +67,8 @@ def test_one_byte_change_is_caught_in_gz_and_in_raw(mnist_dir, tmp_path, mnistla
 def test_second_load_is_memory_mapped_and_hashes_nothing(mnist_dir, mnistlab_home, monkeypatch):
     first = datasets.load("mnist", data_dir=mnist_dir)
     cache = mnistlab_home / "datasets" / "mnist"
-    assert json.loads((cache / "arrays.json").read_text())["train_images"].startswith("ba891046")
+    source = json.loads((cache / "arrays.json").read_text())["source"]
+    assert source["train_images"].startswith("ba891046")
     calls = []
     monkeypatch.setattr(store, "verify_file", lambda *a: calls.append(a) or "x")
     second = datasets.load("mnist", data_dir=mnist_dir)
@@ -198,3 +199,53 @@ def test_system_copy_is_found_after_the_cache(fashion_dir, mnist_dir, mnistlab_h
     assert ds.source == f"system: {fashion_dir}" and ds.name == "fashion-mnist"
     datasets.import_dir(fashion_dir, "fashion-mnist")
     assert datasets.load("fashion-mnist", download=False).source.startswith("cache: ")
+
+
+@pytest.mark.parametrize("source", ["MNISTLAB_DATA_DIR", "cache"])
+def test_an_array_cache_edited_in_place_is_rebuilt_from_the_verified_files(
+        mnist_dir, mnistlab_home, monkeypatch, source):
+    from mnistlab.datasets import idx
+
+    pristine = idx.read_images(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    if source == "cache":
+        datasets.import_dir(mnist_dir)
+    else:
+        monkeypatch.setenv("MNISTLAB_DATA_DIR", str(mnist_dir))
+    datasets.load("mnist")
+    time.sleep(0.05)  # later than the cache was written, as an edit would be
+    npy = mnistlab_home / "datasets" / "mnist" / "x_test.npy"
+    edited = np.load(npy, mmap_mode="r+")
+    edited[:2000] = 255 - edited[:2000]
+    edited.flush()
+    del edited
+    with pytest.warns(UserWarning, match=r"x_test.npy was modified after it was written.*"
+                                         r"rebuilt it from the verified files in "):
+        ds = datasets.load("mnist")
+    assert np.array_equal(ds.x_test, pristine)
+    again = datasets.load("mnist")  # rebuilt: memory-mapped and right again, no warning
+    assert isinstance(again.x_test, np.memmap) and np.array_equal(again.x_test, pristine)
+
+
+def test_a_cache_that_cannot_be_rewritten_is_not_served(mnist_dir, mnistlab_home, fail_writes):
+    from mnistlab.datasets import idx
+
+    datasets.load("mnist", data_dir=mnist_dir)
+    npy = mnistlab_home / "datasets" / "mnist" / "y_test.npy"
+    y = np.load(npy)
+    np.save(npy, (y + 1) % 10)
+    fail_writes(mnistlab_home)
+    with pytest.warns(UserWarning, match=r"y_test.npy was modified.*cannot write the array cache"
+                                         r".*using the verified files in"):
+        ds = datasets.load("mnist", data_dir=mnist_dir)
+    assert np.array_equal(ds.y_test, idx.read_labels(mnist_dir / "t10k-labels-idx1-ubyte.gz", 10))
+
+
+def test_default_falls_back_to_the_sample_when_home_is_unusable(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    monkeypatch.setenv("MNISTLAB_HOME", str(home))
+    ds = datasets.load()
+    assert ds.name == "mnist-sample" and "cannot create the dataset folder" in ds.note
+    with pytest.raises(DataError, match="cannot create the dataset folder.*writable folder"):
+        datasets.load("mnist")  # named: no fallback, the reason instead
+    assert home.read_text() == "a file, not a folder"

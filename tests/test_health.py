@@ -51,7 +51,7 @@ def test_healthy_or_learning_is_silent(loss, acc):
 
 def test_cause_on_scaled_inputs_is_the_learning_rate():
     cause, fix = likely_cause(Recipe(learning_rate=1.0))
-    assert "learning_rate 1 is too large" in cause and "lower learning_rate (e.g. 0.1)" in fix
+    assert "learning_rate 1 is too large" in cause and "lower learning_rate (e.g. 0.01)" in fix
     w = check_epoch(row(1, float("nan"), 0.1), Recipe(learning_rate=1.0))
     assert "raw pixels" not in w.message and "too large" in w.message
 
@@ -89,3 +89,14 @@ def test_stop_on_divergence_stops_after_the_first_bad_epoch(small, tmp_path):
               quiet=True, stop_on_divergence=True)
     assert len(run.history) == 1 and "stop-on-divergence" in run.stopped
     assert run.metrics["stopped"] == run.stopped
+
+
+@pytest.mark.parametrize("recipe,suggested", [
+    (Recipe(learning_rate=1e30), "e.g. 0.01)"),                     # sgd's working range
+    (Recipe(optimizer="adam", learning_rate=1e30), "e.g. 0.001)"),  # adam's
+    (Recipe(learning_rate=0.05), "e.g. 0.005)"),                    # a tenth, when in range
+    (Recipe(normalize="none", learning_rate=1e30), "e.g. 0.01)"),
+])
+def test_the_fix_suggests_a_learning_rate_that_works_for_the_recipe(recipe, suggested):
+    _, fix = likely_cause(recipe)
+    assert suggested in fix, fix

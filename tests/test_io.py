@@ -49,3 +49,25 @@ def test_folder_or_file_in_the_way_is_a_one_line_error(tmp_path):
         make_dirs(tmp_path / "f.txt" / "sub" / "deeper")
     assert make_dirs(tmp_path / "new" / "sub").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "new"]
+
+
+def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_destination(tmp_path, fail_writes):
+    import errno
+
+    from mnistlab.errors import FileSystemError
+
+    dest = tmp_path / "d" / "a.json"
+    atomic_write_json(dest, {"old": 1})
+    fail_writes(tmp_path / "d", errno.ENOSPC)
+    with pytest.raises(FileSystemError) as info:
+        atomic_write_json(dest, {"new": 2})
+    assert str(info.value) == (f"{dest}: cannot write: No space left on device; "
+                               "free some disk space and try again")
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+    assert dest.read_text() == '{\n  "old": 1\n}\n'
+    assert [p.name for p in dest.parent.iterdir()] == ["a.json"]
+
+
+def test_dot_dot_is_resolved_before_anything_is_created(tmp_path):
+    atomic_write_text(tmp_path / "x" / ".." / "y" / "f.txt", "ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]

@@ -155,3 +155,10 @@ def test_early_stopping_fields_are_validated(changes, words):
     with pytest.raises(RecipeError, match=words):
         Recipe().replace(**changes)
     Recipe(early_stopping=3, monitor="val_accuracy", restore_best=False).validate()
+@pytest.mark.parametrize("field,value,expected", [
+    ("threads", 100_000, "an integer from 1 to 256"),
+    ("name", "a" * 201, ".*, at most 200"),
+])
+def test_sizes_a_folder_or_a_cpu_cannot_take_are_refused(field, value, expected):
+    with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
+        Recipe(**{field: value}).validate()

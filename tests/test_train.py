@@ -241,3 +241,193 @@ def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path
         (tmp_path / "r" / runs.ENVIRONMENT).write_text(json.dumps(env))
         with pytest.raises(RunError, match="environment.json.*'dataset'"):
             fit(out=tmp_path / "r", resume=True, quiet=True)
+
+
+# ---- failure modes: resources, concurrent writers, edited or half-made run folders ----------
+import errno  # noqa: E402
+
+from mnistlab import runlock  # noqa: E402
+
+
+def _fail_in_epoch(monkeypatch, epoch, action):
+    """Make the engine run ``action()`` when it starts epoch ``epoch`` (0-based)."""
+    import mnistlab.engines as engines
+
+    real = engines.make_engine
+
+    def make(*a, **k):
+        eng = real(*a, **k)
+        train = eng.train_epoch
+
+        def train_epoch(x, y, order, lrs, e, *rest, **kw):
+            if e == epoch:
+                action()
+            return train(x, y, order, lrs, e, *rest, **kw)
+
+        eng.train_epoch = train_epoch
+        return eng
+
+    monkeypatch.setattr(engines, "make_engine", make)
+
+
+def _listing(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+FINISHED = sorted([runs.RECIPE, runs.HISTORY, runs.METRICS, runs.MODEL, runs.ENVIRONMENT,
+                   runs.CHECKPOINT])
+
+
+def test_a_finished_run_folder_holds_only_its_files(tmp_path, small):
+    run = fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
+    runs.update_metrics(run.path, {"extra": 1})
+    assert _listing(run.path) == FINISHED  # no .lock, no metrics.json.lock
+
+
+def test_out_with_dot_dot_makes_no_stray_folder(tmp_path, small):
+    run = fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "x" / ".." / "y", quiet=True)
+    assert _listing(tmp_path) == ["y"] and run.path == tmp_path / "y"
+
+
+def test_a_recipe_that_cannot_fit_in_memory_fails_before_anything_is_made(tmp_path, small):
+    with pytest.raises(RecipeError,
+                       match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"):
+        fit(Recipe(epochs=1, hidden=[100_000_000]), small, out=tmp_path / "r", quiet=True)
+    assert _listing(tmp_path) == []
+
+
+def test_more_threads_than_cpus_is_refused_for_a_new_run(tmp_path, small):
+    with pytest.raises(RecipeError, match=r"'threads': .* this machine has \d+ CPUs"):
+        fit(Recipe(epochs=1, hidden=[8], threads=(os.cpu_count() or 1) + 1), small,
+            out=tmp_path / "r", quiet=True)
+    assert _listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("cause", ["memory", "disk full", "memory at the end",
+                                   "disk full at the end"])
+def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(tmp_path, small, monkeypatch,
+                                                                 fail_writes, cause):
+    recipe = Recipe(epochs=3, hidden=[8])
+    run_dir = tmp_path / "r"
+
+    def action():
+        if cause.startswith("memory"):
+            raise MemoryError
+        fail_writes(run_dir, errno.ENOSPC)  # the disk fills up
+
+    if cause.endswith("at the end"):  # writing the model, after the last checkpoint
+        real = runs.write_model
+        monkeypatch.setattr(runs, "write_model", lambda *a: (action(), real(*a)))
+    else:
+        _fail_in_epoch(monkeypatch, 1, action)
+    expected = {"memory": r"out of memory in epoch 2: free memory and continue with mnistlab "
+                          r"train --resume .* \(it keeps the checkpoint after epoch 1\)",
+                "memory at the end": r"out of memory: free memory and continue with mnistlab "
+                                     r"train --resume .* \(it keeps its last checkpoint\)",
+                }.get(cause, r"No space left on device.* continue with: mnistlab train --resume")
+    with pytest.raises((RunError, OSError), match=expected) as info:
+        fit(recipe, small, out=run_dir, quiet=True)
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert not (run_dir / runs.MODEL).exists()
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    resumed = fit(out=run_dir, resume=True, quiet=True, dataset=small)
+    whole = fit(recipe, small, out=tmp_path / "whole", quiet=True)
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+    _same_weights(resumed.weights, whole.weights)
+
+
+def _unfinished(tmp_path, small, recipe):
+    """A run killed after its last checkpoint: everything but the model and metrics."""
+    run = fit(recipe, small, out=tmp_path / "r", quiet=True)
+    (run.path / runs.MODEL).unlink()
+    (run.path / runs.METRICS).unlink()
+    return run.path
+
+
+@pytest.mark.parametrize("edit,field", [("learning_rate = 0.01", "learning_rate"),
+                                        ("epochs = 2", "epochs")])
+def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit, field):
+    run_dir = _unfinished(tmp_path, small, Recipe(epochs=2, hidden=[8], learning_rate=0.02))
+    toml = run_dir / runs.RECIPE
+    key = edit.split(" = ")[0]
+    lines = toml.read_text().splitlines()
+    new = {"learning_rate": "learning_rate = 0.05", "epochs": "epochs = 1"}[key]
+    toml.write_text("\n".join(new if line.startswith(key + " ") else line for line in lines) + "\n")
+    with pytest.raises(RunError, match=rf"recipe.toml: field '{field}' is .* checkpoint after "
+                                       r"epoch 2 was made with .*set it back"):
+        fit(out=run_dir, resume=True, quiet=True, dataset=small)
+    assert not (run_dir / runs.MODEL).exists()
+
+
+def test_a_second_writer_is_told_who_holds_the_run(tmp_path, small):
+    run_dir = _unfinished(tmp_path, small, Recipe(epochs=1, hidden=[8]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from mnistlab import runlock\n"
+         f"with runlock.hold({str(run_dir)!r}, command='mnistlab train'):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match=rf"in use by pid {holder.pid} on .*mnistlab train, "
+                                           r"since 20.*wait for it to finish"):
+            fit(out=run_dir, resume=True, quiet=True, dataset=small)
+        t0 = time.monotonic()
+        with pytest.raises(RunError, match=rf"in use by pid {holder.pid}"):
+            with runlock.hold(run_dir, wait=0.3):  # a writer that waits, as update_metrics does
+                pass
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    # The kernel dropped the lock with the process: the run continues.
+    assert fit(out=run_dir, resume=True, quiet=True, dataset=small).history[0]["epoch"] == 1
+
+
+def test_a_folder_with_only_its_recipe_restarts_from_epoch_0(tmp_path, small):
+    recipe = Recipe(epochs=1, hidden=[8]).resolved()
+    (tmp_path / "r").mkdir()
+    recipe.to_toml(tmp_path / "r" / runs.RECIPE)
+    resumed = fit(out=tmp_path / "r", resume=True, quiet=True, dataset=small)
+    whole = fit(recipe, small, out=tmp_path / "whole", quiet=True)
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+    _same_weights(resumed.weights, whole.weights)
+
+
+def test_a_new_run_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    real = runs.atomic_write_bytes
+    calls = []
+
+    def second_fails(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed between the first two writes
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        runs.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
+    assert _listing(tmp_path) == []
+    monkeypatch.undo()
+    d = runs.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
+    assert _listing(d) == ["a.txt", "b.txt"] and _listing(tmp_path) == ["r"]
+    assert d.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeypatch):
+    import mnistlab.initializers
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(mnistlab.initializers, "init_weights", no_memory)
+    with pytest.raises(RunError, match=r"^out of memory before training started; free memory or "
+                                       r"start a new run with smaller 'hidden'"):
+        fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
+    assert _listing(tmp_path) == []

@@ -1,12 +1,15 @@
 """Small file-system helpers shared by every module that writes: nothing is ever half-written.
 
 Every writer goes through a temp file in the destination's folder plus ``os.replace``, which is
-atomic on POSIX, so a crash leaves either the old file or the new one, never a torn one.
+atomic on POSIX, so a crash leaves either the old file or the new one, never a torn one. Every
+OSError raised on the way (read-only file system, full disk, name too long, ...) leaves as one
+:class:`FileSystemError` that names the path, the cause and what to do (``fs_error``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import FileSystemError, MnistlabError
 
 
 @contextlib.contextmanager
@@ -28,33 +31,93 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     >>> (d / "x.txt").read_text()
     'hi'
     """
-    dest = Path(dest)
-    if dest.is_dir():  # e.g. --show given a folder: os.replace would fail after all the work
-        raise MnistlabError(f"{dest}: is a folder, expected a file name")
+    dest = normalize(dest)
+    with fs_errors(dest):
+        if dest.is_dir():  # e.g. --show given a folder: os.replace would fail after all the work
+            raise MnistlabError(f"{dest}: is a folder, expected a file name")
     make_dirs(dest.parent)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    with fs_errors(dest):
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the mode a plain open() would have had.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dest)
+        yield tmp  # the caller's own writes to tmp: ENOSPC lands here
+        with fs_errors(dest):
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            # mkstemp creates 0600; give the file the mode a plain open() would have had.
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, dest)
+    except OSError as exc:
+        if isinstance(exc, FileSystemError):
+            raise
+        raise fs_error(exc, dest) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:
     """``mkdir -p path``; a file in the way is a one-line MnistlabError, not a traceback."""
-    path = Path(path)
+    path = normalize(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise MnistlabError(f"{path}: cannot create this folder, a file is in the way") from None
+    except OSError as exc:
+        raise fs_error(exc, path) from None
     return path
+
+
+def normalize(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``x/..`` and ``.`` removed lexically, so creating ``x/../y`` makes no ``x``.
+
+    >>> str(normalize("x/../y/./z"))
+    'y/z'
+    """
+    return Path(os.path.normpath(path))
+
+
+# What to do about each cause, said in the message; the rest get the generic advice.
+_NEXT_STEP = {
+    errno.EROFS: "choose a writable location",
+    errno.ENOSPC: "free some disk space and try again",
+    errno.EDQUOT: "free some disk space and try again",
+    errno.ENAMETOOLONG: "choose a shorter name",
+    errno.EACCES: "check its permissions or choose another location",
+    errno.EPERM: "check its permissions or choose another location",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "it is a folder; give a file name",
+}
+
+
+def fs_error(exc: OSError, path: str | os.PathLike[str] | None = None,
+             doing: str = "write") -> FileSystemError:
+    """One line for an OSError: the path, the cause and the next step.
+
+    >>> str(fs_error(OSError(errno.EROFS, "Read-only file system"), "runs/a"))
+    'runs/a: cannot write: Read-only file system; choose a writable location'
+    """
+    if isinstance(exc, FileSystemError):
+        return exc
+    # The destination the caller names, not the temp file that was being written for it.
+    where = path if path is not None else exc.filename
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    step = _NEXT_STEP.get(exc.errno or 0, "check the path and try again")
+    err = FileSystemError(f"{where}: cannot {doing}: {cause}; {step}")
+    err.errno, err.strerror, err.filename = exc.errno, exc.strerror, where
+    return err
+
+
+@contextlib.contextmanager
+def fs_errors(path: str | os.PathLike[str] | None = None, doing: str = "write") -> Iterator[None]:
+    """Turn any OSError inside the block into a one-line FileSystemError about ``path``."""
+    try:
+        yield
+    except FileSystemError:
+        raise
+    except OSError as exc:
+        raise fs_error(exc, path, doing) from None
 
 
 def _umask() -> int:

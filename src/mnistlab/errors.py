@@ -15,3 +15,13 @@ class RecipeError(MnistlabError):
 
 class RunError(MnistlabError):
     """A run folder is missing a file, or a file in it is damaged."""
+
+
+class FileSystemError(MnistlabError, OSError):
+    """The file system refused a read or write (read-only, full, name too long, ...).
+
+    Also an OSError, so code that tolerates a failing cache write keeps catching it as one.
+    """
+
+    def __str__(self) -> str:  # the one-line message, not OSError's "[Errno n] ..." rendering
+        return str(self.args[0]) if self.args else ""

@@ -33,6 +33,18 @@ from mnistlab.recipe import Recipe
 
 NEAR_CHANCE_MARGIN = 0.05
 EXPLODED = 1e3  # no sane mean cross-entropy gets here (a uniform guess is 2.30)
+# Keras' default learning rate of each optimizer: the top of the range in which it trains these
+# networks; a suggested lower rate never exceeds it (a tenth of 1e30 is no advice).
+WORKING_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001, "adagrad": 0.001}
+
+
+def suggested_lr(recipe: Recipe) -> float:
+    """A tenth of the recipe's learning rate, capped at its optimizer's working default.
+
+    >>> suggested_lr(Recipe(learning_rate=1e30)), suggested_lr(Recipe(learning_rate=0.05))
+    (0.01, 0.005)
+    """
+    return min(recipe.learning_rate / 10, WORKING_LR.get(recipe.optimizer, 0.001))
 
 
 @dataclass(frozen=True)
@@ -60,10 +72,10 @@ def likely_cause(recipe: Recipe, pixel_std: float | None = None) -> tuple[str, s
                  f"so the first layer's outputs and gradients are that many times too large for "
                  f"learning_rate {lr:g}")
         fix = ("standardize the inputs (normalize='standardize', i.e. --normalize standardize), "
-               f"or at least lower learning_rate (e.g. {lr / 10:g})")
+               f"or at least lower learning_rate (e.g. {suggested_lr(recipe):g})")
     else:
         cause = f"learning_rate {lr:g} is too large for this recipe ({recipe.optimizer})"
-        fix = f"lower learning_rate (e.g. {lr / 10:g})"
+        fix = f"lower learning_rate (e.g. {suggested_lr(recipe):g})"
     return cause, fix
 
 

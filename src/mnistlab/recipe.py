@@ -39,6 +39,9 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ENGINES = ("auto", "fast", "reference")
 MONITORS = ("val_loss", "val_accuracy")
 ALIASES = {"lr": "learning_rate"}
+# More threads than any CPU of today has cores: a recipe is portable, so this bound is fixed
+# (train holds a new run to the machine's own CPU count, see mnistlab.memory).
+MAX_THREADS = 256
 # Unset fields whose sensible default depends on the optimizer: sgd keeps the notebook's
 # momentum 0.9, while Keras' RMSprop has none (0.9 on top of rmsprop's own scaling diverges at
 # lr 0.01), and Keras' AdamW decays by 0.004 (0 would make it plain adam).
@@ -240,8 +243,10 @@ class Recipe:
         for name in ("seed", "early_stopping"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise bad(name, "an integer >= 0")
-        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
-            raise bad("threads", "an integer >= 1 (or unset)")
+        if self.threads is not None and (not _is_int(self.threads)
+                                         or not 1 <= self.threads <= MAX_THREADS):
+            raise bad("threads", f"an integer from 1 to {MAX_THREADS}, at most the machine's "
+                      "CPU count (or unset: the engine's measured choice)")
         for name in ("learning_rate",):
             if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
                 raise bad(name, "a number > 0")
@@ -269,9 +274,9 @@ class Recipe:
         if self.kind == "cnn" and len(self.conv_channels) > MAX_CONV_BLOCKS:
             raise bad("conv_channels", f"at most {MAX_CONV_BLOCKS} conv blocks (each 2x2 max-pool "
                       "halves the 28x28 image: 14, 7, 3, 1)")
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}",
                                                               self.name):
-            raise bad("name", "letters, digits, '.', '_' or '-' (it names a folder)")
+            raise bad("name", "letters, digits, '.', '_' or '-', at most 200 (it names a folder)")
         if self.early_stopping and not self.validation_split:
             raise bad("early_stopping", "0 when validation_split is 0 (it watches the "
                       "validation part)")

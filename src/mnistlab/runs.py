@@ -8,7 +8,9 @@ A finished run holds::
     model.safetensors  weights + normalization statistics; recipe, class names, dataset and
                        SHA-256s of the tensors and of the metadata (so tampering is detected)
     environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
-    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch
+    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch,
+                       and the recipe it was made with (resume refuses an edited recipe.toml)
+    .lock              only while a process writes the run (see runlock.py)
 
 Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
 any damage into a RunError naming the file. No torch here: a run predicts through
@@ -29,18 +31,24 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import math
+import os
+import shutil
 import struct
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnistlab._io import atomic_write_bytes, atomic_write_json, atomic_write_text, make_dirs
+from mnistlab._io import (atomic_write_bytes, atomic_write_json, atomic_write_text, fs_error,
+                          fs_errors, make_dirs, normalize)
+from mnistlab._io import _umask
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.normalize import preprocess
 from mnistlab.recipe import Recipe
@@ -185,19 +193,37 @@ def _check_weights(path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n
 
 # ---- checkpoint -------------------------------------------------------------------------
 def write_checkpoint(path: Path, state: dict[str, np.ndarray], epoch: int,
-                     history: list[dict[str, Any]], engine: str) -> None:
+                     history: list[dict[str, Any]], engine: str,
+                     recipe: Recipe | None = None) -> None:
     """State after ``epoch`` finished epochs; the history travels with it so the two never
-    disagree, whatever moment a kill lands."""
-    _save(Path(path), state, {"format": CHECKPOINT_FORMAT, "epoch": str(epoch),
-                              "history": json.dumps(history), "engine": engine})
+    disagree, whatever moment a kill lands. ``recipe``, recorded too, pins how a resume goes on."""
+    meta = {"format": CHECKPOINT_FORMAT, "epoch": str(epoch), "history": json.dumps(history),
+            "engine": engine}
+    if recipe is not None:
+        meta["recipe"] = json.dumps(recipe.to_dict())
+    _save(Path(path), state, meta)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
-    tensors, meta = _load(Path(path), CHECKPOINT_FORMAT)
+def read_checkpoint(path: Path, recipe: Recipe | None = None
+                    ) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
+    """(state, epoch, history); with ``recipe``, RunError naming the first field in which it
+    differs from the recipe the checkpoint was made with."""
+    path = Path(path)
+    tensors, meta = _load(path, CHECKPOINT_FORMAT)
     try:
-        return tensors, int(meta["epoch"]), json.loads(meta["history"])
-    except (KeyError, ValueError) as exc:
+        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
+        made_with = (Recipe.from_dict(json.loads(meta["recipe"]), source=f"{path} metadata")
+                     if "recipe" in meta else None)
+    except (KeyError, ValueError, MnistlabError) as exc:
         raise RunError(f"{path}: incomplete metadata ({exc})") from None
+    if recipe is not None and made_with is not None and made_with != recipe:
+        name = next(f.name for f in dataclasses.fields(Recipe)
+                    if getattr(made_with, f.name) != getattr(recipe, f.name))
+        raise RunError(f"{path.parent / RECIPE}: field '{name}' is {getattr(recipe, name)!r} but "
+                       f"the checkpoint after epoch {epoch} was made with "
+                       f"{getattr(made_with, name)!r}; resume continues a run exactly as it "
+                       f"started: set it back, or train a new run with the changed recipe")
+    return tensors, epoch, history
 
 
 # ---- history.csv ------------------------------------------------------------------------
@@ -246,6 +272,11 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the bytes ``atomic_write_json`` writes."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -260,12 +291,12 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def update_metrics(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into the run's metrics.json (read-modify-write under a lock, atomic);
-    other writers' keys are kept, nested dicts merged. Returns the new object."""
-    from filelock import FileLock
+    """Merge ``updates`` into the run's metrics.json (read-modify-write under the run's lock,
+    atomic); other writers' keys are kept, nested dicts merged. Returns the new object."""
+    from mnistlab import runlock
 
     path = Path(run_dir) / METRICS
-    with FileLock(str(path) + ".lock"):
+    with runlock.hold(run_dir, wait=60.0, command="update metrics.json"):
         current = read_json(path) if path.exists() else {}
         atomic_write_json(path, _jsonable(_merge(current, updates)))
         return read_json(path)
@@ -288,21 +319,49 @@ def check_free(out: str | Path) -> Path:
     return path
 
 
-def new_run_dir(recipe: Recipe, out: str | Path | None = None) -> Path:
-    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>."""
+def new_run_dir(recipe: Recipe, out: str | Path | None = None,
+                files: dict[str, bytes] | None = None) -> Path:
+    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>.
+
+    With ``files`` (name -> content) the folder appears with them all or not at all: it is built
+    under a temporary name in the same parent and renamed into place, so a kill leaves no
+    half-made run.
+    """
     if out is not None:
-        path = check_free(out)
+        path = normalize(check_free(out))
     else:
         from mnistlab.paths import runs_dir
 
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        base = runs_dir() / f"{stamp}-{recipe.name}"
+        base = normalize(runs_dir() / f"{stamp}-{recipe.name}")
         path, k = base, 1
         while path.exists():
             k += 1
             path = base.with_name(f"{base.name}-{k}")
-    make_dirs(path)
-    return path
+    if files is None:
+        return make_dirs(path)
+    make_dirs(path.parent)
+    with fs_errors(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder is a plain folder
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(tmp / name, data)
+        base, k = path, 1
+        while True:
+            try:
+                os.rename(tmp, path)  # onto an absent or empty folder; atomic
+                return path
+            except OSError as exc:
+                # taken meanwhile: a default name gets a suffix, an explicit --out is refused
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or out is not None:
+                    check_free(path)
+                    raise fs_error(exc, path) from None
+                k += 1
+                path = base.with_name(f"{base.name}-{k}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_run(path: str | Path) -> Run:

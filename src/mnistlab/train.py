@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, runs
+from mnistlab import __version__, memory, runlock, runs
+from mnistlab._io import normalize
 from mnistlab.datasets import Dataset
-from mnistlab.errors import RecipeError, RunError
+from mnistlab.errors import FileSystemError, RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
 from mnistlab.normalize import normalization_stats, preprocess
 from mnistlab.recipe import Recipe
@@ -168,6 +169,17 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
     return " - ".join(parts)
 
 
+def _out_of_memory(run_dir: Path | None, epoch: int | None) -> RunError:
+    smaller = "start a new run with smaller 'hidden' or 'batch_size'"
+    if run_dir is None:
+        return RunError(f"out of memory before training started; free memory or {smaller}")
+    where = f" in epoch {epoch + 1}" if epoch is not None else ""
+    kept = ("nothing trained yet" if epoch == 0 else "it keeps its last checkpoint" if epoch is None
+            else f"it keeps the checkpoint after epoch {epoch}")
+    return RunError(f"out of memory{where}: free memory and continue with mnistlab train "
+                    f"--resume {run_dir} ({kept}), or {smaller}")
+
+
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
         stop_on_divergence: bool = False, data_dir: str | Path | None = None,
@@ -179,12 +191,35 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
     ``stop_on_divergence``: stop after the first epoch the health check flags.
     """
+    held: list[Path] = []
+    with contextlib.ExitStack() as stack:  # the run folder's lock, from creation (or resume) on
+
+        def hold(run_dir: Path) -> None:
+            stack.enter_context(runlock.hold(run_dir, command="mnistlab train"))
+            held.append(run_dir)
+
+        try:
+            return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
+                        stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
+                        hold=hold)
+        except (FileSystemError, MemoryError) as exc:
+            if not held:  # nothing made yet: the message alone says it
+                raise _out_of_memory(None, None) if isinstance(exc, MemoryError) else exc from None
+            # A full disk or memory mid-run: every file is whole, the last checkpoint stands.
+            if isinstance(exc, MemoryError):
+                raise _out_of_memory(held[0], None) from None
+            exc.args = (f"{exc}; then continue with: mnistlab train --resume {held[0]}",)
+            raise
+
+
+def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, hold):
     report = _Reporter(quiet)
+    restart = False
     checkpoint = None
     if resume:
         if out is None:
             raise RunError("resume needs the run folder to continue")
-        run_dir = Path(out)
+        run_dir = normalize(out)
         if not (run_dir / runs.RECIPE).is_file():
             raise RunError(f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
                            "folder that can be resumed")
@@ -193,6 +228,13 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             raise RunError(f"{run_dir}: the recipe given differs from the run's recipe.toml; "
                            "resume continues a run exactly as it started")
         recipe = saved
+        # Killed before anything but recipe.toml was written: nothing to continue, start over.
+        restart = not any((run_dir / f).exists() for f in (runs.ENVIRONMENT, runs.CHECKPOINT))
+    if restart:
+        hold(run_dir)
+        report.line(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
+        engine_recipe = recipe
+    elif resume:
         env = runs.read_json(run_dir / runs.ENVIRONMENT)
         recorded, engine_name = env.get("dataset"), env.get("engine")
         if not (isinstance(recorded, dict) and isinstance(recorded.get("name"), str)
@@ -202,11 +244,12 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
             report.line(f"{run_dir}: the run is already complete; nothing to resume")
             return runs.load_run(run_dir)
+        hold(run_dir)  # before the checkpoint is read: a second trainer stops here
         if not isinstance(dataset, Dataset):
             dataset = recorded["name"]
             data_dir = data_dir or recorded.get("data_dir")
         if (run_dir / runs.CHECKPOINT).is_file():
-            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT)
+            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT, recipe)
         # The same engine as before: "auto" could pick differently on a changed installation.
         engine_recipe = recipe.replace(engine=engine_name)
     else:
@@ -219,10 +262,11 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         engine_recipe = recipe
         run_dir = None
         if out is not None:
+            out = normalize(out)  # x/../y: no stray x
             runs.check_free(out)  # fail before the data is loaded, not after
 
     ds = _load_dataset(dataset, recipe, data_dir)
-    if resume and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
+    if resume and not restart and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
         raise RunError(f"{run_dir}: dataset {ds.name!r} differs from the one the run started "
                        "with (checksums changed)")
     first = (f"dataset: {ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images"
@@ -230,6 +274,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     report.line(first + (f" - note: {ds.note}" if ds.note else ""))
 
     xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
+    memory.check(recipe, len(xtr_u8), len(xval_u8), len(ds.x_test), len(ds.class_names),
+                 new_run=not resume)
     mean, std = normalization_stats(xtr_u8, recipe.normalize)
     x_train = preprocess(xtr_u8, mean, std)
     y_train = np.asarray(ytr, dtype=np.int64)
@@ -244,11 +290,14 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     history: list[dict[str, Any]] = []
     start = 0
     stopper = EarlyStopping.for_recipe(recipe)
-    if run_dir is None:
-        run_dir = runs.new_run_dir(recipe, out)
-        recipe.to_toml(run_dir / runs.RECIPE)
-        runs.atomic_write_json(run_dir / runs.ENVIRONMENT,
-                               _environment(recipe, ds, engine, data_dir))
+    if run_dir is None or restart:
+        files = {runs.RECIPE: recipe.to_toml().encode(),
+                 runs.ENVIRONMENT: runs.json_bytes(_environment(recipe, ds, engine, data_dir))}
+        if run_dir is None:
+            run_dir = runs.new_run_dir(recipe, out, files)  # appears whole or not at all
+            hold(run_dir)
+        else:
+            runs.atomic_write_bytes(run_dir / runs.ENVIRONMENT, files[runs.ENVIRONMENT])
     if checkpoint is not None:
         state, start, history = checkpoint
         engine.load_state(stopper.load(state) if stopper is not None else state)
@@ -278,6 +327,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
                         f"mnistlab train --resume {run_dir}")
             raise
+        except MemoryError:
+            raise _out_of_memory(run_dir, epoch) from None
         val_loss = val_acc = None
         if len(x_val):
             val_loss, val_acc = engine.evaluate(x_val, y_val)
@@ -293,8 +344,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
                 stopper.keep(engine.weights())
             state.update(stopper.tensors())
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
+        # The checkpoint (which carries the history) first: the larger write fails first.
+        runs.write_checkpoint(run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name,
+                              recipe)
         runs.write_history(run_dir / runs.HISTORY, history)
-        runs.write_checkpoint(run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from mnistlab import __version__
+from mnistlab._io import fs_error
+from mnistlab.errors import MnistlabError
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
@@ -12,7 +16,6 @@ from mnistlab.cli import predict as _predict
 from mnistlab.cli import report as _report
 from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
-from mnistlab.errors import MnistlabError
 
 app = typer.Typer(
     name="mnistlab",
@@ -54,9 +57,21 @@ def main() -> None:
         from click.exceptions import UsageError
         NoArgsIsHelpError = ()
     try:
-        code = app(standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = app(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        # The last net for a file-system error that no writer turned into a message itself.
+        if exc.filename is None:
+            raise
+        typer.echo(f"error: {fs_error(exc, doing='use')}", err=True)
+        raise SystemExit(2) from None
+    except MemoryError:
+        typer.echo("error: out of memory; use a smaller recipe (hidden, batch_size) or free "
+                   "memory and try again", err=True)
         raise SystemExit(2) from None
     except NoArgsIsHelpError as exc:  # bare `mnistlab` / `mnistlab data`: the help is the answer
         exc.show()
@@ -66,3 +81,9 @@ def main() -> None:
         typer.echo(f"error: {exc.format_message()}{command}", err=True)
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (e.g. a cache that cannot be written) as the CLI's own one line."""
+    text = " ".join(str(message).split())
+    typer.echo(f"warning: {text}", err=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_path
+from mnistlab._io import atomic_path, make_dirs
 from mnistlab.datasets import registry, store
 from mnistlab.datasets.registry import NAMES
 from mnistlab.errors import DataError
@@ -121,7 +121,7 @@ def import_dir(src: PathLike, name: str = "mnist") -> Path:
     dest_dir = store.cache_dir(name)
     from filelock import FileLock
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest_dir)
     with FileLock(dest_dir / ".lock", timeout=store.LOCK_TIMEOUT):
         memo = store.Memo(dest_dir)
         for f in spec.files:

@@ -11,8 +11,10 @@ Resolution order for a downloadable dataset:
 
 Every file is verified before use: SHA-256 of the .gz, else of the decompressed payload. The
 result is remembered in ``<cache>/verified.json`` keyed by path, size and mtime, so a second
-load hashes nothing. Parsed arrays are saved as ``<cache>/*.npy`` (with ``arrays.json`` naming
-the payload they came from), so a second load is four ``np.load(mmap_mode="r")``.
+load hashes nothing. Parsed arrays are saved as ``<cache>/*.npy``, so a second load is four
+``np.load(mmap_mode="r")``. ``arrays.json`` ties them to the payloads they came from and records
+each one's size and mtime, checked on every load: an array changed since is rebuilt from the
+verified files (a warning says so), never served.
 
 >>> sorted(locate(SAMPLE_DIR, registry.get("mnist-sample")))[0]
 'test_images'
@@ -20,6 +22,7 @@ the payload they came from), so a second load is four ``np.load(mmap_mode="r")``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -33,7 +36,7 @@ from mnistlab import paths
 from mnistlab._io import atomic_path, atomic_write_json
 from mnistlab.datasets import idx, registry
 from mnistlab.datasets.registry import SAMPLE_DIR, DatasetSpec, FileSpec
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, MnistlabError
 
 if TYPE_CHECKING:  # download pulls in urllib/http.client (~0.1 s): imported only to download
     from mnistlab.datasets import download
@@ -47,6 +50,10 @@ class NotAvailable(DataError):
     def __init__(self, message: str, looked: list[str], download_error: str | None):
         super().__init__(message)
         self.looked, self.download_error = looked, download_error
+
+
+class NoCache(DataError):
+    """The cache folder cannot be created (MNISTLAB_HOME is a file, read-only, ...)."""
 
 
 def cache_dir(name: str) -> Path:
@@ -128,6 +135,9 @@ def resolve(name: str, data_dir: str | os.PathLike[str] | None = None, *,
 
     try:
         fetched = fetch(name, quiet=quiet)
+    except NoCache as exc:  # nowhere to download to: as unavailable as without a network
+        raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and cannot be "
+                           f"downloaded: {exc}", looked, str(exc)) from None
     except download.DownloadError as exc:
         hint = "To use it offline, " if exc.unreachable else "Alternatively, "
         raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and download "
@@ -171,7 +181,7 @@ class Memo:
         if self.dirty:
             try:
                 atomic_write_json(self.path, self.data)
-            except OSError:  # a read-only cache only costs a re-hash next time
+            except (OSError, MnistlabError):  # an unwritable cache only costs a re-hash next time
                 pass
             self.dirty = False
 
@@ -231,8 +241,8 @@ def fetch(name: str, *, mirrors: list[str] | None = None, quiet: bool = False,
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
-                        "MNISTLAB_HOME (or --data-dir) to a writable folder") from None
+        raise NoCache(f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
+                      "MNISTLAB_HOME (or --data-dir) to a writable folder") from None
     urls = download.mirrors(name, spec.urls, mirrors)
     session = session or download.Session()
     try:
@@ -289,28 +299,60 @@ def _expected_shape(spec: DatasetSpec, role: str) -> tuple[int, ...]:
     return (n, 28, 28) if role.endswith("images") else (n,)
 
 
-def _cached_arrays(spec: DatasetSpec, folder: Path) -> dict[str, np.ndarray] | None:
+ARRAYS_FORMAT = 2  # arrays.json: {"format", "source": role -> identity, "files": npy -> stamp}
+
+
+def _npy_stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _cached_arrays(spec: DatasetSpec, folder: Path
+                   ) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """(arrays, None) from an intact cache; (None, why) when a cache is there but cannot be
+    trusted; (None, None) when there is none for these source files (first load, other data).
+
+    Each .npy is tied to the verified payloads it was parsed from (their SHA-256) and to its own
+    size and mtime when written, checked like the IDX files are: an array edited in place is
+    never served.
+    """
     try:
         meta = json.loads((folder / "arrays.json").read_text())
-        if any(meta.get(f.role) != _identity(f) for f in spec.files):
-            return None
-        out = {}
-        for f in spec.files:
-            arr = np.load(folder / f"{_ARRAYS[f.role]}.npy", mmap_mode="r", allow_pickle=False)
-            if arr.dtype != np.uint8 or arr.shape != _expected_shape(spec, f.role):
-                return None
-            out[f.role] = arr
-        return out
     except (OSError, ValueError):
-        return None
+        return None, None
+    if (not isinstance(meta, dict) or meta.get("format") != ARRAYS_FORMAT
+            or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("source"), dict)):
+        return None, None  # an older layout, without stamps: rebuilt like a first load
+    if any(meta["source"].get(f.role) != _identity(f) for f in spec.files):
+        return None, None
+    out = {}
+    for f in spec.files:
+        name = f"{_ARRAYS[f.role]}.npy"
+        try:
+            if _npy_stamp(folder / name) != meta["files"].get(name):
+                return None, f"{name} was modified after it was written (size or mtime differ)"
+            arr = np.load(folder / name, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None, f"{name} is missing or unreadable"
+        if arr.dtype != np.uint8 or arr.shape != _expected_shape(spec, f.role):
+            return None, f"{name} has shape {arr.shape} {arr.dtype}, not the dataset's"
+        out[f.role] = arr
+    return out, None
 
 
 def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
-    """The four verified arrays by role; memory-mapped from the .npy cache when present."""
+    """The four verified arrays by role; memory-mapped from the .npy cache when it is intact.
+
+    A cache that differs from what was written is rebuilt from the verified files (a warning
+    says so); a cache folder that cannot be written costs only speed (a warning says so).
+    """
     spec = resolved.spec
     folder = cache_dir(spec.name)
-    if not spec.bundled and (cached := _cached_arrays(spec, folder)) is not None:
-        return cached
+    problem = None
+    if not spec.bundled:
+        cached, problem = _cached_arrays(spec, folder)
+        if cached is not None:
+            return cached
     files, n = resolved.files, len(spec.class_names)
     out = {"train_images": idx.read_images(files["train_images"]),
            "train_labels": idx.read_labels(files["train_labels"], n),
@@ -319,15 +361,29 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
     for split in ("train", "test"):
         idx.check_pair(out[f"{split}_images"], out[f"{split}_labels"],
                        files[f"{split}_images"], files[f"{split}_labels"])
-    if not spec.bundled:  # the sample parses in ~0.1 s; not worth a cache entry per MNISTLAB_HOME
-        try:
-            for role, arr in out.items():
-                with atomic_path(folder / f"{_ARRAYS[role]}.npy") as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, arr, allow_pickle=False)
-            atomic_write_json(folder / "arrays.json", {f.role: _identity(f) for f in spec.files})
-        except OSError as exc:  # the data is fine; only the next load will be slower
-            warnings.warn(f"{folder}: cannot write the array cache ({exc}); loads stay slow "
-                          "until MNISTLAB_HOME points at a writable folder", stacklevel=3)
+    if spec.bundled:  # the sample parses in ~0.1 s; not worth a cache entry per MNISTLAB_HOME
+        return out
+    why = f"the array cache in {folder}: {problem}; " if problem else ""
+    try:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            (folder / "arrays.json").unlink()  # invalid until every array is rewritten
+        stamps = {}
+        for role, arr in out.items():
+            name = f"{_ARRAYS[role]}.npy"
+            with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+            stamps[name] = _npy_stamp(folder / name)
+        atomic_write_json(folder / "arrays.json", {
+            "format": ARRAYS_FORMAT, "source": {f.role: _identity(f) for f in spec.files},
+            "files": stamps})
+    except (OSError, MnistlabError) as exc:  # the data is fine; only the next load is slower
+        warnings.warn(f"{why}cannot write the array cache in {folder} ({exc}); using the "
+                      f"verified files in {resolved.folder}, and loads stay slow until "
+                      "MNISTLAB_HOME points at a writable folder", stacklevel=3)
+        return out
+    if problem:
+        warnings.warn(f"{why}rebuilt it from the verified files in {resolved.folder}",
+                      stacklevel=3)
     return out
 
 
@@ -338,9 +394,14 @@ def check_array_cache(resolved: Resolved) -> str:
     """
     spec = resolved.spec
     folder = cache_dir(spec.name)
-    cached = None if spec.bundled else _cached_arrays(spec, folder)
+    cached, problem = (None, None) if spec.bundled else _cached_arrays(spec, folder)
     if cached is None:
-        return "absent"
+        if problem is None:
+            return "absent"
+        with warnings.catch_warnings():  # the result says it
+            warnings.simplefilter("ignore")
+            arrays(resolved)
+        return "rebuilt"
     (folder / "arrays.json").unlink()  # parse the verified files, not the cache
     fresh = arrays(resolved)
     same = all(np.array_equal(cached[r], fresh[r]) for r in registry.ROLES)

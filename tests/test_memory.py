@@ -1,0 +1,42 @@
+"""memory.py: the peak-memory estimate that lets train refuse, in one line, what cannot fit."""
+
+import pytest
+
+from mnistlab import memory
+from mnistlab.errors import RecipeError
+from mnistlab.recipe import Recipe
+
+
+def test_the_notebook_recipe_is_counted_exactly():
+    est = memory.estimate(Recipe(), 42000, 18000, 10000)
+    # 784*128+128 + 128*128+128 + 128*128+128 + 128*10+10; sgd with momentum: one slot
+    assert est.parameters == 134794
+    assert est.weights == 134794 * 4 * 5
+    assert est.data == 70000 * 784 * 5
+
+
+def test_buffers_never_count_more_rows_than_the_data_has():
+    # batch_size 10,000,000 on 2,000 images needs no more than batch_size 2,000
+    big = memory.estimate(Recipe(batch_size=10_000_000), 2000, 0, 100)
+    assert big == memory.estimate(Recipe(batch_size=2000), 2000, 0, 100)
+    assert big.total < 2**30
+
+
+@pytest.mark.parametrize("recipe,part", [
+    (Recipe(hidden=[100_000_000]), "'hidden'"),
+    (Recipe(kind="cnn", conv_channels=[4096, 4096], batch_size=512), "'conv_channels'"),
+])
+def test_what_cannot_fit_says_how_much_and_what_to_reduce(recipe, part):
+    with pytest.raises(RecipeError, match=rf"needs about [\d.]+ [GT]iB of memory .*{part}.*, "
+                                          r"but 1.0 GiB is available"):
+        memory.check(recipe, 42000, 18000, 10000, free=2**30)
+    assert memory.check(Recipe(), 42000, 18000, 10000, free=2**30).total < 2**30
+
+
+def test_available_memory_is_known_here():
+    free = memory.available()
+    assert free is None or free > 0
+
+
+def test_sizes_are_binary_units():
+    assert memory.size(3 * 2**30) == "3.0 GiB" and memory.size(512) == "512 B"

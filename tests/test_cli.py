@@ -215,4 +215,4 @@ def test_train_resume_of_an_edited_or_bare_run_folder(monkeypatch, capsys, tiny_
     assert code == 0 and err == "", err
     assert sorted(p.name for p in bare.iterdir()) == [
         "checkpoint.safetensors", "environment.json", "history.csv", "metrics.json",
-        "model.safetensors", "recipe.toml"]
+        "model.safetensors", "recipe.toml", "report.html"]

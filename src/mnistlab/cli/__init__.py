@@ -6,6 +6,7 @@ import typer
 
 from mnistlab import __version__
 from mnistlab.errors import MnistlabError
+from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
@@ -38,6 +39,7 @@ app.add_typer(_data.app, name="data")
 _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
+_compare.register(app)
 _predict.register(app)
 
 

@@ -1,0 +1,501 @@
+"""Compare recipes the honest way: variants x seeds, ranked on validation, tested on paired images.
+
+A variants file is TOML: an optional base recipe plus named variants, each a set of recipe-field
+changes on top of the base::
+
+    baseline = "notebook"          # optional: the variant the others are tested against (first)
+    seeds = 3                      # optional: default of --seeds
+    [base]                         # optional: recipe fields (flat or sectioned); `preset = NAME`
+    epochs = 5                     # starts from a shipped recipe
+    [variants.notebook]            # an empty table is the base itself
+    [variants.adam]
+    optimizer = "adam"
+    lr = 0.001
+
+Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<seed>`` (seeds are
+``base.seed + 0 .. N-1``), so an interrupted compare run again with the same ``--out`` skips the
+finished runs and resumes a half-finished one from its checkpoint. Runs train single-threaded
+unless the recipe sets ``threads``, so ``jobs`` changes the wall time, never the numbers.
+
+Statistics: variants are ranked by mean validation accuracy (the selection split); test accuracy
+is reported and never used to choose. Each variant is compared with the baseline on the same test
+images by an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs), per seed pair
+(variant seed s against baseline seed s) and combined over seeds by pooling the discordant counts
+(the exact conditional test of the stratified matched-pairs design: one seed pair alone has
+little power for the 0.1-0.5 point differences between recipes, and a paired t-test over 3 seeds
+has 2 degrees of freedom). Holm's step-down correction runs over the variants; a difference is
+called real when its Holm-adjusted p-value is below ``ALPHA``. Pooling treats each (image, seed)
+disagreement as independent evidence, so it speaks of these seeds on this test set, not of every
+possible seed; the per-seed p-values are kept in ``leaderboard.json`` to show how consistent the
+direction is.
+
+>>> holm([0.01, 0.04, 0.03])
+[0.03, 0.06, 0.06]
+>>> round(mcnemar(0, 6), 4)          # 6 discordant pairs, all one way: 2 * 0.5**6
+0.0312
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import shutil
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mnistlab._io import atomic_write_json, atomic_write_text, make_dirs
+from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.recipe import SECTIONS, Recipe, load_preset as load_recipe_preset
+
+ALPHA = 0.05
+SELECTION_NOTE = ("ranked by validation accuracy; the test set is reported only, never used to "
+                  "select or rank")
+SHARED = ("dataset", "data_dir", "validation_split", "seed", "name")  # the same for every variant
+_NAME_OK = "letters, digits, '.', '_' or '-' (it names a folder)"
+_TOP_KEYS = ("name", "baseline", "seeds", "base", "variants")
+
+
+@dataclass
+class Variants:
+    """A parsed variants file: the recipes to compare, in file order."""
+
+    name: str
+    baseline: str
+    recipes: dict[str, Recipe]
+    seeds: int | None = None
+
+
+# ---- reading variants files -------------------------------------------------------------
+def load_variants(path: str | Path) -> Variants:
+    """Parse and validate a variants TOML file; any problem is one RecipeError line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read variants file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    return parse_variants(data, source=str(path), default_name=path.stem)
+
+
+def preset_names() -> list[str]:
+    """Names of the variants files shipped in ``mnistlab/presets/compare``."""
+    root = resources.files("mnistlab") / "presets" / "compare"
+    if not root.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Variants:
+    names = preset_names()
+    if name not in names:
+        raise RecipeError(f"unknown compare preset {name!r}: expected one of "
+                          f"{', '.join(names) or '(none)'}")
+    text = (resources.files("mnistlab") / "presets" / "compare" / f"{name}.toml").read_text(
+        encoding="utf-8")
+    return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
+
+
+def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Recipe changes as a flat {field: value}, sections unfolded and aliases resolved."""
+    from mnistlab.recipe import _canonical  # the recipe's own did-you-mean for unknown keys
+
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        items = value.items() if key in SECTIONS and isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            name = _canonical(k, where)
+            if name in out:
+                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of "
+                                  "learning_rate)")
+            out[name] = v
+    return out
+
+
+def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: "
+                          + ", ".join(_TOP_KEYS))
+    base_table = data.get("base", {})
+    if not isinstance(base_table, dict):
+        raise RecipeError(f"{source} [base]: expected a table of recipe fields")
+    base_table = dict(base_table)
+    preset = base_table.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        raise RecipeError(f"{source} [base] preset: expected a preset name")
+    base = load_recipe_preset(preset) if preset else Recipe()
+    try:
+        base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
+    except TypeError as exc:
+        raise RecipeError(f"{source} [base]: {exc}") from None
+    base.validate(f"{source} [base]")
+    if not base.validation_split > 0:
+        raise RecipeError(f"{source} [base] field 'validation_split': expected a number in "
+                          "(0, 1): variants are ranked on the validation split")
+    variants = data.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise RecipeError(f"{source}: expected at least one [variants.NAME] table")
+    recipes: dict[str, Recipe] = {}
+    import re
+
+    for name, changes in variants.items():
+        where = f"{source} variant '{name}'"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise RecipeError(f"{where}: expected a name of {_NAME_OK}")
+        if not isinstance(changes, dict):
+            raise RecipeError(f"{where}: expected a table of recipe-field changes")
+        flat = _flat(changes, where)
+        for key in SHARED:
+            if key in flat:
+                why = ("seeds come from --seeds" if key == "seed" else
+                       "the variant's name names its runs" if key == "name" else
+                       "all variants must see the same images; set it in [base]")
+                raise RecipeError(f"{where} field '{key}': cannot differ between variants ({why})")
+        recipe = Recipe(**{**_fields(base), **flat, "name": name})
+        recipes[name] = recipe.validate(where)
+    baseline = data.get("baseline", next(iter(recipes)))
+    if baseline not in recipes:
+        raise RecipeError(f"{source}: baseline {baseline!r} is not one of the variants "
+                          f"({', '.join(recipes)})")
+    seeds = data.get("seeds")
+    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
+        raise RecipeError(f"{source}: seeds: expected an integer >= 1, got {seeds!r}")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise RecipeError(f"{source}: name: expected {_NAME_OK}, got {name!r}")
+    return Variants(name=name, baseline=baseline, recipes=recipes, seeds=seeds)
+
+
+def _fields(recipe: Recipe) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+
+
+# ---- statistics -------------------------------------------------------------------------
+def mcnemar(baseline_only: int, variant_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts (1.0 when there are none).
+
+    ``baseline_only``: images the baseline got right and the variant wrong; ``variant_only``:
+    the reverse. Under "no difference" each discordant image goes either way with chance 1/2.
+    """
+    n = baseline_only + variant_only
+    if n == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(variant_only, n, 0.5, alternative="two-sided").pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * pvalues[i]))  # monotone, as Holm requires
+        adjusted[i] = running
+    return adjusted
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+
+
+# ---- running ----------------------------------------------------------------------------
+_WORKER_DATASET = None
+
+
+def _init_worker(dataset) -> None:
+    global _WORKER_DATASET
+    _WORKER_DATASET = dataset
+
+
+def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
+    """Train (or resume) one (variant, seed) run; module-level so spawned workers can run it."""
+    from mnistlab.train import fit
+
+    ds = dataset if dataset is not None else _WORKER_DATASET
+    if resume:
+        fit(dataset=ds, out=run_dir, resume=True, quiet=True)
+    else:
+        fit(recipe, ds, out=run_dir, quiet=True)
+    return run_dir
+
+
+def slice_dataset(ds, train_images: int | None = None, test_images: int | None = None):
+    """The first ``train_images`` training and ``test_images`` test images (quick trials)."""
+    for name, n in (("train_images", train_images), ("test_images", test_images)):
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise MnistlabError(f"{name}: expected an integer >= 1, got {n!r}")
+    changes = {}
+    if train_images is not None:
+        changes.update(x_train=ds.x_train[:train_images], y_train=ds.y_train[:train_images])
+    if test_images is not None:
+        changes.update(x_test=ds.x_test[:test_images], y_test=ds.y_test[:test_images])
+    return replace(ds, **changes) if changes else ds
+
+
+def planned_recipe(recipe: Recipe, seed: int) -> Recipe:
+    """The exact recipe a (variant, seed) run records: resolved, one thread unless set."""
+    r = recipe.replace(seed=seed)
+    if r.threads is None:
+        r = r.replace(threads=1)
+    if r.data_dir is not None:
+        r = r.replace(data_dir=str(Path(r.data_dir).resolve()))
+    return r.resolved()
+
+
+def _state(run_dir: Path, recipe: Recipe) -> str:
+    """'done', 'resume' or 'new' for a planned run folder; a foreign recipe there is an error."""
+    from mnistlab import runs
+
+    if not (run_dir / runs.RECIPE).is_file():
+        if run_dir.exists():  # killed between mkdir and the first write: nothing to keep
+            shutil.rmtree(run_dir)
+        return "new"
+    if Recipe.from_toml(run_dir / runs.RECIPE) != recipe:
+        raise MnistlabError(f"{run_dir}: holds a run of another recipe than this compare "
+                            "declares now; use another --out")
+    done = (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file()
+    return "done" if done else "resume"
+
+
+def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
+            out: str | Path | None = None, dataset=None, train_images: int | None = None,
+            test_images: int | None = None, log: Callable[[str], None] | None = None
+            ) -> dict[str, Any]:
+    """Train every variant x seed into ``out`` (resuming what is there) and write the
+    leaderboard; returns the leaderboard.json object.
+
+    ``dataset``: a Dataset or a name (default: the base recipe's, else full MNIST with the
+    sample as fallback); ``train_images`` / ``test_images`` keep only the first N images.
+    """
+    from mnistlab import datasets
+
+    n_seeds = seeds if seeds is not None else (variants.seeds or 3)
+    if not isinstance(n_seeds, int) or n_seeds < 1:
+        raise MnistlabError(f"--seeds: expected an integer >= 1, got {n_seeds!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise MnistlabError(f"--jobs: expected an integer >= 1, got {jobs!r}")
+    log = log or (lambda _text: None)
+    base = variants.recipes[variants.baseline]
+    if out is None:
+        from mnistlab.paths import runs_dir
+
+        out = runs_dir() / f"compare-{variants.name}"
+    out = make_dirs(out)
+    if not isinstance(dataset, datasets.Dataset):
+        dataset = datasets.load(dataset or base.dataset, data_dir=base.data_dir)
+    ds = slice_dataset(dataset, train_images, test_images)
+    if ds.note:
+        log(f"note: {ds.note}")
+    seed_list = [base.seed + i for i in range(n_seeds)]
+    plan = [(name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
+            for name, r in variants.recipes.items() for s in seed_list]
+    todo = []
+    for name, s, run_dir, recipe in plan:
+        state = _state(run_dir, recipe)
+        if state != "done":
+            todo.append((name, s, run_dir, recipe, state == "resume"))
+    log(f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
+        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}; "
+        f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
+        f"job{'s' if jobs > 1 else ''}")
+    done = len(plan) - len(todo)
+    if jobs == 1 or len(todo) <= 1:
+        for name, s, run_dir, recipe, resume in todo:
+            _train_one(str(run_dir), recipe, resume, ds)
+            done += 1
+            log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(ds,)) as pool:
+            futures = {pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
+                       for name, s, run_dir, recipe, resume in todo}
+            for future in as_completed(futures):
+                future.result()
+                name, s, resume = futures[future]
+                done += 1
+                log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+    board = leaderboard(out, variants, seed_list, ds)
+    write_leaderboard(out, board)
+    board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
+    return board
+
+
+def leaderboard(out: Path, variants: Variants, seed_list: list[int], ds) -> dict[str, Any]:
+    """The leaderboard.json object from the finished run folders under ``out``."""
+    from mnistlab import runs
+    from mnistlab.initializers import init_weights
+
+    y_test = np.asarray(ds.y_test)
+    correct: dict[tuple[str, int], np.ndarray] = {}
+    rows = []
+    for name, recipe in variants.recipes.items():
+        run_rows = []
+        for s in seed_list:
+            run = runs.load_run(out / "runs" / f"{name}-seed{s}")
+            hit = run.predict_proba(ds.x_test).argmax(axis=1) == y_test
+            correct[name, s] = hit
+            val = run.metrics.get("train", {}).get("val_accuracy")
+            run_rows.append({
+                "seed": s, "path": f"runs/{name}-seed{s}",
+                "val_accuracy": float("nan") if val is None else float(val),
+                "test_accuracy": float(hit.mean()),
+                "seconds": float(sum(h["seconds"] or 0.0 for h in run.history))})
+        params = sum(int(w.size) for w in
+                     init_weights(recipe, n_classes=len(ds.class_names)).values())
+        rows.append({
+            "name": name, "recipe": recipe.to_dict(), "params": params, "runs": run_rows,
+            "val_accuracy": _mean_std([r["val_accuracy"] for r in run_rows]),
+            "test_accuracy": _mean_std([r["test_accuracy"] for r in run_rows]),
+            "seconds": _mean_std([r["seconds"] for r in run_rows]),
+            "diff_test": None, "p_value": None, "p_holm": None, "significant": None,
+            "verdict": "baseline"})
+    base = next(r for r in rows if r["name"] == variants.baseline)
+    others = [r for r in rows if r is not base]
+    for row in others:
+        pooled_b = pooled_c = 0
+        for run in row["runs"]:
+            v, b = correct[row["name"], run["seed"]], correct[variants.baseline, run["seed"]]
+            n_b, n_c = int(np.sum(b & ~v)), int(np.sum(v & ~b))
+            run["mcnemar"] = {"baseline_only": n_b, "variant_only": n_c,
+                              "p_value": mcnemar(n_b, n_c)}
+            pooled_b, pooled_c = pooled_b + n_b, pooled_c + n_c
+        row["discordant"] = {"baseline_only": pooled_b, "variant_only": pooled_c}
+        row["diff_test"] = row["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
+        row["p_value"] = mcnemar(pooled_b, pooled_c)
+    for row, p in zip(others, holm([r["p_value"] for r in others])):
+        row["p_holm"] = p
+        row["significant"] = bool(p < ALPHA)
+        row["verdict"] = (("real: better" if row["diff_test"] > 0 else "real: worse")
+                          if row["significant"] else "noise")
+    # Rank on validation only; NaN (a diverged run) sorts last.
+    order = sorted(rows, key=lambda r: -np.nan_to_num(r["val_accuracy"]["mean"], nan=-1.0))
+    for rank, row in enumerate(order, 1):
+        row["rank"] = rank
+    return {"name": variants.name, "baseline": variants.baseline, "seeds": seed_list,
+            "selection": "validation", "note": SELECTION_NOTE,
+            "test": {"method": "exact McNemar (scipy.stats.binomtest) on discordant test images, "
+                               "per seed pair and pooled over seeds; Holm over variants",
+                     "alpha": ALPHA},
+            "dataset": {"name": ds.name, "train": int(len(ds.x_train)),
+                        "test": int(len(ds.x_test))},
+            "variants": order}
+
+
+# ---- writing ----------------------------------------------------------------------------
+CSV_FIELDS = ("rank", "variant", "val_mean", "val_std", "test_mean", "test_std", "seconds_mean",
+              "seconds_std", "params", "diff_test", "p_value", "p_holm", "verdict")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
+    """leaderboard.json, leaderboard.csv and leaderboard.png in ``out``; the HTML report too
+    when this installation has one."""
+    atomic_write_json(out / "leaderboard.json", _json_safe(board))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for v in board["variants"]:
+        w.writerow([v["rank"], v["name"], v["val_accuracy"]["mean"], v["val_accuracy"]["std"],
+                    v["test_accuracy"]["mean"], v["test_accuracy"]["std"], v["seconds"]["mean"],
+                    v["seconds"]["std"], v["params"], _blank(v["diff_test"]),
+                    _blank(v["p_value"]), _blank(v["p_holm"]), v["verdict"]])
+    atomic_write_text(out / "leaderboard.csv", buf.getvalue())
+    plot_leaderboard(board, out / "leaderboard.png")
+    board["report"] = write_report(out)
+
+
+def write_report(out: Path) -> str | None:
+    """The HTML page of the compare, when ``mnistlab.report.write_compare`` is available."""
+    try:
+        # The report module is optional in this tree: without it a compare has no HTML page.
+        from mnistlab.report import write_compare
+    except ImportError:
+        return None
+    path = write_compare(out)
+    return None if path is None else str(path)
+
+
+def _blank(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def plot_leaderboard(board: dict[str, Any], path: Path) -> Path:
+    """Validation and test accuracy, mean +- std over seeds, one row per variant by rank."""
+    from mnistlab.plots import _figure, _save
+
+    rows = board["variants"]
+    fig = _figure(7.5, 1.2 + 0.45 * len(rows))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    for offset, key, label, color in ((0.12, "val_accuracy", "validation (ranks)", "#4477aa"),
+                                      (-0.12, "test_accuracy", "test (reported)", "#ee7733")):
+        mean = np.array([100 * r[key]["mean"] for r in rows])
+        std = np.array([100 * r[key]["std"] for r in rows])
+        ax.errorbar(mean, y + offset, xerr=std, fmt="o", color=color, label=label, capsize=3)
+    ax.set_yticks(y, [f"{r['rank']}. {r['name']}" + ("" if r["significant"] is None else
+                      " *" if r["significant"] else "") for r in rows])
+    ax.set_xlabel(f"accuracy (%), mean ± std over {len(board['seeds'])} seeds")
+    ax.set_title(f"{board.get('name', 'compare')}: * = differs from {board['baseline']} "
+                 f"(McNemar, Holm, p < {ALPHA})", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def print_leaderboard(board: dict[str, Any], console=None) -> None:
+    """The leaderboard as a rich table, with what the columns mean."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False)
+    if not console.is_terminal:  # a log file or pipe: rich's 80 columns would wrap every cell
+        console.width = max(console.width, 120)
+    table = Table(title=f"compare {board.get('name', '')}: {len(board['seeds'])} seeds, "
+                        f"baseline {board['baseline']}")
+    for col in ("rank", "variant", "val acc %", "test acc %", "Δ test", "p Holm", "verdict",
+                "train s", "params"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+    for v in board["variants"]:
+        diff = "" if v["diff_test"] is None else f"{100 * v['diff_test']:+.2f}"
+        p = "" if v["p_holm"] is None else f"{v['p_holm']:.3g}"
+        table.add_row(str(v["rank"]), v["name"], _pm(v["val_accuracy"]), _pm(v["test_accuracy"]),
+                      diff, p, v["verdict"],
+                      f"{v['seconds']['mean']:.1f} ± {v['seconds']['std']:.1f}",
+                      f"{v['params']:,}")
+    console.print(table)
+    console.print(f"{SELECTION_NOTE}. Δ test and p: exact McNemar on the same test images, "
+                  f"discordant pairs pooled over seeds, Holm-corrected over variants; 'real' "
+                  f"means p < {ALPHA}, 'noise' means this data cannot tell the variant from "
+                  f"the baseline.")
+
+
+def _pm(stat: dict[str, float]) -> str:
+    if stat["mean"] is None or not math.isfinite(stat["mean"]):
+        return "nan"
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"

@@ -43,17 +43,19 @@ import math
 import multiprocessing
 import shutil
 import tomllib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from mnistlab._io import atomic_write_json, atomic_write_text, make_dirs
 from mnistlab.errors import MnistlabError, RecipeError
-from mnistlab.recipe import SECTIONS, Recipe, load_preset as load_recipe_preset
+from mnistlab.recipe import SECTIONS, Recipe
+from mnistlab.recipe import load_preset as load_recipe_preset
 
 ALPHA = 0.05
 SELECTION_NOTE = ("ranked by validation accuracy; the test set is reported only, never used to "
@@ -108,7 +110,9 @@ def load_preset(name: str) -> Variants:
 
 def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     """Recipe changes as a flat {field: value}, sections unfolded and aliases resolved."""
-    from mnistlab.recipe import _canonical  # the recipe's own did-you-mean for unknown keys
+    from mnistlab.recipe import (
+        _canonical,  # the recipe's own did-you-mean for unknown keys
+    )
 
     out: dict[str, Any] = {}
     for key, value in table.items():
@@ -393,8 +397,8 @@ def leaderboard(out: Path, variants: Variants, seed_list: list[int], ds) -> dict
             "test": {"method": "exact McNemar (scipy.stats.binomtest) on discordant test images, "
                                "per seed pair and pooled over seeds; Holm over variants",
                      "alpha": ALPHA},
-            "dataset": {"name": ds.name, "train": int(len(ds.x_train)),
-                        "test": int(len(ds.x_test))},
+            "dataset": {"name": ds.name, "train": len(ds.x_train),
+                        "test": len(ds.x_test)},
             "variants": order}
 
 

@@ -165,13 +165,15 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
         stop_on_divergence: bool = False, data_dir: str | Path | None = None,
-        device: str | None = None) -> runs.Run:
+        device: str | None = None, on_epoch=None) -> runs.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
     ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the
     bundled sample). ``out``: the run folder (default runs/<UTC time>-<name>). ``resume=True``
     continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
     ``stop_on_divergence``: stop after the first epoch the health check flags.
+    ``on_epoch``: called with each epoch's history row after its checkpoint; returning True
+    stops training there (the run is completed as usual, ``run.stopped`` says why).
     """
     report = _Reporter(quiet)
     checkpoint = None
@@ -287,6 +289,9 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         if warning is not None and stop_on_divergence:
             stopped = f"stopped after epoch {epoch + 1}: {warning.kind} (--stop-on-divergence)"
             report.warn(stopped)
+            break
+        if on_epoch is not None and on_epoch(dict(row)):
+            stopped = f"stopped after epoch {epoch + 1} by on_epoch"
             break
 
     test_loss, test_acc = engine.evaluate(runs.preprocess(ds.x_test, mean, std),

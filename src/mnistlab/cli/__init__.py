@@ -11,6 +11,7 @@ from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
+from mnistlab.cli import search as _search
 from mnistlab.cli import train as _train
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
 _compare.register(app)
+_search.register(app)
 _predict.register(app)
 
 

@@ -229,6 +229,7 @@ def storage_url(url: str | None, out: Path) -> str:
 def make_storage(url: str, heartbeat: int = HEARTBEAT):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import SQLAlchemyError
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -242,9 +243,16 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT):
                               grace_period=GRACE * heartbeat,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                   max_retry=3))
-        except Exception as exc:  # SQLAlchemy/driver errors: bad URL, server down, no driver
+        except ImportError as exc:  # the database driver is an extra
+            raise MnistlabError(f"--storage {_safe(url)}: no database driver ({exc}); install "
+                                "mnistlab[postgres] for PostgreSQL") from None
+        except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
             raise MnistlabError(f"--storage {_safe(url)}: cannot open the study storage "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+                                f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
 
 
 def _safe(url: str) -> str:
@@ -304,6 +312,7 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
     trials.csv in ``out``; return {"study", "best", "counts", "out"}."""
     import optuna
     from optuna.trial import TrialState
+    from sqlalchemy.exc import SQLAlchemyError
 
     from mnistlab import datasets
     from mnistlab.compare import slice_dataset
@@ -326,9 +335,9 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
         st = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize",
                                  load_if_exists=True, pruner=pruner or optuna.pruners.MedianPruner(
                                      n_startup_trials=5))
-    except Exception as exc:
+    except (SQLAlchemyError, ValueError) as exc:
         raise MnistlabError(f"--storage {_safe(url)}: cannot open study {study_name!r} "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+                            f"({type(exc).__name__}: {_first_line(exc)})") from None
     described = space.describe()
     known = st.user_attrs.get("space")
     if known is None:
@@ -407,7 +416,7 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
     value = run.metrics.get("train", {}).get("val_accuracy")
     if pruned:
         st.tell(trial, state=TrialState.PRUNED)
-        log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value:.4f})")
+        log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
     elif value is None or not math.isfinite(value):
         st.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: no validation accuracy; failed")

@@ -283,3 +283,10 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
             assert len(homes) == 1, (t.number, homes)
     assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in trials} == {str(a.pid), str(b.pid)}
     assert (outs[1] / "best_recipe.toml").is_file()
+
+
+def test_search_scaling_bench_parses_its_arguments():
+    bench = Path(__file__).resolve().parents[1] / "bench" / "search_scaling.py"
+    proc = subprocess.run([sys.executable, str(bench), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--trials" in proc.stdout, proc.stderr

@@ -202,3 +202,18 @@ def test_rerun_with_another_recipe_in_the_folder_is_refused(tmp_path, sample):
                 out=tmp_path / "c", dataset=sample)
     with pytest.raises(MnistlabError, match="another recipe"):
         cmp.compare(_variants(tmp_path), seeds=1, out=tmp_path / "c", dataset=sample)
+
+
+def test_html_report_is_written_when_the_installation_has_one(tmp_path, sample, monkeypatch):
+    import types
+
+    calls = []
+    fake = types.ModuleType("mnistlab.report")
+    fake.write_compare = lambda out: calls.append(out) or out / "report.html"
+    monkeypatch.setitem(sys.modules, "mnistlab.report", fake)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.wide]")[0]), seeds=1,
+                        out=tmp_path / "c", dataset=sample)
+    assert calls == [tmp_path / "c"] and board["report"] == str(tmp_path / "c" / "report.html")
+    # and the leaderboard it reads was already complete when it was called
+    assert json.loads((tmp_path / "c" / "leaderboard.json").read_text())["baseline"] == "small"

@@ -436,10 +436,16 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
 
 def write_report(out: Path) -> str | None:
     """The HTML page of the compare, when ``mnistlab.report.write_compare`` is available."""
-    try:
-        # The report module is optional in this tree: without it a compare has no HTML page.
-        from mnistlab.report import write_compare
-    except ImportError:
+    import importlib
+    import importlib.util
+
+    # The HTML report is an optional part of the package: an installation without the module
+    # (or without its compare page) writes no page and advertises none. A report module that
+    # exists but fails to import is a real error and is not hidden.
+    if importlib.util.find_spec("mnistlab.report") is None:
+        return None
+    write_compare = getattr(importlib.import_module("mnistlab.report"), "write_compare", None)
+    if write_compare is None:
         return None
     path = write_compare(out)
     return None if path is None else str(path)
@@ -462,12 +468,12 @@ def plot_leaderboard(board: dict[str, Any], path: Path) -> Path:
         mean = np.array([100 * r[key]["mean"] for r in rows])
         std = np.array([100 * r[key]["std"] for r in rows])
         ax.errorbar(mean, y + offset, xerr=std, fmt="o", color=color, label=label, capsize=3)
-    ax.set_yticks(y, [f"{r['rank']}. {r['name']}" + ("" if r["significant"] is None else
-                      " *" if r["significant"] else "") for r in rows])
+    ax.set_yticks(y, [f"{r['rank']}. {r['name']}" + (" (baseline)" if r["significant"] is None
+                      else " *" if r["significant"] else "") for r in rows])
     ax.set_xlabel(f"accuracy (%), mean ± std over {len(board['seeds'])} seeds")
     ax.set_title(f"{board.get('name', 'compare')}: * = differs from {board['baseline']} "
                  f"(McNemar, Holm, p < {ALPHA})", fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

@@ -326,8 +326,9 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
             log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(ds,)) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(ds,))
+        try:
             futures = {pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
                        for name, s, run_dir, recipe, resume in todo}
             for future in as_completed(futures):
@@ -335,6 +336,9 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
                 name, s, resume = futures[future]
                 done += 1
                 log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+        finally:
+            # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
+            pool.shutdown(wait=True, cancel_futures=True)
     board = leaderboard(out, variants, seed_list, ds)
     write_leaderboard(out, board)
     board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only

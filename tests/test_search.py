@@ -154,6 +154,22 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     assert list(study.trials[0].intermediate_values) == [1, 2, 3]
 
 
+def test_result_of_a_trial_failed_meanwhile_is_dropped_not_double_counted():
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)  # what a live worker sees after a missed heartbeat
+    lines = []
+    assert srch._tell(study, trial, lines.append, 0.9) is False
+    assert "already finished elsewhere" in lines[0]
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    fresh = study.ask()
+    assert srch._tell(study, fresh, lines.append, 0.8) is True
+    assert study.best_value == 0.8
+
+
 # ---- PostgreSQL: many workers, one study ---------------------------------------------------
 def _pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))

@@ -379,12 +379,14 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
 
 def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbeat: int,
                log) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from mnistlab.train import fit
 
     run_rel = f"trials/trial-{trial.number:04d}"
-    pruned = []
+    pruned: list[int] = []
+    lost: list[int] = []
     with _Heartbeat(rdb, trial._trial_id, heartbeat):
         try:
             recipe = suggest(trial, space)
@@ -395,7 +397,11 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
             def on_epoch(row: dict[str, Any]) -> bool:
                 if row["val_accuracy"] is None:
                     return False
-                trial.report(row["val_accuracy"], step=row["epoch"])
+                try:
+                    trial.report(row["val_accuracy"], step=row["epoch"])
+                except UpdateFinishedTrialError:  # declared dead meanwhile: its retry counts
+                    lost.append(row["epoch"])
+                    return True
                 # the last epoch is not pruned: the trial is complete by then
                 if row["epoch"] < recipe.epochs and trial.should_prune():
                     pruned.append(row["epoch"])
@@ -404,25 +410,44 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
 
             run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
         except KeyboardInterrupt:
-            st.tell(trial, state=TrialState.FAIL)
-            # queue it again now rather than after the grace period
-            retry = rdb.get_heartbeat_stale_trial_callback()
-            if retry is not None:
-                retry(st, rdb.get_trial(trial._trial_id))
+            if _tell(st, trial, log, state=TrialState.FAIL):
+                # queue it again now rather than after the grace period
+                retry = rdb.get_heartbeat_stale_trial_callback()
+                if retry is not None:
+                    retry(st, rdb.get_trial(trial._trial_id))
             raise
         except BaseException:
-            st.tell(trial, state=TrialState.FAIL)
+            _tell(st, trial, log, state=TrialState.FAIL)
             raise
     value = run.metrics.get("train", {}).get("val_accuracy")
-    if pruned:
-        st.tell(trial, state=TrialState.PRUNED)
+    if lost:
+        log(f"trial {trial.number}: failed by another worker (no heartbeat for "
+            f"{GRACE * heartbeat} s); its retry counts instead")
+    elif pruned:
+        _tell(st, trial, log, state=TrialState.PRUNED)
         log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
     elif value is None or not math.isfinite(value):
-        st.tell(trial, state=TrialState.FAIL)
+        _tell(st, trial, log, state=TrialState.FAIL)
         log(f"trial {trial.number}: no validation accuracy; failed")
-    else:
-        st.tell(trial, value)
+    elif _tell(st, trial, log, value):
         log(f"trial {trial.number}: val_accuracy {value:.4f}  {trial.params}")
+
+
+def _tell(st, trial, log, *args, **kwargs) -> bool:
+    """study.tell, unless another worker already failed the trial for a missed heartbeat (a
+    frozen or overloaded worker): then its retry counts, and this result is dropped."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        st.tell(trial, *args, **kwargs)
+        return True
+    except (UpdateFinishedTrialError, ValueError) as exc:  # optuna raises either, by version
+        text = str(exc).lower()
+        if not (isinstance(exc, UpdateFinishedTrialError) or "cannot tell a" in text
+                or "finished" in text):
+            raise
+        log(f"trial {trial.number}: already finished elsewhere ({_first_line(exc)})")
+        return False
 
 
 # ---- results ----------------------------------------------------------------------------

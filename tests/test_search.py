@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import datasets
+from mnistlab import datasets, studies
 from mnistlab import search as srch
 from mnistlab.cli import main
 from mnistlab.compare import slice_dataset
@@ -142,14 +142,14 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     result = srch.search(space, 2, out=tmp_path / "p", dataset=tiny,
                          pruner=optuna.pruners.ThresholdPruner(lower=1.01))  # prunes everything
     assert result["counts"]["PRUNED"] == 2 and result["best"] is None
-    study = optuna.load_study(study_name="space", storage=srch.storage_url(None, tmp_path / "p"))
+    study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "p"))
     for t in study.trials:
         assert list(t.intermediate_values) == [1]
         history = (tmp_path / "p" / t.user_attrs["run"] / "history.csv").read_text()
         assert len(history.splitlines()) == 2  # header + the one epoch before pruning
     # without pruning every epoch is reported
     full = srch.search(space, 1, out=tmp_path / "f", dataset=tiny)
-    study = optuna.load_study(study_name="space", storage=srch.storage_url(None, tmp_path / "f"))
+    study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "f"))
     assert full["counts"]["COMPLETE"] == 1
     assert list(study.trials[0].intermediate_values) == [1, 2, 3]
 
@@ -162,11 +162,11 @@ def test_result_of_a_trial_failed_meanwhile_is_dropped_not_double_counted():
     trial = study.ask()
     study.tell(trial, state=TrialState.FAIL)  # what a live worker sees after a missed heartbeat
     lines = []
-    assert srch._tell(study, trial, lines.append, 0.9) is False
+    assert studies.tell(study, trial, lines.append, 0.9) is False
     assert "already finished elsewhere" in lines[0]
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     fresh = study.ask()
-    assert srch._tell(study, fresh, lines.append, 0.8) is True
+    assert studies.tell(study, fresh, lines.append, 0.8) is True
     assert study.best_value == 0.8
 
 

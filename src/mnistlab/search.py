@@ -29,22 +29,17 @@ the same command (same storage and study) continues to N.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import math
 import os
 import re
 import socket
-import threading
-import time
 import tomllib
 import typing
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +47,20 @@ from mnistlab._io import atomic_write_text, make_dirs
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.recipe import Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
+from mnistlab.studies import (
+    GRACE,
+    HEARTBEAT,
+    Heartbeat,
+    claims,
+    open_study,
+    safe_url,
+    storage_url,
+    tell,
+)
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
 FINISHED = ("COMPLETE", "PRUNED")
-HEARTBEAT = 10  # seconds between heartbeats; a trial silent for GRACE x this is failed, retried
-GRACE = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,94 +218,6 @@ def suggest(trial, space: Space) -> Recipe:
     return recipe.validate(f"trial {trial.number}").resolved()  # what the run records
 
 
-# ---- storage and the claim lock ---------------------------------------------------------
-def storage_url(url: str | None, out: Path) -> str:
-    if url is None:
-        return f"sqlite:///{(out / 'study.db').resolve()}"
-    scheme = url.split(":", 1)[0].lower()
-    if not (scheme == "sqlite" or scheme.startswith("postgresql")) or "://" not in url:
-        raise MnistlabError(f"--storage: expected sqlite:///FILE or postgresql://user@host:port/db"
-                            f", got {url!r}")
-    return url
-
-
-def make_storage(url: str, heartbeat: int = HEARTBEAT):
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-    from sqlalchemy.exc import SQLAlchemyError
-
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}  # workers on one machine wait for the file lock
-    else:
-        kwargs["pool_pre_ping"] = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-                              grace_period=GRACE * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=3))
-        except ImportError as exc:  # the database driver is an extra
-            raise MnistlabError(f"--storage {_safe(url)}: no database driver ({exc}); install "
-                                "mnistlab[postgres] for PostgreSQL") from None
-        except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
-            raise MnistlabError(f"--storage {_safe(url)}: cannot open the study storage "
-                                f"({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]
-
-
-def _safe(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)  # never print a password
-
-
-@contextlib.contextmanager
-def claim_lock(url: str, study_name: str, storage) -> Iterator[None]:
-    """Serialize "count the trials, then take one" across every worker of the study."""
-    if url.startswith("sqlite"):
-        from filelock import FileLock
-
-        db = url.split("///", 1)[1]
-        with FileLock(db + ".claim.lock"):
-            yield
-        return
-    from sqlalchemy import text
-
-    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big") >> 1
-    with storage.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
-
-
-class _Heartbeat:
-    """Beats for one trial from a thread while the trial trains."""
-
-    def __init__(self, storage, trial_id: int, interval: int):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            self.storage.record_heartbeat(self.trial_id)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 # ---- the worker loop --------------------------------------------------------------------
 def search(space: Space, trials: int, *, storage: str | None = None, study: str | None = None,
            out: str | Path | None = None, dataset=None, train_images: int | None = None,
@@ -311,8 +226,6 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
     """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml and
     trials.csv in ``out``; return {"study", "best", "counts", "out"}."""
     import optuna
-    from optuna.trial import TrialState
-    from sqlalchemy.exc import SQLAlchemyError
 
     from mnistlab import datasets
     from mnistlab.compare import slice_dataset
@@ -330,49 +243,22 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
     url = storage_url(storage, out)
     study_name = study or space.name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb = make_storage(url, heartbeat)
-    try:
-        st = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize",
-                                 load_if_exists=True, pruner=pruner or optuna.pruners.MedianPruner(
-                                     n_startup_trials=5))
-    except (SQLAlchemyError, ValueError) as exc:
-        raise MnistlabError(f"--storage {_safe(url)}: cannot open study {study_name!r} "
-                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+    rdb, st = open_study(url, study_name, heartbeat,
+                         pruner or optuna.pruners.MedianPruner(n_startup_trials=5))
     described = space.describe()
     known = st.user_attrs.get("space")
     if known is None:
         st.set_user_attr("space", described)
     elif known != described:
-        raise MnistlabError(f"study {study_name!r} in {_safe(url)} searches another space; give "
+        raise MnistlabError(f"study {study_name!r} in {safe_url(url)} searches another space; give "
                             "another --study name")
     if not isinstance(dataset, datasets.Dataset):
         dataset = datasets.load(dataset or space.base.dataset, data_dir=space.base.data_dir)
     ds = slice_dataset(dataset, train_images, test_images)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     log(f"search {study_name}: {trials} trials on {ds.name} ({len(ds.x_train):,} train images), "
-        f"storage {_safe(url)}, worker {worker}")
-    poll = min(1.0, heartbeat / 2)
-    while True:
-        with claim_lock(url, study_name, rdb):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(st)  # dead workers' trials: FAIL, re-enqueued
-            states = [t.state for t in st.get_trials(deepcopy=False)]
-            finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-            running = states.count(TrialState.RUNNING)
-            waiting = states.count(TrialState.WAITING)
-            trial = None
-            if finished < trials and (waiting or finished + running < trials):
-                with warnings.catch_warnings():  # ask/tell with our own heartbeat, on purpose
-                    warnings.simplefilter("ignore")
-                    trial = st.ask()  # a waiting (retried) trial first, else a new one
-                # Beat before the lock is released: a trial with no beat is never failed.
-                rdb.record_heartbeat(trial._trial_id)
-        if finished >= trials:
-            break
-        if trial is None:  # the last trials are running elsewhere: wait for them
-            time.sleep(poll)
-            continue
+        f"storage {safe_url(url)}, worker {worker}")
+    for trial in claims(st, rdb, url, study_name, heartbeat, target=trials):
         _run_trial(st, trial, space, ds, out, worker, rdb, heartbeat, log)
     return _finish(st, out, space, log)
 
@@ -387,7 +273,7 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
     run_rel = f"trials/trial-{trial.number:04d}"
     pruned: list[int] = []
     lost: list[int] = []
-    with _Heartbeat(rdb, trial._trial_id, heartbeat):
+    with Heartbeat(rdb, trial._trial_id, heartbeat):
         try:
             recipe = suggest(trial, space)
             trial.set_user_attr("recipe", recipe.to_dict())
@@ -410,44 +296,27 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
 
             run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
         except KeyboardInterrupt:
-            if _tell(st, trial, log, state=TrialState.FAIL):
+            if tell(st, trial, log, state=TrialState.FAIL):
                 # queue it again now rather than after the grace period
                 retry = rdb.get_heartbeat_stale_trial_callback()
                 if retry is not None:
                     retry(st, rdb.get_trial(trial._trial_id))
             raise
         except BaseException:
-            _tell(st, trial, log, state=TrialState.FAIL)
+            tell(st, trial, log, state=TrialState.FAIL)
             raise
     value = run.metrics.get("train", {}).get("val_accuracy")
     if lost:
         log(f"trial {trial.number}: failed by another worker (no heartbeat for "
             f"{GRACE * heartbeat} s); its retry counts instead")
     elif pruned:
-        _tell(st, trial, log, state=TrialState.PRUNED)
+        tell(st, trial, log, state=TrialState.PRUNED)
         log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
     elif value is None or not math.isfinite(value):
-        _tell(st, trial, log, state=TrialState.FAIL)
+        tell(st, trial, log, state=TrialState.FAIL)
         log(f"trial {trial.number}: no validation accuracy; failed")
-    elif _tell(st, trial, log, value):
+    elif tell(st, trial, log, value):
         log(f"trial {trial.number}: val_accuracy {value:.4f}  {trial.params}")
-
-
-def _tell(st, trial, log, *args, **kwargs) -> bool:
-    """study.tell, unless another worker already failed the trial for a missed heartbeat (a
-    frozen or overloaded worker): then its retry counts, and this result is dropped."""
-    from optuna.exceptions import UpdateFinishedTrialError
-
-    try:
-        st.tell(trial, *args, **kwargs)
-        return True
-    except (UpdateFinishedTrialError, ValueError) as exc:  # optuna raises either, by version
-        text = str(exc).lower()
-        if not (isinstance(exc, UpdateFinishedTrialError) or "cannot tell a" in text
-                or "finished" in text):
-            raise
-        log(f"trial {trial.number}: already finished elsewhere ({_first_line(exc)})")
-        return False
 
 
 # ---- results ----------------------------------------------------------------------------

@@ -217,3 +217,44 @@ def test_html_report_is_written_when_the_installation_has_one(tmp_path, sample, 
     assert calls == [tmp_path / "c"] and board["report"] == str(tmp_path / "c" / "report.html")
     # and the leaderboard it reads was already complete when it was called
     assert json.loads((tmp_path / "c" / "leaderboard.json").read_text())["baseline"] == "small"
+
+
+def _cli_worker(variants_file, out, url):
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "compare", str(variants_file), "--seeds", "2",
+         "--storage", url, "--out", str(out), "--heartbeat", "1", "--dataset", "mnist-sample",
+         "--train-images", "1500", "--test-images", "400", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_compare_through_a_study(tmp_path, sample):
+    import optuna
+
+    variants_file = tmp_path / "v.toml"
+    variants_file.write_text(TINY)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    workers = [_cli_worker(variants_file, tmp_path / f"m{i}", url) for i in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=240)
+        assert w.returncode == 0, err
+    local = cmp.compare(cmp.load_variants(variants_file), seeds=2, out=tmp_path / "local",
+                        dataset=sample)
+    trials = optuna.load_study(study_name="compare-v", storage=url).trials
+    keys = sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in trials)
+    assert keys == sorted(_numbers(local)) and all(t.state.name == "COMPLETE" for t in trials)
+    for i in range(2):  # each process wrote the same leaderboard, from all six runs
+        board = json.loads((tmp_path / f"m{i}" / "leaderboard.json").read_text())
+        assert _numbers(board) == _numbers(local)
+        assert [v["p_value"] for v in board["variants"]] == [
+            v["p_value"] for v in local["variants"]]
+    ran = {t.user_attrs["result"]["worker"] for t in trials}
+    assert len(ran) == 2  # both processes took a share of the runs
+
+
+def test_storage_and_jobs_do_not_combine(tmp_path, sample):
+    with pytest.raises(MnistlabError, match="--jobs"):
+        cmp.compare(_variants(tmp_path), seeds=1, jobs=2, out=tmp_path / "c", dataset=sample,
+                    storage=f"sqlite:///{tmp_path / 's.db'}")

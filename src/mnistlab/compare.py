@@ -12,6 +12,9 @@ changes on top of the base::
     optimizer = "adam"
     lr = 0.001
 
+With ``storage`` (``--storage URL``) the runs are the queued trials of a shared study
+(``mnistlab.studies``): start the same command on several machines and they share the work.
+
 Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<seed>`` (seeds are
 ``base.seed + 0 .. N-1``), so an interrupted compare run again with the same ``--out`` skips the
 finished runs and resumes a half-finished one from its checkpoint. Runs train single-threaded
@@ -279,13 +282,17 @@ def _state(run_dir: Path, recipe: Recipe) -> str:
 
 def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
             out: str | Path | None = None, dataset=None, train_images: int | None = None,
-            test_images: int | None = None, log: Callable[[str], None] | None = None
-            ) -> dict[str, Any]:
+            test_images: int | None = None, storage: str | None = None,
+            study: str | None = None, heartbeat: int = 10,
+            log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every variant x seed into ``out`` (resuming what is there) and write the
     leaderboard; returns the leaderboard.json object.
 
     ``dataset``: a Dataset or a name (default: the base recipe's, else full MNIST with the
     sample as fallback); ``train_images`` / ``test_images`` keep only the first N images.
+    ``storage`` (a study URL, as for search): the runs become the queued trials of a shared
+    Optuna study, so any number of processes on any number of machines work through one
+    compare; each writes the leaderboard once all runs are finished.
     """
     from mnistlab import datasets
 
@@ -309,14 +316,29 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
     seed_list = [base.seed + i for i in range(n_seeds)]
     plan = [(name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
             for name, r in variants.recipes.items() for s in seed_list]
+    log(f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
+        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}")
+    if storage is not None:
+        if jobs != 1:
+            raise MnistlabError("--jobs: with --storage every `mnistlab compare` process is one "
+                                "worker; start more of them (on any machine) instead")
+        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log)
+    else:
+        records = _local(plan, ds, jobs, log)
+    board = leaderboard(records, variants, seed_list, ds)
+    write_leaderboard(out, board)
+    board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
+    return board
+
+
+def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train what the plan lacks in this process or a pool of ``jobs`` processes."""
     todo = []
     for name, s, run_dir, recipe in plan:
         state = _state(run_dir, recipe)
         if state != "done":
             todo.append((name, s, run_dir, recipe, state == "resume"))
-    log(f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
-        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}; "
-        f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
+    log(f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
         f"job{'s' if jobs > 1 else ''}")
     done = len(plan) - len(todo)
     if jobs == 1 or len(todo) <= 1:
@@ -339,32 +361,95 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
         finally:
             # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
             pool.shutdown(wait=True, cancel_futures=True)
-    board = leaderboard(out, variants, seed_list, ds)
-    write_leaderboard(out, board)
-    board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
-    return board
+    return {(name, s): run_record(run_dir, ds) for name, s, run_dir, _ in plan}
 
 
-def leaderboard(out: Path, variants: Variants, seed_list: list[int], ds) -> dict[str, Any]:
-    """The leaderboard.json object from the finished run folders under ``out``."""
+def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | None,
+            heartbeat: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
+    `mnistlab compare` processes share (see mnistlab.studies); returns every run's record."""
+    import base64
+    import json
+    import os
+    import socket
+
+    from optuna.trial import TrialState
+
+    from mnistlab import studies
+
+    url = studies.storage_url(storage, out)
+    name = study or f"compare-{variants.name}"
+    rdb, st = studies.open_study(url, name, heartbeat)
+    described = json.dumps({"baseline": variants.baseline,
+                            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
+                            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)]},
+                           sort_keys=True)
+    known = st.user_attrs.get("compare")
+    if known is None:
+        st.set_user_attr("compare", described)
+    elif known != described:
+        raise MnistlabError(f"study {name!r} in {studies.safe_url(url)} compares other variants "
+                            "or data; give another --study name")
+    with studies.claim_lock(url, name, rdb):  # queue each missing (variant, seed) once
+        have = {(t.user_attrs.get("variant"), t.user_attrs.get("seed"))
+                for t in st.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+        for vname, s, _, _ in plan:
+            if (vname, s) not in have:
+                st.enqueue_trial({}, user_attrs={"variant": vname, "seed": s})
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    for trial in studies.claims(st, rdb, url, name, heartbeat, target=None):
+        vname, s = trial.user_attrs["variant"], trial.user_attrs["seed"]
+        with studies.running(st, rdb, trial, heartbeat, log):
+            recipe = planned_recipe(variants.recipes[vname], s)
+            run_dir = out / "runs" / f"{vname}-seed{s}"
+            state = _state(run_dir, recipe)
+            if state != "done":
+                _train_one(str(run_dir), recipe, state == "resume", ds)
+            rec = run_record(run_dir, ds)
+            packed = base64.b64encode(np.packbits(rec["correct"]).tobytes()).decode()
+            trial.set_user_attr("result", {**{k: v for k, v in rec.items() if k != "correct"},
+                                           "correct": packed, "worker": worker})
+        if studies.tell(st, trial, log, rec["val_accuracy"]):
+            log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
+    records = {}
+    for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        result = t.user_attrs.get("result")
+        if result is not None:
+            bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
+            records[t.user_attrs["variant"], t.user_attrs["seed"]] = {
+                **result, "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool)}
+    missing = [f"{n} seed {s}" for n, s, _, _ in plan if (n, s) not in records]
+    if missing:
+        raise MnistlabError(f"study {name!r}: no finished run for {', '.join(missing[:4])}"
+                            f"{' ...' if len(missing) > 4 else ''} (failed, not retried); run "
+                            "the command again to queue them again")
+    return records
+
+
+def run_record(run_dir: Path, ds) -> dict[str, Any]:
+    """What the leaderboard needs of one finished run: validation and test accuracy, training
+    seconds, and which test images it classified right (for the paired test)."""
     from mnistlab import runs
+
+    run = runs.load_run(run_dir)
+    hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
+    val = run.metrics.get("train", {}).get("val_accuracy")
+    return {"val_accuracy": float("nan") if val is None else float(val),
+            "test_accuracy": float(hit.mean()),
+            "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)), "correct": hit}
+
+
+def leaderboard(records: dict[tuple[str, int], dict[str, Any]], variants: Variants,
+                seed_list: list[int], ds) -> dict[str, Any]:
+    """The leaderboard.json object from one ``run_record`` per (variant, seed)."""
     from mnistlab.initializers import init_weights
 
-    y_test = np.asarray(ds.y_test)
-    correct: dict[tuple[str, int], np.ndarray] = {}
+    correct = {key: rec["correct"] for key, rec in records.items()}
     rows = []
     for name, recipe in variants.recipes.items():
-        run_rows = []
-        for s in seed_list:
-            run = runs.load_run(out / "runs" / f"{name}-seed{s}")
-            hit = run.predict_proba(ds.x_test).argmax(axis=1) == y_test
-            correct[name, s] = hit
-            val = run.metrics.get("train", {}).get("val_accuracy")
-            run_rows.append({
-                "seed": s, "path": f"runs/{name}-seed{s}",
-                "val_accuracy": float("nan") if val is None else float(val),
-                "test_accuracy": float(hit.mean()),
-                "seconds": float(sum(h["seconds"] or 0.0 for h in run.history))})
+        run_rows = [{"seed": s, "path": f"runs/{name}-seed{s}",
+                     **{k: v for k, v in records[name, s].items() if k != "correct"}}
+                    for s in seed_list]
         params = sum(int(w.size) for w in
                      init_weights(recipe, n_classes=len(ds.class_names)).values())
         rows.append({

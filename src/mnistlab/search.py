@@ -50,9 +50,9 @@ from mnistlab.recipe import load_preset as load_recipe_preset
 from mnistlab.studies import (
     GRACE,
     HEARTBEAT,
-    Heartbeat,
     claims,
     open_study,
+    running,
     safe_url,
     storage_url,
     tell,
@@ -273,38 +273,27 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
     run_rel = f"trials/trial-{trial.number:04d}"
     pruned: list[int] = []
     lost: list[int] = []
-    with Heartbeat(rdb, trial._trial_id, heartbeat):
-        try:
-            recipe = suggest(trial, space)
-            trial.set_user_attr("recipe", recipe.to_dict())
-            trial.set_user_attr("run", run_rel)
-            trial.set_user_attr("worker", worker)
+    with running(st, rdb, trial, heartbeat, log):
+        recipe = suggest(trial, space)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("run", run_rel)
+        trial.set_user_attr("worker", worker)
 
-            def on_epoch(row: dict[str, Any]) -> bool:
-                if row["val_accuracy"] is None:
-                    return False
-                try:
-                    trial.report(row["val_accuracy"], step=row["epoch"])
-                except UpdateFinishedTrialError:  # declared dead meanwhile: its retry counts
-                    lost.append(row["epoch"])
-                    return True
-                # the last epoch is not pruned: the trial is complete by then
-                if row["epoch"] < recipe.epochs and trial.should_prune():
-                    pruned.append(row["epoch"])
-                    return True
+        def on_epoch(row: dict[str, Any]) -> bool:
+            if row["val_accuracy"] is None:
                 return False
+            try:
+                trial.report(row["val_accuracy"], step=row["epoch"])
+            except UpdateFinishedTrialError:  # declared dead meanwhile: its retry counts
+                lost.append(row["epoch"])
+                return True
+            # the last epoch is not pruned: the trial is complete by then
+            if row["epoch"] < recipe.epochs and trial.should_prune():
+                pruned.append(row["epoch"])
+                return True
+            return False
 
-            run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
-        except KeyboardInterrupt:
-            if tell(st, trial, log, state=TrialState.FAIL):
-                # queue it again now rather than after the grace period
-                retry = rdb.get_heartbeat_stale_trial_callback()
-                if retry is not None:
-                    retry(st, rdb.get_trial(trial._trial_id))
-            raise
-        except BaseException:
-            tell(st, trial, log, state=TrialState.FAIL)
-            raise
+        run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
     value = run.metrics.get("train", {}).get("val_accuracy")
     if lost:
         log(f"trial {trial.number}: failed by another worker (no heartbeat for "

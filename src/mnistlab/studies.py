@@ -41,26 +41,34 @@ def storage_url(url: str | None, out: Path) -> str:
 def make_storage(url: str, heartbeat: int = HEARTBEAT):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # workers on one machine wait for the file lock
     else:
         kwargs["pool_pre_ping"] = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-                              grace_period=GRACE * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=3))
-        except ImportError as exc:  # the database driver is an extra
-            raise MnistlabError(f"--storage {safe_url(url)}: no database driver ({exc}); install "
-                                "mnistlab[postgres] for PostgreSQL") from None
-        except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
-            raise MnistlabError(f"--storage {safe_url(url)}: cannot open the study storage "
-                                f"({type(exc).__name__}: {_first_line(exc)})") from None
+    for attempt in range(5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
+                                  grace_period=GRACE * heartbeat,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                      max_retry=3))
+            except ImportError as exc:  # the database driver is an extra
+                raise MnistlabError(f"--storage {safe_url(url)}: no database driver ({exc}); "
+                                    "install mnistlab[postgres] for PostgreSQL") from None
+            except (IntegrityError, ProgrammingError):
+                # Workers started together on an empty database all create Optuna's tables;
+                # the losers of that race see duplicate keys. The tables exist now: try again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+            except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
+                raise MnistlabError(f"--storage {safe_url(url)}: cannot open the study storage "
+                                    f"({type(exc).__name__}: {_first_line(exc)})") from None
+    raise AssertionError("unreachable")
 
 
 def _first_line(exc: Exception) -> str:
@@ -169,6 +177,26 @@ def claims(st, rdb, url: str, study_name: str, heartbeat: int, target: int | Non
             time.sleep(poll)
             continue
         yield trial
+
+
+@contextlib.contextmanager
+def running(st, rdb, trial, heartbeat: int, log) -> Iterator[None]:
+    """Beat while the body trains the trial; if it raises, the trial is told FAIL (and on
+    Ctrl-C queued again at once rather than after the grace period)."""
+    from optuna.trial import TrialState
+
+    with Heartbeat(rdb, trial._trial_id, heartbeat):
+        try:
+            yield
+        except KeyboardInterrupt:
+            if tell(st, trial, log, state=TrialState.FAIL):
+                retry = rdb.get_heartbeat_stale_trial_callback()
+                if retry is not None:
+                    retry(st, rdb.get_trial(trial._trial_id))
+            raise
+        except BaseException:
+            tell(st, trial, log, state=TrialState.FAIL)
+            raise
 
 
 def tell(st, trial, log, *args, **kwargs) -> bool:

@@ -2,6 +2,7 @@
 
     mnistlab compare --preset beat-the-baseline --seeds 3 --jobs 2
     mnistlab compare my-variants.toml --out runs/compare-mine     # run again to resume
+    mnistlab compare v.toml --storage postgresql://me@db/mnistlab  # on every machine: one worker
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def compare_command(
                                                "N training images (quick trials)."),
     test_images: Optional[int] = typer.Option(None, "--test-images", help="Use only the first N "
                                               "test images (quick trials)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Share the runs between "
+                                          "processes/machines through this study URL "
+                                          "(sqlite:///FILE or postgresql://user@host:port/db)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name with --storage "
+                                        "(default: compare-<name>)."),
+    heartbeat: int = typer.Option(10, "--heartbeat", help="With --storage: seconds between a "
+                                  "run's heartbeats; silent for 3x this, it is retried."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
 ) -> None:
     """Compare recipe variants over seeds: validation ranks, paired McNemar tests on test images."""
@@ -45,6 +53,7 @@ def compare_command(
     try:
         board = cmp.compare(variants, seeds=seeds, jobs=jobs, out=out, dataset=dataset,
                             train_images=train_images, test_images=test_images,
+                            storage=storage, study=study, heartbeat=heartbeat,
                             log=None if quiet else console.print)
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command again to continue (finished runs are kept)",

@@ -250,8 +250,7 @@ def test_two_processes_share_one_compare_through_a_study(tmp_path, sample):
         assert _numbers(board) == _numbers(local)
         assert [v["p_value"] for v in board["variants"]] == [
             v["p_value"] for v in local["variants"]]
-    ran = {t.user_attrs["result"]["worker"] for t in trials}
-    assert len(ran) == 2  # both processes took a share of the runs
+    assert len(trials) == 6  # each run claimed once, however the two processes interleaved
 
 
 def test_storage_and_jobs_do_not_combine(tmp_path, sample):

@@ -179,8 +179,8 @@ def _param(field: str, spec: Any, hint: Any, where: str) -> Param:
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
     for key, v in (("low", low), ("high", high)) + ((("step", step),) if step is not None else ()):
         if not number(v):
-            raise RecipeError(f"{where}: {key}: expected {'an integer' if kind == 'int' else 'a number'}"
-                              f", got {v!r}")
+            expected = "an integer" if kind == "int" else "a number"
+            raise RecipeError(f"{where}: {key}: expected {expected}, got {v!r}")
     if not isinstance(log, bool):
         raise RecipeError(f"{where}: log: expected true or false, got {log!r}")
     if not low < high:

@@ -14,8 +14,9 @@ import typer
 
 
 def compare_command(
-    variants_file: Optional[Path] = typer.Argument(None, metavar="[VARIANTS.toml]",
-                                                   help="Variants file: [base] + [variants.NAME]."),
+    variants_file: Optional[Path] = typer.Argument(
+        None, metavar="[VARIANTS.toml]",
+        help="Variants file: a \\[base] recipe and \\[variants.NAME] tables."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A shipped variants file: "
                                          "beat-the-baseline, scaling-not-learning-rate."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per variant (default: the "

@@ -14,7 +14,8 @@ import typer
 
 
 def search_command(
-    space_file: Path = typer.Argument(..., metavar="SPACE.toml", help="[base] recipe + [space]."),
+    space_file: Path = typer.Argument(..., metavar="SPACE.toml",
+                                      help="Space file: a \\[base] recipe and a \\[space] table."),
     trials: int = typer.Option(..., "--trials", "-n", help="Finished trials the study should "
                                "hold (counted over all workers)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Study database URL (default: "

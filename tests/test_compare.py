@@ -105,6 +105,15 @@ def test_cli_bad_file_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     assert "did you mean 'optimizer'" in err and "Traceback" not in err
 
 
+def test_cli_needs_exactly_one_of_file_and_preset(tmp_path, monkeypatch, capsys):
+    for args in ([], [str(tmp_path / "v.toml"), "--preset", "beat-the-baseline"]):
+        monkeypatch.setattr(sys, "argv", ["mnistlab", "compare", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and "beat-the-baseline" in err
+
+
 # ---- end to end --------------------------------------------------------------------------
 def test_compare_end_to_end_two_seeds(tmp_path, sample, capsys):
     board = cmp.compare(_variants(tmp_path), seeds=2, out=tmp_path / "c", dataset=sample)

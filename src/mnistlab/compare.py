@@ -582,7 +582,8 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
     for v in board["variants"]:
         diff = "" if v["diff_test"] is None else f"{100 * v['diff_test']:+.2f}"
-        p = "" if v["p_holm"] is None else f"{v['p_holm']:.3g}"
+        p = ("" if v["p_holm"] is None else "< 1e-300" if v["p_holm"] == 0  # float underflow
+             else f"{v['p_holm']:.3g}")
         table.add_row(str(v["rank"]), v["name"], _pm(v["val_accuracy"]), _pm(v["test_accuracy"]),
                       diff, p, v["verdict"],
                       f"{v['seconds']['mean']:.1f} ± {v['seconds']['std']:.1f}",

@@ -60,7 +60,6 @@ from mnistlab.studies import (
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 @dataclasses.dataclass(frozen=True)

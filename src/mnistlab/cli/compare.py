@@ -8,33 +8,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def compare_command(
-    variants_file: Optional[Path] = typer.Argument(
+    variants_file: Path | None = typer.Argument(
         None, metavar="[VARIANTS.toml]",
         help="Variants file: a \\[base] recipe and \\[variants.NAME] tables."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="A shipped variants file: "
+    preset: str | None = typer.Option(None, "--preset", help="A shipped variants file: "
                                          "beat-the-baseline, scaling-not-learning-rate."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per variant (default: the "
+    seeds: int | None = typer.Option(None, "--seeds", help="Seeds per variant (default: the "
                                         "file's `seeds`, else 3)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (each run single-threaded "
                              "unless its recipe sets threads)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Compare folder (default: "
+    out: Path | None = typer.Option(None, "--out", help="Compare folder (default: "
                                        "runs/compare-<name>); an existing one is resumed."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name (default: the "
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name (default: the "
                                           "base recipe's, else full MNIST or the sample)."),
-    train_images: Optional[int] = typer.Option(None, "--train-images", help="Use only the first "
+    train_images: int | None = typer.Option(None, "--train-images", help="Use only the first "
                                                "N training images (quick trials)."),
-    test_images: Optional[int] = typer.Option(None, "--test-images", help="Use only the first N "
+    test_images: int | None = typer.Option(None, "--test-images", help="Use only the first N "
                                               "test images (quick trials)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Share the runs between "
+    storage: str | None = typer.Option(None, "--storage", help="Share the runs between "
                                           "processes/machines through this study URL "
                                           "(sqlite:///FILE or postgresql://user@host:port/db)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name with --storage "
+    study: str | None = typer.Option(None, "--study", help="Study name with --storage "
                                         "(default: compare-<name>)."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="With --storage: seconds between a "
                                   "run's heartbeats; silent for 3x this, it is retried."),
@@ -45,6 +44,7 @@ def compare_command(
 
     from mnistlab import compare as cmp
     from mnistlab.errors import RecipeError
+    from mnistlab.leaderboard import print_leaderboard
 
     if (variants_file is None) == (preset is None):
         raise RecipeError("give a variants file or --preset NAME (one of: "
@@ -60,7 +60,7 @@ def compare_command(
         typer.echo("interrupted: run the same command again to continue (finished runs are kept)",
                    err=True)
         raise typer.Exit(code=130) from None
-    cmp.print_leaderboard(board, console)
+    print_leaderboard(board, console)
     console.print(f"wrote leaderboard.csv, leaderboard.json, leaderboard.png in {board['folder']}"
                   + (f"; report: {board['report']}" if board.get("report") else ""))
 

@@ -18,7 +18,7 @@ from mnistlab import datasets, studies
 from mnistlab import search as srch
 from mnistlab.cli import main
 from mnistlab.compare import slice_dataset
-from mnistlab.errors import RecipeError
+from mnistlab.errors import MnistlabError, RecipeError
 
 SPACE = """
 [base]
@@ -152,6 +152,41 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "f"))
     assert full["counts"]["COMPLETE"] == 1
     assert list(study.trials[0].intermediate_values) == [1, 2, 3]
+
+
+def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
+    import optuna
+
+    import mnistlab.train
+
+    space = srch.load_space(_space(tmp_path))
+    real_fit = mnistlab.train.fit
+    calls = []
+
+    def interrupted_second_fit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(mnistlab.train, "fit", interrupted_second_fit)
+    with pytest.raises(KeyboardInterrupt):
+        srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
+    url = studies.storage_url(None, tmp_path / "s")
+    states = [t.state.name for t in optuna.load_study(study_name="space", storage=url).trials]
+    assert states == ["COMPLETE", "FAIL", "WAITING"]  # queued at once, no grace period
+    monkeypatch.setattr(mnistlab.train, "fit", real_fit)
+    result = srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
+    trials = optuna.load_study(study_name="space", storage=url).trials
+    assert result["counts"]["COMPLETE"] == 3 and len(trials) == 4
+    assert trials[2].system_attrs["failed_trial"] == 1 and trials[2].params == trials[1].params
+
+
+def test_storage_url_must_name_a_file_or_server(tmp_path):
+    assert studies.storage_url(None, tmp_path).startswith("sqlite:///")
+    for bad in ("sqlite://", "sqlite:///", "mysql://x@y/z", "study.db"):
+        with pytest.raises(MnistlabError, match="--storage"):
+            studies.storage_url(bad, tmp_path)
 
 
 def test_result_of_a_trial_failed_meanwhile_is_dropped_not_double_counted():

@@ -32,7 +32,9 @@ def storage_url(url: str | None, out: Path) -> str:
     if url is None:
         return f"sqlite:///{(out / 'study.db').resolve()}"
     scheme = url.split(":", 1)[0].lower()
-    if not (scheme == "sqlite" or scheme.startswith("postgresql")) or "://" not in url:
+    file_ok = scheme != "sqlite" or (url.startswith("sqlite:///") and len(url) > 10)
+    if not (scheme == "sqlite" or scheme.startswith("postgresql")) or "://" not in url \
+            or not file_ok:  # workers share a study through a file, never an in-memory one
         raise MnistlabError(f"--storage: expected sqlite:///FILE or postgresql://user@host:port/db"
                             f", got {url!r}")
     return url

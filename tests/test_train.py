@@ -240,3 +240,12 @@ def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path
         (tmp_path / "r" / runs.ENVIRONMENT).write_text(json.dumps(env))
         with pytest.raises(RunError, match="environment.json.*'dataset'"):
             fit(out=tmp_path / "r", resume=True, quiet=True)
+
+
+def test_on_epoch_sees_every_row_and_can_stop_training(small, tmp_path):
+    rows = []
+    run = fit(Recipe(hidden=[16], epochs=3), small, out=tmp_path / "r", quiet=True,
+              on_epoch=lambda row: rows.append(row) or row["epoch"] == 2)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["val_accuracy"] is not None
+    assert len(run.history) == 2 and run.stopped == "stopped after epoch 2 by on_epoch"
+    assert (tmp_path / "r" / "model.safetensors").is_file()  # the run is still completed

@@ -30,6 +30,7 @@ import platform
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,8 @@ def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
         stop_on_divergence: bool = False, data_dir: str | Path | None = None,
-        device: str | None = None, on_epoch=None) -> runs.Run:
+        device: str | None = None,
+        on_epoch: Callable[[dict[str, Any]], bool | None] | None = None) -> runs.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
     ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the

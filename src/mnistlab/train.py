@@ -29,8 +29,8 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 

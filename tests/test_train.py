@@ -431,3 +431,10 @@ def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeyp
                                        r"start a new run with smaller 'hidden'"):
         fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
     assert _listing(tmp_path) == []
+def test_on_epoch_sees_every_row_and_can_stop_training(small, tmp_path):
+    rows = []
+    run = fit(Recipe(hidden=[16], epochs=3), small, out=tmp_path / "r", quiet=True,
+              on_epoch=lambda row: rows.append(row) or row["epoch"] == 2)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["val_accuracy"] is not None
+    assert len(run.history) == 2 and run.stopped == "stopped after epoch 2 by on_epoch"
+    assert (tmp_path / "r" / "model.safetensors").is_file()  # the run is still completed

@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,13 +184,16 @@ def _out_of_memory(run_dir: Path | None, epoch: int | None) -> RunError:
 def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
         stop_on_divergence: bool = False, data_dir: str | Path | None = None,
-        device: str | None = None) -> runs.Run:
+        device: str | None = None,
+        on_epoch: Callable[[dict[str, Any]], bool | None] | None = None) -> runs.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
     ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the
     bundled sample). ``out``: the run folder (default runs/<UTC time>-<name>). ``resume=True``
     continues the run in ``out`` from its last checkpoint (recipe and dataset as recorded there).
     ``stop_on_divergence``: stop after the first epoch the health check flags.
+    ``on_epoch``: called with each epoch's history row after its checkpoint; returning True
+    stops training there (the run is completed as usual, ``run.stopped`` says why).
     """
     held: list[Path] = []
     with contextlib.ExitStack() as stack:  # the run folder's lock, from creation (or resume) on
@@ -201,7 +205,7 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         try:
             return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
                         stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
-                        hold=hold)
+                        on_epoch=on_epoch, hold=hold)
         except (FileSystemError, MemoryError) as exc:
             if not held:  # nothing made yet: the message alone says it
                 raise _out_of_memory(None, None) if isinstance(exc, MemoryError) else exc from None
@@ -212,7 +216,8 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             raise
 
 
-def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, hold):
+def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, on_epoch,
+         hold):
     report = _Reporter(quiet)
     restart = False
     checkpoint = None
@@ -360,6 +365,9 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
             report.line(f"early stopping after epoch {epoch + 1}: {recipe.monitor} did not "
                         f"improve for {recipe.early_stopping} epochs (best: epoch "
                         f"{stopper.best_epoch})")
+            break
+        if on_epoch is not None and on_epoch(dict(row)):
+            stopped = f"stopped after epoch {epoch + 1} by on_epoch"
             break
 
     final = history[-1] if history else {}

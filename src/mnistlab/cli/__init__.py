@@ -9,12 +9,14 @@ import typer
 from mnistlab import __version__
 from mnistlab._io import fs_error
 from mnistlab.errors import MnistlabError
+from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import report as _report
 from mnistlab.cli import serve as _serve
+from mnistlab.cli import search as _search
 from mnistlab.cli import train as _train
 
 app = typer.Typer(
@@ -43,6 +45,8 @@ app.add_typer(_data.app, name="data")
 _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
+_compare.register(app)
+_search.register(app)
 _predict.register(app)
 _report.register(app)
 _serve.register(app)

@@ -1,0 +1,398 @@
+"""Compare recipes the honest way: variants x seeds, ranked on validation, tested on paired images.
+
+A variants file is TOML: an optional base recipe plus named variants, each a set of recipe-field
+changes on top of the base::
+
+    baseline = "notebook"          # optional: the variant the others are tested against (first)
+    seeds = 3                      # optional: default of --seeds
+    [base]                         # optional: recipe fields (flat or sectioned); `preset = NAME`
+    epochs = 5                     # starts from a shipped recipe
+    [variants.notebook]            # an empty table is the base itself
+    [variants.adam]
+    optimizer = "adam"
+    lr = 0.001
+
+With ``storage`` (``--storage URL``) the runs are the queued trials of a shared study
+(``mnistlab.studies``): start the same command on several machines and they share the work.
+
+Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<seed>`` (seeds are
+``base.seed + 0 .. N-1``), so an interrupted compare run again with the same ``--out`` skips the
+finished runs and resumes a half-finished one from its checkpoint. Runs train single-threaded
+unless the recipe sets ``threads``, so ``jobs`` changes the wall time, never the numbers.
+
+Statistics: variants are ranked by mean validation accuracy (the selection split); test accuracy
+is reported and never used to choose. Each variant is compared with the baseline on the same test
+images by an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs), per seed pair
+(variant seed s against baseline seed s) and combined over seeds by pooling the discordant counts
+(the exact conditional test of the stratified matched-pairs design: one seed pair alone has
+little power for the 0.1-0.5 point differences between recipes, and a paired t-test over 3 seeds
+has 2 degrees of freedom). Holm's step-down correction runs over the variants; a difference is
+called real when its Holm-adjusted p-value is below ``ALPHA``. Pooling treats each (image, seed)
+disagreement as independent evidence, so it speaks of these seeds on this test set, not of every
+possible seed; the per-seed p-values are kept in ``leaderboard.json`` to show how consistent the
+direction is. The statistics and the files live in ``mnistlab.leaderboard``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import tomllib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab._io import make_dirs
+from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.leaderboard import leaderboard, write_leaderboard
+from mnistlab.recipe import SECTIONS, Recipe
+from mnistlab.recipe import load_preset as load_recipe_preset
+
+SHARED = ("dataset", "data_dir", "validation_split", "seed", "name")  # the same for every variant
+_NAME_OK = "letters, digits, '.', '_' or '-' (it names a folder)"
+_TOP_KEYS = ("name", "baseline", "seeds", "base", "variants")
+
+
+@dataclass
+class Variants:
+    """A parsed variants file: the recipes to compare, in file order."""
+
+    name: str
+    baseline: str
+    recipes: dict[str, Recipe]
+    seeds: int | None = None
+
+
+# ---- reading variants files -------------------------------------------------------------
+def load_variants(path: str | Path) -> Variants:
+    """Parse and validate a variants TOML file; any problem is one RecipeError line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read variants file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    return parse_variants(data, source=str(path), default_name=path.stem)
+
+
+def preset_names() -> list[str]:
+    """Names of the variants files shipped in ``mnistlab/presets/compare``."""
+    root = resources.files("mnistlab") / "presets" / "compare"
+    if not root.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Variants:
+    names = preset_names()
+    if name not in names:
+        raise RecipeError(f"unknown compare preset {name!r}: expected one of "
+                          f"{', '.join(names) or '(none)'}")
+    text = (resources.files("mnistlab") / "presets" / "compare" / f"{name}.toml").read_text(
+        encoding="utf-8")
+    return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
+
+
+def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Recipe changes as a flat {field: value}, sections unfolded and aliases resolved."""
+    from mnistlab.recipe import (
+        _canonical,  # the recipe's own did-you-mean for unknown keys
+    )
+
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        items = value.items() if key in SECTIONS and isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            name = _canonical(k, where)
+            if name in out:
+                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of "
+                                  "learning_rate)")
+            out[name] = v
+    return out
+
+
+def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: "
+                          + ", ".join(_TOP_KEYS))
+    base_table = data.get("base", {})
+    if not isinstance(base_table, dict):
+        raise RecipeError(f"{source} [base]: expected a table of recipe fields")
+    base_table = dict(base_table)
+    preset = base_table.pop("preset", None)
+    if preset is not None and not isinstance(preset, str):
+        raise RecipeError(f"{source} [base] preset: expected a preset name")
+    base = load_recipe_preset(preset) if preset else Recipe()
+    try:
+        base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
+    except TypeError as exc:
+        raise RecipeError(f"{source} [base]: {exc}") from None
+    base.validate(f"{source} [base]")
+    if not base.validation_split > 0:
+        raise RecipeError(f"{source} [base] field 'validation_split': expected a number in "
+                          "(0, 1): variants are ranked on the validation split")
+    variants = data.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise RecipeError(f"{source}: expected at least one [variants.NAME] table")
+    recipes: dict[str, Recipe] = {}
+    import re
+
+    for name, changes in variants.items():
+        where = f"{source} variant '{name}'"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise RecipeError(f"{where}: expected a name of {_NAME_OK}")
+        if not isinstance(changes, dict):
+            raise RecipeError(f"{where}: expected a table of recipe-field changes")
+        flat = _flat(changes, where)
+        for key in SHARED:
+            if key in flat:
+                why = ("seeds come from --seeds" if key == "seed" else
+                       "the variant's name names its runs" if key == "name" else
+                       "all variants must see the same images; set it in [base]")
+                raise RecipeError(f"{where} field '{key}': cannot differ between variants ({why})")
+        recipe = Recipe(**{**_fields(base), **flat, "name": name})
+        recipes[name] = recipe.validate(where)
+    baseline = data.get("baseline", next(iter(recipes)))
+    if baseline not in recipes:
+        raise RecipeError(f"{source}: baseline {baseline!r} is not one of the variants "
+                          f"({', '.join(recipes)})")
+    seeds = data.get("seeds")
+    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
+        raise RecipeError(f"{source}: seeds: expected an integer >= 1, got {seeds!r}")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise RecipeError(f"{source}: name: expected {_NAME_OK}, got {name!r}")
+    return Variants(name=name, baseline=baseline, recipes=recipes, seeds=seeds)
+
+
+def _fields(recipe: Recipe) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+
+
+# ---- running ----------------------------------------------------------------------------
+_WORKER_DATASET = None
+
+
+def _init_worker(dataset) -> None:
+    global _WORKER_DATASET
+    _WORKER_DATASET = dataset
+
+
+def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
+    """Train (or resume) one (variant, seed) run; module-level so spawned workers can run it."""
+    from mnistlab.train import fit
+
+    ds = dataset if dataset is not None else _WORKER_DATASET
+    if resume:
+        fit(dataset=ds, out=run_dir, resume=True, quiet=True)
+    else:
+        fit(recipe, ds, out=run_dir, quiet=True)
+    return run_dir
+
+
+def slice_dataset(ds, train_images: int | None = None, test_images: int | None = None):
+    """The first ``train_images`` training and ``test_images`` test images (quick trials)."""
+    for name, n in (("train_images", train_images), ("test_images", test_images)):
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise MnistlabError(f"{name}: expected an integer >= 1, got {n!r}")
+    changes = {}
+    if train_images is not None:
+        changes.update(x_train=ds.x_train[:train_images], y_train=ds.y_train[:train_images])
+    if test_images is not None:
+        changes.update(x_test=ds.x_test[:test_images], y_test=ds.y_test[:test_images])
+    return replace(ds, **changes) if changes else ds
+
+
+def planned_recipe(recipe: Recipe, seed: int) -> Recipe:
+    """The exact recipe a (variant, seed) run records: resolved, one thread unless set."""
+    r = recipe.replace(seed=seed)
+    if r.threads is None:
+        r = r.replace(threads=1)
+    if r.data_dir is not None:
+        r = r.replace(data_dir=str(Path(r.data_dir).resolve()))
+    return r.resolved()
+
+
+def _state(run_dir: Path, recipe: Recipe) -> str:
+    """'done', 'resume' or 'new' for a planned run folder; a foreign recipe there is an error."""
+    from mnistlab import runs
+
+    if not (run_dir / runs.RECIPE).is_file():
+        if run_dir.exists():  # killed between mkdir and the first write: nothing to keep
+            shutil.rmtree(run_dir)
+        return "new"
+    if Recipe.from_toml(run_dir / runs.RECIPE) != recipe:
+        raise MnistlabError(f"{run_dir}: holds a run of another recipe than this compare "
+                            "declares now; use another --out")
+    done = (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file()
+    return "done" if done else "resume"
+
+
+def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
+            out: str | Path | None = None, dataset=None, train_images: int | None = None,
+            test_images: int | None = None, storage: str | None = None,
+            study: str | None = None, heartbeat: int = 10,
+            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train every variant x seed into ``out`` (resuming what is there) and write the
+    leaderboard; returns the leaderboard.json object.
+
+    ``dataset``: a Dataset or a name (default: the base recipe's, else full MNIST with the
+    sample as fallback); ``train_images`` / ``test_images`` keep only the first N images.
+    ``storage`` (a study URL, as for search): the runs become the queued trials of a shared
+    Optuna study, so any number of processes on any number of machines work through one
+    compare; each writes the leaderboard once all runs are finished.
+    """
+    from mnistlab import datasets
+
+    n_seeds = seeds if seeds is not None else (variants.seeds or 3)
+    if not isinstance(n_seeds, int) or n_seeds < 1:
+        raise MnistlabError(f"--seeds: expected an integer >= 1, got {n_seeds!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise MnistlabError(f"--jobs: expected an integer >= 1, got {jobs!r}")
+    log = log or (lambda _text: None)
+    base = variants.recipes[variants.baseline]
+    if out is None:
+        from mnistlab.paths import runs_dir
+
+        out = runs_dir() / f"compare-{variants.name}"
+    out = make_dirs(out)
+    if not isinstance(dataset, datasets.Dataset):
+        dataset = datasets.load(dataset or base.dataset, data_dir=base.data_dir)
+    ds = slice_dataset(dataset, train_images, test_images)
+    if ds.note:
+        log(f"note: {ds.note}")
+    seed_list = [base.seed + i for i in range(n_seeds)]
+    plan = [(name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
+            for name, r in variants.recipes.items() for s in seed_list]
+    log(f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
+        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}")
+    if storage is not None:
+        if jobs != 1:
+            raise MnistlabError("--jobs: with --storage every `mnistlab compare` process is one "
+                                "worker; start more of them (on any machine) instead")
+        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log)
+    else:
+        records = _local(plan, ds, jobs, log)
+    board = leaderboard(records, variants, seed_list, ds)
+    write_leaderboard(out, board)
+    board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
+    return board
+
+
+def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train what the plan lacks in this process or a pool of ``jobs`` processes."""
+    todo = []
+    for name, s, run_dir, recipe in plan:
+        state = _state(run_dir, recipe)
+        if state != "done":
+            todo.append((name, s, run_dir, recipe, state == "resume"))
+    log(f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
+        f"job{'s' if jobs > 1 else ''}")
+    done = len(plan) - len(todo)
+    if jobs == 1 or len(todo) <= 1:
+        for name, s, run_dir, recipe, resume in todo:
+            _train_one(str(run_dir), recipe, resume, ds)
+            done += 1
+            log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(ds,))
+        try:
+            futures = {pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
+                       for name, s, run_dir, recipe, resume in todo}
+            for future in as_completed(futures):
+                future.result()
+                name, s, resume = futures[future]
+                done += 1
+                log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+        finally:
+            # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
+            pool.shutdown(wait=True, cancel_futures=True)
+    return {(name, s): run_record(run_dir, ds) for name, s, run_dir, _ in plan}
+
+
+def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | None,
+            heartbeat: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
+    `mnistlab compare` processes share (see mnistlab.studies); returns every run's record."""
+    import base64
+    import json
+    import os
+    import socket
+
+    from optuna.trial import TrialState
+
+    from mnistlab import studies
+
+    url = studies.storage_url(storage, out)
+    name = study or f"compare-{variants.name}"
+    rdb, st = studies.open_study(url, name, heartbeat)
+    described = json.dumps({"baseline": variants.baseline,
+                            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
+                            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)]},
+                           sort_keys=True)
+    known = st.user_attrs.get("compare")
+    if known is None:
+        st.set_user_attr("compare", described)
+    elif known != described:
+        raise MnistlabError(f"study {name!r} in {studies.safe_url(url)} compares other variants "
+                            "or data; give another --study name")
+    with studies.claim_lock(url, name, rdb):  # queue each missing (variant, seed) once
+        have = {(t.user_attrs.get("variant"), t.user_attrs.get("seed"))
+                for t in st.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+        for vname, s, _, _ in plan:
+            if (vname, s) not in have:
+                st.enqueue_trial({}, user_attrs={"variant": vname, "seed": s})
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    for trial in studies.claims(st, rdb, url, name, heartbeat, target=None):
+        vname, s = trial.user_attrs["variant"], trial.user_attrs["seed"]
+        with studies.running(st, rdb, trial, heartbeat, log):
+            recipe = planned_recipe(variants.recipes[vname], s)
+            run_dir = out / "runs" / f"{vname}-seed{s}"
+            state = _state(run_dir, recipe)
+            if state != "done":
+                _train_one(str(run_dir), recipe, state == "resume", ds)
+            rec = run_record(run_dir, ds)
+            packed = base64.b64encode(np.packbits(rec["correct"]).tobytes()).decode()
+            trial.set_user_attr("result", {**{k: v for k, v in rec.items() if k != "correct"},
+                                           "correct": packed, "worker": worker})
+        if studies.tell(st, trial, log, rec["val_accuracy"]):
+            log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
+    records = {}
+    for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        result = t.user_attrs.get("result")
+        if result is not None:
+            bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
+            records[t.user_attrs["variant"], t.user_attrs["seed"]] = {
+                **result, "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool)}
+    missing = [f"{n} seed {s}" for n, s, _, _ in plan if (n, s) not in records]
+    if missing:
+        raise MnistlabError(f"study {name!r}: no finished run for {', '.join(missing[:4])}"
+                            f"{' ...' if len(missing) > 4 else ''} (failed, not retried); run "
+                            "the command again to queue them again")
+    return records
+
+
+def run_record(run_dir: Path, ds) -> dict[str, Any]:
+    """What the leaderboard needs of one finished run: validation and test accuracy, training
+    seconds, and which test images it classified right (for the paired test)."""
+    from mnistlab import runs
+
+    run = runs.load_run(run_dir)
+    hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
+    val = run.metrics.get("train", {}).get("val_accuracy")
+    return {"val_accuracy": float("nan") if val is None else float(val),
+            "test_accuracy": float(hit.mean()),
+            "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)), "correct": hit}

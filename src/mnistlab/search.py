@@ -1,0 +1,352 @@
+"""Search recipes with Optuna: a declared space, pruning on validation accuracy, any number of
+workers sharing one study through a database.
+
+A space file is TOML: a base recipe plus one entry per searched recipe field::
+
+    [base]                                   # recipe fields (flat or sectioned), `preset = NAME`
+    epochs = 3
+    [space]
+    learning_rate = { low = 1e-4, high = 0.1, log = true }     # float field: a float range
+    batch_size = { low = 32, high = 256, step = 32 }           # int field: an int range
+    dropout = { low = 0.0, high = 0.5 }
+    hidden = { choices = [[128], [256, 128], [512, 256, 128]] }  # widths and depth at once
+    optimizer = { choices = ["sgd", "adam"] }
+
+Each trial trains one recipe with ``train.fit`` into ``OUT/trials/trial-NNNN`` and reports every
+epoch's validation accuracy (the objective, maximized; the test set is never looked at), so
+Optuna's MedianPruner stops unpromising trials early.
+
+The study lives in ``--storage`` (default: ``sqlite:///OUT/study.db``; a
+``postgresql://user@host:port/db`` URL lets workers on many machines share it). Workers count
+the study's finished (complete or pruned) trials, not their own: every worker stops when the
+study holds N. A worker claims its next trial under a lock held in the database itself (an
+advisory lock on PostgreSQL, a file lock beside the SQLite file), so N is never overshot. While
+a trial trains, its worker records a heartbeat; a trial whose worker died (SIGKILL, lost
+machine) stops beating, is marked FAIL by the next worker that looks after the grace period, and
+Optuna's RetryHeartbeatStaleTrialCallback enqueues it again with the same parameters. Re-running
+the same command (same storage and study) continues to N.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import socket
+import tomllib
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnistlab._io import atomic_write_text, make_dirs
+from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.recipe import Recipe
+from mnistlab.recipe import load_preset as load_recipe_preset
+from mnistlab.studies import (
+    GRACE,
+    HEARTBEAT,
+    claims,
+    open_study,
+    running,
+    safe_url,
+    storage_url,
+    tell,
+)
+
+NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
+PARAM_KEYS = ("low", "high", "log", "step", "choices")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One searched recipe field: a float or int range, or a list of choices."""
+
+    field: str
+    kind: str  # "float", "int" or "choice"
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if v not in (None, (), False) or k == "kind"}
+
+
+@dataclasses.dataclass
+class Space:
+    name: str
+    base: Recipe
+    params: dict[str, Param]
+
+    def describe(self) -> str:
+        """A canonical JSON of the space: workers of one study must agree on it."""
+        return json.dumps({"base": self.base.to_dict(),
+                           "params": {k: p.describe() for k, p in self.params.items()}},
+                          sort_keys=True, default=list)
+
+
+# ---- reading space files ----------------------------------------------------------------
+def load_space(path: str | Path) -> Space:
+    """Parse and validate a space TOML file; any problem is one RecipeError line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read space file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    return parse_space(data, source=str(path), default_name=path.stem)
+
+
+def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Space:
+    from mnistlab.compare import _fields, _flat
+
+    unknown = [k for k in data if k not in ("name", "base", "space")]
+    if unknown:
+        raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: name, base, space")
+    base_table = data.get("base", {})
+    if not isinstance(base_table, dict):
+        raise RecipeError(f"{source} [base]: expected a table of recipe fields")
+    base_table = dict(base_table)
+    preset = base_table.pop("preset", None)
+    base = load_recipe_preset(preset) if isinstance(preset, str) else Recipe()
+    base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
+    base.validate(f"{source} [base]")
+    if not base.validation_split > 0:
+        raise RecipeError(f"{source} [base] field 'validation_split': expected a number in "
+                          "(0, 1): trials are scored on the validation split")
+    space = data.get("space")
+    if not isinstance(space, dict) or not space:
+        raise RecipeError(f"{source}: expected a [space] table with at least one recipe field")
+    from mnistlab.recipe import _canonical
+
+    hints = typing.get_type_hints(Recipe)
+    params: dict[str, Param] = {}
+    for key, spec in space.items():
+        field = _canonical(key, f"{source} [space]")
+        where = f"{source} [space] {field}"
+        if field in NOT_SEARCHABLE:
+            raise RecipeError(f"{where}: cannot be searched (every trial must be scored on the "
+                              "same data); set it in [base]")
+        if field in params:
+            raise RecipeError(f"{where}: given twice (lr is an alias of learning_rate)")
+        params[field] = _param(field, spec, hints[field], where)
+        for value in _endpoints(params[field]):  # every reachable value must make a recipe
+            Recipe(**{**_fields(base), field: value}).validate(where)
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise RecipeError(f"{source}: name: expected letters, digits, '.', '_' or '-', got "
+                          f"{name!r}")
+    return Space(name=name, base=base, params=params)
+
+
+def _param(field: str, spec: Any, hint: Any, where: str) -> Param:
+    if not isinstance(spec, dict):
+        raise RecipeError(f"{where}: expected a table such as {{ low = 0.0, high = 0.5 }} or "
+                          "{ choices = [...] }")
+    unknown = [k for k in spec if k not in PARAM_KEYS]
+    if unknown:
+        raise RecipeError(f"{where}: unknown key '{unknown[0]}'; allowed: "
+                          + ", ".join(PARAM_KEYS))
+    base_type = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if "choices" in spec:
+        if set(spec) - {"choices"}:
+            raise RecipeError(f"{where}: give choices or low/high, not both")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise RecipeError(f"{where}: choices: expected a non-empty list")
+        if len({json.dumps(c, sort_keys=True) for c in choices}) != len(choices):
+            raise RecipeError(f"{where}: choices: a value is listed twice")
+        return Param(field, "choice", choices=tuple(choices))
+    if base_type not in (int, float):
+        raise RecipeError(f"{where}: a {getattr(base_type, '__name__', base_type)} field is "
+                          "searched over choices = [...]")
+    if "low" not in spec or "high" not in spec:
+        raise RecipeError(f"{where}: expected low and high (or choices)")
+    low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+    kind = "int" if base_type is int else "float"
+    number = (lambda v: isinstance(v, int) and not isinstance(v, bool)) if kind == "int" else (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+    for key, v in (("low", low), ("high", high)) + ((("step", step),) if step is not None else ()):
+        if not number(v):
+            expected = "an integer" if kind == "int" else "a number"
+            raise RecipeError(f"{where}: {key}: expected {expected}, got {v!r}")
+    if not isinstance(log, bool):
+        raise RecipeError(f"{where}: log: expected true or false, got {log!r}")
+    if not low < high:
+        raise RecipeError(f"{where}: expected low < high, got low {low!r}, high {high!r}")
+    if log and low <= 0:
+        raise RecipeError(f"{where}: log = true needs low > 0, got {low!r}")
+    if step is not None and (log or not step > 0):
+        raise RecipeError(f"{where}: step: expected a number > 0 and no log, got {step!r}")
+    if kind == "float":
+        low, high = float(low), float(high)
+    return Param(field, kind, low=low, high=high, log=log, step=step)
+
+
+def _endpoints(p: Param) -> tuple[Any, ...]:
+    return p.choices if p.kind == "choice" else (p.low, p.high)
+
+
+def suggest(trial, space: Space) -> Recipe:
+    """The trial's recipe: the base with each searched field drawn by Optuna."""
+    from mnistlab.compare import _fields
+
+    values: dict[str, Any] = {}
+    for name, p in space.params.items():
+        if p.kind == "float":
+            values[name] = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
+        elif p.kind == "int":
+            values[name] = trial.suggest_int(name, p.low, p.high, log=p.log, step=p.step or 1)
+        else:  # Optuna's choices must be scalars: lists (widths) travel as their JSON text
+            encoded = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
+            picked = trial.suggest_categorical(name, encoded)
+            values[name] = p.choices[encoded.index(picked)]
+    recipe = Recipe(**{**_fields(space.base), **values})
+    if recipe.threads is None:  # workers share the machine; --jobs-like scale-out, no contention
+        recipe = dataclasses.replace(recipe, threads=1)
+    return recipe.validate(f"trial {trial.number}").resolved()  # what the run records
+
+
+# ---- the worker loop --------------------------------------------------------------------
+def search(space: Space, trials: int, *, storage: str | None = None, study: str | None = None,
+           out: str | Path | None = None, dataset=None, train_images: int | None = None,
+           test_images: int | None = None, heartbeat: int = HEARTBEAT, pruner=None,
+           log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml and
+    trials.csv in ``out``; return {"study", "best", "counts", "out"}."""
+    import optuna
+
+    from mnistlab import datasets
+    from mnistlab.compare import slice_dataset
+
+    if not isinstance(trials, int) or trials < 1:
+        raise MnistlabError(f"--trials: expected an integer >= 1, got {trials!r}")
+    if not isinstance(heartbeat, int) or heartbeat < 1:
+        raise MnistlabError(f"--heartbeat: expected an integer >= 1 (seconds), got {heartbeat!r}")
+    log = log or (lambda _text: None)
+    if out is None:
+        from mnistlab.paths import runs_dir
+
+        out = runs_dir() / f"search-{space.name}"
+    out = make_dirs(out)
+    url = storage_url(storage, out)
+    study_name = study or space.name
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb, st = open_study(url, study_name, heartbeat,
+                         pruner or optuna.pruners.MedianPruner(n_startup_trials=5))
+    described = space.describe()
+    known = st.user_attrs.get("space")
+    if known is None:
+        st.set_user_attr("space", described)
+    elif known != described:
+        raise MnistlabError(f"study {study_name!r} in {safe_url(url)} searches another space; give "
+                            "another --study name")
+    if not isinstance(dataset, datasets.Dataset):
+        dataset = datasets.load(dataset or space.base.dataset, data_dir=space.base.data_dir)
+    ds = slice_dataset(dataset, train_images, test_images)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    log(f"search {study_name}: {trials} trials on {ds.name} ({len(ds.x_train):,} train images), "
+        f"storage {safe_url(url)}, worker {worker}")
+    for trial in claims(st, rdb, url, study_name, heartbeat, target=trials):
+        _run_trial(st, trial, space, ds, out, worker, rdb, heartbeat, log)
+    return _finish(st, out, space, log)
+
+
+def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbeat: int,
+               log) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    from mnistlab.train import fit
+
+    run_rel = f"trials/trial-{trial.number:04d}"
+    pruned: list[int] = []
+    lost: list[int] = []
+    with running(st, rdb, trial, heartbeat, log):
+        recipe = suggest(trial, space)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("run", run_rel)
+        trial.set_user_attr("worker", worker)
+
+        def on_epoch(row: dict[str, Any]) -> bool:
+            if row["val_accuracy"] is None:
+                return False
+            try:
+                trial.report(row["val_accuracy"], step=row["epoch"])
+            except UpdateFinishedTrialError:  # declared dead meanwhile: its retry counts
+                lost.append(row["epoch"])
+                return True
+            # the last epoch is not pruned: the trial is complete by then
+            if row["epoch"] < recipe.epochs and trial.should_prune():
+                pruned.append(row["epoch"])
+                return True
+            return False
+
+        run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
+    value = run.metrics.get("train", {}).get("val_accuracy")
+    if lost:
+        log(f"trial {trial.number}: failed by another worker (no heartbeat for "
+            f"{GRACE * heartbeat} s); its retry counts instead")
+    elif pruned:
+        tell(st, trial, log, state=TrialState.PRUNED)
+        log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
+    elif value is None or not math.isfinite(value):
+        tell(st, trial, log, state=TrialState.FAIL)
+        log(f"trial {trial.number}: no validation accuracy; failed")
+    elif tell(st, trial, log, value):
+        log(f"trial {trial.number}: val_accuracy {value:.4f}  {trial.params}")
+
+
+# ---- results ----------------------------------------------------------------------------
+def _finish(st, out: Path, space: Space, log) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
+    all_trials = st.get_trials(deepcopy=False)
+    write_trials_csv(all_trials, space, out / "trials.csv")
+    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    counts = {s.name: sum(t.state == s for t in all_trials) for s in TrialState}
+    best = None
+    if complete:
+        best_trial = max(complete, key=lambda t: (t.value, -t.number))
+        recipe = Recipe.from_dict(best_trial.user_attrs["recipe"],
+                                  source=f"trial {best_trial.number}")
+        header = (f"# Best of {counts['COMPLETE']} complete trials of study {st.study_name!r} "
+                  f"(mnistlab search): validation accuracy {best_trial.value:.4f}, trial "
+                  f"{best_trial.number} ({best_trial.user_attrs.get('run')}).\n"
+                  "# Chosen on the validation split only; train it with "
+                  "`mnistlab train --recipe best_recipe.toml`.\n\n")
+        atomic_write_text(out / "best_recipe.toml", header + recipe.to_toml())
+        best = {"number": best_trial.number, "value": best_trial.value,
+                "params": best_trial.params, "run": best_trial.user_attrs.get("run")}
+        log(f"best: trial {best_trial.number}, val_accuracy {best_trial.value:.4f} -> "
+            f"{out / 'best_recipe.toml'}")
+    return {"study": st.study_name, "best": best, "counts": counts, "out": str(out)}
+
+
+def write_trials_csv(all_trials, space: Space, path: Path) -> Path:
+    fields = ["number", "state", "val_accuracy", *space.params, "epochs", "seconds", "run",
+              "worker", "retry_of"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for t in all_trials:
+        seconds = ((t.datetime_complete - t.datetime_start).total_seconds()
+                   if t.datetime_complete and t.datetime_start else "")
+        w.writerow({"number": t.number, "state": t.state.name,
+                    "val_accuracy": "" if t.value is None else t.value,
+                    **{k: t.params.get(k, "") for k in space.params},
+                    "epochs": len(t.intermediate_values), "seconds": seconds,
+                    "run": t.user_attrs.get("run", ""), "worker": t.user_attrs.get("worker", ""),
+                    "retry_of": t.system_attrs.get("failed_trial", "")})
+    atomic_write_text(path, buf.getvalue())
+    return path

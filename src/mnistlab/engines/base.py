@@ -350,6 +350,7 @@ class Workspace:
         self.mask_flat = np.zeros(max(rows * sum(hidden), 1) if dropout else 1, np.float32)
         self.stats = np.zeros(max(3 * sum(hidden), 1), np.float32)
         self.tmp_flat = np.zeros(max(rows * max(sizes), 1), np.float32)   # NumPy back end
+        self.col = np.zeros(max(sizes), np.float32)                       # max-norm's norms
         self.grad = np.zeros(n_params, np.float32)
         self.scratch = np.zeros(n_params, np.float32)
         # offsets table: h, d, z, a, mask, stats (per layer; hidden-only entries 0 for the last)

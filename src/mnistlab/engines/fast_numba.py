@@ -336,9 +336,10 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
             gw = net.grad[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
             gb = net.grad[lay[i, 1]:lay[i, 1] + fo]
             gb[:] = 0.0
-            for r in range(b):
-                for c in range(fo):
-                    gb[c] += d[r, c]
+            if not (cfg.bn and i < n - 1):   # exactly 0 under batch norm (spec.py)
+                for r in range(b):
+                    for c in range(fo):
+                        gb[c] += d[r, c]
             _mm(sgemm, use_sgemm, _block(work.h, off[i, 0], b, fi), d, gw, True, False)
             if i > 0:
                 j = i - 1

@@ -145,7 +145,10 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
         ko, bo = state.offsets[f"dense_{i}.kernel"], state.offsets[f"dense_{i}.bias"]
         gw = g[ko:bo].reshape(kernel.shape)
         np.matmul(ws.h(i, b).T, d, out=gw)
-        np.sum(d, axis=0, out=g[bo:bo + d.shape[1]])
+        if h.batch_norm and i < n - 1:   # exactly 0: batch norm removes the bias (spec.py)
+            g[bo:bo + d.shape[1]] = 0
+        else:
+            np.sum(d, axis=0, out=g[bo:bo + d.shape[1]])
         if i > 0:
             j = i - 1
             dp = ws.d(i, b)

@@ -116,6 +116,7 @@ class ReferenceEngine:
         every = max(1, steps // 20)
         names = list(self.params)
         ws = [self.params[k] for k in names]
+        zero_bias = list(self.net.dense)[:len(self.net.bns)]
         for k in range(steps):
             idx = idx_all[k * bs:(k + 1) * bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
@@ -130,6 +131,8 @@ class ReferenceEngine:
             for w in ws:
                 w.grad = None
             loss.backward()
+            for layer in zero_bias:   # exactly 0 under batch norm, as spec.py has it
+                layer.bias.grad.zero_()
             self._step([w.grad for w in ws], ws, names, scalars[k])
             self.u_product = float(prods[k])
             with torch.no_grad():

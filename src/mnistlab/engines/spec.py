@@ -92,7 +92,9 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
     for i in range(n - 1, -1, -1):
         inp = x if i == 0 else _layer_output(cache[i - 1], h)
         g[f"dense_{i}.kernel"] = inp.T @ d + 2 * h.l2 * p[f"dense_{i}.kernel"]
-        g[f"dense_{i}.bias"] = d.sum(0)
+        # A bias that batch norm follows has gradient 0 (the batch mean removes it); written as
+        # 0, not as rounding noise that adaptive optimizers would scale up to steps of ~lr.
+        g[f"dense_{i}.bias"] = 0 * d[0] if h.batch_norm and i < n - 1 else d.sum(0)
         if i == 0:
             break
         c = cache[i - 1]                                   # hidden layer i-1

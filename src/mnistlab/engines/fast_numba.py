@@ -8,7 +8,11 @@ batch-norm gradient; gradient + L2 + optimizer update). The weights, gradients a
 flat vectors of ``base.State`` and the buffers those of ``base.Workspace``, passed with their
 offsets tables: ONE compiled specialization serves every depth, option and optimizer (compiled
 once per machine, ``cache=True``). The optimizer loops have no branch inside (every per-step
-scalar comes from ``base.step_scalars``), so LLVM turns them into SIMD code.
+scalar comes from ``base.step_scalars``), so LLVM turns them into SIMD code; that also needs
+``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
+zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
+it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
+NumPy back end and deterministic.
 
 Tried and dropped (bench/engine_steps.py, min of 40 interleaved 50-step chunks): computing
 layer 0's forward on a sparse form of the input (MNIST is ~81 % background) was 10 % slower per
@@ -76,7 +80,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S40 = np.uint64(40)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
     """out = op(a) @ op(b) for C-contiguous a, b, out (op = transpose when trans_*)."""
     if use_sgemm:
@@ -112,7 +116,7 @@ def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int,
     _steps(NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg, k0, k1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
     """Gradient (+ l2c*w) and the optimizer update, one branch-free pass over flat views."""
     c0, c1, c2, c3 = np.float32(sc[0]), np.float32(sc[1]), np.float32(sc[2]), np.float32(sc[3])
@@ -175,7 +179,7 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
             w[i] -= delta * c0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_norm(w, col, cap):
     """Keras' MaxNorm(cap, axis=0) in place: each column's norm clipped to cap."""
     fo = w.shape[1]
@@ -192,13 +196,13 @@ def _max_norm(w, col, cap):
             w[r, c] *= col[c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block(flat, off, rows, width):
     return flat[off:off + rows * width].reshape(rows, width)
 
 
 # nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
     """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct."""
     lay, off = net.layout, work.offsets

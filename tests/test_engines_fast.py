@@ -437,6 +437,14 @@ def test_batch_size_larger_than_the_data_allocates_for_the_data():
     assert eng._ws.rows == 20 and eng._ws.h_flat.nbytes < 1e6
 
 
+def test_fast_engine_follows_the_protocol():
+    from mnistlab.engines import Engine, make_engine
+
+    eng = make_engine(Recipe(hidden=[4], engine="fast"), init_weights(Recipe(hidden=[4])))
+    assert isinstance(eng, Engine) and eng.reason == "asked for in the recipe"
+    assert eng.backend in ("numpy", "numba") and eng.threads == 1 and eng.device == "cpu"
+
+
 def test_default_backend_is_numba_for_small_batches_only():
     small, large = Recipe(batch_size=32), Recipe(batch_size=128)
     assert FastEngine(small, init_weights(small)).backend == ("numba" if numba_available()

@@ -6,8 +6,7 @@ import pytest
 pytest.importorskip("torch")
 
 import mnistlab.engines as engines  # noqa: E402
-from mnistlab.engines import (choose_engine, cuda_present, device, make_engine,  # noqa: E402
-                              select_device, spec)
+from mnistlab.engines import choose_engine, cuda_present, device, make_engine, select_device, spec  # noqa: E402
 from mnistlab.engines.base import Engine, Hyper, dropout_keys, keep_mask  # noqa: E402
 from mnistlab.engines.reference import ReferenceEngine  # noqa: E402
 from mnistlab.errors import RecipeError  # noqa: E402

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from mnistlab.engines import spec
-from mnistlab.engines.base import (Hyper, State, Workspace, dropout_keep, dropout_keys,
-                                   keep_mask, step_scalars)
+from mnistlab.engines.base import (
+    Hyper,
+    State,
+    Workspace,
+    dropout_keep,
+    dropout_keys,
+    keep_mask,
+    step_scalars,
+)
 from mnistlab.errors import RunError
 from mnistlab.initializers import init_weights
 from mnistlab.recipe import Recipe

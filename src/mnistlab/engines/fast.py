@@ -32,13 +32,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from mnistlab.engines import fast_numpy
-from mnistlab.engines.base import (ACTIVATION_CODES, SLOTS, Hyper, State, Steps, Workspace,
-                                   dropout_keys, step_scalars)
+from mnistlab.engines.base import (
+    ACTIVATION_CODES,
+    SLOTS,
+    Hyper,
+    State,
+    Steps,
+    Workspace,
+    dropout_keys,
+    step_scalars,
+)
 from mnistlab.errors import RecipeError
 
 EVAL_BATCH = 10_000       # big products run near sgemm's peak; 10k x 784 float32 is 31 MB

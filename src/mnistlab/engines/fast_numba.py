@@ -28,10 +28,24 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (see below)
 from numba import njit
 
-from mnistlab.engines.base import (ADADELTA_RHO, ADAM_BETA1, ADAM_BETA2, BN_EPSILON,
-                                   BN_MOMENTUM, EPSILON, MAXNORM_EPSILON, OPTIMIZER_CODES,
-                                   RMSPROP_RHO, ACTIVATION_CODES, Hyper, State, Steps, Workspace,
-                                   dropout_threshold, mix64)
+from mnistlab.engines.base import (
+    ACTIVATION_CODES,
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    EPSILON,
+    MAXNORM_EPSILON,
+    OPTIMIZER_CODES,
+    RMSPROP_RHO,
+    Hyper,
+    State,
+    Steps,
+    Workspace,
+    dropout_threshold,
+    mix64,
+)
 
 # numba's np.dot (the L2 penalty's dot, and every product when NUMPY_SGEMM is not found) calls
 # scipy's BLAS. It must be loaded before a threadpool_limits block is entered (a library loaded

@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.engines.base import (ADADELTA_RHO, ADAM_BETA1, ADAM_BETA2, BN_EPSILON,
-                                   BN_MOMENTUM, EPSILON, MAXNORM_EPSILON, RMSPROP_RHO, Hyper,
-                                   State, Steps, Workspace, keep_mask)
+from mnistlab.engines.base import (
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    EPSILON,
+    MAXNORM_EPSILON,
+    RMSPROP_RHO,
+    Hyper,
+    State,
+    Steps,
+    Workspace,
+    keep_mask,
+)
 
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
 

@@ -26,13 +26,23 @@ bias correction); ``engines/spec.py`` has the exact formulas, and the per-step s
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines.base import (ADADELTA_RHO, ADAM_BETA1, ADAM_BETA2, EPSILON,
-                                   MAXNORM_EPSILON, RMSPROP_RHO, Hyper, dropout_keys, keep_mask,
-                                   optimizer_slots, step_scalars)
+from mnistlab.engines.base import (
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    EPSILON,
+    MAXNORM_EPSILON,
+    RMSPROP_RHO,
+    Hyper,
+    dropout_keys,
+    keep_mask,
+    optimizer_slots,
+    step_scalars,
+)
 from mnistlab.engines.device import select_device
 from mnistlab.recipe import Recipe
 

@@ -29,9 +29,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.engines.base import (ADADELTA_RHO, ADAGRAD_INITIAL, ADAM_BETA1, ADAM_BETA2,
-                                   BN_EPSILON, BN_MOMENTUM, EPSILON, MAXNORM_EPSILON,
-                                   NADAM_DECAY, RMSPROP_RHO, Hyper, slots_of)
+from mnistlab.engines.base import (
+    ADADELTA_RHO,
+    ADAGRAD_INITIAL,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    EPSILON,
+    MAXNORM_EPSILON,
+    NADAM_DECAY,
+    RMSPROP_RHO,
+    Hyper,
+    slots_of,
+)
 
 ACT = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh,
        "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z))}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.engines.base import Engine, optimizer_slots  # noqa: F401  (the public names)
+from mnistlab.engines.base import Engine
 from mnistlab.engines.device import cuda_present, select_device  # noqa: F401
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe

@@ -74,7 +74,7 @@ class Hyper:
                    nesterov=bool(r.nesterov),
                    weight_decay=float(r.weight_decay) if r.optimizer == "adamw" else 0.0,
                    dropout=float(r.dropout), batch_norm=bool(r.batch_norm),
-                   max_norm=float(getattr(r, "max_norm", 0.0) or 0.0), seed=int(r.seed))
+                   max_norm=float(r.max_norm), seed=int(r.seed))
 
 
 def optimizer_slots(recipe) -> tuple[list[str], float]:

@@ -157,8 +157,8 @@ class FastEngine:
         self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
         self.hyper = Hyper.of(recipe)
         self.threads = recipe.threads if recipe.threads is not None else default_threads()
-        n_out = np.shape(weights[f"dense_{len(recipe.hidden)}.bias"])[0] \
-            if f"dense_{len(recipe.hidden)}.bias" in weights else 10
+        last = f"dense_{len(recipe.hidden)}.bias"
+        n_out = len(weights[last]) if last in weights else 10   # load_weights names a gap
         self.st = State.for_recipe(recipe, n_classes=n_out)
         self.st.load_weights(weights)
         self.n_layers = self.st.n_layers

@@ -72,9 +72,9 @@ class ReferenceEngine:
             # Measured (issue 4): at batch-32 MLP shapes one thread is as fast as two, and it
             # does not collapse when another process wants the second core.
             torch.set_num_threads(1)
+        self.threads = torch.get_num_threads()
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-        self.threads = recipe.threads
         self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
         self.hyper = Hyper.of(recipe)
         self.net = models.build_model(recipe, weights, self.device)

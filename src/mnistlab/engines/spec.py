@@ -8,7 +8,8 @@ the activation; then, in training, inverted dropout ``h = where(keep, a/(1-rate)
 keep-mask of ``base.dropout_keep`` (a function of seed, epoch, step, layer). The last Dense gives
 logits. Loss: cross-entropy of softmax(logits) against ``onehot*(1-ls) + ls/classes``, mean over
 the batch, plus ``l2*sum(kernel**2)`` over every Dense kernel (Keras' kernel_regularizer).
-Moving statistics: ``moving = 0.99*moving + 0.01*batch_stat``.
+Moving statistics: ``moving = 0.99*moving + 0.01*batch_stat``. The gradient of a Dense bias that
+batch norm follows is exactly 0 (the batch mean removes it); engines write 0, not float32 noise.
 
 Each update (``t`` = iterations after this step, ``lr`` this step's rate as float32) is applied
 to every trainable weight (kernels, biases, gamma, beta); then, with ``max_norm`` > 0, every
@@ -105,7 +106,7 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
         g[f"dense_{i}.kernel"] = inp.T @ d + 2 * h.l2 * p[f"dense_{i}.kernel"]
         # A bias that batch norm follows has gradient 0 (the batch mean removes it); written as
         # 0, not as rounding noise that adaptive optimizers would scale up to steps of ~lr.
-        g[f"dense_{i}.bias"] = 0 * d[0] if h.batch_norm and i < n - 1 else d.sum(0)
+        g[f"dense_{i}.bias"] = np.zeros(d.shape[1]) if h.batch_norm and i < n - 1 else d.sum(0)
         if i == 0:
             break
         c = cache[i - 1]                                   # hidden layer i-1

@@ -41,6 +41,7 @@ OPTIONS = {
     "l2": {"l2": 1e-2},
     "tanh-smoothing": {"activation": "tanh", "label_smoothing": 0.2},
     "sigmoid": {"activation": "sigmoid"},
+    "gelu": {"activation": "gelu"},
     "dropout": {"dropout": 0.3},
     "batch-norm": {"batch_norm": True},
     "all": {"batch_norm": True, "dropout": 0.2, "l2": 1e-3, "label_smoothing": 0.1},
@@ -58,7 +59,8 @@ def test_gradients_equal_torch_autograd(name):
     loss, grads, stats = spec.gradients(p, X, Y, h, masks)
 
     t = {k: torch.tensor(v, requires_grad="moving" not in k) for k, v in p.items()}
-    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[r.activation]
+    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+           "gelu": torch.nn.functional.gelu}[r.activation]
     z = torch.tensor(X)
     for i in range(3):
         z = z @ t[f"dense_{i}.kernel"] + t[f"dense_{i}.bias"]

@@ -47,7 +47,7 @@ SLOTS = {"sgd": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v"), "nadam":
          "adadelta": ("accumulated_grad", "accumulated_delta_var")}
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 1, "nadam": 2, "rmsprop": 3, "adagrad": 4,
                    "adadelta": 5}
-ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
+ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "gelu": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +347,7 @@ class Workspace:
         self.h_flat = np.zeros(rows * width_sum, np.float32)
         self.d_flat = np.zeros(rows * width_sum, np.float32)
         self.z_flat = np.zeros(max(rows * sum(hidden), 1), np.float32)
+        self.pre_flat = np.zeros(max(rows * sum(hidden), 1), np.float32)   # gelu's input
         self.a_flat = np.zeros(max(rows * sum(hidden), 1), np.float32) if dropout else self.h_flat
         self.mask_flat = np.zeros(max(rows * sum(hidden), 1) if dropout else 1, np.float32)
         self.stats = np.zeros(max(3 * sum(hidden), 1), np.float32)
@@ -380,6 +381,10 @@ class Workspace:
 
     def z(self, i: int, b: int) -> np.ndarray:
         return self._v(self.z_flat, int(self.offsets[i, 2]), b, self.sizes[i + 1])
+
+    def pre(self, i: int, b: int) -> np.ndarray:
+        """The activation's input of hidden layer i (kept for gelu's derivative)."""
+        return self._v(self.pre_flat, int(self.offsets[i, 2]), b, self.sizes[i + 1])
 
     def a(self, i: int, b: int) -> np.ndarray:
         return self._v(self.a_flat, int(self.offsets[i, 3]), b, self.sizes[i + 1])

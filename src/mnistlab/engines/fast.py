@@ -1,5 +1,5 @@
 """The fast engine: a hand-derived MLP forward/backward on the CPU, no torch, no allocation per
-step. It runs every MLP recipe: relu/tanh/sigmoid, dropout, batch norm, L2, label smoothing,
+step. It runs every MLP recipe: relu/tanh/sigmoid/gelu, dropout, batch norm, L2, label smoothing,
 max-norm, and the optimizers sgd (momentum, nesterov), adam, adamw, nadam, rmsprop, adagrad and
 adadelta. The maths is ``engines/spec.py``'s; tests hold both back ends to it.
 

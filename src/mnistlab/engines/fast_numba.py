@@ -22,6 +22,7 @@ step than NumPy's sgemm; its backward twin (scatter into dW0) was no faster eith
 from __future__ import annotations
 
 import ctypes
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -85,13 +86,14 @@ _UNUSED_SGEMM = ctypes.CFUNCTYPE(None, *_SGEMM_ARGS)(lambda *args: None)
 
 # The compiled function's arguments, grouped (namedtuples are numba records of arrays/scalars).
 Net = namedtuple("Net", "theta moving s1 s2 grad layout ends")
-Work = namedtuple("Work", "h d z a mask stats col offsets")
+Work = namedtuple("Work", "h d z pre a mask stats col offsets")
 Data = namedtuple("Data", "x y order scalars keys losses correct")
 Config = namedtuple("Config", "bs act opt l2 ls dropout thr inv_keep bn max_norm rms_momentum")
 
 _mix64 = njit(inline="always")(mix64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S40 = np.uint64(40)
+_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
 
 
 @njit(cache=True, error_model="numpy")
@@ -119,7 +121,7 @@ def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int,
     s2 = slots[1] if len(slots) > 1 else ws.scratch
     net = Net(state.theta, state.moving, s1, s2, ws.grad, state.layout,
               np.asarray(state.ends, np.int64))
-    work = Work(ws.h_flat, ws.d_flat, ws.z_flat, ws.a_flat, ws.mask_flat, ws.stats, ws.col,
+    work = Work(ws.h_flat, ws.d_flat, ws.z_flat, ws.pre_flat, ws.a_flat, ws.mask_flat, ws.stats, ws.col,
                 ws.offsets)
     data = Data(s.x, s.y, s.order, s.scalars, s.keys, s.losses, s.correct)
     cfg = Config(s.batch_size, ACTIVATION_CODES[h.activation], OPTIMIZER_CODES[h.optimizer],
@@ -285,6 +287,7 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                         xh = (out[r, c] - mean[c]) * inv[c]
                         out[r, c] = xh
                         a[r, c] = xh * gamma[c] + beta[c]
+            pre = _block(work.pre, off[i, 2], b, fo)
             for r in range(b):
                 for c in range(fo):
                     v = a[r, c]
@@ -292,8 +295,11 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                         v = max(v, np.float32(0.0))
                     elif cfg.act == 1:
                         v = np.tanh(v)
-                    else:
+                    elif cfg.act == 2:
                         v = np.float32(0.5) * np.tanh(np.float32(0.5) * v) + np.float32(0.5)
+                    else:   # gelu, exact; its derivative needs the input
+                        pre[r, c] = v
+                        v = v * np.float32(0.5 * (1.0 + math.erf(v * _SQRT_HALF)))
                     a[r, c] = v
             if cfg.dropout:
                 key = data.keys[k, i]
@@ -364,6 +370,7 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                 dp = _block(work.d, off[i, 1], b, fi)
                 _mm(sgemm, use_sgemm, d, w, dp, False, True)
                 a = _block(work.a, off[j, 3], b, fi)
+                pre = _block(work.pre, off[j, 2], b, fi)
                 mask = _block(work.mask, off[j, 4], b, fi) if cfg.dropout else a
                 for r in range(b):
                     for c in range(fi):
@@ -376,8 +383,12 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                                 v = np.float32(0.0)
                         elif cfg.act == 1:
                             v *= np.float32(1.0) - ac * ac
-                        else:
+                        elif cfg.act == 2:
                             v *= (np.float32(1.0) - ac) * ac
+                        else:   # Phi(z) + z phi(z)
+                            zc = float(pre[r, c])
+                            v *= np.float32(0.5 * (1.0 + math.erf(zc * _SQRT_HALF))
+                                            + zc * math.exp(-0.5 * zc * zc) * _INV_SQRT_2PI)
                         dp[r, c] = v
                 if cfg.bn:
                     xhat = _block(work.z, off[j, 2], b, fi)

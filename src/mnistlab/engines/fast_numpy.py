@@ -31,14 +31,22 @@ from mnistlab.engines.base import (
 )
 
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
+_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
 
 
 def activate(name: str, z: np.ndarray) -> None:
-    """Hidden activation in place (the backward pass needs only its output)."""
+    """Hidden activation in place (the backward pass needs its output, and gelu its input)."""
     if name == "relu":
         np.maximum(z, _ZERO, out=z)
     elif name == "tanh":
         np.tanh(z, out=z)
+    elif name == "gelu":   # exact: z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
+        from scipy.special import erf
+
+        t = erf(z * np.float32(_SQRT_HALF))
+        t += _ONE
+        t *= _HALF
+        z *= t
     else:  # sigmoid as 0.5 + 0.5*tanh(z/2): same function, no exp overflow for large -z
         z *= _HALF
         np.tanh(z, out=z)
@@ -46,9 +54,23 @@ def activate(name: str, z: np.ndarray) -> None:
         z += _HALF
 
 
-def activation_grad(name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray) -> None:
-    """d *= activation'(z), written with the activation's output ``a``."""
-    if name == "relu":     # zero where a <= 0, as torch's relu backward (keeps it NaN-exact)
+def activation_grad(name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray,
+                    z: np.ndarray | None = None) -> None:
+    """d *= activation'(z), written with the activation's output ``a`` (gelu: its input z)."""
+    if name == "gelu":     # Phi(z) + z phi(z)
+        from scipy.special import erf
+
+        np.multiply(z, z, out=tmp)
+        tmp *= np.float32(-0.5)
+        np.exp(tmp, out=tmp)
+        tmp *= z
+        tmp *= np.float32(_INV_SQRT_2PI)
+        t = erf(z * np.float32(_SQRT_HALF))
+        t += _ONE
+        t *= _HALF
+        tmp += t
+        d *= tmp
+    elif name == "relu":     # zero where a <= 0, as torch's relu backward (keeps it NaN-exact)
         np.copyto(d, _ZERO, where=a <= _ZERO)
     elif name == "tanh":   # 1 - a^2
         np.multiply(a, a, out=tmp)
@@ -121,6 +143,8 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
                 moving += np.float32(1 - BN_MOMENTUM) * batch
             np.multiply(out, v[f"bn_{i}.gamma"], out=a)
             a += v[f"bn_{i}.beta"]
+        if h.activation == "gelu":
+            np.copyto(ws.pre(i, b), a)
         activate(h.activation, a)
         if h.dropout > 0:
             m = ws.mask(i, b)
@@ -167,7 +191,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             np.matmul(d, kernel.T, out=dp)
             if h.dropout > 0:
                 dp *= ws.mask(j, b)
-            activation_grad(h.activation, dp, ws.a(j, b), ws.tmp(b, dp.shape[1]))
+            activation_grad(h.activation, dp, ws.a(j, b), ws.tmp(b, dp.shape[1]), ws.pre(j, b))
             if h.batch_norm:
                 xhat, inv = ws.z(j, b), ws.stat(j)[2]
                 go, beo = state.offsets[f"bn_{j}.gamma"], state.offsets[f"bn_{j}.beta"]

@@ -28,6 +28,8 @@ the norm of each column (each output unit's incoming weights).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mnistlab.engines.base import (
@@ -45,11 +47,15 @@ from mnistlab.engines.base import (
     slots_of,
 )
 
+_erf = np.vectorize(math.erf)
 ACT = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh,
-       "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z))}
-# derivative written with the activation's output a
-ACT_GRAD = {"relu": lambda a: (a > 0).astype(float), "tanh": lambda a: 1.0 - a * a,
-            "sigmoid": lambda a: a * (1.0 - a)}
+       "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+       "gelu": lambda z: 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))}   # exact (erf) form
+# derivative, from the activation's input z and output a
+ACT_GRAD = {"relu": lambda z, a: (a > 0).astype(float), "tanh": lambda z, a: 1.0 - a * a,
+            "sigmoid": lambda z, a: a * (1.0 - a),
+            "gelu": lambda z, a: (0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+                                  + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi))}
 
 
 def n_layers(p: dict) -> int:
@@ -75,6 +81,7 @@ def forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True)
             c["inv"] = 1.0 / np.sqrt(var + BN_EPSILON)
             c["xhat"] = (z - mean) * c["inv"]
             z = p[f"bn_{i}.gamma"] * c["xhat"] + p[f"bn_{i}.beta"]
+        c["z"] = z
         a = c["a"] = ACT[h.activation](z)
         if training and h.dropout > 0:
             c["scale"] = np.where(masks[i], 1.0 / (1.0 - h.dropout), 0.0)
@@ -113,7 +120,7 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
         d = d @ p[f"dense_{i}.kernel"].T
         if "scale" in c:
             d = d * c["scale"]
-        d = d * ACT_GRAD[h.activation](c["a"])
+        d = d * ACT_GRAD[h.activation](c["z"], c["a"])
         if h.batch_norm:
             j = i - 1
             g[f"bn_{j}.gamma"], g[f"bn_{j}.beta"] = (d * c["xhat"]).sum(0), d.sum(0)

@@ -93,7 +93,7 @@ VARIANTS = {
 }
 
 
-def variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
+def time_variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
     """CPU s/epoch of each variant's training pass, interleaved; ratio to the notebook's."""
     from mnistlab.engines.fast import FastEngine
     from mnistlab.initializers import init_weights
@@ -144,7 +144,7 @@ def main() -> None:
 
     xtr, ytr, xva, yva, source = load_data(args.data_dir)
     if args.variants:
-        variants(xtr, ytr, source, args.repeats, args.backend)
+        time_variants(xtr, ytr, source, args.repeats, args.backend)
         return
     base = Recipe()
     w0 = init_weights(base)

@@ -12,7 +12,9 @@ scalar comes from ``base.step_scalars``), so LLVM turns them into SIMD code; tha
 ``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
 zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
 it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
-NumPy back end and deterministic.
+NumPy back end and deterministic. The constants of ``base.py`` (Keras' betas, epsilons, the mask
+hash) are compiled in, and numba's cache is keyed on this file only: after changing them, touch
+this file.
 
 Tried and dropped (bench/engine_steps.py, min of 40 interleaved 50-step chunks): computing
 layer 0's forward on a sparse form of the input (MNIST is ~81 % background) was 10 % slower per

@@ -19,6 +19,11 @@ Both wall-clock and CPU seconds (this process) are printed: on a shared machine 
 the steadier figure of the work done (all variants but the 2-thread ones run on one thread).
 
 The first numba call compiles (or loads numba's cache); that one-time cost is printed apart.
+
+``--variants`` instead times the notebook's "try to beat this" variants on the fast engine
+(training pass only, CPU seconds per epoch, interleaved), as ratios to the plain SGD epoch:
+
+    .venv/bin/python bench/engine_steps.py --variants [--repeats 5] [--backend numpy]
 """
 
 from __future__ import annotations
@@ -74,11 +79,60 @@ def matmul_floor_epoch(eng, x, order, bs=32) -> None:
                 np.matmul(acts[i + 1], ws[i].T, out=acts[i])
 
 
+VARIANTS = {
+    "notebook (sgd)": {}, "adam": {"optimizer": "adam", "learning_rate": 1e-3},
+    "rmsprop": {"optimizer": "rmsprop", "learning_rate": 1e-3},
+    "adamw": {"optimizer": "adamw", "learning_rate": 1e-3},
+    "nadam": {"optimizer": "nadam", "learning_rate": 1e-3},
+    "adagrad": {"optimizer": "adagrad"},
+    "adadelta": {"optimizer": "adadelta", "learning_rate": 1.0},
+    "l2 1e-4": {"l2": 1e-4}, "dropout 0.2": {"dropout": 0.2}, "batch norm": {"batch_norm": True},
+    "max-norm 3": {"max_norm": 3.0},
+    "all combined": {"optimizer": "adam", "learning_rate": 1e-3, "l2": 1e-4, "dropout": 0.2,
+                     "batch_norm": True, "max_norm": 3.0},
+}
+
+
+def time_variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
+    """CPU s/epoch of each variant's training pass, interleaved; ratio to the notebook's."""
+    from mnistlab.engines.fast import FastEngine
+    from mnistlab.initializers import init_weights
+    from mnistlab.recipe import Recipe
+    from mnistlab.schedules import learning_rates, steps_per_epoch
+
+    engines = {}
+    for name, kw in VARIANTS.items():
+        r = Recipe(threads=1, **kw)
+        engines[name] = FastEngine(r, init_weights(r), backend=backend)
+    steps = steps_per_epoch(len(xtr), 32)
+    first = engines["notebook (sgd)"]   # compile or load numba's cache outside the timing
+    first.train_epoch(xtr[:64], ytr[:64], np.arange(64), learning_rates(first.recipe, 0, 2), 0)
+    cpu: dict[str, list[float]] = {k: [] for k in engines}
+    for rep in range(repeats):
+        order = np.random.default_rng([0, rep]).permutation(len(xtr))
+        for name, eng in engines.items():
+            lrs = learning_rates(eng.recipe, rep, steps)
+            c = time.process_time()
+            eng.train_epoch(xtr, ytr, order, lrs, rep)
+            cpu[name].append(time.process_time() - c)
+        print(f"  repetition {rep + 1}/{repeats} done", file=sys.stderr)
+    ref = statistics.median(cpu["notebook (sgd)"])
+    print(f"data: {source}; fast engine, {backend} back end, 1 thread; CPU seconds per training "
+          f"epoch ({len(xtr)} samples, batch 32), {repeats} interleaved repetitions")
+    print(f"{'variant':16s} {'min':>6s} {'median':>7s} {'ratio':>6s}")
+    for name, ts in cpu.items():
+        med = statistics.median(ts)
+        print(f"{name:16s} {min(ts):6.3f} {med:7.3f} {med / ref:6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--no-torch", action="store_true", help="skip the torch autograd variant")
+    ap.add_argument("--variants", action="store_true",
+                    help="time the notebook's variants on the fast engine instead")
+    ap.add_argument("--backend", default="numba", choices=("numba", "numpy"))
     args = ap.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -89,6 +143,9 @@ def main() -> None:
     from mnistlab.schedules import learning_rates, steps_per_epoch
 
     xtr, ytr, xva, yva, source = load_data(args.data_dir)
+    if args.variants:
+        time_variants(xtr, ytr, source, args.repeats, args.backend)
+        return
     base = Recipe()
     w0 = init_weights(base)
     steps = steps_per_epoch(len(xtr), base.batch_size)

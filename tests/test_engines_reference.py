@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("torch")
 
 import mnistlab.engines as engines  # noqa: E402
-from mnistlab.engines import choose_engine, cuda_present, make_engine, select_device  # noqa: E402
+from mnistlab.engines import choose_engine, cuda_present, device, make_engine, select_device, spec  # noqa: E402
+from mnistlab.engines.base import Engine, Hyper, dropout_keys, keep_mask  # noqa: E402
 from mnistlab.engines.reference import ReferenceEngine  # noqa: E402
 from mnistlab.errors import RecipeError  # noqa: E402
 from mnistlab.initializers import init_weights  # noqa: E402
@@ -19,62 +20,43 @@ X = (RNG.choice([-1, 1], size=(4, 784)) * RNG.uniform(0.5, 1.5, size=(4, 784))).
 Y = np.array([3, 1, 4, 1], dtype=np.int64)
 
 
-def _grad(w, b, x, y):
-    """Gradient of mean softmax cross-entropy for a single Dense layer, by hand (float64)."""
-    z = x @ w + b
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    p[np.arange(len(y)), y] -= 1
-    p /= len(y)
-    return x.T @ p, p.sum(0)
-
-
-def _hand(optimizer, recipe, lrs):
-    """Two steps (batches X[0:1], X[1:2]) of Keras' update formulas in float64."""
-    recipe = recipe.resolved()  # the momentum / weight decay the engine trains with
-    w0 = init_weights(recipe)
-    params = [w0["dense_0.kernel"].astype(np.float64), w0["dense_0.bias"].astype(np.float64)]
-    slots = {}
-    for t, lr in enumerate(lrs, start=1):
-        xb, yb = X[t - 1:t].astype(np.float64), Y[t - 1:t]
-        gs = _grad(params[0], params[1], xb, yb)
-        for j, g in enumerate(gs):
-            w = params[j]
-            s = slots.setdefault(j, {})
-            if optimizer == "sgd":
-                v = s["v"] = recipe.momentum * s.get("v", 0) - lr * g
-                w += recipe.momentum * v - lr * g if recipe.nesterov else v
-            elif optimizer in ("adam", "adamw"):
-                if optimizer == "adamw":
-                    w -= w * recipe.weight_decay * lr
-                m = s["m"] = s.get("m", 0) + (g - s.get("m", 0)) * 0.1
-                v = s["v"] = s.get("v", 0) + (g * g - s.get("v", 0)) * 0.001
-                w -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
-            elif optimizer == "rmsprop":
-                vel = s["vel"] = 0.9 * s.get("vel", 0) + 0.1 * g * g
-                inc = lr * g / np.sqrt(vel + 1e-7)
-                mom = s["mom"] = recipe.momentum * s.get("mom", 0) + inc
-                w -= mom
-            else:
-                acc = s["acc"] = s.get("acc", 0.1) + g * g
-                w -= lr * g / np.sqrt(acc + 1e-7)
-    return params
-
-
-@pytest.mark.parametrize("optimizer,extra", [
-    ("sgd", {"nesterov": True}), ("sgd", {"nesterov": False}), ("adam", {}),
-    ("adamw", {"weight_decay": 0.05}), ("rmsprop", {}), ("adagrad", {}),
-])
-def test_two_steps_equal_keras_formulas_by_hand(optimizer, extra):
-    r = Recipe(hidden=[], optimizer=optimizer, batch_size=1, shuffle=False, **extra)
+@pytest.mark.parametrize("kw", [
+    {"optimizer": "sgd", "nesterov": True}, {"optimizer": "sgd", "nesterov": False},
+    {"optimizer": "adam"}, {"optimizer": "adamw", "weight_decay": 0.05, "l2": 1e-3},
+    {"optimizer": "nadam"}, {"optimizer": "rmsprop"}, {"optimizer": "rmsprop", "momentum": 0.5},
+    {"optimizer": "adagrad"}, {"optimizer": "adadelta"}, {"max_norm": 0.5},
+    {"optimizer": "adam", "dropout": 0.3, "batch_norm": True, "label_smoothing": 0.1},
+    {"kind": "cnn", "conv_channels": [2], "dropout": 0.2, "max_norm": 0.5},
+], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_two_steps_equal_spec(kw):
+    """Two steps against spec.py (CNNs: the Dense part's maths is spec's, the conv part is
+    torch's own, so a CNN is checked for finite, moving weights and max-norm only)."""
+    r = Recipe(hidden=[8], batch_size=2, shuffle=False, **kw).resolved()
     lrs = np.array([0.01, 0.005])
     eng = ReferenceEngine(r, init_weights(r), device="cpu")
-    eng.train_epoch(X[:2], Y[:2], np.arange(2), lrs, epoch=0)
-    want = _hand(optimizer, r, lrs)
-    got = eng.weights()
-    np.testing.assert_allclose(got["dense_0.kernel"], want[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["dense_0.bias"], want[1], rtol=1e-5, atol=1e-6)
+    eng.train_epoch(X, Y, np.arange(4), lrs, epoch=0)
     assert int(eng.state()["opt.iterations"]) == 2
+    got = eng.state()
+    if r.kind == "cnn":
+        w0 = init_weights(r)
+        assert all(np.isfinite(v).all() for v in got.values())
+        assert not np.array_equal(got["conv_0.kernel"], w0["conv_0.kernel"])
+        assert np.linalg.norm(got["dense_0.kernel"], axis=0).max() <= 0.5 + 1e-6
+        return
+    h = Hyper.of(r)
+    p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
+    slots = spec.init_slots(p, h)
+    keys = dropout_keys(h.seed, 0, 2, 1)
+    for k in range(2):
+        masks = [keep_mask(keys[k, 0], 2, 8, h.dropout)] if h.dropout else None
+        spec.step(p, slots, X[2 * k:2 * k + 2].astype(np.float64), Y[2 * k:2 * k + 2], k + 1,
+                  float(np.float32(lrs[k])), h, masks)
+    for k, v in p.items():
+        np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
+    for slot, arrays in slots.items():
+        if slot != "u_product":
+            for k, v in arrays.items():
+                np.testing.assert_allclose(got[f"opt.{slot}.{k}"], v, atol=1e-5, err_msg=k)
 
 
 def test_reported_loss_is_sample_weighted_mean_of_batch_losses_plus_l2():
@@ -118,10 +100,16 @@ def test_dropout_masks_depend_on_seed_and_epoch_only():
     assert not np.array_equal(run(0), run(1))
 
 
+def test_engines_follow_the_protocol():
+    r = Recipe(hidden=[4])
+    eng = make_engine(r.replace(engine="reference"), init_weights(r))
+    assert isinstance(eng, Engine) and eng.backend == "torch" and eng.reason
+
+
 def test_cnn_and_batch_norm_train_and_predict():
     for r in (Recipe(kind="cnn", conv_channels=[2], hidden=[8], batch_size=2),
               Recipe(hidden=[8], batch_norm=True, batch_size=2, optimizer="rmsprop")):
-        eng = make_engine(r, init_weights(r))
+        eng = make_engine(r.replace(engine="reference"), init_weights(r))
         assert eng.name == "reference"
         loss, acc = eng.train_epoch(X, Y, np.arange(4), np.full(2, 0.01), epoch=0)
         assert np.isfinite(loss) and 0 <= acc <= 1
@@ -146,6 +134,7 @@ def test_device_defaults_to_cpu_without_cuda(monkeypatch):
 
 def test_cuda_is_chosen_once_when_present(monkeypatch):
     monkeypatch.setattr(engines, "cuda_present", lambda: True)
+    monkeypatch.setattr(device, "cuda_present", lambda: True)
     assert select_device(None) == "cuda"
     assert select_device("cpu") == "cpu"
     name, why = choose_engine(Recipe())
@@ -164,6 +153,10 @@ def test_cuda_visible_devices_empty_means_no_cuda(monkeypatch):
 def test_engine_choice(monkeypatch):
     monkeypatch.setattr(engines, "cuda_present", lambda: False)
     cnn = Recipe(kind="cnn")
+    for kw in ({"dropout": 0.2}, {"batch_norm": True}, {"optimizer": "nadam"},
+               {"optimizer": "adadelta"}, {"max_norm": 2.0}):
+        assert choose_engine(Recipe(**kw))[0] == ("fast" if engines._fast_module() else
+                                                  "reference")
     name, why = choose_engine(cnn)
     assert name == "reference" and "fast engine not used" in why
     assert choose_engine(Recipe(engine="reference"))[0] == "reference"

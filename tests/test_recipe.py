@@ -45,7 +45,7 @@ def test_alias_and_name_together_is_an_error():
     ("learning_rate", 0, "a number > 0"),
     ("batch_size", 0, "an integer >= 1"),
     ("batch_size", 3.5, "an integer >= 1"),
-    ("optimizer", "adamax", "one of sgd, adam, adamw, rmsprop, adagrad"),
+    ("optimizer", "adamax", "one of sgd, adam, adamw, nadam, rmsprop, adagrad, adadelta"),
     ("validation_split", 1.0, r"a number in \[0, 1\)"),
     ("validation_split", -0.2, r"a number in \[0, 1\)"),
     ("normalize", "zscore", "one of standardize, scale, none"),
@@ -56,6 +56,7 @@ def test_alias_and_name_together_is_an_error():
     ("learning_rate", float("inf"), "a number > 0"),
     ("decay", float("inf"), "a number >= 0"),
     ("l2", float("inf"), "a number >= 0"),
+    ("max_norm", -1.0, "a number >= 0"),
     ("warmup_epochs", float("inf"), "a number >= 0"),
 ])
 def test_invalid_values_name_the_field_and_what_is_allowed(field, value, expected):
@@ -97,7 +98,8 @@ def test_binary_file_as_recipe_is_a_recipe_error(tmp_path):
 def test_every_field_has_help_and_choices_match_validation():
     help_ = fields_help()
     assert set(help_) == set(Recipe.__dataclass_fields__)
-    assert help_["optimizer"][1] == ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+    assert help_["optimizer"][1] == ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad",
+                                     "adadelta")
 
 
 def test_presets_load_and_validate():

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mnistlab.engines.base import BN_EPSILON, BN_MOMENTUM  # Keras' defaults
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 
@@ -33,9 +34,6 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "gelu": F.gelu,  # exact erf form, as Keras' gelu(approximate=False)
 }
-
-BN_MOMENTUM = 0.99  # Keras BatchNormalization defaults
-BN_EPSILON = 1e-3
 
 
 class KerasBatchNorm(nn.Module):
@@ -69,8 +67,8 @@ class Net(nn.Module):
     """Optional conv blocks (conv 'same' + relu + 2x2 max-pool), then Dense layers, then logits.
 
     The output layer returns logits; softmax lives in the loss (stable) and in ``predict``.
-    Dropout draws its masks from ``self.generator`` (set by the engine per epoch) so a resumed
-    epoch replays the same masks.
+    Dropout multiplies hidden layer i's output by ``self.masks[i]`` (0 or 1/(1-rate)), set by
+    the engine each step from ``engines.base.dropout_keys``: the fast engine's very masks.
     """
 
     def __init__(self, recipe: Recipe, n_inputs: int = 784, n_classes: int = 10):
@@ -79,7 +77,7 @@ class Net(nn.Module):
         self.side = int(round(n_inputs ** 0.5))
         self.act = ACTIVATIONS[recipe.activation]
         self.dropout = float(recipe.dropout)
-        self.generator: torch.Generator | None = None
+        self.masks: list[torch.Tensor] = []
         self.convs = nn.ModuleList()
         c_in = 1
         for c_out in (recipe.conv_channels if recipe.kind == "cnn" else []):
@@ -115,9 +113,7 @@ class Net(nn.Module):
                 x = self.bns[i](x)
             x = self.act(x)
             if self.training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = torch.rand(x.shape, generator=self.generator, device=x.device) < keep
-                x = x * mask / keep
+                x = x * self.masks[i]
         return x
 
     def l2_penalty(self) -> torch.Tensor:

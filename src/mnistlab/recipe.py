@@ -34,7 +34,7 @@ NORMALIZE = ("standardize", "scale", "none")
 KINDS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 MAX_CONV_BLOCKS = 4  # 28 -> 14 -> 7 -> 3 -> 1: a fifth 2x2 max-pool has nothing left to pool
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 ENGINES = ("auto", "fast", "reference")
 MONITORS = ("val_loss", "val_accuracy")
@@ -54,7 +54,7 @@ _PER_OPTIMIZER: dict[str, dict[str | None, float]] = {
 SECTIONS = {
     "data": ("dataset", "data_dir", "validation_split", "normalize"),
     "model": ("kind", "hidden", "conv_channels", "kernel_size", "activation", "dropout",
-              "batch_norm", "l2"),
+              "batch_norm", "l2", "max_norm"),
     "optimizer": ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "weight_decay",
                   "schedule", "warmup_epochs", "step_size", "gamma"),
     "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads",
@@ -89,6 +89,8 @@ class Recipe:
     dropout: float = _f(0.0, "dropout rate after each hidden layer")
     batch_norm: bool = _f(False, "batch normalization after each hidden Dense")
     l2: float = _f(0.0, "L2 penalty: l2 * sum(kernel**2) added to the loss (Keras semantics)")
+    max_norm: float = _f(0.0, "max-norm constraint on each Dense kernel's columns after every "
+                              "update (Keras MaxNorm, axis 0); 0 = off")
     # optimizer
     optimizer: str = _f("sgd", "optimizer", choices=OPTIMIZERS)
     learning_rate: float = _f(0.01, "learning rate (alias: lr)")
@@ -250,7 +252,7 @@ class Recipe:
         for name in ("learning_rate",):
             if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
                 raise bad(name, "a number > 0")
-        for name in ("decay", "l2", "weight_decay", "warmup_epochs"):
+        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "max_norm"):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:

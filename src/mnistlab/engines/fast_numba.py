@@ -1,31 +1,54 @@
-"""The fast engine's numba backend: many training steps inside one compiled function.
+"""The fast engine's numba back end: many training steps inside one compiled function.
 
-Same arithmetic as ``fast_numpy`` (tested equal), but a step is no longer ~60 NumPy calls of
-~1-6 us overhead each: the 11 products stay sgemm calls (``np.dot`` with an output array is
-BLAS inside numba, no Python in between), and the elementwise work is fused into single loops
-(bias + activation; softmax + loss + gradient; activation gradient; gradient + L2 + optimizer
-update in one pass over each weight). Compiled once per machine and network depth
-(``cache=True``; measured 10-30 s on 2 busy cores, then ~1 s to import numba + scipy's BLAS
-and load the cache), which is why this module is imported only when the numba backend is
-chosen.
+Same arithmetic as ``fast_numpy`` (both tested against ``spec.py``), but a step is no longer
+~60 NumPy calls of ~1-6 us overhead each: the products stay sgemm calls (NumPy's own OpenBLAS
+through ctypes, or numba's ``np.dot``), and the elementwise work is fused into flat loops
+(bias + batch norm + activation + dropout; softmax + loss + gradient; dropout + activation +
+batch-norm gradient; gradient + L2 + optimizer update). The weights, gradients and slots are the
+flat vectors of ``base.State`` and the buffers those of ``base.Workspace``, passed with their
+offsets tables: ONE compiled specialization serves every depth, option and optimizer (compiled
+once per machine, ``cache=True``). The optimizer loops have no branch inside (every per-step
+scalar comes from ``base.step_scalars``), so LLVM turns them into SIMD code; that also needs
+``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
+zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
+it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
+NumPy back end and deterministic. The constants of ``base.py`` (Keras' betas, epsilons, the mask
+hash) are compiled in, and numba's cache is keyed on this file only: after changing them, touch
+this file.
 
 Tried and dropped (bench/engine_steps.py, min of 40 interleaved 50-step chunks): computing
-layer 0's forward on a sparse form of the input (MNIST is ~81 % background, and
-x @ W0 = base @ W0 + x_sparse @ W0) was 1.8x faster than scipy's sgemm but 10 % slower per
-step than NumPy's sgemm; its backward twin (scatter into dW0) was no faster than either.
+layer 0's forward on a sparse form of the input (MNIST is ~81 % background) was 10 % slower per
+step than NumPy's sgemm; its backward twin (scatter into dW0) was no faster either.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+from collections import namedtuple
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (see below)
 from numba import njit
 
-from mnistlab.engines.fast import ADAM_BETA1, ADAM_BETA2, EPSILON, RMSPROP_RHO
-from mnistlab.engines.fast_numpy import Buffers
+from mnistlab.engines.base import (
+    ACTIVATION_CODES,
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    EPSILON,
+    MAXNORM_EPSILON,
+    OPTIMIZER_CODES,
+    RMSPROP_RHO,
+    Hyper,
+    State,
+    Steps,
+    Workspace,
+    dropout_threshold,
+    mix64,
+)
 
 # numba's np.dot (the L2 penalty's dot, and every product when NUMPY_SGEMM is not found) calls
 # scipy's BLAS. It must be loaded before a threadpool_limits block is entered (a library loaded
@@ -63,8 +86,19 @@ NUMPY_SGEMM = _numpy_sgemm()
 # Same signature, never called: keeps one compiled specialization when NUMPY_SGEMM is None.
 _UNUSED_SGEMM = ctypes.CFUNCTYPE(None, *_SGEMM_ARGS)(lambda *args: None)
 
+# The compiled function's arguments, grouped (namedtuples are numba records of arrays/scalars).
+Net = namedtuple("Net", "theta moving s1 s2 grad layout ends")
+Work = namedtuple("Work", "h d z pre a mask stats col offsets")
+Data = namedtuple("Data", "x y order scalars keys losses correct")
+Config = namedtuple("Config", "bs act opt l2 ls dropout thr inv_keep bn max_norm rms_momentum")
 
-@njit(cache=True)
+_mix64 = njit(inline="always")(mix64)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S40 = np.uint64(40)
+_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
+
+
+@njit(cache=True, error_model="numpy")
 def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
     """out = op(a) @ op(b) for C-contiguous a, b, out (op = transpose when trans_*)."""
     if use_sgemm:
@@ -81,135 +115,222 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
         np.dot(a, b, out)
 
 
-_ACT = {"relu": 0, "tanh": 1, "sigmoid": 2}
-_OPT = {"sgd": 0, "adam": 1, "adamw": 1, "rmsprop": 2, "adagrad": 3}
-
-
-def run_steps(engine, x, y, order, lrs32, k0, k1, losses, correct) -> None:
+def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int,
+              numpy_blas: bool = True) -> None:
     """Steps k0..k1-1 of the epoch (same contract as ``fast_numpy.run_steps``)."""
-    r = engine.recipe
-    buf = engine._buffers
-    if not isinstance(buf, Buffers):
-        buf = engine._buffers = Buffers(engine, r.batch_size)
-    n = len(engine.kernels)
-    slots = list(engine.slots.values())
-    # Unused slot arguments get the scratch arrays (same types, never read).
-    s1 = slots[0] if len(slots) > 0 else buf.scratch
-    s2 = slots[1] if len(slots) > 1 else buf.scratch
-    hyper = np.array([r.l2, r.label_smoothing, r.momentum, float(r.nesterov),
-                      r.weight_decay if r.optimizer == "adamw" else 0.0,
-                      float(len(slots) > 1)], np.float64)
-    use_sgemm = NUMPY_SGEMM is not None and engine.numpy_blas
-    sgemm = NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM
-    _steps(sgemm, use_sgemm, x, y, order, lrs32, k0, k1, r.batch_size, _ACT[r.activation],
-           _OPT[r.optimizer], hyper, engine.iterations, tuple(engine.kernels), tuple(engine.biases),
-           tuple(s1[0::2]), tuple(s1[1::2]), tuple(s2[0::2]), tuple(s2[1::2]),
-           tuple(buf.acts), tuple(buf.deltas), tuple(buf.grads[0::2]), tuple(buf.grads[1::2]),
-           losses, correct, n)
-    engine.iterations += k1 - k0
+    slots = list(state.slots.values())
+    s1 = slots[0] if len(slots) > 0 else ws.scratch   # unused slots: scratch (never read)
+    s2 = slots[1] if len(slots) > 1 else ws.scratch
+    net = Net(state.theta, state.moving, s1, s2, ws.grad, state.layout,
+              np.asarray(state.ends, np.int64))
+    work = Work(ws.h_flat, ws.d_flat, ws.z_flat, ws.pre_flat, ws.a_flat, ws.mask_flat, ws.stats, ws.col,
+                ws.offsets)
+    data = Data(s.x, s.y, s.order, s.scalars, s.keys, s.losses, s.correct)
+    cfg = Config(s.batch_size, ACTIVATION_CODES[h.activation], OPTIMIZER_CODES[h.optimizer],
+                 h.l2, h.label_smoothing, h.dropout > 0, dropout_threshold(h.dropout),
+                 1.0 / (1.0 - h.dropout), h.batch_norm, h.max_norm,
+                 h.optimizer == "rmsprop" and h.momentum > 0)
+    use_sgemm = NUMPY_SGEMM is not None and numpy_blas
+    _steps(NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg, k0, k1)
 
 
-@njit(cache=True)
-def _update(w, g, s1, s2, lr, t, opt, hyper, l2_term):
-    """Gradient (+ 2*l2*w) and the optimizer update in one pass over flat float32 views."""
-    mom = np.float32(hyper[2])
-    nesterov = hyper[3] != 0.0
-    two_l2 = np.float32(2.0 * hyper[0]) if l2_term else np.float32(0.0)
-    if opt == 0:  # sgd: v = m*v - lr*g; w += m*v - lr*g (nesterov) or w += v
+@njit(cache=True, error_model="numpy")
+def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
+    """Gradient (+ l2c*w) and the optimizer update, one branch-free pass over flat views."""
+    c0, c1, c2, c3 = np.float32(sc[0]), np.float32(sc[1]), np.float32(sc[2]), np.float32(sc[3])
+    l2c = np.float32(l2c)
+    eps = np.float32(EPSILON)
+    if opt == 0:    # sgd: v = m*v - lr*g; w += a*v - c*lr*g
         for i in range(w.size):
-            gi = g[i] + two_l2 * w[i]
-            lg = gi * lr
-            v = s1[i] * mom - lg
+            lg = (g[i] + l2c * w[i]) * c0
+            v = s1[i] * c1 - lg
             s1[i] = v
-            w[i] += (v * mom - lg) if nesterov else v
-    elif opt == 1:  # adam(w), Keras form; s1 = m, s2 = v
-        if hyper[4] > 0.0:
-            # The L2 gradient belongs to the weights the loss saw, i.e. before the decay.
-            shrink = np.float32(1.0 - float(np.float32(hyper[4] * lr)))
+            w[i] += v * c2 - lg * c3
+    elif opt <= 2:  # adam/adamw (c1 = decay's shrink), nadam (m_hat = c1*m + c2*g, v_hat = c3*v)
+        b1c, b2c = np.float32(1.0 - ADAM_BETA1), np.float32(1.0 - ADAM_BETA2)
+        if opt == 1:
             for i in range(w.size):
-                g[i] += two_l2 * w[i]
-                w[i] *= shrink
-            two_l2 = np.float32(0.0)
-        alpha = np.float32(lr * math.sqrt(1.0 - ADAM_BETA2 ** t) / (1.0 - ADAM_BETA1 ** t))
-        c1, c2 = np.float32(1.0 - ADAM_BETA1), np.float32(1.0 - ADAM_BETA2)
+                gi = g[i] + l2c * w[i]
+                m = s1[i] + (gi - s1[i]) * b1c
+                v = s2[i] + (gi * gi - s2[i]) * b2c
+                s1[i] = m
+                s2[i] = v
+                w[i] = w[i] * c1 - m / (np.sqrt(v) + eps) * c0
+        else:
+            for i in range(w.size):
+                gi = g[i] + l2c * w[i]
+                m = s1[i] + (gi - s1[i]) * b1c
+                v = s2[i] + (gi * gi - s2[i]) * b2c
+                s1[i] = m
+                s2[i] = v
+                w[i] -= (gi * c2 + m * c1) / (np.sqrt(v * c3) + eps) * c0
+    elif opt == 3:  # rmsprop; s2 = momentum when kept
+        rho, one_rho = np.float32(RMSPROP_RHO), np.float32(1.0 - RMSPROP_RHO)
+        if rms_momentum:
+            for i in range(w.size):
+                gi = g[i] + l2c * w[i]
+                vel = s1[i] * rho + gi * gi * one_rho
+                s1[i] = vel
+                mom = s2[i] * c1 + gi * c0 / np.sqrt(vel + eps)
+                s2[i] = mom
+                w[i] -= mom
+        else:
+            for i in range(w.size):
+                gi = g[i] + l2c * w[i]
+                vel = s1[i] * rho + gi * gi * one_rho
+                s1[i] = vel
+                w[i] -= gi * c0 / np.sqrt(vel + eps)
+    elif opt == 4:  # adagrad
         for i in range(w.size):
-            gi = g[i] + two_l2 * w[i]
-            m = s1[i] + (gi - s1[i]) * c1
-            v = s2[i] + (gi * gi - s2[i]) * c2
-            s1[i], s2[i] = m, v
-            w[i] -= m / (np.sqrt(v) + np.float32(EPSILON)) * alpha
-    elif opt == 2:  # rmsprop; s1 = velocity, s2 = momentum (when hyper[5])
-        rho, c = np.float32(RMSPROP_RHO), np.float32(1.0 - RMSPROP_RHO)
-        for i in range(w.size):
-            gi = g[i] + two_l2 * w[i]
-            vel = s1[i] * rho + gi * gi * c
-            s1[i] = vel
-            inc = gi * lr / np.sqrt(vel + np.float32(EPSILON))
-            if hyper[5] != 0.0:
-                inc = s2[i] * mom + inc
-                s2[i] = inc
-            w[i] -= inc
-    else:  # adagrad; s1 = accumulator
-        for i in range(w.size):
-            gi = g[i] + two_l2 * w[i]
+            gi = g[i] + l2c * w[i]
             acc = s1[i] + gi * gi
             s1[i] = acc
-            w[i] -= gi * lr / np.sqrt(acc + np.float32(EPSILON))
+            w[i] -= gi * c0 / np.sqrt(acc + eps)
+    else:           # adadelta; s1 = accumulated_grad, s2 = accumulated_delta_var
+        rho, one_rho = np.float32(ADADELTA_RHO), np.float32(1.0 - ADADELTA_RHO)
+        for i in range(w.size):
+            gi = g[i] + l2c * w[i]
+            ag = s1[i] * rho + gi * gi * one_rho
+            s1[i] = ag
+            delta = gi * np.sqrt(s2[i] + eps) / np.sqrt(ag + eps)
+            s2[i] = s2[i] * rho + delta * delta * one_rho
+            w[i] -= delta * c0
+
+
+@njit(cache=True, error_model="numpy")
+def _max_norm(w, col, cap):
+    """Keras' MaxNorm(cap, axis=0) in place: each column's norm clipped to cap."""
+    fo = w.shape[1]
+    for c in range(fo):
+        col[c] = 0.0
+    for r in range(w.shape[0]):
+        for c in range(fo):
+            col[c] += w[r, c] * w[r, c]
+    for c in range(fo):
+        norm = np.sqrt(col[c])
+        col[c] = min(norm, np.float32(cap)) / (np.float32(MAXNORM_EPSILON) + norm)
+    for r in range(w.shape[0]):
+        for c in range(fo):
+            w[r, c] *= col[c]
+
+
+@njit(cache=True, error_model="numpy")
+def _block(flat, off, rows, width):
+    return flat[off:off + rows * width].reshape(rows, width)
 
 
 # nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
-@njit(cache=True, nogil=True)
-def _steps(sgemm, use_sgemm, x, y, order, lrs, k0, k1, bs, act, opt, hyper, it0, W, B, s1W,
-           s1B, s2W, s2B, acts, deltas, gW, gB, losses, correct, n):
-    """Steps k0..k1-1: W/B kernels/biases, s1*/s2* optimizer slots, acts/deltas/gW/gB buffers
-    (tuples over layers); writes losses[k] (incl. L2) and correct[k]."""
-    n_total = order.shape[0]
-    l2, ls = hyper[0], hyper[1]
+@njit(cache=True, nogil=True, error_model="numpy")
+def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
+    """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct."""
+    lay, off = net.layout, work.offsets
+    n = lay.shape[0]
+    n_total = data.order.shape[0]
+    bs = cfg.bs
+    thr = np.uint64(cfg.thr)
+    inv_keep = np.float32(cfg.inv_keep)
     for k in range(k0, k1):
         start = k * bs
         b = min(bs, n_total - start)
-        lr = lrs[k]
-        t = it0 + (k - k0) + 1
-        xb = acts[0][:b]   # gather the batch rows
+        sc = data.scalars[k]
+        xb = _block(work.h, off[0, 0], b, lay[0, 4])   # gather the batch rows
         for r in range(b):
-            xb[r, :] = x[order[start + r], :]
+            xb[r, :] = data.x[data.order[start + r], :]
         penalty = 0.0
-        if l2 > 0.0:   # weights before the update; BLAS sdot, as the NumPy path
+        if cfg.l2 > 0.0:   # weights before the update
             for i in range(n):
-                wf = W[i].reshape(-1)
+                wf = net.theta[lay[i, 0]:lay[i, 0] + lay[i, 4] * lay[i, 5]]
                 penalty += np.dot(wf, wf)
-        # forward: product, then bias + activation in one loop
+        # forward
         for i in range(n):
-            z = acts[i + 1][:b]
-            _mm(sgemm, use_sgemm, acts[i][:b], W[i], z, False, False)
-            bias = B[i]
-            last = i == n - 1
+            fi, fo = lay[i, 4], lay[i, 5]
+            w = net.theta[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
+            bias = net.theta[lay[i, 1]:lay[i, 1] + fo]
+            hin = _block(work.h, off[i, 0], b, fi)
+            if i == n - 1:
+                out = _block(work.h, off[n, 0], b, fo)
+            elif cfg.bn:
+                out = _block(work.z, off[i, 2], b, fo)
+            else:
+                out = _block(work.a, off[i, 3], b, fo)
+            _mm(sgemm, use_sgemm, hin, w, out, False, False)
             for r in range(b):
-                for c in range(z.shape[1]):
-                    v = z[r, c] + bias[c]
-                    if not last:
-                        if act == 0:
-                            v = max(v, np.float32(0.0))
-                        elif act == 1:
-                            v = np.tanh(v)
-                        else:
-                            v = np.float32(0.5) * np.tanh(np.float32(0.5) * v) + np.float32(0.5)
-                    z[r, c] = v
+                for c in range(fo):
+                    out[r, c] += bias[c]
+            if i == n - 1:
+                break
+            a = _block(work.a, off[i, 3], b, fo)
+            if cfg.bn:
+                so = off[i, 5]
+                mean, var, inv = (work.stats[so:so + fo], work.stats[so + fo:so + 2 * fo],
+                                  work.stats[so + 2 * fo:so + 3 * fo])
+                mean[:] = 0.0
+                var[:] = 0.0
+                for r in range(b):
+                    for c in range(fo):
+                        mean[c] += out[r, c]
+                for c in range(fo):
+                    mean[c] /= np.float32(b)
+                for r in range(b):
+                    for c in range(fo):
+                        dv = out[r, c] - mean[c]
+                        var[c] += dv * dv
+                mm = net.moving[lay[i, 6]:lay[i, 6] + fo]
+                mv = net.moving[lay[i, 7]:lay[i, 7] + fo]
+                for c in range(fo):
+                    var[c] /= np.float32(b)
+                    inv[c] = np.float32(1.0) / np.sqrt(var[c] + np.float32(BN_EPSILON))
+                    mm[c] = mm[c] * np.float32(BN_MOMENTUM) + np.float32(1 - BN_MOMENTUM) * mean[c]
+                    mv[c] = mv[c] * np.float32(BN_MOMENTUM) + np.float32(1 - BN_MOMENTUM) * var[c]
+                gamma = net.theta[lay[i, 2]:lay[i, 2] + fo]
+                beta = net.theta[lay[i, 3]:lay[i, 3] + fo]
+                for r in range(b):
+                    for c in range(fo):
+                        xh = (out[r, c] - mean[c]) * inv[c]
+                        out[r, c] = xh
+                        a[r, c] = xh * gamma[c] + beta[c]
+            pre = _block(work.pre, off[i, 2], b, fo)
+            for r in range(b):
+                for c in range(fo):
+                    v = a[r, c]
+                    if cfg.act == 0:
+                        v = max(v, np.float32(0.0))
+                    elif cfg.act == 1:
+                        v = np.tanh(v)
+                    elif cfg.act == 2:
+                        v = np.float32(0.5) * np.tanh(np.float32(0.5) * v) + np.float32(0.5)
+                    else:   # gelu, exact; its derivative needs the input
+                        pre[r, c] = v
+                        v = v * np.float32(0.5 * (1.0 + math.erf(v * _SQRT_HALF)))
+                    a[r, c] = v
+            if cfg.dropout:
+                key = data.keys[k, i]
+                mask = _block(work.mask, off[i, 4], b, fo)
+                hout = _block(work.h, off[i + 1, 0], b, fo)
+                for r in range(b):
+                    for c in range(fo):
+                        e = np.uint64(r * fo + c + 1)
+                        keep = (_mix64(key + e * _GOLDEN) >> _S40) >= thr
+                        m = inv_keep if keep else np.float32(0.0)
+                        mask[r, c] = m
+                        hout[r, c] = a[r, c] * m
         # softmax cross-entropy, accuracy and dz = (p - target) / b in one pass per row
-        logits = acts[n][:b]
-        p = deltas[n][:b]
+        logits = _block(work.h, off[n, 0], b, lay[n - 1, 5])
+        p = _block(work.d, off[n, 1], b, lay[n - 1, 5])
         n_cls = logits.shape[1]
+        ls = cfg.ls
         nll = 0.0
         hits = 0
         inv_b = np.float32(1.0 / b)
-        off = np.float32(ls / n_cls)
-        on = np.float32(1.0 - ls)
+        off_t = np.float32(ls / n_cls)
+        on_t = np.float32(1.0 - ls)
         for r in range(b):
+            label = data.y[data.order[start + r]]
             best = 0
             for c in range(1, n_cls):
                 if logits[r, c] > logits[r, best]:
                     best = c
-            hits += best == y[order[start + r]]
+            hits += best == label
             mx = logits[r, best]
             s = np.float32(0.0)
             row_sum = 0.0
@@ -220,7 +341,6 @@ def _steps(sgemm, use_sgemm, x, y, order, lrs, k0, k1, bs, act, opt, hyper, it0,
                 p[r, c] = e
                 s += e
             log_s = float(np.log(s))
-            label = y[order[start + r]]
             row_nll = log_s - float(logits[r, label] - mx)
             if ls > 0.0:
                 row_nll = (1.0 - ls) * row_nll + ls * (log_s - row_sum / n_cls)
@@ -228,35 +348,70 @@ def _steps(sgemm, use_sgemm, x, y, order, lrs, k0, k1, bs, act, opt, hyper, it0,
             for c in range(n_cls):
                 q = p[r, c] / s
                 if ls > 0.0:
-                    q -= off
+                    q -= off_t
                 if c == label:
-                    q -= on
+                    q -= on_t
                 p[r, c] = q * inv_b
-        losses[k] = nll / b + l2 * penalty
-        correct[k] = hits
+        data.losses[k] = nll / b + cfg.l2 * penalty
+        data.correct[k] = hits
         # backward; each layer is updated right after its weights served the next delta
         for i in range(n - 1, -1, -1):
-            d = deltas[i + 1][:b]
-            gb = gB[i]
+            fi, fo = lay[i, 4], lay[i, 5]
+            w = net.theta[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
+            d = _block(work.d, off[i + 1, 1], b, fo)
+            gw = net.grad[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
+            gb = net.grad[lay[i, 1]:lay[i, 1] + fo]
             gb[:] = 0.0
-            for r in range(b):
-                for c in range(d.shape[1]):
-                    gb[c] += d[r, c]
-            _mm(sgemm, use_sgemm, acts[i][:b], d, gW[i], True, False)
-            if i > 0:
-                dp = deltas[i][:b]
-                _mm(sgemm, use_sgemm, d, W[i], dp, False, True)
-                a = acts[i][:b]
+            if not (cfg.bn and i < n - 1):   # exactly 0 under batch norm (spec.py)
                 for r in range(b):
-                    for c in range(dp.shape[1]):
+                    for c in range(fo):
+                        gb[c] += d[r, c]
+            _mm(sgemm, use_sgemm, _block(work.h, off[i, 0], b, fi), d, gw, True, False)
+            if i > 0:
+                j = i - 1
+                dp = _block(work.d, off[i, 1], b, fi)
+                _mm(sgemm, use_sgemm, d, w, dp, False, True)
+                a = _block(work.a, off[j, 3], b, fi)
+                pre = _block(work.pre, off[j, 2], b, fi)
+                mask = _block(work.mask, off[j, 4], b, fi) if cfg.dropout else a
+                for r in range(b):
+                    for c in range(fi):
+                        v = dp[r, c]
+                        if cfg.dropout:
+                            v *= mask[r, c]
                         ac = a[r, c]
-                        if act == 0:
+                        if cfg.act == 0:
                             if ac <= np.float32(0.0):
-                                dp[r, c] = np.float32(0.0)
-                        elif act == 1:
-                            dp[r, c] *= np.float32(1.0) - ac * ac
-                        else:
-                            dp[r, c] *= (np.float32(1.0) - ac) * ac
-            _update(W[i].reshape(-1), gW[i].reshape(-1), s1W[i].reshape(-1),
-                    s2W[i].reshape(-1), lr, t, opt, hyper, True)
-            _update(B[i], gb, s1B[i], s2B[i], lr, t, opt, hyper, False)
+                                v = np.float32(0.0)
+                        elif cfg.act == 1:
+                            v *= np.float32(1.0) - ac * ac
+                        elif cfg.act == 2:
+                            v *= (np.float32(1.0) - ac) * ac
+                        else:   # Phi(z) + z phi(z)
+                            zc = float(pre[r, c])
+                            v *= np.float32(0.5 * (1.0 + math.erf(zc * _SQRT_HALF))
+                                            + zc * math.exp(-0.5 * zc * zc) * _INV_SQRT_2PI)
+                        dp[r, c] = v
+                if cfg.bn:
+                    xhat = _block(work.z, off[j, 2], b, fi)
+                    inv = work.stats[off[j, 5] + 2 * fi:off[j, 5] + 3 * fi]
+                    gamma = net.theta[lay[j, 2]:lay[j, 2] + fi]
+                    dgamma = net.grad[lay[j, 2]:lay[j, 2] + fi]
+                    dbeta = net.grad[lay[j, 3]:lay[j, 3] + fi]
+                    dgamma[:] = 0.0
+                    dbeta[:] = 0.0
+                    for r in range(b):
+                        for c in range(fi):
+                            dgamma[c] += dp[r, c] * xhat[r, c]
+                            dbeta[c] += dp[r, c]
+                    for r in range(b):
+                        for c in range(fi):
+                            dp[r, c] = ((dp[r, c] - xhat[r, c] * (dgamma[c] * inv_b)
+                                         - dbeta[c] * inv_b) * (gamma[c] * inv[c]))
+            ko, bo, end = lay[i, 0], lay[i, 1], net.ends[i]
+            _update(net.theta[ko:bo], net.grad[ko:bo], net.s1[ko:bo], net.s2[ko:bo], sc, cfg.opt,
+                    2.0 * cfg.l2, cfg.rms_momentum)
+            _update(net.theta[bo:end], net.grad[bo:end], net.s1[bo:end], net.s2[bo:end], sc,
+                    cfg.opt, 0.0, cfg.rms_momentum)
+            if cfg.max_norm > 0.0:
+                _max_norm(w, work.col, cfg.max_norm)

@@ -1,172 +1,308 @@
-"""The fast engine's NumPy backend: one training step as in-place array operations.
+"""The fast engine's NumPy back end: a training step as in-place array operations.
 
-Every array a step touches is allocated once (``Buffers``); a step is ~60 NumPy calls on
-preallocated arrays, of which 11 are sgemm products. The last, smaller batch uses leading-row
-views of the same buffers (still C-contiguous, so still plain sgemm calls).
+Every array a step touches lives in ``base.Workspace`` (allocated once); the 11 products of the
+notebook's step are sgemm calls through ``np.matmul(..., out=)``, transposed operands are views.
+The last, smaller batch uses leading-row views of the same buffers (still C-contiguous).
 
-Backward pass of a Dense stack with softmax cross-entropy (mean over the batch of size b):
-    dz_L = (softmax(z_L) - target) / b
-    dW_l = a_l^T dz_l + 2*l2*W_l,  db_l = sum_rows(dz_l)
-    dz_{l-1} = (dz_l W_l^T) * act'(a_{l-1})      # act' written with the activation's output
+Backward pass (``spec.py`` has it in plain form): ``dz_L = (softmax(z_L) - target)/b``;
+``dW_l = h_l^T dz_l + 2*l2*W_l``, ``db_l = sum_rows(dz_l)``; then through dropout (times the
+same scale), the activation (written with its output), and batch norm
+(``dz = gamma*inv*(dy - sum(dy)/b - xhat*sum(dy*xhat)/b)``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.engines.fast import (_ONE, ADAM_BETA1, ADAM_BETA2, EPSILON, RMSPROP_RHO,
-                                   _activate, _activation_grad)
+from mnistlab.engines.base import (
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    EPSILON,
+    MAXNORM_EPSILON,
+    RMSPROP_RHO,
+    Hyper,
+    State,
+    Steps,
+    Workspace,
+    keep_mask,
+)
+
+_ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
+_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
 
 
-class Buffers:
-    """Activations, deltas, gradients and optimizer temporaries for batches of ``bs`` rows."""
+def activate(name: str, z: np.ndarray) -> None:
+    """Hidden activation in place (the backward pass needs its output, and gelu its input)."""
+    if name == "relu":
+        np.maximum(z, _ZERO, out=z)
+    elif name == "tanh":
+        np.tanh(z, out=z)
+    elif name == "gelu":   # exact: z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
+        from scipy.special import erf
 
-    def __init__(self, engine, bs: int):
-        sizes = [engine.kernels[0].shape[0]] + [w.shape[1] for w in engine.kernels]
-        self.acts = [np.empty((bs, s), np.float32) for s in sizes]       # acts[0] = the batch
-        self.deltas = [np.empty((bs, s), np.float32) for s in sizes]     # dz of each layer's output
-        self.tmp = [np.empty((bs, s), np.float32) for s in sizes]
-        self.grads = [np.empty_like(p) for p in engine.params]
-        self.scratch = [np.empty_like(p) for p in engine.params]
-        self.y = np.empty(bs, np.int64)
-        self.rows = np.arange(bs)
+        t = erf(z * np.float32(_SQRT_HALF))
+        t += _ONE
+        t *= _HALF
+        z *= t
+    else:  # sigmoid as 0.5 + 0.5*tanh(z/2): same function, no exp overflow for large -z
+        z *= _HALF
+        np.tanh(z, out=z)
+        z *= _HALF
+        z += _HALF
 
 
-def run_steps(engine, x, y, order, lrs32, k0, k1, losses, correct) -> None:
-    """Steps k0..k1-1 of the epoch; writes each step's loss and correct count."""
-    r = engine.recipe
-    bs = r.batch_size
-    buf = engine._buffers
-    if not isinstance(buf, Buffers):
-        buf = engine._buffers = Buffers(engine, bs)
+def activation_grad(name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray,
+                    z: np.ndarray | None = None) -> None:
+    """d *= activation'(z), written with the activation's output ``a`` (gelu: its input z)."""
+    if name == "gelu":     # Phi(z) + z phi(z)
+        from scipy.special import erf
+
+        np.multiply(z, z, out=tmp)
+        tmp *= np.float32(-0.5)
+        np.exp(tmp, out=tmp)
+        tmp *= z
+        tmp *= np.float32(_INV_SQRT_2PI)
+        t = erf(z * np.float32(_SQRT_HALF))
+        t += _ONE
+        t *= _HALF
+        tmp += t
+        d *= tmp
+    elif name == "relu":     # zero where a <= 0, as torch's relu backward (keeps it NaN-exact)
+        np.copyto(d, _ZERO, where=a <= _ZERO)
+    elif name == "tanh":   # 1 - a^2
+        np.multiply(a, a, out=tmp)
+        np.subtract(_ONE, tmp, out=tmp)
+        d *= tmp
+    else:                  # a (1 - a)
+        np.subtract(_ONE, a, out=tmp)
+        tmp *= a
+        d *= tmp
+
+
+def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Inference-mode logits of ``x`` (allocating): no dropout, moving batch-norm statistics."""
+    n = sum(1 for k in w if k.endswith(".kernel"))
+    out = x
+    for i in range(n):
+        out = np.matmul(out, w[f"dense_{i}.kernel"])
+        out += w[f"dense_{i}.bias"]
+        if i == n - 1:
+            return out
+        if h.batch_norm:
+            out -= w[f"bn_{i}.moving_mean"]
+            out *= (w[f"bn_{i}.gamma"]
+                    / np.sqrt(w[f"bn_{i}.moving_variance"] + np.float32(BN_EPSILON)))
+            out += w[f"bn_{i}.beta"]
+        activate(h.activation, out)
+    return out
+
+
+def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int) -> None:
+    """Steps k0..k1-1 of the epoch; writes each step's loss and correct count into ``s``."""
+    bs = s.batch_size
     for k in range(k0, k1):
-        idx = order[k * bs:(k + 1) * bs]
-        losses[k], correct[k] = step(engine, buf, x, y, idx, lrs32[k])
+        idx = s.order[k * bs:(k + 1) * bs]
+        s.losses[k], s.correct[k] = step(state, ws, h, s.x, s.y, idx, s.scalars[k],
+                                         s.keys[k] if h.dropout > 0 else None)
 
 
-def step(engine, buf: Buffers, x, y, idx, lr: np.float32) -> tuple[float, int]:
-    r = engine.recipe
-    b = len(idx)
-    full = b == buf.y.shape[0]
-    # leading-row views for the last, smaller batch (C-contiguous: still plain sgemm)
-    acts = buf.acts if full else [a[:b] for a in buf.acts]
-    deltas = buf.deltas if full else [d[:b] for d in buf.deltas]
-    tmps = buf.tmp if full else [t[:b] for t in buf.tmp]
-    yb, rows = (buf.y, buf.rows) if full else (buf.y[:b], buf.rows[:b])
-    np.take(x, idx, axis=0, out=acts[0])
-    np.take(y, idx, out=yb)
-    kernels, biases = engine.kernels, engine.biases
-    n = len(kernels)
-    penalty = r.l2 * engine.l2_penalty() if r.l2 > 0 else 0.0   # weights before the update
-
+def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[float, int]:
+    b, n, v = len(idx), state.n_layers, state.view
+    yb = y[idx]
+    np.take(x, idx, axis=0, out=ws.h(0, b))
+    penalty = 0.0
+    if h.l2 > 0:   # the weights the loss sees, before the update
+        penalty = h.l2 * float(sum(np.dot(state.kernel(i).ravel(), state.kernel(i).ravel())
+                                   for i in range(n)))
     # forward
     for i in range(n):
-        z = acts[i + 1]
-        np.matmul(acts[i], kernels[i], out=z)
-        z += biases[i]
-        if i < n - 1:
-            _activate(r.activation, z)
-    logits = acts[n]
-    n_correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+        last = i == n - 1
+        out = ws.h(n, b) if last else (ws.z(i, b) if h.batch_norm else ws.a(i, b))
+        np.matmul(ws.h(i, b), v[f"dense_{i}.kernel"], out=out)
+        out += v[f"dense_{i}.bias"]
+        if last:
+            break
+        a = ws.a(i, b)
+        if h.batch_norm:
+            mean, var, inv = ws.stat(i)
+            np.mean(out, axis=0, out=mean)
+            out -= mean
+            tmp = ws.tmp(b, out.shape[1])
+            np.multiply(out, out, out=tmp)
+            np.mean(tmp, axis=0, out=var)
+            np.add(var, np.float32(BN_EPSILON), out=inv)
+            np.sqrt(inv, out=inv)
+            np.divide(_ONE, inv, out=inv)
+            out *= inv                                   # x-hat, kept for the backward pass
+            for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
+                moving = state.moving_view[f"bn_{i}.{stat}"]
+                moving *= np.float32(BN_MOMENTUM)
+                moving += np.float32(1 - BN_MOMENTUM) * batch
+            np.multiply(out, v[f"bn_{i}.gamma"], out=a)
+            a += v[f"bn_{i}.beta"]
+        if h.activation == "gelu":
+            np.copyto(ws.pre(i, b), a)
+        activate(h.activation, a)
+        if h.dropout > 0:
+            m = ws.mask(i, b)
+            keep = keep_mask(keys[i], b, a.shape[1], h.dropout)
+            np.multiply(keep, np.float32(1.0 / (1.0 - h.dropout)), out=m)
+            np.multiply(a, m, out=ws.h(i + 1, b))
 
-    # softmax cross-entropy and its gradient dz = (p - target) / b, in deltas[n]
-    shifted = tmps[n]
-    np.subtract(logits, logits.max(axis=1, keepdims=True), out=shifted)
-    p = deltas[n]
-    np.exp(shifted, out=p)
+    # softmax cross-entropy and its gradient dz = (p - target) / b, in d[n]
+    z = ws.h(n, b)
+    rows = np.arange(b)
+    n_correct = int(np.count_nonzero(z.argmax(axis=1) == yb))
+    z -= z.max(axis=1, keepdims=True)
+    p = ws.d(n, b)
+    np.exp(z, out=p)
     norm = p.sum(axis=1, keepdims=True)
     log_norm = np.log(norm)
-    ls = r.label_smoothing
-    nll = float(log_norm.sum(dtype=np.float64)) - float(shifted[rows, yb].sum(dtype=np.float64))
+    ls = h.label_smoothing
+    nll = float(log_norm.sum(dtype=np.float64)) - float(z[rows, yb].sum(dtype=np.float64))
+    p /= norm
     if ls:
-        spread = (float(log_norm.sum(dtype=np.float64))
-                  - float(shifted.sum(dtype=np.float64)) / p.shape[1])
+        spread = float(log_norm.sum(dtype=np.float64)) - float(z.sum(dtype=np.float64)) / z.shape[1]
         nll = (1 - ls) * nll + ls * spread
-        p /= norm
         p -= np.float32(ls / p.shape[1])
         p[rows, yb] -= np.float32(1 - ls)
     else:
-        p /= norm
         p[rows, yb] -= _ONE
     p *= np.float32(1.0 / b)
-    loss = nll / b + penalty
 
-    # backward, updating each layer as soon as its weights have been used for the next delta
-    engine.iterations += 1
+    # backward, updating each layer as soon as its weights have served the next delta
+    g = ws.grad
     for i in range(n - 1, -1, -1):
-        d = deltas[i + 1]
-        gw, gb = buf.grads[2 * i], buf.grads[2 * i + 1]
-        np.matmul(acts[i].T, d, out=gw)
-        np.sum(d, axis=0, out=gb)
-        if i > 0:
-            np.matmul(d, kernels[i].T, out=deltas[i])
-            _activation_grad(r.activation, deltas[i], acts[i], tmps[i])
-        if r.l2 > 0:
-            np.multiply(kernels[i], np.float32(2 * r.l2), out=buf.scratch[2 * i])
-            gw += buf.scratch[2 * i]
-        update(engine, buf, 2 * i, gw, lr)
-        update(engine, buf, 2 * i + 1, gb, lr)
-    return loss, n_correct
-
-
-
-def update(engine, buf: Buffers, j: int, g: np.ndarray, lr: np.float32) -> None:
-    """Keras-exact optimizer update of parameter j in place (``g`` may be overwritten)."""
-    r, w, tmp, slots = engine.recipe, engine.params[j], buf.scratch[j], engine.slots
-    opt = r.optimizer
-    if opt == "sgd":
-        m = np.float32(r.momentum)
-        g *= lr                                   # g <- lr*g
-        v = slots["momentum"][j]
-        v *= m
-        v -= g                                    # v = m*v - lr*g
-        if r.nesterov:
-            np.multiply(v, m, out=tmp)
-            tmp -= g
-            w += tmp                              # w += m*v - lr*g
+        d = ws.d(i + 1, b)
+        kernel = v[f"dense_{i}.kernel"]
+        ko, bo = state.offsets[f"dense_{i}.kernel"], state.offsets[f"dense_{i}.bias"]
+        gw = g[ko:bo].reshape(kernel.shape)
+        np.matmul(ws.h(i, b).T, d, out=gw)
+        if h.batch_norm and i < n - 1:   # exactly 0: batch norm removes the bias (spec.py)
+            g[bo:bo + d.shape[1]] = 0
         else:
-            w += v
-    elif opt in ("adam", "adamw"):
-        t = engine.iterations
-        if opt == "adamw" and r.weight_decay > 0:
-            w *= np.float32(1.0 - float(np.float32(r.weight_decay * lr)))
-        m, v = slots["m"][j], slots["v"][j]
+            np.sum(d, axis=0, out=g[bo:bo + d.shape[1]])
+        if i > 0:
+            j = i - 1
+            dp = ws.d(i, b)
+            np.matmul(d, kernel.T, out=dp)
+            if h.dropout > 0:
+                dp *= ws.mask(j, b)
+            activation_grad(h.activation, dp, ws.a(j, b), ws.tmp(b, dp.shape[1]), ws.pre(j, b))
+            if h.batch_norm:
+                xhat, inv = ws.z(j, b), ws.stat(j)[2]
+                go, beo = state.offsets[f"bn_{j}.gamma"], state.offsets[f"bn_{j}.beta"]
+                dgamma, dbeta = g[go:go + dp.shape[1]], g[beo:beo + dp.shape[1]]
+                tmp = ws.tmp(b, dp.shape[1])
+                np.multiply(dp, xhat, out=tmp)
+                np.sum(tmp, axis=0, out=dgamma)
+                np.sum(dp, axis=0, out=dbeta)
+                np.multiply(xhat, dgamma * np.float32(1.0 / b), out=tmp)
+                dp -= tmp
+                dp -= dbeta * np.float32(1.0 / b)
+                dp *= v[f"bn_{j}.gamma"] * inv
+        if h.l2 > 0:
+            np.multiply(kernel, np.float32(2 * h.l2), out=ws.scratch[ko:bo].reshape(kernel.shape))
+            gw += ws.scratch[ko:bo].reshape(kernel.shape)
+        update(state, ws, h, ko, state.ends[i], sc)
+        if h.max_norm > 0:
+            max_norm(kernel, h.max_norm)
+    return nll / b + penalty, n_correct
+
+
+def max_norm(kernel: np.ndarray, c: float) -> None:
+    """Keras' MaxNorm(c, axis=0) in place: each column's norm clipped to c."""
+    norms = np.sqrt(np.einsum("ij,ij->j", kernel, kernel))
+    kernel *= np.minimum(norms, np.float32(c)) / (np.float32(MAXNORM_EPSILON) + norms)
+
+
+def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
+    """Keras-exact optimizer update of theta[lo:hi] in place (its gradient gets overwritten);
+    ``sc``: this step's row of ``base.step_scalars``."""
+    w, g, tmp = state.theta[lo:hi], ws.grad[lo:hi], ws.scratch[lo:hi]
+    slot = {k: a[lo:hi] for k, a in state.slots.items()}
+    c0, c1, c2, c3 = (np.float32(c) for c in sc)
+    opt = h.optimizer
+    if opt == "sgd":                              # v = m*v - lr*g; w += a*v - c*lr*g
+        g *= c0
+        vel = slot["momentum"]
+        vel *= c1
+        vel -= g
+        np.multiply(vel, c2, out=tmp)
+        g *= c3
+        tmp -= g
+        w += tmp
+    elif opt in ("adam", "adamw", "nadam"):
+        m, vv = slot["m"], slot["v"]
+        if opt != "nadam" and c1 != _ONE:
+            w *= c1                               # adamw's decay (its gradient came before)
         np.subtract(g, m, out=tmp)
         tmp *= np.float32(1 - ADAM_BETA1)
         m += tmp                                  # m += (g - m)(1 - b1)
-        g *= g
-        g -= v
-        g *= np.float32(1 - ADAM_BETA2)
-        v += g                                    # v += (g^2 - v)(1 - b2)
-        alpha = np.float32(float(lr) * np.sqrt(1 - ADAM_BETA2 ** t) / (1 - ADAM_BETA1 ** t))
-        np.sqrt(v, out=tmp)
-        tmp += np.float32(EPSILON)
-        np.divide(m, tmp, out=tmp)
-        tmp *= alpha
+        np.multiply(g, g, out=tmp)
+        tmp -= vv
+        tmp *= np.float32(1 - ADAM_BETA2)
+        vv += tmp                                 # v += (g^2 - v)(1 - b2)
+        if opt == "nadam":                        # m_hat = cm*m + cg*g; v_hat = v*c3
+            g *= c2
+            np.multiply(m, c1, out=tmp)
+            g += tmp
+            np.multiply(vv, c3, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += np.float32(EPSILON)
+            np.divide(g, tmp, out=tmp)
+            tmp *= c0
+        else:
+            np.sqrt(vv, out=tmp)
+            tmp += np.float32(EPSILON)
+            np.divide(m, tmp, out=tmp)
+            tmp *= c0
         w -= tmp
     elif opt == "rmsprop":
-        vel = slots["velocity"][j]
+        vel = slot["velocity"]
         vel *= np.float32(RMSPROP_RHO)
         np.multiply(g, g, out=tmp)
         tmp *= np.float32(1 - RMSPROP_RHO)
         vel += tmp                                # vel = rho*vel + (1-rho) g^2
         np.add(vel, np.float32(EPSILON), out=tmp)
         np.sqrt(tmp, out=tmp)
-        g *= lr
+        g *= c0
         np.divide(g, tmp, out=tmp)                # inc = lr*g / sqrt(vel + eps)
-        if "momentum" in slots:
-            mom = slots["momentum"][j]
-            mom *= np.float32(r.momentum)
+        if "momentum" in slot:
+            mom = slot["momentum"]
+            mom *= c1
             mom += tmp
             w -= mom
         else:
             w -= tmp
-    else:  # adagrad
-        acc = slots["accumulator"][j]
+    elif opt == "adagrad":
+        acc = slot["accumulator"]
         np.multiply(g, g, out=tmp)
         acc += tmp
         np.add(acc, np.float32(EPSILON), out=tmp)
         np.sqrt(tmp, out=tmp)
-        g *= lr
+        g *= c0
         np.divide(g, tmp, out=tmp)
         w -= tmp
+    else:  # adadelta
+        acc_g, acc_d = slot["accumulated_grad"], slot["accumulated_delta_var"]
+        rho, one_rho = np.float32(ADADELTA_RHO), np.float32(1 - ADADELTA_RHO)
+        acc_g *= rho
+        np.multiply(g, g, out=tmp)
+        tmp *= one_rho
+        acc_g += tmp                              # acc_g = rho*acc_g + (1-rho) g^2
+        np.add(acc_d, np.float32(EPSILON), out=tmp)
+        np.sqrt(tmp, out=tmp)
+        g *= tmp                                  # sqrt(acc_d + eps) * g
+        np.add(acc_g, np.float32(EPSILON), out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=g)                  # delta = -g (sign folded into the last line)
+        acc_d *= rho
+        np.multiply(g, g, out=tmp)
+        tmp *= one_rho
+        acc_d += tmp
+        g *= c0
+        w -= g

@@ -8,7 +8,9 @@ device (no per-step sync), and evaluation runs in batches of 8192.
 
 The optimizers are written out rather than taken from ``torch.optim`` because Keras' formulas
 differ (SGD momentum folds the learning rate into the velocity; Adam's epsilon sits outside the
-bias correction); see ``mnistlab.engines`` for the exact formulas.
+bias correction); ``engines/spec.py`` has the exact formulas, and the per-step scalars come from
+``base.step_scalars`` as in the fast engine. Dropout takes the fast engine's very masks
+(``base.dropout_keys``/``keep_mask``), so both engines stay equal with dropout on.
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.initializers import init_weights
@@ -24,28 +26,35 @@ bias correction); see ``mnistlab.engines`` for the exact formulas.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines import (ADAGRAD_INITIAL, ADAM_BETA1, ADAM_BETA2, EPSILON,  # noqa: F401
-                              RMSPROP_RHO, SLOTS, optimizer_slots, select_device)
+from mnistlab.engines.base import (
+    ADADELTA_RHO,
+    ADAM_BETA1,
+    ADAM_BETA2,
+    EPSILON,
+    MAXNORM_EPSILON,
+    RMSPROP_RHO,
+    Hyper,
+    dropout_keys,
+    keep_mask,
+    optimizer_slots,
+    step_scalars,
+)
+from mnistlab.engines.device import select_device
 from mnistlab.recipe import Recipe
 
 EVAL_BATCH = 8192
-_DROPOUT_STREAM = 7_740_291  # keeps dropout's random stream apart from init and shuffling
-
-
-def dropout_seed(seed: int, epoch: int) -> int:
-    """The dropout generator's seed for one epoch: a function of (seed, epoch) only."""
-    state = np.random.SeedSequence([seed, epoch, _DROPOUT_STREAM]).generate_state(2, np.uint32)
-    return int(state[0]) << 32 | int(state[1])
 
 
 class ReferenceEngine:
-    """Torch autograd engine; see the module docstring and ``mnistlab.engines`` for the protocol."""
+    """Torch autograd engine; see the module docstring and ``engines.base.Engine``."""
 
     name = "reference"
+    backend = "torch"
+    reason = ""
 
     def __init__(self, recipe: Recipe, weights: dict[str, np.ndarray], device: str | None = None):
         self.device = select_device(device)
@@ -63,12 +72,15 @@ class ReferenceEngine:
             # Measured (issue 4): at batch-32 MLP shapes one thread is as fast as two, and it
             # does not collapse when another process wants the second core.
             torch.set_num_threads(1)
+        self.threads = torch.get_num_threads()
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
+        self.hyper = Hyper.of(recipe)
         self.net = models.build_model(recipe, weights, self.device)
         self.params = models.trainable(self.net)
         self.iterations = 0
+        self.u_product = 1.0   # nadam's running product (Keras state)
         slots, fill = optimizer_slots(recipe)
         self.slots = {s: {k: torch.full_like(p, fill).detach() for k, p in self.params.items()}
                       for s in slots}
@@ -101,9 +113,12 @@ class ReferenceEngine:
         steps = len(lrs)
         if steps != -(-n // bs):
             raise ValueError(f"{steps} learning rates for {-(-n // bs)} steps")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(dropout_seed(self.recipe.seed, epoch))
-        self.net.generator = gen
+        h = self.hyper
+        scalars, prods = step_scalars(h, np.asarray(lrs, np.float32), self.iterations,
+                                      self.u_product)
+        n_hidden = len(self.recipe.hidden)
+        keys = dropout_keys(h.seed, epoch, steps, n_hidden) if h.dropout > 0 else None
+        scale = np.float32(1.0 / (1.0 - h.dropout)) if h.dropout > 0 else None
         self.net.train()
         l2 = self.recipe.l2
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -111,9 +126,14 @@ class ReferenceEngine:
         every = max(1, steps // 20)
         names = list(self.params)
         ws = [self.params[k] for k in names]
+        zero_bias = list(self.net.dense)[:len(self.net.bns)]
         for k in range(steps):
             idx = idx_all[k * bs:(k + 1) * bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
+            if keys is not None:   # the fast engine's masks, bit for bit
+                self.net.masks = [torch.from_numpy(
+                    keep_mask(keys[k, j], len(idx), width, h.dropout) * scale).to(self.device)
+                    for j, width in enumerate(self.recipe.hidden)]
             logits = self.net(xb)
             loss = self._loss(logits, yb)
             if l2 > 0:
@@ -121,14 +141,17 @@ class ReferenceEngine:
             for w in ws:
                 w.grad = None
             loss.backward()
-            self._step([w.grad for w in ws], ws, names, float(np.float32(lrs[k])))
+            for layer in zero_bias:   # exactly 0 under batch norm, as spec.py has it
+                layer.bias.grad.zero_()
+            self._step([w.grad for w in ws], ws, names, scalars[k])
+            self.u_product = float(prods[k])
             with torch.no_grad():
                 loss_sum += loss.detach().double() * len(idx)
                 correct += (logits.argmax(1) == yb).sum()
             if on_progress is not None and ((k + 1) % every == 0 or k + 1 == steps):
                 seen = min((k + 1) * bs, n)
                 on_progress(k + 1, loss_sum.item() / seen, correct.item() / seen)
-        self.net.generator = None
+        self.net.masks = []
         return loss_sum.item() / n, correct.item() / n
 
     @staticmethod
@@ -140,53 +163,75 @@ class ReferenceEngine:
         torch._foreach_mul_(diff, w)
         torch._foreach_add_(a, diff)
 
-    def _step(self, gs, ws, names, lr: float) -> None:
-        """One Keras-exact optimizer update (formulas in ``mnistlab.engines``)."""
+    def _step(self, gs, ws, names, sc) -> None:
+        """One Keras-exact optimizer update (``spec.update``); ``sc``: ``base.step_scalars`` row."""
         torch, r = self._torch, self.recipe
+        opt = r.optimizer
+        c0, c1, c2, c3 = (float(c) for c in sc)
+        slot = {s: [self.slots[s][k] for k in names] for s in self.slots}
         with torch.no_grad():
             self.iterations += 1
-            t = self.iterations
-            if r.optimizer == "sgd":
-                vs = [self.slots["momentum"][k] for k in names]
-                torch._foreach_mul_(vs, r.momentum)
-                torch._foreach_add_(vs, gs, alpha=-lr)          # v = m*v - lr*g
-                if r.nesterov:
-                    upd = torch._foreach_mul(vs, r.momentum)
-                    torch._foreach_add_(upd, gs, alpha=-lr)     # m*v - lr*g
-                    torch._foreach_add_(ws, upd)
-                else:
-                    torch._foreach_add_(ws, vs)
-            elif r.optimizer in ("adam", "adamw"):
-                if r.optimizer == "adamw" and r.weight_decay > 0:
-                    torch._foreach_mul_(ws, 1.0 - float(np.float32(r.weight_decay * lr)))
-                ms = [self.slots["m"][k] for k in names]
-                vs = [self.slots["v"][k] for k in names]
+            if opt == "sgd":
+                vs = slot["momentum"]
+                torch._foreach_mul_(vs, c1)
+                torch._foreach_add_(vs, gs, alpha=-c0)          # v = m*v - lr*g
+                upd = torch._foreach_mul(vs, c2)
+                torch._foreach_add_(upd, gs, alpha=-c0 * c3)    # a*v - c*lr*g
+                torch._foreach_add_(ws, upd)
+            elif opt in ("adam", "adamw", "nadam"):
+                if opt == "adamw" and c1 != 1.0:
+                    torch._foreach_mul_(ws, c1)
+                ms, vs = slot["m"], slot["v"]
                 self._lerp_(ms, gs, 1 - ADAM_BETA1)
                 self._lerp_(vs, torch._foreach_mul(gs, gs), 1 - ADAM_BETA2)
-                alpha = lr * np.sqrt(1 - ADAM_BETA2 ** t) / (1 - ADAM_BETA1 ** t)
-                denom = torch._foreach_sqrt(vs)
+                if opt == "nadam":   # m_hat = c1*m + c2*g, v_hat = c3*v
+                    num = torch._foreach_mul(ms, c1)
+                    torch._foreach_add_(num, gs, alpha=c2)
+                    denom = torch._foreach_mul(vs, c3)
+                    torch._foreach_sqrt_(denom)
+                else:
+                    num, denom = ms, torch._foreach_sqrt(vs)
                 torch._foreach_add_(denom, EPSILON)
-                torch._foreach_addcdiv_(ws, ms, denom, value=-float(alpha))
-            elif r.optimizer == "rmsprop":
-                vel = [self.slots["velocity"][k] for k in names]
+                torch._foreach_addcdiv_(ws, num, denom, value=-c0)
+            elif opt == "rmsprop":
+                vel = slot["velocity"]
                 torch._foreach_mul_(vel, RMSPROP_RHO)
                 torch._foreach_add_(vel, torch._foreach_mul(gs, gs), alpha=1 - RMSPROP_RHO)
                 denom = torch._foreach_add(vel, EPSILON)
                 torch._foreach_sqrt_(denom)
-                inc = torch._foreach_div(torch._foreach_mul(gs, lr), denom)
-                if "momentum" in self.slots:
-                    mom = [self.slots["momentum"][k] for k in names]
-                    torch._foreach_mul_(mom, r.momentum)
+                inc = torch._foreach_div(torch._foreach_mul(gs, c0), denom)
+                if "momentum" in slot:
+                    mom = slot["momentum"]
+                    torch._foreach_mul_(mom, c1)
                     torch._foreach_add_(mom, inc)
                     torch._foreach_sub_(ws, mom)
                 else:
                     torch._foreach_sub_(ws, inc)
-            else:  # adagrad
-                acc = [self.slots["accumulator"][k] for k in names]
+            elif opt == "adagrad":
+                acc = slot["accumulator"]
                 torch._foreach_add_(acc, torch._foreach_mul(gs, gs))
                 denom = torch._foreach_add(acc, EPSILON)
                 torch._foreach_sqrt_(denom)
-                torch._foreach_addcdiv_(ws, gs, denom, value=-lr)
+                torch._foreach_addcdiv_(ws, gs, denom, value=-c0)
+            else:  # adadelta
+                acc_g, acc_d = slot["accumulated_grad"], slot["accumulated_delta_var"]
+                torch._foreach_mul_(acc_g, ADADELTA_RHO)
+                torch._foreach_add_(acc_g, torch._foreach_mul(gs, gs), alpha=1 - ADADELTA_RHO)
+                rms_d = torch._foreach_add(acc_d, EPSILON)
+                torch._foreach_sqrt_(rms_d)
+                rms_g = torch._foreach_add(acc_g, EPSILON)
+                torch._foreach_sqrt_(rms_g)
+                delta = torch._foreach_mul(gs, rms_d)
+                torch._foreach_div_(delta, rms_g)               # -delta of spec.update
+                torch._foreach_mul_(acc_d, ADADELTA_RHO)
+                torch._foreach_add_(acc_d, torch._foreach_mul(delta, delta),
+                                    alpha=1 - ADADELTA_RHO)
+                torch._foreach_add_(ws, delta, alpha=-c0)
+            if r.max_norm > 0:   # Keras MaxNorm(axis=0) on Dense kernels: torch's dim 1
+                for layer in self.net.dense:
+                    w = layer.weight
+                    norms = w.square().sum(1, keepdim=True).sqrt()
+                    w.mul_(norms.clamp(max=r.max_norm) / (MAXNORM_EPSILON + norms))
 
     # ---- inference ---------------------------------------------------------------------
     def _logits_batches(self, x: np.ndarray):
@@ -234,6 +279,8 @@ class ReferenceEngine:
             for k, t in tensors.items():
                 out[f"opt.{slot}.{k}"] = np.ascontiguousarray(_keras_layout(k, t.cpu().numpy()))
         out["opt.iterations"] = np.array(self.iterations, dtype=np.int64)
+        if self.recipe.optimizer == "nadam":
+            out["opt.u_product"] = np.array(self.u_product, dtype=np.float64)
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -252,6 +299,9 @@ class ReferenceEngine:
                 if value.shape != tuple(t.shape):
                     raise RunError(f"optimizer state {key!r} has shape {state[key].shape}")
                 t.copy_(torch.from_numpy(value))
-        if "opt.iterations" not in state:
-            raise RunError("optimizer state 'opt.iterations' is missing")
+        nadam = self.recipe.optimizer == "nadam"
+        for key in ("opt.iterations",) + (("opt.u_product",) if nadam else ()):
+            if key not in state:
+                raise RunError(f"optimizer state {key!r} is missing")
         self.iterations = int(state["opt.iterations"])
+        self.u_product = float(state["opt.u_product"]) if nadam else 1.0

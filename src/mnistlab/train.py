@@ -39,6 +39,7 @@ import numpy as np
 from mnistlab import __version__, memory, runlock, runs
 from mnistlab._io import normalize
 from mnistlab.datasets import Dataset
+from mnistlab.engines.base import Engine
 from mnistlab.errors import FileSystemError, RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
 from mnistlab.normalize import normalization_stats, preprocess
@@ -78,7 +79,7 @@ def _load_dataset(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Da
     return datasets.load(dataset or recipe.dataset, data_dir=data_dir or recipe.data_dir)
 
 
-def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str, Any]:
+def _environment(recipe: Recipe, ds: Dataset, engine: Engine, data_dir) -> dict[str, Any]:
     env: dict[str, Any] = {
         "mnistlab": __version__,
         "python": platform.python_version(),
@@ -88,8 +89,8 @@ def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str
         "threads": recipe.threads,
         "cpu_count": os.cpu_count(),
         "engine": engine.name,
-        "engine_reason": getattr(engine, "reason", ""),
-        "device": getattr(engine, "device", "cpu"),
+        "engine_reason": engine.reason,
+        "device": engine.device,
         "dataset": {"name": ds.name, "source": ds.source, "checksums": dict(ds.checksums),
                     "note": ds.note, "data_dir": None if data_dir is None else str(data_dir),
                     "train": int(len(ds.x_train)), "test": int(len(ds.x_test))},
@@ -99,13 +100,10 @@ def _environment(recipe: Recipe, ds: Dataset, engine: Any, data_dir) -> dict[str
     return env
 
 
-def _imported(engine: Any) -> dict[str, Any]:
+def _imported(engine: Engine) -> dict[str, Any]:
     """Versions and thread counts of what the run actually imported (known after training)."""
-    out: dict[str, Any] = {}
-    if getattr(engine, "threads", None) is not None:
-        out["engine_threads"] = engine.threads
-    if getattr(engine, "backend", None) is not None:
-        out["engine_backend"] = engine.backend  # fast engine: numba or numpy
+    # backend: numba or numpy on the fast engine, torch on the reference one
+    out: dict[str, Any] = {"engine_threads": engine.threads, "engine_backend": engine.backend}
     for name in ("torch", "numba"):
         module = sys.modules.get(name)
         if module is not None:
@@ -308,8 +306,8 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         engine.load_state(stopper.load(state) if stopper is not None else state)
         runs.write_history(run_dir / runs.HISTORY, history)
         report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
-    report.line(f"run: {run_dir}  engine: {engine.name} ({getattr(engine, 'reason', '')}) "
-                f"on {getattr(engine, 'device', 'cpu')}")
+    report.line(f"run: {run_dir}  engine: {engine.name} ({engine.reason}) "
+                f"on {engine.device}")
 
     pixel_std = None
     if recipe.normalize == "none":

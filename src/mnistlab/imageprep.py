@@ -43,6 +43,7 @@ MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above w
 MIN_CONTRAST = 12.0  # grey levels (of 255) between paper and ink below which nothing is written
 NOISE_SIGMAS = 8.0  # a mark must stand this many noise deviations above the paper
 SPECK_SHARE = 0.05  # a separate blob with less ink than this share of the largest is a speck
+SOLID_SHARE = 40.0  # percent of a digit's inked pixels at full white, as in MNIST
 WORK_SCALE = 10  # strokes are measured and thickened at 10x the box (a 200 px digit)
 # MNIST's stroke width at that scale: median 27 px, 1st percentile 16. Thinner than 12 is a pen
 # line that was never in MNIST; it is widened to the median.
@@ -239,23 +240,40 @@ def _neighbours(a: np.ndarray, reduce) -> np.ndarray:
                             for i in range(3) for j in range(3)]), axis=0)
 
 
+def _border_rgb(a: np.ndarray) -> np.ndarray:
+    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
+
+def _coloured(a: np.ndarray) -> bool:
+    """True when some pixels have a clear hue (colour ink), not just grey with a paper tint."""
+    r, g, b = a[:, :, 0], a[:, :, 1], a[:, :, 2]
+    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    chroma -= np.median(_border(chroma, 0.0))  # the paper's own tint
+    return float(np.percentile(chroma, 99.5)) > 30.0
+
+
 def ink_map(channels: np.ndarray, local: bool = True) -> np.ndarray:
     """(H, W, C) float -> ink intensity (H, W), 0 = paper, in grey levels above the paper
     (signed: the paper's own noise goes both ways).
 
-    Per channel, then the strongest: blue ink on white is faint in luminance only if one
-    averages it with the channels where it is dark. ``local``: the paper's level per region
+    Colour ink is read in the channel where it shows: blue ink on white is as dark in red as
+    black ink is, and only averaging it with the other channels (luminance) makes it faint. ``local``: the paper's level per region
     (strokes); else one level, the border's median (solid objects filling whole regions).
     """
-    dark = ink_is_dark(_luminance(channels))
-    ink = None
-    for c in range(channels.shape[2]):
-        g = channels[:, :, c]
-        paper = paper_level(g, dark) if local else np.float32(np.median(_border(g, 0.0)))
-        # Light multiplies: ink in the shade is darker in absolute terms but the same share of
-        # its paper's light. Light ink on a dark board adds to it.
-        one = (1.0 - g / np.maximum(paper, 1.0)) * 255.0 if dark else g - paper
-        ink = one if ink is None else np.maximum(ink, one)
+    lum = _luminance(channels)
+    dark = ink_is_dark(lum)
+    g = lum
+    if channels.shape[2] == 3 and _coloured(channels):
+        # White-balanced on the paper (its border), then per pixel the channel where the ink
+        # shows most: the darkest for dark ink, the brightest for light ink.
+        balance = np.median(_border_rgb(channels), axis=0)
+        balanced = channels * (balance.mean() / np.maximum(balance, 1.0))
+        pick = np.minimum if dark else np.maximum
+        g = pick(pick(balanced[:, :, 0], balanced[:, :, 1]), balanced[:, :, 2])
+    paper = paper_level(g, dark) if local else np.float32(np.median(_border(g, 0.0)))
+    # Light multiplies: ink in the shade is darker in absolute terms but the same share of its
+    # paper's light. Light ink on a dark board adds to it.
+    ink = (1.0 - g / np.maximum(paper, 1.0)) * 255.0 if dark else g - paper
     return ink.astype(np.float32)  # signed: the paper's noise stays symmetric for find_ink
 
 
@@ -278,6 +296,10 @@ def remove_rules(ink: np.ndarray) -> np.ndarray:
     for axis in (1, 0):  # horizontal rules, then vertical
         across = 1 - axis
         k = max(1, round(0.01 * ink.shape[across]))
+        # Cheap test first: rows (columns) with ink nearly edge to edge, in >= 2 separate runs.
+        marked = ndimage.maximum_filter1d(out > 0.05 * peak, 2 * k + 1, axis=across)
+        if int(ndimage.label(marked.mean(axis=axis) >= 0.9)[1]) < 2:
+            continue
         size = [1, 1]
         size[across] = 2 * k + 1
         wide = ndimage.grey_dilation(out, size=tuple(size))
@@ -313,9 +335,11 @@ def find_ink(ink: np.ndarray, name: str, rules: bool = True) -> np.ndarray:
     raw_band = _border(ink)
     raw_grain = 1.4826 * float(np.median(np.abs(raw_band - np.median(raw_band))))
     ink = np.clip(ink, 0.0, None)
+    smooth = np.clip(smooth, 0.0, None)
     if rules:
-        ink = remove_rules(ink)
-        smooth = ndimage.gaussian_filter(ink, sigma, mode="nearest")
+        ruled = remove_rules(ink)
+        if ruled is not ink:
+            ink, smooth = ruled, ndimage.gaussian_filter(ruled, sigma, mode="nearest")
     peak = float(smooth.max())
     floor = max(MIN_CONTRAST, NOISE_SIGMAS * grain + float(np.median(band)))
     if peak < floor:
@@ -346,7 +370,7 @@ def _resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
 
     # LANCZOS on float data: anti-aliased like MNIST's grey edges; ringing is clipped.
     out = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(
-        (width, height), Image.Resampling.LANCZOS)
+        (width, height), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 255.0)
 
 
@@ -416,7 +440,10 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
         ink = thicken(_fit(ink, WORK_SCALE * box))
     small = _fit(ink, box)
     if small.max() > 0:
-        small *= 255.0 / small.max()  # MNIST strokes peak at full white
+        # MNIST's strokes are solid: anti-aliased from binary scans, ~40 % of their inked pixels
+        # are full white. A photo's strokes are soft; scale so the same share saturates.
+        inked = small[small > 0.1 * small.max()]
+        small = np.minimum(small * (255.0 / float(np.percentile(inked, 100 - SOLID_SHARE))), 255.0)
     h, w = small.shape
     if style == "mnist":
         # Centre of mass to pixel (14, 14) with an integer shift, as MNIST did, but never so far

@@ -9,6 +9,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
+from mnistlab.cli import export as _export
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import train as _train
 
@@ -39,6 +40,7 @@ _explore.register(app)
 _train.register(app)
 _evaluate.register(app)
 _predict.register(app)
+_export.register(app)
 
 
 def main() -> None:

@@ -136,7 +136,8 @@ def thick_marker(d, rng):
 
 
 def thin_pen(d, rng):
-    img = draw_strokes(d, 600, 3, fg=0, bg=255, mode="L").filter(ImageFilter.GaussianBlur(0.7))
+    # A ballpoint: 2.5 px on a 450 px page, the digit ~320 px tall (a 1 % line).
+    img = draw_strokes(d, 450, 2.5, fg=0, bg=255, mode="L").filter(ImageFilter.GaussianBlur(0.6))
     return encode(on_paper(1.0 - np.asarray(img, np.float32) / 255.0, ink=(20, 30, 90), rng=rng))
 
 

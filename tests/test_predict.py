@@ -1,6 +1,7 @@
 """predict: photos/scans of digits prepared as MNIST was made, then classified by a real run."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,53 @@ def test_cli_bad_image_exits_2_with_one_line_error(run, tmp_path):
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and "broken.jpg" in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+
+
+def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
+    good = [_as_photo(sample.x_test[i], tmp_path / f"good{i}.png") for i in range(2)]
+    (tmp_path / "notes.png").write_text("this is not an image")
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    Image.new("1", (13000, 13000), 1).save(tmp_path / "huge.png")  # ~25 KB, 169 megapixels
+    files = [good[0], tmp_path / "notes.png", tmp_path / "blank.png", tmp_path / "missing.png",
+             tmp_path / "huge.png", good[1]]
+    why = ["", "not an image Pillow can read", "the image is blank", "no such file",
+           "13000x13000 pixels is more than mnistlab decodes", ""]
+    # API: each bad file is a Failed in its place; good ones are predicted as alone.
+    results = pr.predict_images(run, files, on_error="collect")
+    assert [r.ok for r in results] == [bool(w == "") for w in why]
+    alone = pr.predict_images(run, good)
+    for r, a in zip([results[0], results[5]], alone):
+        assert np.array_equal(r.probabilities, a.probabilities)
+    for r, w in zip(results, why):
+        if w:
+            assert r.error.startswith(f"{r.source}: {w}") and "\n" not in r.error, r.error
+    with pytest.raises(DataError, match="notes.png"):
+        pr.predict_images(run, files)  # the default stops at the first bad file
+    # CLI, table and JSON: every file has its row, errors one line each on stderr, exit 2.
+    cmd = [sys.executable, "-m", "mnistlab", "predict", str(run.path), *map(str, files)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "250"})
+    assert p.returncode == 2, p.stderr
+    for f in files:
+        assert f.name in p.stdout
+    assert "not an image Pillow can read" in p.stdout and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
+    assert "DecompressionBomb" not in p.stderr
+    p = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    got = json.loads(p.stdout)
+    assert [e["file"] for e in got] == [str(f) for f in files]
+    assert [("error" not in e) for e in got] == [bool(w == "") for w in why]
+    assert got[0]["label"] == results[0].label and why[2] in got[2]["error"]
+
+
+def test_prepared_images_predict_directly(run, sample):
+    direct = pr.predict_prepared(run, sample.x_test[:3], ["a", "b", "c"], top=2)
+    assert [r.source for r in direct] == ["a", "b", "c"] and len(direct[0].top) == 2
+    np.testing.assert_allclose(direct[1].probabilities, run.predict_proba(sample.x_test[1:2])[0],
+                               atol=1e-6)  # BLAS may round a batch of 1 differently
+    with pytest.raises(DataError, match=r"\(N, 28, 28\)"):
+        pr.predict_prepared(run, np.zeros((2, 20, 20), np.uint8))
+    with pytest.raises(ValueError, match="on_error"):
+        pr.predict_images(run, sample.x_test[:1], on_error="skip")

@@ -114,7 +114,8 @@ def test_paper_texture_below_the_noise_floor_changes_nothing_visible(sample, tmp
     photo = np.asarray(Image.open(tmp_path / "clean.png"), np.float64)
     noisy = photo + np.random.default_rng(0).normal(0, 4, photo.shape)
     Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(tmp_path / "noisy.png")
-    assert _corr(pr.load_image(tmp_path / "noisy.png"), clean) > 0.97
+    # (up to the one-pixel quantization of MNIST's centring, which noise can tip either way)
+    assert _best_corr(pr.load_image(tmp_path / "noisy.png"), clean) > 0.97
 
 
 def test_uneven_lighting_is_flattened_before_cropping(sample, tmp_path):
@@ -335,3 +336,11 @@ def test_bytes_and_pil_images_take_the_same_path(sample, tmp_path):
         assert np.array_equal(pr.prepare(img), from_file)
     with pytest.raises(DataError, match=r"^<upload>: not an image"):
         pr.load_image(b"not an image")
+
+
+@pytest.mark.parametrize("condition", ["lined-paper", "squared-paper", "jpeg", "small-on-page"])
+def test_empty_page_of_each_kind_is_blank(condition):
+    # The same renderings with no digit: rules, JPEG blocks and grain are paper, not a digit.
+    empty = robustness.render(condition, np.zeros((28, 28), np.uint8), 0, 0)
+    with pytest.raises(DataError, match=r"^<upload>: the image is blank"):
+        pr.load_image(empty)

@@ -104,7 +104,7 @@ def draw_strokes(digit: np.ndarray, side: int, width: float, fg, bg, mode: str =
         for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
             if (y + dy, x + dx) in pts:
                 d.line([(cx, cy), (off + (x + dx + 0.5) * k, off + (y + dy + 0.5) * k)],
-                       fill=fg, width=max(1, int(round(width))))
+                       fill=fg, width=max(1, round(width)))
     return img
 
 
@@ -250,13 +250,14 @@ def test_digits(data_dir: Path, n: int, seed: int):
 def accuracy_under(run, name: str, x: np.ndarray, y: np.ndarray, seed: int):
     """(accuracy, number refused) of ``run`` on the digits rendered under ``name``."""
     from mnistlab import predict as pr
+    from mnistlab.errors import MnistlabError
 
     style = pr.style_for(run.dataset_name)
     prepared, refused = [], 0
     for i, d in enumerate(x):
         try:
             prepared.append(pr.load_image(render(name, d, seed, i), style, name=f"{name}[{i}]"))
-        except Exception:  # a refused image counts as wrong
+        except MnistlabError:  # a refused image (blank, unreadable) counts as wrong
             prepared.append(None)
             refused += 1
     ok = [p is not None for p in prepared]

@@ -121,7 +121,7 @@ def test_cli_table_json_and_figure(run, sample, tmp_path):
 def test_cli_bad_image_exits_2_with_one_line_error(run, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(run.path), str(tmp_path / "broken.jpg")],
-                       capture_output=True, text=True, timeout=120)
+                       check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and "broken.jpg" in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
@@ -149,7 +149,7 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
         pr.predict_images(run, files)  # the default stops at the first bad file
     # CLI, table and JSON: every file has its row, errors one line each on stderr, exit 2.
     cmd = [sys.executable, "-m", "mnistlab", "predict", str(run.path), *map(str, files)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "COLUMNS": "250"})
     assert p.returncode == 2, p.stderr
     for f in files:
@@ -158,8 +158,10 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
     assert "DecompressionBomb" not in p.stderr
-    p = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd + ["--json", "--show", str(tmp_path / "fig.png")], check=False,
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
+    assert (tmp_path / "fig.png").is_file()  # the good files' figure is still drawn
     got = json.loads(p.stdout)
     assert [e["file"] for e in got] == [str(f) for f in files]
     assert [("error" not in e) for e in got] == [bool(w == "") for w in why]
@@ -175,3 +177,25 @@ def test_prepared_images_predict_directly(run, sample):
         pr.predict_prepared(run, np.zeros((2, 20, 20), np.uint8))
     with pytest.raises(ValueError, match="on_error"):
         pr.predict_images(run, sample.x_test[:1], on_error="skip")
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--top", "0"], "--top"),
+    (["--top", "x"], "--top"),
+])
+def test_cli_bad_arguments_are_one_line_errors(run, tmp_path, args, why):
+    Image.new("L", (40, 40), 0).save(tmp_path / "d.png")
+    p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(run.path),
+                        str(tmp_path / "d.png"), *args], check=False, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: ") and why in p.stderr and "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0, p.stderr
+
+
+def test_cli_missing_run_is_one_line_error(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(tmp_path / "no-run"),
+                        str(tmp_path / "d.png")], check=False, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "no such run folder" in p.stderr
+    assert p.stderr.strip().count("\n") == 0, p.stderr

@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,7 +49,7 @@ WORK_SCALE = 10  # strokes are measured and thickened at 10x the box (a 200 px d
 # line that was never in MNIST; it is widened to the median.
 MIN_STROKE, TARGET_STROKE = 12.0, 27.0
 
-Source = Union[str, os.PathLike, bytes, BinaryIO]
+Source = str | os.PathLike | bytes | BinaryIO
 
 
 # ---- decoding ---------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def find_ink(ink: np.ndarray, name: str, rules: bool = True) -> np.ndarray:
         keep = np.flatnonzero(mass >= SPECK_SHARE * mass.max()) + 1
         marks = np.isin(labels, keep)
     # The strokes' soft edges lie just outside the marks: reach ~2 sigma out for them.
-    near = ndimage.binary_dilation(marks, iterations=max(1, int(round(2 * sigma))))
+    near = ndimage.binary_dilation(marks, iterations=max(1, round(2 * sigma)))
     out = np.where(near, ink, 0.0).astype(np.float32)
     strong = float(np.percentile(out[marks], 99.5)) if marks.any() else float(out.max())
     # Not a binarization: strokes keep their grey edges; only faint paper texture next to them
@@ -432,7 +432,7 @@ def thicken(ink: np.ndarray) -> np.ndarray:
     width = stroke_width(ink)
     if width >= MIN_STROKE:
         return ink
-    steps = int(round((TARGET_STROKE - width) / 2))  # each step adds 1 px on either side
+    steps = round((TARGET_STROKE - width) / 2)  # each step adds 1 px on either side
     out = np.pad(ink, steps)  # room to grow: strokes on the crop's edge widen outwards too
     cross = ndimage.generate_binary_structure(2, 1)
     for step in range(steps):  # cross and square alternately: an octagon
@@ -475,8 +475,8 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
         mass = small.sum()
         cy = float((small.sum(axis=1) * np.arange(h)).sum() / mass)
         cx = float((small.sum(axis=0) * np.arange(w)).sum() / mass)
-        top = min(max(int(round(SIZE // 2 - cy)), 0), SIZE - h)
-        left = min(max(int(round(SIZE // 2 - cx)), 0), SIZE - w)
+        top = min(max(round(SIZE // 2 - cy), 0), SIZE - h)
+        left = min(max(round(SIZE // 2 - cx), 0), SIZE - w)
     else:
         top, left = (SIZE - h) // 2, (SIZE - w) // 2
     out = np.zeros((SIZE, SIZE), dtype=np.float32)

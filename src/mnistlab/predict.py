@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
 from mnistlab.errors import DataError, MnistlabError, RunError
 from mnistlab.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
 
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray, Any]  # Any: a PIL image
+ImageLike = str | os.PathLike | bytes | np.ndarray | Any  # Any: a PIL image
 
 
 @dataclasses.dataclass

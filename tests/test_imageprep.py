@@ -344,3 +344,14 @@ def test_empty_page_of_each_kind_is_blank(condition):
     empty = robustness.render(condition, np.zeros((28, 28), np.uint8), 0, 0)
     with pytest.raises(DataError, match=r"^<upload>: the image is blank"):
         pr.load_image(empty)
+
+
+def test_robustness_bench_prints_a_row_per_condition(model, capsys):
+    assert robustness.main([str(model.path), "--n", "4", "--conditions", "clean,canvas"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("clean ", "canvas "))]
+    assert len(rows) == 2 and all("%" in r for r in rows), out
+    assert "worst difference" in out
+    with pytest.raises(SystemExit) as exc:
+        robustness.main(["--conditions", "clean,fog"])
+    assert exc.value.code == 2 and "--conditions: unknown fog" in capsys.readouterr().err

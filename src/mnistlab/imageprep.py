@@ -4,8 +4,8 @@ A network trained on MNIST has only seen digits prepared one particular way (LeC
 MNIST from NIST scans), so a photo of a digit on paper must be brought into that form first.
 The steps, in order (each says why in its function):
 
-1. decode with bounded memory (``read_image``): the size is checked before any pixel is decoded,
-   JPEGs decode already downscaled, large images are box-reduced to ``WORK_SIDE``; EXIF rotation;
+1. decode with bounded memory (``mnistlab.imagefile.read_image``): the size is checked before
+   any pixel is decoded, JPEGs decode already downscaled, large images are box-reduced;
 2. colour to "ink" per channel (blue ink on white is as dark in red as black ink is), alpha as
    ink for a drawing app's transparent PNG;
 3. polarity: dark ink on light paper is inverted (MNIST is bright ink on black);
@@ -28,18 +28,15 @@ by the box). Limits: one digit per image; rules of a lined page must be near axi
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from mnistlab.errors import DataError
+from mnistlab.imagefile import MAX_PIXELS, WORK_SIDE, Source, read_image
 
 SIZE, BOX = 28, 20  # MNIST's field, and the box its digits' longer side was fitted into
-WORK_SIDE = 1024  # longest side the preparation works at: a digit needs ~200 px, not 12 MP
-MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above which we refuse
 MIN_CONTRAST = 12.0  # grey levels (of 255) between paper and ink below which nothing is written
 NOISE_SIGMAS = 8.0  # a mark must stand this many noise deviations above the paper
 SPECK_SHARE = 0.05  # a separate blob with less ink than this share of the largest is a speck
@@ -48,67 +45,6 @@ WORK_SCALE = 10  # strokes are measured and thickened at 10x the box (a 200 px d
 # MNIST's stroke width at that scale: median 27 px, 1st percentile 16. Thinner than 12 is a pen
 # line that was never in MNIST; it is widened to the median.
 MIN_STROKE, TARGET_STROKE = 12.0, 27.0
-
-Source = str | os.PathLike | bytes | BinaryIO
-
-
-# ---- decoding ---------------------------------------------------------------------------
-def read_image(source: Source, name: str | None = None):
-    """Decode an image file (path, bytes or binary file) into a PIL image, memory bounded.
-
-    ``Image.open`` reads only the header, so the size is known before any pixel is decoded:
-    images above ``MAX_PIXELS`` are refused with one line (a 13000 x 13000 PNG compresses to
-    200 KB yet decodes to 500 MB+). A JPEG decodes at 1/2..1/8 scale directly (``draft``); other
-    formats decode whole and are box-reduced to ``WORK_SIDE`` at once. Errors name ``name``.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if name is None:
-        name = str(source) if isinstance(source, (str, os.PathLike)) else "<upload>"
-    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    try:
-        with warnings.catch_warnings():
-            # The size limit below is ours; Pillow's own warning would print raw on stderr.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-        with img:
-            w, h = img.size
-            if img.format == "JPEG" and max(w, h) > WORK_SIDE:
-                s = WORK_SIDE / max(w, h)
-                img.draft(img.mode, (max(1, int(w * s)), max(1, int(h * s))))
-            if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise DataError(f"{name}: {w}x{h} pixels is more than mnistlab decodes "
-                                f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first")
-            img.load()  # decode now, inside the try: truncated files fail here, not later
-            img = _reduce(img)
-            img = ImageOps.exif_transpose(img)
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{name}: is a folder, expected an image file") from None
-    except Image.DecompressionBombError:
-        raise DataError(f"{name}: more pixels than mnistlab decodes "
-                        f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{name}: not an image Pillow can read (expected PNG, JPEG, BMP, ...)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # damage inside a known format
-        raise DataError(f"{name}: damaged image file ({exc})") from None
-    return img
-
-
-def _reduce(img):
-    """Box-average by an integer factor so the longer side is at most ~``WORK_SIDE``: memory
-    for the rest is bounded, and averaging lowers the paper's noise rather than aliasing it."""
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La", "RGBa", "RGBX"):
-        img = img.convert("RGBA" if "A" in img.mode or "a" in img.mode else "RGB")
-    factor = max(img.size) // WORK_SIDE
-    if factor >= 2:
-        if img.mode.startswith("I;16"):
-            img = img.convert("I")
-        img = img.reduce(factor)
-    return img
 
 
 def read_gray(source: Source, name: str | None = None) -> np.ndarray:

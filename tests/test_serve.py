@@ -129,7 +129,7 @@ def test_upload_is_prepared_as_predict_prepares_a_file(client, run, digits, tmp_
         else:
             r = client.post("/predict", content=data, headers={"content-type": "image/png"})
         answer = r.json()
-        (want,) = pr.predict_images(run, [tmp_path / "d.png"])
+        (want,) = pr.predict(run, [tmp_path / "d.png"])
         assert answer["image"] == want.image.tolist()
         assert answer["predicted"] == want.predicted
         np.testing.assert_allclose([answer["probabilities"][c] for c in run.class_names],

@@ -304,4 +304,28 @@ def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accura
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+def predictions(images, probabilities, titles: Sequence[str], class_names: Sequence[str], path) -> Path:
+    """Per image, the prepared 28x28 input (what the model saw) beside its probability bars; the
+    most likely class in orange."""
+    n = len(images)
+    fig = _figure(7.0, 1.9 * n + 0.3)
+    grid = fig.add_gridspec(n, 2, width_ratios=[1, 2.6])
+    k = np.arange(len(class_names))
+    short = _short(class_names)
+    for i, (img, p, title) in enumerate(zip(images, probabilities, titles)):
+        p = np.asarray(p, dtype=np.float64)
+        best = int(np.argmax(p))
+        ax = fig.add_subplot(grid[i, 0])
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+        bars = fig.add_subplot(grid[i, 1])
+        colors = ["#4477aa"] * len(k)
+        colors[best] = "#ee7733"
+        bars.bar(k, p, color=colors)
+        bars.set_ylim(0, 1.05)
+        bars.set_xticks(k, short, fontsize=7, rotation=30 if max(map(len, short)) > 2 else 0)
+        bars.set_ylabel("probability", fontsize=8)
+        bars.set_title(f"predicted {class_names[best]} ({p[best]:.1%})", fontsize=9)
     return _save(fig, path)

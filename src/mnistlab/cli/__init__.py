@@ -13,6 +13,7 @@ from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
+from mnistlab.cli import export as _export
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import report as _report
 from mnistlab.cli import serve as _serve
@@ -50,6 +51,7 @@ _search.register(app)
 _predict.register(app)
 _report.register(app)
 _serve.register(app)
+_export.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,162 @@
+"""A run as a self-contained ONNX model: raw pixels in, probabilities out.
+
+The graph takes ``pixels``, float32 of shape (N, 28, 28) holding raw 0..255 grey levels
+(bright ink on black, as MNIST and ``imageprep.prepare`` give them), and returns
+``probabilities``, float32 (N, n_classes). Everything between is inside the model, in inference
+form: the run's normalization ``(x - mean) / std``, the conv blocks (conv 'same' + relu + 2x2
+max-pool, flattened in the (h, w, c) order the dense kernel was trained on), the Dense layers
+with batch norm folded into their weights from its moving statistics, no dropout (it is an
+identity at inference), and the softmax. So any ONNX runtime predicts like
+``Run.predict_proba`` without mnistlab.
+
+The graph is written with ``onnx.helper`` from the run's Keras-named weights: no torch import,
+no tracing. The class names, dataset and normalization travel in the model's metadata.
+
+>>> path = export_onnx("runs/my-run")                     # doctest: +SKIP
+>>> import onnxruntime as ort, numpy as np                # doctest: +SKIP
+>>> s = ort.InferenceSession(str(path))                   # doctest: +SKIP
+>>> s.run(None, {"pixels": np.zeros((1, 28, 28), np.float32)})[0].shape   # doctest: +SKIP
+(1, 10)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab._io import atomic_write_bytes
+from mnistlab.errors import MnistlabError
+
+FORMATS = ("onnx",)
+OPSET = 17
+IR_VERSION = 8  # the oldest that carries opset 17: readable by every runtime that runs it
+BN_EPSILON = 1e-3  # Keras' BatchNormalization default, as the engines use it
+INPUT, OUTPUT = "pixels", "probabilities"
+
+
+class ExportError(MnistlabError):
+    """The run cannot be exported as asked (format, missing extra, unsupported network)."""
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ExportError("ONNX export needs the 'onnx' package: install the export extra, "
+                          "pip install 'mnistlab[export]'") from None
+    return onnx, helper, numpy_helper
+
+
+class _Graph:
+    """A small builder: constants as initializers, nodes appended in order, fresh names."""
+
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def const(self, name: str, value) -> str:
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, kind: str, inputs: list[str], **attrs) -> str:
+        self.n += 1
+        out = f"{kind.lower()}_{self.n}"
+        self.nodes.append(self.helper.make_node(kind, inputs, [out], name=out, **attrs))
+        return out
+
+
+def _activation(g: _Graph, name: str, x: str) -> str:
+    if name == "relu":
+        return g.op("Relu", [x])
+    if name == "tanh":
+        return g.op("Tanh", [x])
+    if name == "sigmoid":
+        return g.op("Sigmoid", [x])
+    if name == "gelu":  # exact erf form
+        inv_sqrt2 = g.const(f"inv_sqrt2_{g.n}", np.array(1 / np.sqrt(2), np.float32))
+        half = g.const(f"half_{g.n}", np.array(0.5, np.float32))
+        one = g.const(f"one_{g.n}", np.array(1.0, np.float32))
+        erf = g.op("Erf", [g.op("Mul", [x, inv_sqrt2])])
+        return g.op("Mul", [g.op("Mul", [x, half]), g.op("Add", [erf, one])])
+    raise ExportError(f"activation {name!r} has no ONNX export")
+
+
+def build_onnx(recipe, weights: dict[str, np.ndarray], mean: float, std: float,
+               class_names, dataset: str = "", side: int = 28):
+    """The ``onnx.ModelProto`` of a network given as a recipe and its Keras-named weights."""
+    onnx, helper, numpy_helper = _onnx()
+    g = _Graph(helper, numpy_helper)
+    w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    x = g.op("Sub", [INPUT, g.const("norm_mean", np.array(mean, np.float32))])
+    # (x - mean) / std exactly as Run.preprocess does it: a division, not a folded product.
+    x = g.op("Div", [x, g.const("norm_std", np.array(std, np.float32))])
+    n_conv = len([k for k in w if k.startswith("conv_") and k.endswith(".kernel")])
+    if recipe.kind == "cnn" and n_conv:
+        x = g.op("Reshape", [x, g.const("shape_nchw", np.array([-1, 1, side, side], np.int64))])
+        for j in range(n_conv):
+            kernel = w[f"conv_{j}.kernel"]  # HWIO
+            kh, kw = kernel.shape[:2]
+            # 'same' padding as torch and Keras place it: the odd pixel goes bottom/right.
+            pads = [(kh - 1) // 2, (kw - 1) // 2, kh - 1 - (kh - 1) // 2, kw - 1 - (kw - 1) // 2]
+            x = g.op("Conv", [x, g.const(f"conv_{j}.weight", kernel.transpose(3, 2, 0, 1)),
+                              g.const(f"conv_{j}.bias", w[f"conv_{j}.bias"])],
+                     kernel_shape=[kh, kw], pads=pads)
+            x = g.op("MaxPool", [g.op("Relu", [x])], kernel_shape=[2, 2], strides=[2, 2])
+        # The dense kernel was trained on a channels-last flatten: (h, w, c) order.
+        x = g.op("Transpose", [x], perm=[0, 2, 3, 1])
+    n_dense = len([k for k in w if k.startswith("dense_") and k.endswith(".kernel")])
+    flat = w["dense_0.kernel"].shape[0]
+    x = g.op("Reshape", [x, g.const("shape_flat", np.array([-1, flat], np.int64))])
+    for i in range(n_dense):
+        kernel, bias = w[f"dense_{i}.kernel"].astype(np.float64), w[f"dense_{i}.bias"].astype(np.float64)
+        last = i == n_dense - 1
+        if not last and f"bn_{i}.gamma" in w:
+            # Inference-form batch norm is an affine map per unit: fold it into the kernel.
+            scale = w[f"bn_{i}.gamma"].astype(np.float64) / np.sqrt(
+                w[f"bn_{i}.moving_variance"].astype(np.float64) + BN_EPSILON)
+            bias = (bias - w[f"bn_{i}.moving_mean"]) * scale + w[f"bn_{i}.beta"]
+            kernel = kernel * scale[None, :]
+        x = g.op("Gemm", [x, g.const(f"dense_{i}.kernel", kernel.astype(np.float32)),
+                          g.const(f"dense_{i}.bias", bias.astype(np.float32))])
+        if not last:
+            x = _activation(g, recipe.activation, x)
+    g.nodes.append(helper.make_node("Softmax", [x], [OUTPUT], name="softmax", axis=-1))
+    graph = helper.make_graph(
+        g.nodes, f"mnistlab_{recipe.kind}",
+        [helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["N", side, side])],
+        [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["N", len(class_names)])],
+        g.inits)
+    model = helper.make_model(graph, producer_name="mnistlab",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    model.doc_string = (f"{INPUT}: float32 (N, {side}, {side}) raw 0-255 grey levels, bright ink "
+                        f"on black; {OUTPUT}: float32 (N, {len(class_names)}) softmax")
+    helper.set_model_props(model, {"class_names": json.dumps(list(class_names)),
+                                   "dataset": dataset, "normalization.mean": repr(float(mean)),
+                                   "normalization.std": repr(float(std)),
+                                   "recipe": json.dumps(recipe.to_dict())})
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(run, out: str | Path | None = None) -> Path:
+    """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path."""
+    from mnistlab.runs import Run, load_run
+
+    _onnx()  # a missing extra is the first thing to say, before reading the run
+    run = run if isinstance(run, Run) else load_run(run)
+    path = Path(out) if out is not None else Path(run.path) / "model.onnx"
+    model = build_onnx(run.recipe, run.weights, run.mean, run.std, run.class_names,
+                       run.dataset_name)
+    atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+def export(run, format: str = "onnx", out: str | Path | None = None) -> Path:
+    """Export a run (folder or Run) in ``format``; only "onnx" for now."""
+    if format not in FORMATS:
+        raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    return export_onnx(run, out)

@@ -68,7 +68,7 @@ def _layers(recipe: Recipe, n_classes: int) -> tuple[int, list[int]]:
 def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int,
              n_classes: int = 10) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
-    from mnistlab.engines import optimizer_slots
+    from mnistlab.engines.base import optimizer_slots
 
     params, widths = _layers(recipe, n_classes)
     slots = len(optimizer_slots(recipe)[0])

@@ -304,6 +304,9 @@ def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accura
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
 def predictions(images, probabilities, titles: Sequence[str], class_names: Sequence[str], path) -> Path:
     """Per image, the prepared 28x28 input (what the model saw) beside its probability bars; the
     most likely class in orange."""

@@ -197,19 +197,31 @@ def test_rerun_with_another_recipe_in_the_folder_is_refused(tmp_path, sample):
         cmp.compare(_variants(tmp_path), seeds=1, out=tmp_path / "c", dataset=sample)
 
 
-def test_html_report_is_written_when_the_installation_has_one(tmp_path, sample, monkeypatch):
-    import types
+def _links(page):
+    import re
 
-    calls = []
-    fake = types.ModuleType("mnistlab.report")
-    fake.write_compare = lambda out: calls.append(out) or out / "report.html"
-    monkeypatch.setitem(sys.modules, "mnistlab.report", fake)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
-    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.wide]")[0]), seeds=1,
-                        out=tmp_path / "c", dataset=sample)
-    assert calls == [tmp_path / "c"] and board["report"] == str(tmp_path / "c" / "report.html")
-    # and the leaderboard it reads was already complete when it was called
-    assert json.loads((tmp_path / "c" / "leaderboard.json").read_text())["baseline"] == "small"
+    return re.findall(r'href="([^"#][^"]*)"', page.read_text(encoding="utf-8"))
+
+
+def test_compare_page_links_every_run_report_and_report_cli_rewrites_it(tmp_path, sample,
+                                                                        monkeypatch, capsys):
+    out = tmp_path / "c"
+    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.adam]")[0]), seeds=2, out=out,
+                        dataset=sample)
+    page = out / "report.html"
+    assert board["report"] == str(page)
+    runs = sorted(f"runs/{n}-seed{s}/report.html" for n in ("small", "wide") for s in (0, 1))
+    assert sorted(_links(page)) == runs and all((out / link).is_file() for link in runs)
+    # the page was written from the finished leaderboard
+    assert json.loads((out / "leaderboard.json").read_text())["baseline"] == "small"
+
+    page.unlink()
+    (out / runs[0]).unlink()  # a run report gone missing is written again
+    monkeypatch.setattr(sys, "argv", ["mnistlab", "report", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"report: {page}"
+    assert sorted(_links(page)) == runs and (out / runs[0]).is_file()
 
 
 def _cli_worker(variants_file, out, url):

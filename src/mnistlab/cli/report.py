@@ -9,17 +9,18 @@ import typer
 
 
 def report(
-    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare folder "
-                                  "(holding leaderboard.json)."),
+    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare "
+                                  "folder (holding leaderboard.json)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write.",
                                        show_default="FOLDER/report.html"),
 ) -> None:
-    """Write one self-contained HTML report: figures embedded, readable offline, on a phone, on paper."""
+    """Write one self-contained HTML report: figures embedded, readable offline, on a phone,
+    on paper."""
     from mnistlab import report as rep
     from mnistlab.report_compare import LEADERBOARD
 
     if (folder / LEADERBOARD).is_file():
-        path = rep.write_compare(folder, out)
+        path = rep.write_compare(folder, out, run_reports=True)  # every run link works
     else:
         path = rep.write(folder, out)
     typer.echo(f"report: {path}")

@@ -171,8 +171,11 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
     calls.clear()
     monkeypatch.setattr(cmp, "_train_one", lambda *a, **k: (calls.append(a[:1] + a[2:3]),
                                                             real(*a, **k))[1])
-    board = cmp.compare(variants, seeds=2, out=tmp_path / "c", dataset=sample)
+    reported = []
+    board = cmp.compare(variants, seeds=2, out=tmp_path / "c", dataset=sample,
+                        on_run=lambda d, tags: reported.append(str(d)))
     retrained = {p for p, _ in calls}
+    assert sorted(reported) == sorted(retrained)  # each run this process finished, once
     assert len(calls) == 6 - 1 and str(half) in retrained
     assert (str(half), True) in calls and all(not r for p, r in calls if p != str(half))
     assert str(tmp_path / "c" / finished[0]) not in retrained
@@ -184,9 +187,20 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
 def test_jobs_two_gives_the_same_numbers_as_one(tmp_path, sample):
     variants = _variants(tmp_path, TINY.replace("[variants.adam]\noptimizer = \"adam\"\n"
                                                 "lr = 0.003\n", ""))
-    one = cmp.compare(variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample)
-    two = cmp.compare(variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample)
+    seen = {"one": [], "two": []}
+
+    def on_run(key):
+        return lambda d, tags: seen[key].append((d.relative_to(tmp_path / key).as_posix(), tags))
+
+    one = cmp.compare(variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample,
+                      on_run=on_run("one"))
+    two = cmp.compare(variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample,
+                      on_run=on_run("two"))
     assert _numbers(one) == _numbers(two) and len(_numbers(one)) == 4
+    expected = [(f"runs/{n}-seed{s}", {"mnistlab.compare": "v", "mnistlab.variant": n,
+                                       "mnistlab.seed": str(s)})
+                for n in ("small", "wide") for s in (0, 1)]
+    assert seen["one"] == expected and sorted(seen["two"], key=str) == sorted(expected, key=str)
     assert [v["p_value"] for v in one["variants"]] == [v["p_value"] for v in two["variants"]]
 
 

@@ -139,9 +139,14 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     import optuna
 
     space = srch.load_space(_space(tmp_path, SPACE.replace("epochs = 1", "epochs = 3")))
+    seen = []
     result = srch.search(space, 2, out=tmp_path / "p", dataset=tiny,
-                         pruner=optuna.pruners.ThresholdPruner(lower=1.01))  # prunes everything
+                         pruner=optuna.pruners.ThresholdPruner(lower=1.01),  # prunes everything
+                         on_run=lambda d, tags: seen.append((d, tags)))
     assert result["counts"]["PRUNED"] == 2 and result["best"] is None
+    assert seen == [(tmp_path / "p" / "trials" / f"trial-000{n}",
+                     {"mnistlab.study": "space", "mnistlab.trial": str(n),
+                      "mnistlab.trial_state": "PRUNED"}) for n in (0, 1)]
     study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "p"))
     for t in study.trials:
         assert list(t.intermediate_values) == [1]

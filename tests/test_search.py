@@ -187,6 +187,25 @@ def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
     assert trials[2].system_attrs["failed_trial"] == 1 and trials[2].params == trials[1].params
 
 
+def test_sqlite_tables_are_created_by_one_worker_at_a_time(tmp_path, monkeypatch):
+    # SQLite answers a second concurrent creator of Optuna's tables with "table already exists"
+    from filelock import FileLock, Timeout
+
+    db = tmp_path / "study.db"
+    real, opened = studies._rdb_storage, []
+
+    def while_locked(url, kwargs, heartbeat):
+        with pytest.raises(Timeout):
+            FileLock(f"{db}.claim.lock").acquire(timeout=0)
+        opened.append(url)
+        return real(url, kwargs, heartbeat)
+
+    monkeypatch.setattr(studies, "_rdb_storage", while_locked)
+    studies.make_storage(f"sqlite:///{db}")
+    assert opened == [f"sqlite:///{db}"] and db.is_file()
+    FileLock(f"{db}.claim.lock").acquire(timeout=0)  # and released afterwards
+
+
 def test_storage_url_must_name_a_file_or_server(tmp_path):
     assert studies.storage_url(None, tmp_path).startswith("sqlite:///")
     for bad in ("sqlite://", "sqlite:///", "mysql://x@y/z", "study.db"):

@@ -171,8 +171,11 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
     calls.clear()
     monkeypatch.setattr(cmp, "_train_one", lambda *a, **k: (calls.append(a[:1] + a[2:3]),
                                                             real(*a, **k))[1])
-    board = cmp.compare(variants, seeds=2, out=tmp_path / "c", dataset=sample)
+    reported = []
+    board = cmp.compare(variants, seeds=2, out=tmp_path / "c", dataset=sample,
+                        on_run=lambda d, tags: reported.append(str(d)))
     retrained = {p for p, _ in calls}
+    assert sorted(reported) == sorted(retrained)  # each run this process finished, once
     assert len(calls) == 6 - 1 and str(half) in retrained
     assert (str(half), True) in calls and all(not r for p, r in calls if p != str(half))
     assert str(tmp_path / "c" / finished[0]) not in retrained
@@ -184,9 +187,20 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
 def test_jobs_two_gives_the_same_numbers_as_one(tmp_path, sample):
     variants = _variants(tmp_path, TINY.replace("[variants.adam]\noptimizer = \"adam\"\n"
                                                 "lr = 0.003\n", ""))
-    one = cmp.compare(variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample)
-    two = cmp.compare(variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample)
+    seen = {"one": [], "two": []}
+
+    def on_run(key):
+        return lambda d, tags: seen[key].append((d.relative_to(tmp_path / key).as_posix(), tags))
+
+    one = cmp.compare(variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample,
+                      on_run=on_run("one"))
+    two = cmp.compare(variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample,
+                      on_run=on_run("two"))
     assert _numbers(one) == _numbers(two) and len(_numbers(one)) == 4
+    expected = [(f"runs/{n}-seed{s}", {"mnistlab.compare": "v", "mnistlab.variant": n,
+                                       "mnistlab.seed": str(s)})
+                for n in ("small", "wide") for s in (0, 1)]
+    assert seen["one"] == expected and sorted(seen["two"], key=str) == sorted(expected, key=str)
     assert [v["p_value"] for v in one["variants"]] == [v["p_value"] for v in two["variants"]]
 
 
@@ -197,19 +211,31 @@ def test_rerun_with_another_recipe_in_the_folder_is_refused(tmp_path, sample):
         cmp.compare(_variants(tmp_path), seeds=1, out=tmp_path / "c", dataset=sample)
 
 
-def test_html_report_is_written_when_the_installation_has_one(tmp_path, sample, monkeypatch):
-    import types
+def _links(page):
+    import re
 
-    calls = []
-    fake = types.ModuleType("mnistlab.report")
-    fake.write_compare = lambda out: calls.append(out) or out / "report.html"
-    monkeypatch.setitem(sys.modules, "mnistlab.report", fake)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
-    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.wide]")[0]), seeds=1,
-                        out=tmp_path / "c", dataset=sample)
-    assert calls == [tmp_path / "c"] and board["report"] == str(tmp_path / "c" / "report.html")
-    # and the leaderboard it reads was already complete when it was called
-    assert json.loads((tmp_path / "c" / "leaderboard.json").read_text())["baseline"] == "small"
+    return re.findall(r'href="([^"#][^"]*)"', page.read_text(encoding="utf-8"))
+
+
+def test_compare_page_links_every_run_report_and_report_cli_rewrites_it(tmp_path, sample,
+                                                                        monkeypatch, capsys):
+    out = tmp_path / "c"
+    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.adam]")[0]), seeds=2, out=out,
+                        dataset=sample)
+    page = out / "report.html"
+    assert board["report"] == str(page)
+    runs = sorted(f"runs/{n}-seed{s}/report.html" for n in ("small", "wide") for s in (0, 1))
+    assert sorted(_links(page)) == runs and all((out / link).is_file() for link in runs)
+    # the page was written from the finished leaderboard
+    assert json.loads((out / "leaderboard.json").read_text())["baseline"] == "small"
+
+    page.unlink()
+    (out / runs[0]).unlink()  # a run report gone missing is written again
+    monkeypatch.setattr(sys, "argv", ["mnistlab", "report", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"report: {page}"
+    assert sorted(_links(page)) == runs and (out / runs[0]).is_file()
 
 
 def _cli_worker(variants_file, out, url):

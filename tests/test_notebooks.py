@@ -49,7 +49,7 @@ def kernel_manager(tmp_path):
     return KernelManager(kernel_name="mnistlab-tutorial", kernel_spec_manager=ksm)
 
 
-@pytest.mark.slow  # ~40-90 s: seven short trainings (two on the torch engine) in a fresh kernel
+@pytest.mark.slow  # ~1-2 min: four short trainings and a 5 x 2 compare in a fresh kernel
 def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel_manager):
     import nbformat
     from nbclient import NotebookClient
@@ -70,8 +70,18 @@ def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel
     assert "full MNIST: False" in text and "mnist-sample: train (10000, 28, 28)" in text
     assert results["test accuracy, raw pixels"] < 0.3 and results["test accuracy, standardized"] > 0.8
     assert "health check: epoch 1:" in text and "unscaled raw pixels" in text
-    assert results["best variant (by validation)"] in (
-        "sgd (baseline)", "adam, lr 0.001", "l2 1e-4", "dropout 0.2", "batch norm")
+    assert results["best variant (by validation)"] in ("sgd", "adam", "l2", "dropout", "batch-norm")
+    # the comparison: a leaderboard with verdicts, and a compare page linking each run's report
+    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
+                    if c.cell_type == "code" for o in c.outputs)
+    assert "| rank | variant | validation accuracy | test accuracy |" in shown
+    assert "against sgd, Holm p = " in text and "winner by validation accuracy: " in text
+    board = json.loads((work / "tutorial-out" / "compare" / "leaderboard.json").read_text())
+    assert board["seeds"] == [0, 1] and len(board["variants"]) == 5
+    assert board["variants"][0]["name"] == results["best variant (by validation)"]
+    assert (work / "tutorial-out" / "compare" / "report.html").is_file()
+    assert all((work / "tutorial-out" / "compare" / r["path"] / "report.html").is_file()
+               for v in board["variants"] for r in v["runs"])
     assert 0.5 < results["R² of probabilities"] <= 1.0
     assert results["my digit, predicted as"] in "0123456789"
     # figures were shown inline and everything went under the working folder

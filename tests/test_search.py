@@ -139,9 +139,14 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     import optuna
 
     space = srch.load_space(_space(tmp_path, SPACE.replace("epochs = 1", "epochs = 3")))
+    seen = []
     result = srch.search(space, 2, out=tmp_path / "p", dataset=tiny,
-                         pruner=optuna.pruners.ThresholdPruner(lower=1.01))  # prunes everything
+                         pruner=optuna.pruners.ThresholdPruner(lower=1.01),  # prunes everything
+                         on_run=lambda d, tags: seen.append((d, tags)))
     assert result["counts"]["PRUNED"] == 2 and result["best"] is None
+    assert seen == [(tmp_path / "p" / "trials" / f"trial-000{n}",
+                     {"mnistlab.study": "space", "mnistlab.trial": str(n),
+                      "mnistlab.trial_state": "PRUNED"}) for n in (0, 1)]
     study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "p"))
     for t in study.trials:
         assert list(t.intermediate_values) == [1]
@@ -180,6 +185,25 @@ def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
     trials = optuna.load_study(study_name="space", storage=url).trials
     assert result["counts"]["COMPLETE"] == 3 and len(trials) == 4
     assert trials[2].system_attrs["failed_trial"] == 1 and trials[2].params == trials[1].params
+
+
+def test_sqlite_tables_are_created_by_one_worker_at_a_time(tmp_path, monkeypatch):
+    # SQLite answers a second concurrent creator of Optuna's tables with "table already exists"
+    from filelock import FileLock, Timeout
+
+    db = tmp_path / "study.db"
+    real, opened = studies._rdb_storage, []
+
+    def while_locked(url, kwargs, heartbeat):
+        with pytest.raises(Timeout):
+            FileLock(f"{db}.claim.lock").acquire(timeout=0)
+        opened.append(url)
+        return real(url, kwargs, heartbeat)
+
+    monkeypatch.setattr(studies, "_rdb_storage", while_locked)
+    studies.make_storage(f"sqlite:///{db}")
+    assert opened == [f"sqlite:///{db}"] and db.is_file()
+    FileLock(f"{db}.claim.lock").acquire(timeout=0)  # and released afterwards
 
 
 def test_storage_url_must_name_a_file_or_server(tmp_path):

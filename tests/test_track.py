@@ -127,3 +127,53 @@ def test_train_track_default_store_in_the_current_folder(monkeypatch, capsys, tm
     assert len(runs) == 1 and runs[0].data.params["hidden"] == "8"
     assert "report.html" not in {a.path for a in MlflowClient("sqlite:///mlflow.db").list_artifacts(
         runs[0].info.run_id)}
+
+
+def _tagged(uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("mnistlab")
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+@pytest.mark.slow  # ~20-40 s: a 2 x 2 compare and a 2-trial search, each run logged to MLflow
+def test_compare_and_search_track_each_finished_run_once(monkeypatch, capsys, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    quick = ["--dataset", "mnist-sample", "--train-images", "800", "--test-images", "200"]
+    variants = tmp_path / "tiny.toml"
+    variants.write_text("[base]\nhidden = [8]\nepochs = 1\n[variants.a]\n[variants.b]\nl2 = 1e-4\n")
+    for cmd, args in (("compare", [str(variants), "--seeds", "2"]),
+                      ("search", [str(variants), "--trials", "2"])):
+        code, _, err = _cli(monkeypatch, capsys, cmd, *args, "--out", str(tmp_path / cmd),
+                            "--track", "wandb")
+        assert code == 2 and "--track: expected 'mlflow'" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / cmd).exists()  # checked before anything is written or trained
+
+    cmd = ["compare", str(variants), "--seeds", "2", *quick, "--out", str(tmp_path / "c"),
+           "--track", f"mlflow:{uri}"]
+    code, out, err = _cli(monkeypatch, capsys, *cmd)
+    assert code == 0, err
+    assert out.count("tracked: ") == 4
+    runs = _tagged(uri)
+    got = sorted((r.data.tags["mnistlab.compare"], r.data.tags["mnistlab.variant"],
+                  r.data.tags["mnistlab.seed"], r.data.tags["mnistlab.run_dir"]) for r in runs)
+    assert got == [("tiny", v, str(s), str((tmp_path / "c" / "runs" / f"{v}-seed{s}").resolve()))
+                   for v in ("a", "b") for s in (0, 1)]
+    assert all(r.info.status == "FINISHED" and r.data.params["hidden"] == "8" for r in runs)
+    code, out, err = _cli(monkeypatch, capsys, *cmd)  # all done: nothing trained, nothing logged
+    assert code == 0 and "tracked: " not in out and len(_tagged(uri)) == 4
+
+    space = tmp_path / "space.toml"
+    space.write_text("[base]\nhidden = [8]\nepochs = 1\n"
+                     "[space]\nlr = { low = 0.001, high = 0.1 }\n")
+    code, out, err = _cli(monkeypatch, capsys, "search", str(space), "--trials", "2", *quick,
+                          "--out", str(tmp_path / "s"), "--track", f"mlflow:{uri}", "--quiet")
+    assert code == 0, err
+    trials = sorted((r.data.tags["mnistlab.trial"], r.data.tags["mnistlab.trial_state"],
+                     r.data.tags["mnistlab.run_dir"], r.data.params["learning_rate"])
+                    for r in _tagged(uri) if r.data.tags.get("mnistlab.study") == "space")
+    assert [t[:3] for t in trials] == [
+        (str(n), "COMPLETE", str((tmp_path / "s" / "trials" / f"trial-000{n}").resolve()))
+        for n in (0, 1)]
+    assert trials[0][3] != trials[1][3]  # the trials' own recipes, not the base's

@@ -243,7 +243,8 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
             out: str | Path | None = None, dataset=None, train_images: int | None = None,
             test_images: int | None = None, storage: str | None = None,
             study: str | None = None, heartbeat: int = 10,
-            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+            log: Callable[[str], None] | None = None,
+            on_run: Callable[[Path, dict[str, str]], None] | None = None) -> dict[str, Any]:
     """Train every variant x seed into ``out`` (resuming what is there) and write the
     leaderboard; returns the leaderboard.json object.
 
@@ -252,6 +253,9 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
     ``storage`` (a study URL, as for search): the runs become the queued trials of a shared
     Optuna study, so any number of processes on any number of machines work through one
     compare; each writes the leaderboard once all runs are finished.
+    ``on_run(run_dir, tags)`` is called once per run this process finishes (with --storage:
+    once per run it reports to the study), tags naming the compare, variant and seed; e.g.
+    ``lambda d, tags: mnistlab.track.log_run(d, uri, tags=tags)``.
     """
     from mnistlab import datasets
 
@@ -261,6 +265,12 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
     if not isinstance(jobs, int) or jobs < 1:
         raise MnistlabError(f"--jobs: expected an integer >= 1, got {jobs!r}")
     log = log or (lambda _text: None)
+
+    def finished(vname: str, s: int, run_dir: Path) -> None:
+        if on_run is not None:
+            on_run(Path(run_dir), {"mnistlab.compare": variants.name, "mnistlab.variant": vname,
+                                   "mnistlab.seed": str(s)})
+
     base = variants.recipes[variants.baseline]
     if out is None:
         from mnistlab.paths import runs_dir
@@ -281,16 +291,16 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
         if jobs != 1:
             raise MnistlabError("--jobs: with --storage every `mnistlab compare` process is one "
                                 "worker; start more of them (on any machine) instead")
-        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log)
+        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log, finished)
     else:
-        records = _local(plan, ds, jobs, log)
+        records = _local(plan, ds, jobs, log, finished)
     board = leaderboard(records, variants, seed_list, ds)
     write_leaderboard(out, board)
     board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
     return board
 
 
-def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
     """Train what the plan lacks in this process or a pool of ``jobs`` processes."""
     todo = []
     for name, s, run_dir, recipe in plan:
@@ -305,6 +315,7 @@ def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
             _train_one(str(run_dir), recipe, resume, ds)
             done += 1
             log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+            finished(name, s, run_dir)
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
@@ -313,10 +324,11 @@ def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
             futures = {pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
                        for name, s, run_dir, recipe, resume in todo}
             for future in as_completed(futures):
-                future.result()
+                run_dir = Path(future.result())
                 name, s, resume = futures[future]
                 done += 1
                 log(f"[{done}/{len(plan)}] {name} seed {s}{' (resumed)' if resume else ''}")
+                finished(name, s, run_dir)
         finally:
             # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -324,7 +336,7 @@ def _local(plan, ds, jobs: int, log) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | None,
-            heartbeat: int, log) -> dict[tuple[str, int], dict[str, Any]]:
+            heartbeat: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
     `mnistlab compare` processes share (see mnistlab.studies); returns every run's record."""
     import base64
@@ -370,6 +382,7 @@ def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | 
                                            "correct": packed, "worker": worker})
         if studies.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
+            finished(vname, s, run_dir)
     records = {}
     for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")

@@ -128,8 +128,8 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
-    """leaderboard.json, leaderboard.csv and leaderboard.png in ``out``; the HTML report too
-    when this installation has one."""
+    """leaderboard.json, leaderboard.csv, leaderboard.png and the HTML page (report.html, with
+    the runs' own reports) in ``out``."""
     atomic_write_json(out / "leaderboard.json", _json_safe(board))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -144,21 +144,12 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
     board["report"] = write_report(out)
 
 
-def write_report(out: Path) -> str | None:
-    """The HTML page of the compare, when ``mnistlab.report.write_compare`` is available."""
-    import importlib
-    import importlib.util
+def write_report(out: Path) -> str:
+    """The compare's HTML page, and first the report.html of every run folder that lacks one,
+    so each of the page's run links leads somewhere."""
+    from mnistlab.report import write_compare
 
-    # The HTML report is an optional part of the package: an installation without the module
-    # (or without its compare page) writes no page and advertises none. A report module that
-    # exists but fails to import is a real error and is not hidden.
-    if importlib.util.find_spec("mnistlab.report") is None:
-        return None
-    write_compare = getattr(importlib.import_module("mnistlab.report"), "write_compare", None)
-    if write_compare is None:
-        return None
-    path = write_compare(out)
-    return None if path is None else str(path)
+    return str(write_compare(out, run_reports=True))
 
 
 def _blank(v: Any) -> Any:

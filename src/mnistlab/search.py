@@ -221,9 +221,14 @@ def suggest(trial, space: Space) -> Recipe:
 def search(space: Space, trials: int, *, storage: str | None = None, study: str | None = None,
            out: str | Path | None = None, dataset=None, train_images: int | None = None,
            test_images: int | None = None, heartbeat: int = HEARTBEAT, pruner=None,
-           log: Callable[[str], None] | None = None) -> dict[str, Any]:
+           log: Callable[[str], None] | None = None,
+           on_run: Callable[[Path, dict[str, str]], None] | None = None) -> dict[str, Any]:
     """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml and
-    trials.csv in ``out``; return {"study", "best", "counts", "out"}."""
+    trials.csv in ``out``; return {"study", "best", "counts", "out"}.
+
+    ``on_run(run_dir, tags)`` is called once per trial this worker reports complete or pruned,
+    tags naming the study, the trial number and its state (e.g. to log it with
+    ``mnistlab.track.log_run(run_dir, uri, tags=tags)``)."""
     import optuna
 
     from mnistlab import datasets
@@ -258,12 +263,18 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
     log(f"search {study_name}: {trials} trials on {ds.name} ({len(ds.x_train):,} train images), "
         f"storage {safe_url(url)}, worker {worker}")
     for trial in claims(st, rdb, url, study_name, heartbeat, target=trials):
-        _run_trial(st, trial, space, ds, out, worker, rdb, heartbeat, log)
+        state = _run_trial(st, trial, space, ds, out, worker, rdb, heartbeat, log)
+        if state is not None and on_run is not None:
+            on_run(out / trial.user_attrs["run"], {"mnistlab.study": study_name,
+                                                   "mnistlab.trial": str(trial.number),
+                                                   "mnistlab.trial_state": state})
     return _finish(st, out, space, log)
 
 
 def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbeat: int,
-               log) -> None:
+               log) -> str | None:
+    """Train one trial and report it; return its state name when this worker finished it
+    (COMPLETE or PRUNED), else None."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -298,13 +309,16 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
         log(f"trial {trial.number}: failed by another worker (no heartbeat for "
             f"{GRACE * heartbeat} s); its retry counts instead")
     elif pruned:
-        tell(st, trial, log, state=TrialState.PRUNED)
-        log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
+        if tell(st, trial, log, state=TrialState.PRUNED):
+            log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
+            return TrialState.PRUNED.name
     elif value is None or not math.isfinite(value):
         tell(st, trial, log, state=TrialState.FAIL)
         log(f"trial {trial.number}: no validation accuracy; failed")
     elif tell(st, trial, log, value):
         log(f"trial {trial.number}: val_accuracy {value:.4f}  {trial.params}")
+        return TrialState.COMPLETE.name
+    return None
 
 
 # ---- results ----------------------------------------------------------------------------

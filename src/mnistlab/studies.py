@@ -41,15 +41,26 @@ def storage_url(url: str | None, out: Path) -> str:
 
 
 def make_storage(url: str, heartbeat: int = HEARTBEAT):
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 60}  # workers on one machine wait for the file lock
+        # Optuna creates its tables on first use, and SQLite answers a second creator with
+        # "table already exists" (an OperationalError), so workers on one file take turns.
+        from filelock import FileLock
+
+        first_use = FileLock(url.split("///", 1)[1] + ".claim.lock")
+    else:
+        kwargs["pool_pre_ping"] = True
+        first_use = contextlib.nullcontext()
+    with first_use:
+        return _rdb_storage(url, kwargs, heartbeat)
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}  # workers on one machine wait for the file lock
-    else:
-        kwargs["pool_pre_ping"] = True
     for attempt in range(5):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

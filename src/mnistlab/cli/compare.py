@@ -37,25 +37,32 @@ def compare_command(
                                         "(default: compare-<name>)."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="With --storage: seconds between a "
                                   "run's heartbeats; silent for 3x this, it is retried."),
+    track: str | None = typer.Option(None, "--track", help="Also log each finished run to "
+                                        "MLflow: mlflow or mlflow:URI (default URI "
+                                        "sqlite:///mlflow.db)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
 ) -> None:
     """Compare recipe variants over seeds: validation ranks, paired McNemar tests on test images."""
     from rich.console import Console
 
     from mnistlab import compare as cmp
+    from mnistlab.cli.report import run_tracker, tracking_uri
     from mnistlab.errors import RecipeError
     from mnistlab.leaderboard import print_leaderboard
+
+    track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
 
     if (variants_file is None) == (preset is None):
         raise RecipeError("give a variants file or --preset NAME (one of: "
                           + ", ".join(cmp.preset_names()) + ")")
     variants = cmp.load_variants(variants_file) if variants_file else cmp.load_preset(preset)
     console = Console(highlight=False, soft_wrap=True)
+    log = None if quiet else console.print
     try:
         board = cmp.compare(variants, seeds=seeds, jobs=jobs, out=out, dataset=dataset,
                             train_images=train_images, test_images=test_images,
                             storage=storage, study=study, heartbeat=heartbeat,
-                            log=None if quiet else console.print)
+                            log=log, on_run=run_tracker(track_uri, log))
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command again to continue (finished runs are kept)",
                    err=True)

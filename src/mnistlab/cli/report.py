@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -9,17 +10,18 @@ import typer
 
 
 def report(
-    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare folder "
-                                  "(holding leaderboard.json)."),
+    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare "
+                                  "folder (holding leaderboard.json)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write.",
                                        show_default="FOLDER/report.html"),
 ) -> None:
-    """Write one self-contained HTML report: figures embedded, readable offline, on a phone, on paper."""
+    """Write one self-contained HTML report: figures embedded, readable offline, on a phone,
+    on paper."""
     from mnistlab import report as rep
     from mnistlab.report_compare import LEADERBOARD
 
     if (folder / LEADERBOARD).is_file():
-        path = rep.write_compare(folder, out)
+        path = rep.write_compare(folder, out, run_reports=True)  # every run link works
     else:
         path = rep.write(folder, out)
     typer.echo(f"report: {path}")
@@ -38,6 +40,21 @@ def tracking_uri(track: Optional[str]) -> Optional[str]:
     uri = parse_target(track)
     require_mlflow()
     return uri
+
+
+def run_tracker(track_uri: Optional[str], echo: Optional[Callable[[str], None]]):
+    """The ``on_run`` callback of compare and search that logs each finished run folder to
+    MLflow with its tags (None without --track); ``echo`` says so (None: quietly)."""
+    if track_uri is None:
+        return None
+    from mnistlab.track import log_run
+
+    def on_run(run_dir: Path, tags: dict[str, str]) -> None:
+        run_id = log_run(run_dir, track_uri, tags=tags)
+        if echo is not None:
+            echo(f"tracked: {run_dir.name} as MLflow run {run_id} in {track_uri}")
+
+    return on_run
 
 
 def after_train(run_dir: Path, write_report: bool, track_uri: Optional[str], quiet: bool) -> None:

@@ -34,20 +34,26 @@ def search_command(
                                               "test images (quick trials)."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between a running trial's "
                                   "heartbeats; silent for 3x this, it is failed and retried."),
+    track: Optional[str] = typer.Option(None, "--track", help="Also log each finished run to "
+                                        "MLflow: mlflow or mlflow:URI (default URI "
+                                        "sqlite:///mlflow.db)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
 ) -> None:
     """Search recipe fields with Optuna (pruning on validation accuracy); resumable, scales out."""
     from rich.console import Console
 
     from mnistlab import search as srch
+    from mnistlab.cli.report import run_tracker, tracking_uri
 
+    track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
     space = srch.load_space(space_file)
     console = Console(highlight=False, soft_wrap=True)
+    log = None if quiet else console.print
     try:
         result = srch.search(space, trials, storage=storage, study=study, out=out,
                              dataset=dataset, train_images=train_images,
                              test_images=test_images, heartbeat=heartbeat,
-                             log=None if quiet else console.print)
+                             log=log, on_run=run_tracker(track_uri, log))
     except KeyboardInterrupt:
         typer.echo("interrupted: the trial is queued again; run the same command to continue",
                    err=True)

@@ -260,7 +260,7 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
-        lrs = learning_rates(recipe, epoch, steps)
+        lrs = learning_rates(recipe, epoch, steps, history)
         try:
             with report.epoch(epoch + 1, recipe.epochs, steps) as on_progress:
                 loss, acc = engine.train_epoch(x_train, y_train, order, lrs, epoch, on_progress)

@@ -57,6 +57,8 @@ SECTIONS = {
                   "plateau_factor", "plateau_patience", "plateau_min_delta", "plateau_cooldown",
                   "min_lr"),
     "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads"),
+    "augment": ("augment_shift", "augment_rotate", "augment_scale", "augment_elastic",
+                "augment_elastic_sigma"),
 }
 
 
@@ -119,6 +121,14 @@ class Recipe:
     engine: str = _f("auto", "training engine (auto: fast when it supports the recipe)",
                      choices=ENGINES)
     threads: int | None = _f(None, "CPU threads (unset: the engine's measured choice)")
+    # augment (training images only, redrawn every epoch; 0 = off)
+    augment_shift: float = _f(0.0, "random shift of each training image, up to this many pixels "
+                                   "along each axis")
+    augment_rotate: float = _f(0.0, "random rotation, up to this many degrees either way")
+    augment_scale: float = _f(0.0, "random zoom by a factor within 1 +/- this fraction")
+    augment_elastic: float = _f(0.0, "elastic distortion strength alpha in pixels (Simard 2003: "
+                                     "34 with sigma 4)")
+    augment_elastic_sigma: float = _f(4.0, "smoothness of the elastic distortion, in pixels")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -219,12 +229,17 @@ class Recipe:
                 raise bad(name, "a number > 0")
         if not _is_int(self.plateau_cooldown) or self.plateau_cooldown < 0:
             raise bad("plateau_cooldown", "an integer >= 0")
-        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "plateau_min_delta", "min_lr"):
+        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "plateau_min_delta", "min_lr",
+                     "augment_shift", "augment_elastic"):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:
                 raise bad(name, "a number >= 0")
-        for name in ("validation_split", "dropout", "momentum", "label_smoothing"):
+        if not _is_num(self.augment_rotate) or not 0 <= self.augment_rotate <= 180:
+            raise bad("augment_rotate", "a number of degrees in [0, 180]")
+        if not _is_num(self.augment_elastic_sigma) or not self.augment_elastic_sigma > 0:
+            raise bad("augment_elastic_sigma", "a number > 0")
+        for name in ("validation_split", "dropout", "momentum", "label_smoothing", "augment_scale"):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not 0 <= getattr(self, name) < 1:

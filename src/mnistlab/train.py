@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, runs
+from mnistlab import __version__, augment, runs
 from mnistlab.datasets import Dataset
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.health import HealthWarning, check_epoch, check_history
@@ -261,9 +261,10 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
         lrs = learning_rates(recipe, epoch, steps, history)
+        x_epoch = augment.epoch_images(recipe, xtr_u8, order, epoch, x_train, mean, std)
         try:
             with report.epoch(epoch + 1, recipe.epochs, steps) as on_progress:
-                loss, acc = engine.train_epoch(x_train, y_train, order, lrs, epoch, on_progress)
+                loss, acc = engine.train_epoch(x_epoch, y_train, order, lrs, epoch, on_progress)
         except KeyboardInterrupt:
             report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
                         f"mnistlab train --resume {run_dir}")

@@ -162,3 +162,38 @@ def test_fit_trains_with_augmentation_and_resumes_exactly(tmp_path, kind, monkey
     resumed = fit(out=tmp_path / "cut", resume=True, quiet=True, dataset=small)
     for k in whole.weights:
         np.testing.assert_array_equal(resumed.weights[k], whole.weights[k], err_msg=k)
+
+
+def test_cli_flags_train_with_augmentation_or_fail_in_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from mnistlab.cli import main
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(sys, "argv", [
+        "mnistlab", "train", "--dataset", "mnist-sample", "--hidden", "8", "--epochs", "1",
+        "--augment-shift", "1.5", "--augment-rotate", "5", "--quiet", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None)
+    assert runs.load_run(tmp_path / "r").recipe.augment_rotate == 5.0
+    monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--augment-scale", "1.5"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "augment_scale" in err
+
+
+def test_best_presets_load_and_say_what_they_measured():
+    from importlib import resources
+
+    from mnistlab.engines.fast import FastEngine
+    from mnistlab.recipe import load_preset
+
+    mlp, cnn = load_preset("best-mlp"), load_preset("best-cnn")
+    assert mlp.kind == "mlp" and FastEngine.unsupported(mlp) is None and augment.active(mlp)
+    assert cnn.kind == "cnn" and augment.active(cnn)
+    for name in ("best-mlp", "best-cnn"):
+        text = (resources.files("mnistlab") / "presets" / f"{name}.toml").read_text()
+        assert "seed 0" in text and "test accuracy" in text and "how it was found" in text.lower()

@@ -211,10 +211,8 @@ class Recipe:
 
         for name, choices in (("normalize", NORMALIZE), ("kind", KINDS),
                               ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("engine", ENGINES)):
-            if getattr(self, name) not in choices:
-                raise bad(name, "one of " + ", ".join(choices))
-        for name, choices in (("plateau_monitor", MONITORS),):
+                              ("schedule", SCHEDULES), ("engine", ENGINES),
+                              ("plateau_monitor", MONITORS)):
             if getattr(self, name) not in choices:
                 raise bad(name, "one of " + ", ".join(choices))
         for name in ("batch_size", "epochs", "kernel_size", "step_size", "plateau_patience"):

@@ -35,7 +35,8 @@ KINDS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 MAX_CONV_BLOCKS = 4  # 28 -> 14 -> 7 -> 3 -> 1: a fifth 2x2 max-pool has nothing left to pool
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adadelta")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "plateau")
+PLATEAU_MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 ENGINES = ("auto", "fast", "reference")
 MONITORS = ("val_loss", "val_accuracy")
 ALIASES = {"lr": "learning_rate"}
@@ -56,9 +57,13 @@ SECTIONS = {
     "model": ("kind", "hidden", "conv_channels", "kernel_size", "activation", "dropout",
               "batch_norm", "l2", "max_norm"),
     "optimizer": ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "weight_decay",
-                  "schedule", "warmup_epochs", "step_size", "gamma"),
+                  "schedule", "warmup_epochs", "step_size", "gamma", "plateau_monitor",
+                  "plateau_factor", "plateau_patience", "plateau_min_delta", "plateau_cooldown",
+                  "min_lr"),
     "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads",
             "early_stopping", "monitor", "restore_best"),
+    "augment": ("augment_shift", "augment_rotate", "augment_scale", "augment_elastic",
+                "augment_elastic_sigma"),
 }
 
 
@@ -101,8 +106,19 @@ class Recipe:
     weight_decay: float | None = _f(None, "decoupled weight decay (adamw; unset: Keras' 0.004)")
     schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warm-up length in epochs")
-    step_size: int = _f(1, "epochs between lr drops (schedule=step)")
-    gamma: float = _f(0.1, "lr factor at each drop (schedule=step)")
+    step_size: int = _f(1, "epochs per lr factor gamma (schedule=step: a drop every step_size "
+                           "epochs; exponential: the same decay spread smoothly over the steps)")
+    gamma: float = _f(0.1, "lr factor per step_size epochs (schedule=step or exponential)")
+    plateau_monitor: str = _f("val_loss", "number watched by schedule=plateau (Keras' "
+                              "ReduceLROnPlateau); losses must fall, accuracies rise",
+                              choices=PLATEAU_MONITORS)
+    plateau_factor: float = _f(0.1, "lr factor when the monitored number stalls (schedule=plateau)")
+    plateau_patience: int = _f(10, "epochs without improvement before the lr drops "
+                                   "(schedule=plateau)")
+    plateau_min_delta: float = _f(1e-4, "smallest change that counts as an improvement "
+                                        "(schedule=plateau)")
+    plateau_cooldown: int = _f(0, "epochs after a drop before stalls count again (schedule=plateau)")
+    min_lr: float = _f(0.0, "the lr schedule=plateau never drops below")
     # fit
     batch_size: int = _f(32, "samples per optimizer step")
     epochs: int = _f(5, "passes over the training part")
@@ -116,6 +132,14 @@ class Recipe:
                                 "(needs validation_split > 0); 0 = off")
     monitor: str = _f("val_loss", "validation metric early stopping watches", choices=MONITORS)
     restore_best: bool = _f(True, "with early stopping, the run keeps the best epoch's weights")
+    # augment (training images only, redrawn every epoch; 0 = off)
+    augment_shift: float = _f(0.0, "random shift of each training image, up to this many pixels "
+                                   "along each axis")
+    augment_rotate: float = _f(0.0, "random rotation, up to this many degrees either way")
+    augment_scale: float = _f(0.0, "random zoom by a factor within 1 +/- this fraction")
+    augment_elastic: float = _f(0.0, "elastic distortion strength alpha in pixels (Simard 2003: "
+                                     "34 with sigma 4)")
+    augment_elastic_sigma: float = _f(4.0, "smoothness of the elastic distortion, in pixels")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -236,10 +260,10 @@ class Recipe:
         for name, choices in (("normalize", NORMALIZE), ("kind", KINDS),
                               ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
                               ("schedule", SCHEDULES), ("engine", ENGINES),
-                              ("monitor", MONITORS)):
+                              ("monitor", MONITORS), ("plateau_monitor", PLATEAU_MONITORS)):
             if getattr(self, name) not in choices:
                 raise bad(name, "one of " + ", ".join(choices))
-        for name in ("batch_size", "epochs", "kernel_size", "step_size"):
+        for name in ("batch_size", "epochs", "kernel_size", "step_size", "plateau_patience"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "an integer >= 1")
         for name in ("seed", "early_stopping"):
@@ -252,18 +276,30 @@ class Recipe:
         for name in ("learning_rate",):
             if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
                 raise bad(name, "a number > 0")
-        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "max_norm"):
+        if not _is_int(self.plateau_cooldown) or self.plateau_cooldown < 0:
+            raise bad("plateau_cooldown", "an integer >= 0")
+        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "max_norm",
+                     "plateau_min_delta", "min_lr", "augment_shift", "augment_elastic"):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:
                 raise bad(name, "a number >= 0")
-        for name in ("validation_split", "dropout", "momentum", "label_smoothing"):
+        if not _is_num(self.augment_rotate) or not 0 <= self.augment_rotate <= 180:
+            raise bad("augment_rotate", "a number of degrees in [0, 180]")
+        if not _is_num(self.augment_elastic_sigma) or not self.augment_elastic_sigma > 0:
+            raise bad("augment_elastic_sigma", "a number > 0")
+        for name in ("validation_split", "dropout", "momentum", "label_smoothing", "augment_scale"):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 raise bad(name, "a number in [0, 1)")
-        if not _is_num(self.gamma) or not 0 < self.gamma <= 1:
-            raise bad("gamma", "a number in (0, 1]")
+        for name in ("gamma", "plateau_factor"):
+            if not _is_num(getattr(self, name)) or not 0 < getattr(self, name) <= 1:
+                raise bad(name, "a number in (0, 1]")
+        if (self.schedule == "plateau" and self.plateau_monitor.startswith("val_")
+                and self.validation_split == 0):
+            raise bad("plateau_monitor", "'loss' or 'accuracy' when validation_split is 0 (no "
+                      "validation numbers to watch)")
         for name in ("batch_norm", "nesterov", "shuffle", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")

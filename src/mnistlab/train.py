@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, memory, runlock, runs
+from mnistlab import __version__, augment, memory, runlock, runs
 from mnistlab._io import normalize
 from mnistlab.datasets import Dataset
 from mnistlab.engines.base import Engine
@@ -322,10 +322,11 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
     for epoch in range(start, end):
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(x_train), recipe.shuffle)
-        lrs = learning_rates(recipe, epoch, steps)
+        lrs = learning_rates(recipe, epoch, steps, history)
+        x_epoch = augment.epoch_images(recipe, xtr_u8, order, epoch, x_train, mean, std)
         try:
             with report.epoch(epoch + 1, recipe.epochs, steps) as on_progress:
-                loss, acc = engine.train_epoch(x_train, y_train, order, lrs, epoch, on_progress)
+                loss, acc = engine.train_epoch(x_epoch, y_train, order, lrs, epoch, on_progress)
         except KeyboardInterrupt:
             report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
                         f"mnistlab train --resume {run_dir}")

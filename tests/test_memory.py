@@ -13,6 +13,9 @@ def test_the_notebook_recipe_is_counted_exactly():
     assert est.parameters == 134794
     assert est.weights == 134794 * 4 * 5
     assert est.data == 70000 * 784 * 5
+    # augmentation redraws the training images into one more float32 copy each epoch
+    shifted = memory.estimate(Recipe(augment_shift=2.0), 42000, 18000, 10000)
+    assert shifted.data == est.data + 42000 * 784 * 4
 
 
 def test_buffers_never_count_more_rows_than_the_data_has():

@@ -123,7 +123,7 @@ def epoch_images(recipe: Recipe, images: np.ndarray, order: np.ndarray, epoch: i
     """The training array of epoch ``epoch``: ``x`` itself without augmentation, else a new one.
 
     ``images`` are the raw training images (N, H, W) and ``x`` their normalized float32 rows
-    (N, H*W) (``runs.preprocess(images, mean, std)``). Row ``i`` of the result is image ``i``
+    (N, H*W) (``normalize.preprocess(images, mean, std)``). Row ``i`` of the result is image ``i``
     redrawn with the parameters of the batch ``order`` puts it in, then normalized the same way;
     so the engine's contract (batch ``k`` is ``result[order[k*bs:(k+1)*bs]]``) holds unchanged.
     """
@@ -140,7 +140,7 @@ def epoch_images(recipe: Recipe, images: np.ndarray, order: np.ndarray, epoch: i
         params = {key: None if parts[0][key] is None else np.concatenate([p[key] for p in parts])
                   for key in parts[0]}
         rows = transform(images[idx], **params).reshape(len(idx), -1)
-        rows -= np.float32(mean)  # runs.preprocess's arithmetic
+        rows -= np.float32(mean)  # normalize.preprocess's arithmetic
         rows /= np.float32(std)
         out[idx] = rows
     return out

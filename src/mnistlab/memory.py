@@ -68,6 +68,7 @@ def _layers(recipe: Recipe, n_classes: int) -> tuple[int, list[int]]:
 def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int,
              n_classes: int = 10) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
+    from mnistlab import augment
     from mnistlab.engines.base import optimizer_slots
 
     params, widths = _layers(recipe, n_classes)
@@ -81,6 +82,8 @@ def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int,
     eval_step = eval_rows * (N_INPUTS + 2 * max(widths)) * FLOAT
     n_all = n_train + n_val + n_test
     data = n_all * N_INPUTS * (1 + FLOAT)  # uint8 images, float32 copies
+    if augment.active(recipe):  # each epoch's redrawn training images are one more copy
+        data += n_train * N_INPUTS * FLOAT
     return Estimate(params, weights, train_step + eval_step, data)
 
 

@@ -56,8 +56,9 @@ print(json.dumps({"import": 0.0, "load": t2 - t1, "check": int(x[::997].sum()) +
 def run(code: str, home: str) -> dict:
     env = {**os.environ, "MNISTLAB_HOME": home, "MNISTLAB_OFFLINE": "1"}
     env.pop("MNISTLAB_DATA_DIR", None)
-    out = subprocess.run([sys.executable, "-c", code, str(DATA)], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(DATA)], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -97,8 +98,10 @@ def main() -> int:
         t.add_row(what, f"{s:.3f}", f"{b / s:.1f}x faster" if s < b else f"{s / b:.1f}x slower")
     t.add_row(rows[-1][0], f"{b:.3f}", "1.0x (baseline)")
     Console().print(t)
-    print(f"(import mnistlab: {med(seconds, 'import'):.3f} s, not included above; "
-          f"target second load <= 0.2 s: {'met' if med(seconds) <= 0.2 else 'NOT met'})")
+    print(
+        f"(import mnistlab: {med(seconds, 'import'):.3f} s, not included above; "
+        f"target second load <= 0.2 s: {'met' if med(seconds) <= 0.2 else 'NOT met'})"
+    )
     return 0
 
 

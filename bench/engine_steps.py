@@ -60,8 +60,13 @@ def load_data(data_dir: Path | None):
     n_tr = int(round(len(x) * 0.7))
     mean, std = x[:n_tr].mean(), x[:n_tr].std()
     x = (x - mean) / std
-    return (np.ascontiguousarray(x[:n_tr]), y[:n_tr], np.ascontiguousarray(x[n_tr:]), y[n_tr:],
-            source)
+    return (
+        np.ascontiguousarray(x[:n_tr]),
+        y[:n_tr],
+        np.ascontiguousarray(x[n_tr:]),
+        y[n_tr:],
+        source,
+    )
 
 
 def matmul_floor_epoch(eng, x, order, bs=32) -> None:
@@ -70,7 +75,7 @@ def matmul_floor_epoch(eng, x, order, bs=32) -> None:
     acts = [np.empty((bs, w.shape[0]), np.float32) for w in ws] + [np.empty((bs, 10), np.float32)]
     grads = [np.empty_like(w) for w in ws]
     for k in range(len(order) // bs):
-        np.take(x, order[k * bs:(k + 1) * bs], axis=0, out=acts[0])
+        np.take(x, order[k * bs : (k + 1) * bs], axis=0, out=acts[0])
         for i, w in enumerate(ws):
             np.matmul(acts[i], w, out=acts[i + 1])
         for i in range(len(ws) - 1, -1, -1):
@@ -80,16 +85,25 @@ def matmul_floor_epoch(eng, x, order, bs=32) -> None:
 
 
 VARIANTS = {
-    "notebook (sgd)": {}, "adam": {"optimizer": "adam", "learning_rate": 1e-3},
+    "notebook (sgd)": {},
+    "adam": {"optimizer": "adam", "learning_rate": 1e-3},
     "rmsprop": {"optimizer": "rmsprop", "learning_rate": 1e-3},
     "adamw": {"optimizer": "adamw", "learning_rate": 1e-3},
     "nadam": {"optimizer": "nadam", "learning_rate": 1e-3},
     "adagrad": {"optimizer": "adagrad"},
     "adadelta": {"optimizer": "adadelta", "learning_rate": 1.0},
-    "l2 1e-4": {"l2": 1e-4}, "dropout 0.2": {"dropout": 0.2}, "batch norm": {"batch_norm": True},
+    "l2 1e-4": {"l2": 1e-4},
+    "dropout 0.2": {"dropout": 0.2},
+    "batch norm": {"batch_norm": True},
     "max-norm 3": {"max_norm": 3.0},
-    "all combined": {"optimizer": "adam", "learning_rate": 1e-3, "l2": 1e-4, "dropout": 0.2,
-                     "batch_norm": True, "max_norm": 3.0},
+    "all combined": {
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "l2": 1e-4,
+        "dropout": 0.2,
+        "batch_norm": True,
+        "max_norm": 3.0,
+    },
 }
 
 
@@ -105,7 +119,7 @@ def time_variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
         r = Recipe(threads=1, **kw)
         engines[name] = FastEngine(r, init_weights(r), backend=backend)
     steps = steps_per_epoch(len(xtr), 32)
-    first = engines["notebook (sgd)"]   # compile or load numba's cache outside the timing
+    first = engines["notebook (sgd)"]  # compile or load numba's cache outside the timing
     first.train_epoch(xtr[:64], ytr[:64], np.arange(64), learning_rates(first.recipe, 0, 2), 0)
     cpu: dict[str, list[float]] = {k: [] for k in engines}
     for rep in range(repeats):
@@ -117,8 +131,10 @@ def time_variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
             cpu[name].append(time.process_time() - c)
         print(f"  repetition {rep + 1}/{repeats} done", file=sys.stderr)
     ref = statistics.median(cpu["notebook (sgd)"])
-    print(f"data: {source}; fast engine, {backend} back end, 1 thread; CPU seconds per training "
-          f"epoch ({len(xtr)} samples, batch 32), {repeats} interleaved repetitions")
+    print(
+        f"data: {source}; fast engine, {backend} back end, 1 thread; CPU seconds per training "
+        f"epoch ({len(xtr)} samples, batch 32), {repeats} interleaved repetitions"
+    )
     print(f"{'variant':16s} {'min':>6s} {'median':>7s} {'ratio':>6s}")
     for name, ts in cpu.items():
         med = statistics.median(ts)
@@ -130,8 +146,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--no-torch", action="store_true", help="skip the torch autograd variant")
-    ap.add_argument("--variants", action="store_true",
-                    help="time the notebook's variants on the fast engine instead")
+    ap.add_argument(
+        "--variants",
+        action="store_true",
+        help="time the notebook's variants on the fast engine instead",
+    )
     ap.add_argument("--backend", default="numba", choices=("numba", "numpy"))
     args = ap.parse_args()
 
@@ -194,15 +213,21 @@ def main() -> None:
 
     ref_name = "numba  1 thr" if "numba  1 thr" in times else "numpy  1 thr"
     ref = statistics.median(times[ref_name])
-    print(f"\nseconds per epoch (train {len(xtr)} + validate {len(xva)}), "
-          f"{args.repeats} interleaved repetitions; ratio = median / median of '{ref_name}'")
+    print(
+        f"\nseconds per epoch (train {len(xtr)} + validate {len(xva)}), "
+        f"{args.repeats} interleaved repetitions; ratio = median / median of '{ref_name}'"
+    )
     cref = statistics.median(cpu[ref_name])
-    print(f"{'variant':24s} {'wall min':>8s} {'median':>7s} {'ratio':>6s}   {'cpu min':>7s} "
-          f"{'median':>7s} {'ratio':>6s}")
+    print(
+        f"{'variant':24s} {'wall min':>8s} {'median':>7s} {'ratio':>6s}   {'cpu min':>7s} "
+        f"{'median':>7s} {'ratio':>6s}"
+    )
     for name, ts in times.items():
         med, cmed = statistics.median(ts), statistics.median(cpu[name])
-        print(f"{name:24s} {min(ts):8.3f} {med:7.3f} {med / ref:6.2f}   {min(cpu[name]):7.3f} "
-              f"{cmed:7.3f} {cmed / cref:6.2f}")
+        print(
+            f"{name:24s} {min(ts):8.3f} {med:7.3f} {med / ref:6.2f}   {min(cpu[name]):7.3f} "
+            f"{cmed:7.3f} {cmed / cref:6.2f}"
+        )
     print("(matmul floor rows: products only, no validation, no elementwise work, no update)")
 
     # inference target: all 10,000 test-set-sized rows
@@ -216,8 +241,10 @@ def main() -> None:
                 t = time.perf_counter()
                 predict_proba(base, w0, xt)
                 ts.append(time.perf_counter() - t)
-        print(f"predict_proba 10,000 rows, {threads} thr: min {min(ts) * 1e3:.1f} ms, "
-              f"median {statistics.median(ts) * 1e3:.1f} ms")
+        print(
+            f"predict_proba 10,000 rows, {threads} thr: min {min(ts) * 1e3:.1f} ms, "
+            f"median {statistics.median(ts) * 1e3:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

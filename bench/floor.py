@@ -29,7 +29,9 @@ sys.path.insert(0, str(HERE / "_peers"))
 sys.path.insert(0, str(HERE))
 
 
-def step_products(sizes: list[int], batch: int) -> list[tuple[str, tuple[int, int, int], bool, bool]]:
+def step_products(
+    sizes: list[int], batch: int
+) -> list[tuple[str, tuple[int, int, int], bool, bool]]:
     """(name, (m, k, n), transpose_a, transpose_b) of every product in one training step."""
     prods = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -106,7 +108,9 @@ def mnistlab_epoch(dataset: str, epochs: int, threads: int | None, limit: int | 
     import frameworks
     import mnistlab_engine
 
-    args = frameworks.parse_args(["--dataset", dataset] + (["--limit", str(limit)] if limit else []))
+    args = frameworks.parse_args(
+        ["--dataset", dataset] + (["--limit", str(limit)] if limit else [])
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.npz"
         frameworks.prepare(args, 0, path)
@@ -114,19 +118,32 @@ def mnistlab_epoch(dataset: str, epochs: int, threads: int | None, limit: int | 
     eng, clock, train_s, _ = mnistlab_engine.train(d, epochs, threads=threads)
     warm = train_s[1:] if len(train_s) > 1 else train_s
     whole = clock.seconds[1:] if len(clock.seconds) > 1 else clock.seconds
-    return {"train_s": statistics.median(warm), "epoch_s": statistics.median(whole),
-            "n_train": d["n_train"], "engine": eng.name, "threads": getattr(eng, "threads", None)}
+    return {
+        "train_s": statistics.median(warm),
+        "epoch_s": statistics.median(whole),
+        "n_train": d["n_train"],
+        "engine": eng.name,
+        "threads": getattr(eng, "threads", None),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS / torch threads for the products (mnistlab's default is 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS / torch threads for the products (mnistlab's default is 1)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3, help="mnistlab epochs to time")
-    p.add_argument("--limit", type=int, default=None,
-                   help="time fewer steps and train on the first N images (smoke runs)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="time fewer steps and train on the first N images (smoke runs)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip torch's throughput")
     p.add_argument("--no-mnistlab", action="store_true", help="skip timing mnistlab's epoch")
     args = p.parse_args(argv)
@@ -141,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     steps = math.ceil(n_train / recipe.batch_size)
     prods = step_products(sizes, recipe.batch_size)
     gflop_epoch = flops(prods) * steps / 1e9
-    print(f"recipe {'-'.join(map(str, sizes))}, batch {recipe.batch_size}: {len(prods)} products "
-          f"per step, {flops(prods) / 1e6:.2f} MFLOP per step, {steps} steps per epoch = "
-          f"{gflop_epoch:.2f} GFLOP per epoch; {args.threads} thread(s); noisy on a shared machine")
+    print(
+        f"recipe {'-'.join(map(str, sizes))}, batch {recipe.batch_size}: {len(prods)} products "
+        f"per step, {flops(prods) / 1e6:.2f} MFLOP per step, {steps} steps per epoch = "
+        f"{gflop_epoch:.2f} GFLOP per epoch; {args.threads} thread(s); noisy on a shared machine"
+    )
 
     from threadpoolctl import threadpool_limits
 
@@ -173,22 +192,32 @@ def main(argv: list[str] | None = None) -> int:
     for lib in results:
         t.add_column(lib, justify="right")
     for j, (name, (m, k, n), _, _) in enumerate(prods):
-        t.add_row(name, f"{m}x{k}x{n}", *(f"{r['each_us'][j]:.1f} ({2 * m * k * n / r['each_us'][j] / 1e3:.0f})"
-                                          for r in results.values()))
+        t.add_row(
+            name,
+            f"{m}x{k}x{n}",
+            *(
+                f"{r['each_us'][j]:.1f} ({2 * m * k * n / r['each_us'][j] / 1e3:.0f})"
+                for r in results.values()
+            ),
+        )
     Console(width=120).print(t)
     floor = {}
     for lib, r in results.items():
         floor[lib] = r["best_s"]
-        print(f"{lib:6s}: one epoch of products back to back {r['best_s']:.3f} s best, "
-              f"{r['median_s']:.3f} s median = {gflop_epoch / r['best_s']:.0f} GFLOP/s "
-              f"(sum of single products {sum(r['each_us']) * steps / 1e6:.3f} s)")
+        print(
+            f"{lib:6s}: one epoch of products back to back {r['best_s']:.3f} s best, "
+            f"{r['median_s']:.3f} s median = {gflop_epoch / r['best_s']:.0f} GFLOP/s "
+            f"(sum of single products {sum(r['each_us']) * steps / 1e6:.3f} s)"
+        )
     best_lib = min(floor, key=floor.get)
     print(f"floor per epoch (training products only): {floor[best_lib]:.3f} s ({best_lib})")
     if mnist:
-        print(f"mnistlab ({mnist['engine']} engine, threads {mnist['threads']}): training pass "
-              f"{mnist['train_s']:.3f} s = {mnist['train_s'] / floor[best_lib]:.2f}x the floor; "
-              f"whole epoch incl. validation {mnist['epoch_s']:.3f} s = "
-              f"{mnist['epoch_s'] / floor[best_lib]:.2f}x")
+        print(
+            f"mnistlab ({mnist['engine']} engine, threads {mnist['threads']}): training pass "
+            f"{mnist['train_s']:.3f} s = {mnist['train_s'] / floor[best_lib]:.2f}x the floor; "
+            f"whole epoch incl. validation {mnist['epoch_s']:.3f} s = "
+            f"{mnist['epoch_s'] / floor[best_lib]:.2f}x"
+        )
     return 0
 
 

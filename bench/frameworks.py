@@ -50,30 +50,46 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the four IDX files (default ../shared/data/<dataset>)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the four IDX files (default ../shared/data/<dataset>)",
+    )
     p.add_argument("--reps", type=int, default=3, help="repetitions (seed, seed+1, ...)")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--peers", default=",".join(PEERS),
-                   help=f"comma-separated subset of {', '.join(PEERS)}")
+    p.add_argument(
+        "--peers", default=",".join(PEERS), help=f"comma-separated subset of {', '.join(PEERS)}"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None,
-                   help="use only the first N training and test images (smoke runs)")
-    p.add_argument("--engine", default="auto", choices=("auto", "fast", "reference"),
-                   help="mnistlab's engine")
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter that runs the peers (one with the [bench] extra)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N training and test images (smoke runs)",
+    )
+    p.add_argument(
+        "--engine", default="auto", choices=("auto", "fast", "reference"), help="mnistlab's engine"
+    )
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that runs the peers (one with the [bench] extra)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per peer run")
     p.add_argument("--json", type=Path, default=None, help="also write all raw results here")
     args = p.parse_args(argv)
     args.peers = [s.strip() for s in args.peers.split(",") if s.strip()]
     unknown = [s for s in args.peers if s not in PEERS]
     if unknown or not args.peers:
-        p.error(f"--peers: unknown {', '.join(unknown) or '(empty)'}; expected some of "
-                + ", ".join(PEERS))
+        p.error(
+            f"--peers: unknown {', '.join(unknown) or '(empty)'}; expected some of "
+            + ", ".join(PEERS)
+        )
     for name in ("reps", "epochs"):
         if getattr(args, name) < 1:
             p.error(f"--{name}: expected an integer >= 1")
@@ -93,7 +109,7 @@ def prepare(args: argparse.Namespace, seed: int, path: Path) -> dict:
     ds = datasets.load(args.dataset, data_dir=args.data_dir or DEFAULT_DATA / args.dataset)
     x, y, xt, yt = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if args.limit:
-        x, y, xt, yt = x[:args.limit], y[:args.limit], xt[:args.limit], yt[:args.limit]
+        x, y, xt, yt = x[: args.limit], y[: args.limit], xt[: args.limit], yt[: args.limit]
     recipe = Recipe(seed=seed)
     # Keras' split point (floor), from the same function mnistlab's fit uses.
     n_train = len(split_validation(x, y, recipe.validation_split)[0])
@@ -101,27 +117,43 @@ def prepare(args: argparse.Namespace, seed: int, path: Path) -> dict:
     mean, std = normalization_stats(x[:n_train], "standardize")  # what mnistlab's fit uses
 
     weights = init_weights(recipe)
-    np.savez(path, x_all=preprocess(x, mean, std), y_all=y.astype(np.int64),
-             x_test=preprocess(xt, mean, std),
-             y_test=yt.astype(np.int64), n_train=n_train, seed=seed,
-             validation_split=recipe.validation_split,
-             n_layers=len(recipe.hidden) + 1, **weights)
+    np.savez(
+        path,
+        x_all=preprocess(x, mean, std),
+        y_all=y.astype(np.int64),
+        x_test=preprocess(xt, mean, std),
+        y_test=yt.astype(np.int64),
+        n_train=n_train,
+        seed=seed,
+        validation_split=recipe.validation_split,
+        n_layers=len(recipe.hidden) + 1,
+        **weights,
+    )
     return {"n_train": n_train, "n_val": len(x) - n_train, "n_test": len(xt)}
 
 
 def missing_modules(python: str, modules: list[str]) -> list[str]:
     """Which of ``modules`` the interpreter ``python`` cannot find (no import, so cheap)."""
-    code = ("import importlib.util, sys; "
-            "print(','.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))")
-    out = subprocess.run([python, "-c", code, *modules], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import importlib.util, sys; "
+        "print(','.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+    )
+    out = subprocess.run(
+        [python, "-c", code, *modules], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return [m for m in out.split(",") if m]
 
 
 def run_peer(args: argparse.Namespace, peer: str, data: Path, out: Path) -> dict:
     """One peer, one repetition, in a fresh process; its JSON result or {'error': ...}."""
-    cmd = [args.python, str(PEERS_DIR / f"{PEERS[peer]}.py"), str(data), str(out),
-           "--epochs", str(args.epochs)]
+    cmd = [
+        args.python,
+        str(PEERS_DIR / f"{PEERS[peer]}.py"),
+        str(data),
+        str(out),
+        "--epochs",
+        str(args.epochs),
+    ]
     if peer == "mnistlab":
         cmd += ["--engine", args.engine]
     try:
@@ -168,14 +200,27 @@ def print_table(rows: dict[str, dict], title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("peer", "s/epoch", "1st epoch s", "samples/s", "test acc (per seed)",
-                "peak RSS MiB", "time / mnistlab"):
+    for col in (
+        "peer",
+        "s/epoch",
+        "1st epoch s",
+        "samples/s",
+        "test acc (per seed)",
+        "peak RSS MiB",
+        "time / mnistlab",
+    ):
         t.add_column(col, justify="left" if col.startswith(("peer", "test")) else "right")
     for peer, r in rows.items():
         accs = " ".join(f"{a * 100:.2f}" for a in r["test_acc"])
-        t.add_row(LABELS[peer], f"{r['epoch_s']:.3f}", f"{r['first_epoch_s']:.3f}",
-                  f"{r['samples_per_s']:,.0f}", f"{np.mean(r['test_acc']) * 100:.2f} % ({accs})",
-                  f"{r['rss_mb']:.0f}", "-" if r["ratio"] is None else f"{r['ratio']:.2f}x")
+        t.add_row(
+            LABELS[peer],
+            f"{r['epoch_s']:.3f}",
+            f"{r['first_epoch_s']:.3f}",
+            f"{r['samples_per_s']:,.0f}",
+            f"{np.mean(r['test_acc']) * 100:.2f} % ({accs})",
+            f"{r['rss_mb']:.0f}",
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+        )
     Console(width=150).print(t)
 
 
@@ -186,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         mod = importlib.import_module(PEERS[peer])
         missing = missing_modules(args.python, list(mod.REQUIRES))
         if missing:
-            print(f"skipping {peer}: missing packages {', '.join(missing)} in {args.python}; "
-                  f"install them with: {common.INSTALL_HINT}")
+            print(
+                f"skipping {peer}: missing packages {', '.join(missing)} in {args.python}; "
+                f"install them with: {common.INSTALL_HINT}"
+            )
         else:
             available.append(peer)
     if not available:
@@ -200,34 +247,51 @@ def main(argv: list[str] | None = None) -> int:
             data = Path(tmp) / f"data-{seed}.npz"
             sizes = prepare(args, seed, data)
             if rep == 0:
-                print(f"{args.dataset}: {sizes['n_train']} train / {sizes['n_val']} validation / "
-                      f"{sizes['n_test']} test, {args.epochs} epochs, {args.reps} reps; "
-                      "timings are noisy on a shared machine")
+                print(
+                    f"{args.dataset}: {sizes['n_train']} train / {sizes['n_val']} validation / "
+                    f"{sizes['n_test']} test, {args.epochs} epochs, {args.reps} reps; "
+                    "timings are noisy on a shared machine"
+                )
             # Rotate the order each repetition so no peer always runs first (or after a hog).
-            order = available[rep % len(available):] + available[:rep % len(available)]
+            order = available[rep % len(available) :] + available[: rep % len(available)]
             for peer in order:
                 res = run_peer(args, peer, data, Path(tmp) / f"{peer}-{seed}.json")
                 res["seed"] = seed
                 results[peer].append(res)
                 if "epoch_seconds" in res:
                     ep = ", ".join(f"{s:.2f}" for s in res["epoch_seconds"])
-                    print(f"rep {rep + 1}/{args.reps} seed {seed} {peer}: epochs [{ep}] s, "
-                          f"test acc {res['test_accuracy'] * 100:.2f} %, "
-                          f"RSS {res['peak_rss_mb']:.0f} MiB")
+                    print(
+                        f"rep {rep + 1}/{args.reps} seed {seed} {peer}: epochs [{ep}] s, "
+                        f"test acc {res['test_accuracy'] * 100:.2f} %, "
+                        f"RSS {res['peak_rss_mb']:.0f} MiB"
+                    )
                 else:
-                    print(f"rep {rep + 1}/{args.reps} seed {seed} {peer}: "
-                          f"{res.get('missing') or res.get('error')}")
+                    print(
+                        f"rep {rep + 1}/{args.reps} seed {seed} {peer}: "
+                        f"{res.get('missing') or res.get('error')}"
+                    )
             data.unlink()
     rows = summarize(results)
     if not rows:
         print("error: every peer run failed (see above)")
         return 1
-    print_table(rows, f"notebook recipe, {args.dataset}, batch 32, median of {args.reps} reps "
-                      f"(s/epoch = epochs 2..{args.epochs}, incl. validation)")
+    print_table(
+        rows,
+        f"notebook recipe, {args.dataset}, batch 32, median of {args.reps} reps "
+        f"(s/epoch = epochs 2..{args.epochs}, incl. validation)",
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "summary": rows, "runs": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "summary": rows,
+                    "runs": results,
+                },
+                indent=1,
+            )
+        )
     return 0 if all(p in rows for p in available) else 1
 
 

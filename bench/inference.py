@@ -50,7 +50,7 @@ def singles(run, x: np.ndarray, n: int) -> np.ndarray:
     run.predict_proba(x[:1])
     lat = np.empty(n)
     for i in range(n):
-        img = x[i % len(x): i % len(x) + 1]
+        img = x[i % len(x) : i % len(x) + 1]
         t0 = time.perf_counter()
         run.predict_proba(img)
         lat[i] = time.perf_counter() - t0
@@ -59,16 +59,29 @@ def singles(run, x: np.ndarray, n: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", nargs="?", type=Path, default=None,
-                   help="a run folder (default: train a quick model in a temporary folder)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
-                   help="folder with full MNIST's IDX files (test images)")
+    p.add_argument(
+        "run",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a run folder (default: train a quick model in a temporary folder)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with full MNIST's IDX files (test images)",
+    )
     p.add_argument("--preset", default="notebook", help="recipe of the quick model")
     p.add_argument("--epochs", type=int, default=1, help="epochs of the quick model")
     p.add_argument("--repeats", type=int, default=20, help="batched evaluations to time")
     p.add_argument("--singles", type=int, default=1000, help="single-image calls to time")
-    p.add_argument("--threads", type=int, default=None,
-                   help="limit BLAS threads (default: the library's own choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads (default: the library's own choice)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use the first N test images")
     args = p.parse_args(argv)
     for name in ("repeats", "singles", "epochs"):
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = quick_run(Path(tmp) / "run", args.data_dir, args.preset, args.epochs)
             else:
                 run = runs.load_run(args.run)
-            x, y = ds.x_test[:args.limit], ds.y_test[:args.limit]
+            x, y = ds.x_test[: args.limit], ds.y_test[: args.limit]
             x = np.ascontiguousarray(x)
             return measure(run, x, y, args)
     except MnistlabError as exc:
@@ -99,10 +112,17 @@ def measure(run, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> int:
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    limit = threadpool_limits(args.threads, user_api="blas") if args.threads else contextlib.nullcontext()
+    limit = (
+        threadpool_limits(args.threads, user_api="blas")
+        if args.threads
+        else contextlib.nullcontext()
+    )
     with limit:
-        blas = [f"{i['internal_api']} {i['num_threads']} thread(s)" for i in threadpool_info()
-                if i["user_api"] == "blas"]
+        blas = [
+            f"{i['internal_api']} {i['num_threads']} thread(s)"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
         acc = float((run.predict_proba(x).argmax(1) == y).mean())
         bt = batched(run, x, args.repeats)
         pre = []
@@ -112,18 +132,26 @@ def measure(run, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> int:
             pre.append(time.perf_counter() - t0)
         lat = singles(run, x, args.singles)
     med = statistics.median(bt)
-    print(f"model: {run.recipe.name} ({run.recipe.kind}, hidden {run.recipe.hidden}), "
-          f"test accuracy {acc * 100:.2f} % on {len(x)} images; BLAS: {', '.join(blas) or '?'}")
-    print(f"batched: {len(x)} images in {med * 1e3:.1f} ms median (best {min(bt) * 1e3:.1f} ms, "
-          f"{args.repeats} repeats) = {len(x) / med:,.0f} predictions/s; raw uint8 in, "
-          f"incl. {statistics.median(pre) * 1e3:.1f} ms of preprocessing")
+    print(
+        f"model: {run.recipe.name} ({run.recipe.kind}, hidden {run.recipe.hidden}), "
+        f"test accuracy {acc * 100:.2f} % on {len(x)} images; BLAS: {', '.join(blas) or '?'}"
+    )
+    print(
+        f"batched: {len(x)} images in {med * 1e3:.1f} ms median (best {min(bt) * 1e3:.1f} ms, "
+        f"{args.repeats} repeats) = {len(x) / med:,.0f} predictions/s; raw uint8 in, "
+        f"incl. {statistics.median(pre) * 1e3:.1f} ms of preprocessing"
+    )
     p50, p99 = np.percentile(lat, [50, 99]) * 1e6
-    print(f"single image: p50 {p50:.0f} us, p99 {p99:.0f} us ({args.singles} calls) "
-          f"= {1 / np.median(lat):,.0f} calls/s")
+    print(
+        f"single image: p50 {p50:.0f} us, p99 {p99:.0f} us ({args.singles} calls) "
+        f"= {1 / np.median(lat):,.0f} calls/s"
+    )
     scaled = med * 10_000 / len(x) * 1e3
     verdict = "meets" if scaled <= GOAL_MS else "misses"
-    print(f"goal: 10,000 test images in <= {GOAL_MS:.0f} ms: {scaled:.1f} ms "
-          f"({verdict}; noisy on a shared machine)")
+    print(
+        f"goal: 10,000 test images in <= {GOAL_MS:.0f} ms: {scaled:.1f} ms "
+        f"({verdict}; noisy on a shared machine)"
+    )
     return 0
 
 

@@ -37,7 +37,9 @@ PAPER, INK = (238, 236, 230), (25, 25, 35)
 # ---- rendering helpers ------------------------------------------------------------------
 def coverage(digit: np.ndarray, side: int) -> np.ndarray:
     """The 28x28 digit upscaled smoothly to side x side: ink coverage 0..1 (float32)."""
-    big = Image.fromarray(np.asarray(digit, np.uint8)).resize((side, side), Image.Resampling.BICUBIC)
+    big = Image.fromarray(np.asarray(digit, np.uint8)).resize(
+        (side, side), Image.Resampling.BICUBIC
+    )
     return np.clip(np.asarray(big, np.float32) / 255.0, 0.0, 1.0)
 
 
@@ -69,8 +71,10 @@ def skeleton(digit: np.ndarray, scale: int = 4) -> np.ndarray:
     while True:
         changed = False
         for step in (0, 1):
-            p = [np.roll(np.roll(m, -dy, 0), -dx, 1) for dy, dx in
-                 ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))]
+            p = [
+                np.roll(np.roll(m, -dy, 0), -dx, 1)
+                for dy, dx in ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+            ]
             b = sum(q.astype(np.int8) for q in p)
             a = sum(((~p[i]) & p[(i + 1) % 8]).astype(np.int8) for i in range(8))
             if step == 0:
@@ -85,8 +89,9 @@ def skeleton(digit: np.ndarray, scale: int = 4) -> np.ndarray:
             return m[1:-1, 1:-1]
 
 
-def draw_strokes(digit: np.ndarray, side: int, width: float, fg, bg, mode: str = "RGB",
-                 margin: float = 0.0) -> Image.Image:
+def draw_strokes(
+    digit: np.ndarray, side: int, width: float, fg, bg, mode: str = "RGB", margin: float = 0.0
+) -> Image.Image:
     """The digit's skeleton drawn as polylines between neighbouring path pixels with a round
     brush ``width`` px wide, as a canvas app draws a stroke (segments plus round joins)."""
     sk = skeleton(digit)
@@ -103,8 +108,11 @@ def draw_strokes(digit: np.ndarray, side: int, width: float, fg, bg, mode: str =
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
         for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
             if (y + dy, x + dx) in pts:
-                d.line([(cx, cy), (off + (x + dx + 0.5) * k, off + (y + dy + 0.5) * k)],
-                       fill=fg, width=max(1, round(width)))
+                d.line(
+                    [(cx, cy), (off + (x + dx + 0.5) * k, off + (y + dy + 0.5) * k)],
+                    fill=fg,
+                    width=max(1, round(width)),
+                )
     return img
 
 
@@ -116,7 +124,7 @@ def clean(d, rng):
 def tight_crop(d, rng):
     cov = coverage(d, 280)
     rows, cols = np.flatnonzero((cov > 0.02).any(1)), np.flatnonzero((cov > 0.02).any(0))
-    return encode(on_paper(cov[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], rng=rng))
+    return encode(on_paper(cov[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], rng=rng))
 
 
 def low_res_16(d, rng):
@@ -145,8 +153,9 @@ def lined_paper(d, rng):
     img = on_paper(coverage(d, 320), rng=rng)
     step = int(rng.integers(30, 45))
     for y in range(int(rng.integers(5, step)), 320, step):
-        img[y:y + 2] = img[y:y + 2] * 0.3 + np.array([150, 180, 230], np.float32) * 0.7 \
-            * (img[y:y + 2] / 238.0)  # blue rules, multiplied under the ink
+        img[y : y + 2] = img[y : y + 2] * 0.3 + np.array([150, 180, 230], np.float32) * 0.7 * (
+            img[y : y + 2] / 238.0
+        )  # blue rules, multiplied under the ink
     return encode(img)
 
 
@@ -177,8 +186,11 @@ def chalkboard(d, rng):
     board = np.array([38, 62, 48], np.float32)
     chalk = np.array([235, 235, 225], np.float32)
     texture = rng.normal(0.0, 4.0, cov.shape)[..., None]
-    smudge = np.asarray(Image.fromarray((rng.random((8, 8)) * 25).astype(np.float32)).resize(
-        cov.shape[::-1], Image.Resampling.BICUBIC))[..., None]
+    smudge = np.asarray(
+        Image.fromarray((rng.random((8, 8)) * 25).astype(np.float32)).resize(
+            cov.shape[::-1], Image.Resampling.BICUBIC
+        )
+    )[..., None]
     img = board + smudge + texture + (chalk - board) * (cov[..., None] * rng.uniform(0.7, 1.0))
     return encode(img)
 
@@ -188,7 +200,7 @@ def small_on_page(d, rng):
     side = int(rng.integers(70, 110))
     cov = np.zeros((page_h, page_w), np.float32)
     y, x = int(rng.integers(50, page_h - side - 50)), int(rng.integers(50, page_w - side - 50))
-    cov[y:y + side, x:x + side] = coverage(d, side)
+    cov[y : y + side, x : x + side] = coverage(d, side)
     return encode(on_paper(cov, noise=3.0, rng=rng), "JPEG", quality=88)
 
 
@@ -198,8 +210,9 @@ def colour_ink(d, rng):
 
 
 def jpeg(d, rng):
-    return encode(on_paper(coverage(d, 280), noise=3.0, rng=rng), "JPEG",
-                  quality=int(rng.integers(12, 25)))
+    return encode(
+        on_paper(coverage(d, 280), noise=3.0, rng=rng), "JPEG", quality=int(rng.integers(12, 25))
+    )
 
 
 def transparent_png(d, rng):
@@ -218,11 +231,21 @@ def canvas(d, rng):
 
 
 CONDITIONS = {
-    "clean": clean, "tight-crop": tight_crop, "low-res-16": low_res_16,
-    "scan-28-upscaled": scan_28_upscaled, "thick-marker": thick_marker, "thin-pen": thin_pen,
-    "lined-paper": lined_paper, "squared-paper": squared_paper, "shadow": shadow,
-    "chalkboard": chalkboard, "small-on-page": small_on_page, "colour-ink": colour_ink,
-    "jpeg": jpeg, "transparent-png": transparent_png, "canvas": canvas,
+    "clean": clean,
+    "tight-crop": tight_crop,
+    "low-res-16": low_res_16,
+    "scan-28-upscaled": scan_28_upscaled,
+    "thick-marker": thick_marker,
+    "thin-pen": thin_pen,
+    "lined-paper": lined_paper,
+    "squared-paper": squared_paper,
+    "shadow": shadow,
+    "chalkboard": chalkboard,
+    "small-on-page": small_on_page,
+    "colour-ink": colour_ink,
+    "jpeg": jpeg,
+    "transparent-png": transparent_png,
+    "canvas": canvas,
 }
 
 
@@ -242,8 +265,9 @@ def test_digits(data_dir: Path, n: int, seed: int):
         ds = datasets.load("mnist", data_dir=data_dir, download=False, quiet=True)
     except MnistlabError:
         ds = datasets.load("mnist-sample")
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds.x_test), min(n, len(ds.x_test)),
-                                                     replace=False))
+    idx = np.sort(
+        np.random.default_rng(seed).choice(len(ds.x_test), min(n, len(ds.x_test)), replace=False)
+    )
     return ds, ds.x_test[idx], ds.y_test[idx]
 
 
@@ -270,23 +294,37 @@ def accuracy_under(run, name: str, x: np.ndarray, y: np.ndarray, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", nargs="?", type=Path, default=None,
-                   help="a run folder (default: train --preset on MNIST in a temporary folder)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
-                   help="full MNIST's IDX files (default ../shared/data/mnist; else the bundled sample)")
+    p.add_argument(
+        "run",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a run folder (default: train --preset on MNIST in a temporary folder)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="full MNIST's IDX files (default ../shared/data/mnist; else the bundled sample)",
+    )
     p.add_argument("--preset", default="notebook", help="recipe of the quick model")
     p.add_argument("--n", type=int, default=500, help="test digits per condition")
     p.add_argument("--seed", type=int, default=0, help="picks the digits and the conditions' noise")
-    p.add_argument("--conditions", default=",".join(CONDITIONS),
-                   help="comma-separated subset of: " + ", ".join(CONDITIONS))
+    p.add_argument(
+        "--conditions",
+        default=",".join(CONDITIONS),
+        help="comma-separated subset of: " + ", ".join(CONDITIONS),
+    )
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n: expected an integer >= 1")
     names = [c.strip() for c in args.conditions.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONDITIONS]
     if unknown or not names:
-        p.error(f"--conditions: unknown {', '.join(unknown) or '(none given)'}; "
-                f"expected some of {', '.join(CONDITIONS)}")
+        p.error(
+            f"--conditions: unknown {', '.join(unknown) or '(none given)'}; "
+            f"expected some of {', '.join(CONDITIONS)}"
+        )
 
     from mnistlab import runs, train
     from mnistlab.errors import MnistlabError
@@ -301,19 +339,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run = runs.load_run(args.run)
             base = float((run.predict_proba(x).argmax(1) == y).mean())
-            print(f"model: {run.recipe.name} ({run.recipe.kind}); {len(x)} {ds.name} test digits, "
-                  f"seed {args.seed}")
-            print(f"{'condition':<18} {'accuracy':>9} {'original':>9} {'diff':>7} {'refused':>8}"
-                  f" {'s':>6}  goal (within {GOAL_POINTS:.0f} points)")
+            print(
+                f"model: {run.recipe.name} ({run.recipe.kind}); {len(x)} {ds.name} test digits, "
+                f"seed {args.seed}"
+            )
+            print(
+                f"{'condition':<18} {'accuracy':>9} {'original':>9} {'diff':>7} {'refused':>8}"
+                f" {'s':>6}  goal (within {GOAL_POINTS:.0f} points)"
+            )
             worst = 0.0
             for name in names:
                 t0 = time.perf_counter()
                 acc, refused = accuracy_under(run, name, x, y, args.seed)
                 diff = (acc - base) * 100
                 worst = min(worst, diff)
-                print(f"{name:<18} {acc * 100:8.2f}% {base * 100:8.2f}% {diff:+7.2f} {refused:8d}"
-                      f" {time.perf_counter() - t0:6.1f}  "
-                      f"{'meets' if diff >= -GOAL_POINTS else 'MISSES'}", flush=True)
+                print(
+                    f"{name:<18} {acc * 100:8.2f}% {base * 100:8.2f}% {diff:+7.2f} {refused:8d}"
+                    f" {time.perf_counter() - t0:6.1f}  "
+                    f"{'meets' if diff >= -GOAL_POINTS else 'MISSES'}",
+                    flush=True,
+                )
             print(f"worst difference: {worst:+.2f} points")
     except MnistlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,8 +44,10 @@ def temporary_postgres():
     """Yield a postgresql:// URL of a fresh server and database; stop and delete it after."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not found:
-        sys.exit("PostgreSQL binaries not found in /usr/lib/postgresql/*/bin "
-                 "(Debian: apt-get install postgresql)")
+        sys.exit(
+            "PostgreSQL binaries not found in /usr/lib/postgresql/*/bin "
+            "(Debian: apt-get install postgresql)"
+        )
     bindir = Path(found[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="mnistlab-pg-bench-"))
     prefix = []
@@ -63,15 +65,27 @@ def temporary_postgres():
     started = False
     try:
         run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        run(bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "start", "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root}")
+        run(
+            bindir / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            root / "log",
+            "-w",
+            "start",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root}",
+        )
         started = True
         run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "bench")
         yield f"postgresql://postgres@127.0.0.1:{port}/bench"
     finally:
         if started:
-            subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"], check=False, capture_output=True)
+            subprocess.run(
+                prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -82,22 +96,54 @@ def measure(url: str, workers: int, trials: int, work: Path) -> dict:
     space.write_text(SPACE)
     name = f"scaling-{workers}"
     t0 = time.monotonic()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "search", str(space), "--trials", str(trials),
-         "--storage", url, "--study", name, "--out", str(work / f"{name}-w{i}"),
-         "--dataset", "mnist-sample", "--train-images", "3000", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mnistlab",
+                "search",
+                str(space),
+                "--trials",
+                str(trials),
+                "--storage",
+                url,
+                "--study",
+                name,
+                "--out",
+                str(work / f"{name}-w{i}"),
+                "--dataset",
+                "mnist-sample",
+                "--train-images",
+                "3000",
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(workers)
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode != 0:
             sys.exit(f"worker failed:\n{err}")
     wall = time.monotonic() - t0
-    done = [t for t in optuna.load_study(study_name=name, storage=url).trials
-            if t.state.name in ("COMPLETE", "PRUNED")]
-    span = (max(t.datetime_complete for t in done)
-            - min(t.datetime_start for t in done)).total_seconds()
-    return {"workers": workers, "trials": len(done), "wall_s": wall,
-            "per_min_wall": 60 * len(done) / wall, "per_min_study": 60 * len(done) / span}
+    done = [
+        t
+        for t in optuna.load_study(study_name=name, storage=url).trials
+        if t.state.name in ("COMPLETE", "PRUNED")
+    ]
+    span = (
+        max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
+    ).total_seconds()
+    return {
+        "workers": workers,
+        "trials": len(done),
+        "wall_s": wall,
+        "per_min_wall": 60 * len(done) / wall,
+        "per_min_study": 60 * len(done) / span,
+    }
 
 
 def main() -> None:
@@ -107,12 +153,16 @@ def main() -> None:
     with temporary_postgres() as url, tempfile.TemporaryDirectory() as tmp:
         rows = [measure(url, w, args.trials, Path(tmp)) for w in (1, 2)]
     for r in rows:
-        print(f"{r['workers']} worker(s): {r['trials']} trials in {r['wall_s']:.1f} s: "
-              f"{r['per_min_wall']:.1f} trials/min (wall, start-up included), "
-              f"{r['per_min_study']:.1f} trials/min (study clock)")
-    print(f"ratio 2 workers / 1: {rows[1]['per_min_wall'] / rows[0]['per_min_wall']:.2f} (wall), "
-          f"{rows[1]['per_min_study'] / rows[0]['per_min_study']:.2f} (study clock); "
-          f"ideal on {os.cpu_count()} cores: {min(2, os.cpu_count() or 1)}.00")
+        print(
+            f"{r['workers']} worker(s): {r['trials']} trials in {r['wall_s']:.1f} s: "
+            f"{r['per_min_wall']:.1f} trials/min (wall, start-up included), "
+            f"{r['per_min_study']:.1f} trials/min (study clock)"
+        )
+    print(
+        f"ratio 2 workers / 1: {rows[1]['per_min_wall'] / rows[0]['per_min_wall']:.2f} (wall), "
+        f"{rows[1]['per_min_study'] / rows[0]['per_min_study']:.2f} (study clock); "
+        f"ideal on {os.cpu_count()} cores: {min(2, os.cpu_count() or 1)}.00"
+    )
 
 
 if __name__ == "__main__":

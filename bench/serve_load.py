@@ -133,13 +133,22 @@ def quick_run(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", nargs="?", type=Path, default=None,
-                   help="a run folder (default: train a quick model on the bundled sample)")
+    p.add_argument(
+        "run",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a run folder (default: train a quick model on the bundled sample)",
+    )
     p.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     p.add_argument("--requests", type=int, default=2000, help="requests per kind (default 2000)")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
-    p.add_argument("--max-seconds", type=float, default=60.0,
-                   help="stop issuing requests of a kind after this long (default 60)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="stop issuing requests of a kind after this long (default 60)",
+    )
     p.add_argument("--kinds", default="upload,json", help="upload, json or both (default)")
     args = p.parse_args(argv)
     for name in ("workers", "requests", "clients", "max_seconds"):
@@ -159,36 +168,52 @@ def main(argv: list[str] | None = None) -> int:
             with serve.serving(run, workers=args.workers) as server:
                 url, pid = server.url, server.process.pid
                 bodies = payloads(url)
-                print(f"server: {url}, {args.workers} worker(s); {args.clients} clients; "
-                      f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}")
-                print(f"{'kind':<8}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}"
-                      f"{'p99 ms':>9}{'server':>9}{'client':>9}  goal")
+                print(
+                    f"server: {url}, {args.workers} worker(s); {args.clients} clients; "
+                    f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}"
+                )
+                print(
+                    f"{'kind':<8}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}"
+                    f"{'p99 ms':>9}{'server':>9}{'client':>9}  goal"
+                )
                 for kind in kinds:
                     warm = min(args.requests, 4 * args.clients)
                     asyncio.run(load(url, bodies[kind], warm, args.clients, args.max_seconds))
                     cpu0 = tree_cpu(pid), own_cpu()
                     lat, errors, wall = asyncio.run(
-                        load(url, bodies[kind], args.requests, args.clients, args.max_seconds))
+                        load(url, bodies[kind], args.requests, args.clients, args.max_seconds)
+                    )
                     server_ms = (tree_cpu(pid) - cpu0[0]) / len(lat) * 1e3
                     client_ms = (own_cpu() - cpu0[1]) / len(lat) * 1e3
                     rate = len(lat) / wall
                     p50, p99 = np.percentile(lat, [50, 99]) * 1e3
                     meets = rate >= GOALS[kind] and p99 <= GOAL_P99_MS and not errors
-                    print(f"{kind:<8}{len(lat):>9}{len(errors):>8}{rate:>9.0f}{p50:>9.1f}"
-                          f"{p99:>9.1f}{server_ms:>9.2f}{client_ms:>9.2f}"
-                          f"  >= {GOALS[kind]:.0f}/s, p99 <= {GOAL_P99_MS:.0f} ms: "
-                          f"{'meets' if meets else 'misses'}")
+                    print(
+                        f"{kind:<8}{len(lat):>9}{len(errors):>8}{rate:>9.0f}{p50:>9.1f}"
+                        f"{p99:>9.1f}{server_ms:>9.2f}{client_ms:>9.2f}"
+                        f"  >= {GOALS[kind]:.0f}/s, p99 <= {GOAL_P99_MS:.0f} ms: "
+                        f"{'meets' if meets else 'misses'}"
+                    )
                     for e in sorted(set(errors))[:5]:
                         print(f"  error: {e}")
                     failed |= bool(errors)
                     capacity[kind] = (server_ms, client_ms)
-                print(f"load average after: {os.getloadavg()[0]:.1f} (above the core count, "
-                      "the machine is busy and the rates and latencies are noisy)")
-                print("server, client: CPU ms per request (the server's processes, this "
-                      "client's), less swayed by other load than the rates. From them, on 2")
-                print("idle cores the server alone would answer about " + ", ".join(
-                    f"{kind} {2000 / s:,.0f}/s ({2000 / (s + c):,.0f}/s with this client "
-                    f"on the same cores)" for kind, (s, c) in capacity.items()))
+                print(
+                    f"load average after: {os.getloadavg()[0]:.1f} (above the core count, "
+                    "the machine is busy and the rates and latencies are noisy)"
+                )
+                print(
+                    "server, client: CPU ms per request (the server's processes, this "
+                    "client's), less swayed by other load than the rates. From them, on 2"
+                )
+                print(
+                    "idle cores the server alone would answer about "
+                    + ", ".join(
+                        f"{kind} {2000 / s:,.0f}/s ({2000 / (s + c):,.0f}/s with this client "
+                        f"on the same cores)"
+                        for kind, (s, c) in capacity.items()
+                    )
+                )
     except MnistlabError as exc:
         print(f"error: {exc}")
         return 2

@@ -51,13 +51,24 @@ def child(args: argparse.Namespace) -> int:
     steps = steps_per_epoch(len(x), recipe.batch_size)
     emit({"event": "ready", "t": time.monotonic(), "engine": engine.name})
     for epoch in range(recipe.epochs):
-        engine.train_epoch(x, y, epoch_order(recipe.seed, epoch, len(x), recipe.shuffle),
-                           learning_rates(recipe, epoch, steps), epoch)
+        engine.train_epoch(
+            x,
+            y,
+            epoch_order(recipe.seed, epoch, len(x), recipe.shuffle),
+            learning_rates(recipe, epoch, steps),
+            epoch,
+        )
         _, acc = engine.evaluate(xt, yt)
         emit({"event": "epoch", "epoch": epoch + 1, "test_accuracy": acc, "t": time.monotonic()})
         if acc >= args.target:
-            emit({"event": "reached", "epoch": epoch + 1, "test_accuracy": acc,
-                  "t": time.monotonic()})
+            emit(
+                {
+                    "event": "reached",
+                    "epoch": epoch + 1,
+                    "test_accuracy": acc,
+                    "t": time.monotonic(),
+                }
+            )
             return 0
     emit({"event": "missed", "test_accuracy": acc, "t": time.monotonic()})
     return 0
@@ -69,8 +80,17 @@ def emit(obj: dict) -> None:
 
 def one_try(args: argparse.Namespace, preset: str, target: float, recipe: Path | None) -> dict:
     """Spawn the child, follow its report; times are seconds since the spawn."""
-    cmd = [args.python, str(Path(__file__).resolve()), "--child", "--preset", preset,
-           "--target", str(target), "--data-dir", str(args.data_dir)]
+    cmd = [
+        args.python,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--preset",
+        preset,
+        "--target",
+        str(target),
+        "--data-dir",
+        str(args.data_dir),
+    ]
     if recipe:
         cmd += ["--recipe", str(recipe)]
     t0 = time.monotonic()
@@ -85,23 +105,40 @@ def one_try(args: argparse.Namespace, preset: str, target: float, recipe: Path |
     for e in events:
         e["s"] = e.pop("t") - t0
     last = events[-1]
-    return {"reached": last["event"] == "reached", "seconds": last["s"],
-            "epochs": [(e["epoch"], e["test_accuracy"], e["s"]) for e in events
-                       if e["event"] == "epoch"],
-            "ready_s": events[0]["s"], "engine": events[0]["engine"]}
+    return {
+        "reached": last["event"] == "reached",
+        "seconds": last["s"],
+        "epochs": [
+            (e["epoch"], e["test_accuracy"], e["s"]) for e in events if e["event"] == "epoch"
+        ],
+        "ready_s": events[0]["s"],
+        "engine": events[0]["engine"],
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--which", default="both", choices=("mlp", "cnn", "both"))
     p.add_argument("--reps", type=int, default=3, help="timed tries per preset (median reported)")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed tries first (fill numba's compile cache, the OS page cache)")
-    p.add_argument("--recipe", type=Path, default=None,
-                   help="a recipe TOML to time instead of the preset (one --which only)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed tries first (fill numba's compile cache, the OS page cache)",
+    )
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="a recipe TOML to time instead of the preset (one --which only)",
+    )
     p.add_argument("--target", type=float, default=None, help="accuracy to reach (0-1)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
-                   help="folder with full MNIST's four IDX files")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with full MNIST's four IDX files",
+    )
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--timeout", type=float, default=600, help="seconds per try")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -125,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     # "Data already cached": the first load verifies the files and caches the arrays; untimed.
     datasets.load("mnist", data_dir=args.data_dir, download=False, quiet=True)
     failed = False
-    for which in (("mlp", "cnn") if args.which == "both" else (args.which,)):
+    for which in ("mlp", "cnn") if args.which == "both" else (args.which,):
         preset, target, goal = GOALS[which]
         target = args.target or target
         name = args.recipe or f"preset {preset}"
-        print(f"{which}: {name} to {target * 100:.1f} % test accuracy (goal <= {goal:.0f} s); "
-              f"{args.reps} tries, noisy on a shared machine")
+        print(
+            f"{which}: {name} to {target * 100:.1f} % test accuracy (goal <= {goal:.0f} s); "
+            f"{args.reps} tries, noisy on a shared machine"
+        )
         for _ in range(args.warmup):
             r = one_try(args, preset, target, args.recipe)
             shown = r["error"] if "error" in r else f"{r['seconds']:.2f} s"
@@ -144,15 +183,19 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ep = ", ".join(f"{e}: {a * 100:.2f} % @ {s:.2f} s" for e, a, s in r["epochs"])
             verdict = "reached" if r["reached"] else "NOT reached"
-            print(f"  try {rep + 1}: {verdict} in {r['seconds']:.2f} s (engine {r['engine']}, "
-                  f"ready to train at {r['ready_s']:.2f} s; epochs {ep})")
+            print(
+                f"  try {rep + 1}: {verdict} in {r['seconds']:.2f} s (engine {r['engine']}, "
+                f"ready to train at {r['ready_s']:.2f} s; epochs {ep})"
+            )
             if r["reached"]:
                 times.append(r["seconds"])
         if times:
             med = statistics.median(times)
-            print(f"{which}: median {med:.2f} s from process start to {target * 100:.1f} % "
-                  f"({len(times)}/{args.reps} tries reached it) - "
-                  f"{'meets' if med <= goal else 'misses'} the {goal:.0f} s goal")
+            print(
+                f"{which}: median {med:.2f} s from process start to {target * 100:.1f} % "
+                f"({len(times)}/{args.reps} tries reached it) - "
+                f"{'meets' if med <= goal else 'misses'} the {goal:.0f} s goal"
+            )
         else:
             print(f"{which}: the target was never reached")
             failed = True

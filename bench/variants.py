@@ -38,8 +38,13 @@ VARIANTS: dict[str, dict] = {
     "l2": {"l2": 1e-4},
     "dropout": {"dropout": 0.2},
     "batch_norm": {"batch_norm": True},
-    "all": {"optimizer": "adam", "learning_rate": 0.001, "l2": 1e-4, "dropout": 0.2,
-            "batch_norm": True},
+    "all": {
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "l2": 1e-4,
+        "dropout": 0.2,
+        "batch_norm": True,
+    },
 }
 BASELINE = "notebook"
 
@@ -60,8 +65,12 @@ def prepare(dataset: str, data_dir: Path | None, limit: int | None, validation_s
         x, y = x[:keep], y[:keep]
     xt, yt, xv, yv = split_validation(x, y, validation_split)
     mean, std = normalization_stats(xt, "standardize")
-    return (preprocess(xt, mean, std), np.asarray(yt, np.int64), preprocess(xv, mean, std),
-            np.asarray(yv, np.int64))
+    return (
+        preprocess(xt, mean, std),
+        np.asarray(yt, np.int64),
+        preprocess(xv, mean, std),
+        np.asarray(yv, np.int64),
+    )
 
 
 def make(variant: str, engine: str, changes: dict, threads: int | None):
@@ -97,8 +106,15 @@ def run_pair(engine, recipe, data, epochs: int) -> list[float]:
     return seconds
 
 
-def measure(variants: dict[str, dict], engines, data, epochs: int, reps: int,
-            threads: int | None = None, log=print) -> dict:
+def measure(
+    variants: dict[str, dict],
+    engines,
+    data,
+    epochs: int,
+    reps: int,
+    threads: int | None = None,
+    log=print,
+) -> dict:
     """{variant: {engine: {"epochs": [...], "s": median} | {"unsupported": why}}}."""
     pairs = [(v, e) for v in variants for e in engines]
     out: dict = {v: {} for v in variants}
@@ -115,8 +131,11 @@ def measure(variants: dict[str, dict], engines, data, epochs: int, reps: int,
                 continue
             seconds = run_pair(engine, recipe, data, epochs)
             cell["epochs"].append(seconds)
-            log(f"rep {rep + 1}/{reps} {variant} on {engine_name}: "
-                + " ".join(f"{s:.3f}" for s in seconds) + " s")
+            log(
+                f"rep {rep + 1}/{reps} {variant} on {engine_name}: "
+                + " ".join(f"{s:.3f}" for s in seconds)
+                + " s"
+            )
     for variant in out:
         for cell in out[variant].values():
             if "epochs" in cell:
@@ -128,6 +147,7 @@ def measure(variants: dict[str, dict], engines, data, epochs: int, reps: int,
 
 def table(results: dict, engines) -> list[list[str]]:
     """Rows of strings: variant, then per engine s/epoch and x plain SGD, then fast/reference."""
+
     def seconds(variant, engine):
         return results.get(variant, {}).get(engine, {}).get("s")
 
@@ -157,8 +177,9 @@ def print_table(results: dict, engines, title: str) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     print(title)
     for k, row in enumerate(rows):
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                        enumerate(zip(row, widths))))
+        print(
+            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        )
         if k == 0:
             print("  ".join("-" * w for w in widths))
     for variant, cells in results.items():
@@ -170,24 +191,36 @@ def print_table(results: dict, engines, title: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="mnist", help="dataset name (default: full MNIST)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help=f"folder with the four IDX files (default for mnist: {DEFAULT_DATA})")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="comma-separated, from: " + ", ".join(VARIANTS))
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"folder with the four IDX files (default for mnist: {DEFAULT_DATA})",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated, from: " + ", ".join(VARIANTS),
+    )
     p.add_argument("--engines", default=",".join(ENGINES), help="fast, reference or both")
     p.add_argument("--epochs", type=int, default=None, help="epochs per pair (default 3)")
     p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 2)")
     p.add_argument("--limit", type=int, default=None, help="training images (default: all)")
     p.add_argument("--threads", type=int, default=None, help="recipe threads (default: engine's)")
-    p.add_argument("--quick", action="store_true",
-                   help="a fraction of an epoch: 3,000 training images, 2 epochs, 1 repetition")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fraction of an epoch: 3,000 training images, 2 epochs, 1 repetition",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown or not args.variants:
-        p.error(f"--variants: unknown {', '.join(unknown) or '(none given)'}; "
-                f"expected some of {', '.join(VARIANTS)}")
+        p.error(
+            f"--variants: unknown {', '.join(unknown) or '(none given)'}; "
+            f"expected some of {', '.join(VARIANTS)}"
+        )
     args.engines = [e for e in args.engines.split(",") if e]
     if not args.engines or any(e not in ENGINES for e in args.engines):
         p.error(f"--engines: expected fast, reference or fast,reference, got {args.engines}")
@@ -214,17 +247,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     variants = {v: VARIANTS[v] for v in args.variants}
-    print(f"{args.dataset}: {len(data[0]):,} training / {len(data[2]):,} validation images; "
-          f"{args.epochs} epochs x {args.reps} reps per pair, interleaved; timings are noisy on "
-          "a shared machine")
+    print(
+        f"{args.dataset}: {len(data[0]):,} training / {len(data[2]):,} validation images; "
+        f"{args.epochs} epochs x {args.reps} reps per pair, interleaved; timings are noisy on "
+        "a shared machine"
+    )
     results = measure(variants, args.engines, data, args.epochs, args.reps, args.threads)
-    warm = ("epoch 1 (incl. warm-up)" if args.epochs == 1 else "epoch 2" if args.epochs == 2
-            else f"epochs 2-{args.epochs}")
+    warm = (
+        "epoch 1 (incl. warm-up)"
+        if args.epochs == 1
+        else "epoch 2"
+        if args.epochs == 2
+        else f"epochs 2-{args.epochs}"
+    )
     print_table(results, args.engines, f"\nmedian s/epoch ({warm}, training + validation)")
     if args.json is not None:
-        args.json.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v
-                                                  for k, v in vars(args).items()},
-                                         "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                    },
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -98,7 +98,9 @@ plt.show()
 summary = explore.explore(ds)
 explore.print_summary(summary)
 figures = explore.write_report(summary, OUT / "explore")
-display(Image(filename=str(figures["class_balance"])), Image(filename=str(figures["pixel_histogram"])))
+display(
+    Image(filename=str(figures["class_balance"])), Image(filename=str(figures["pixel_histogram"]))
+)
 
 # %% [markdown]
 # The classes are close to uniform, so accuracy is an honest headline number here. The pixels
@@ -130,8 +132,17 @@ display(Image(filename=str(figures["class_balance"])), Image(filename=str(figure
 # %%
 recipe = Recipe(epochs=EPOCHS)
 print("network:", report.architecture(recipe))
-for field in ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "batch_size", "epochs",
-              "validation_split", "normalize"):
+for field in (
+    "optimizer",
+    "learning_rate",
+    "decay",
+    "momentum",
+    "nesterov",
+    "batch_size",
+    "epochs",
+    "validation_split",
+    "normalize",
+):
     print(f"  {field:<17}{getattr(recipe, field)}")
 
 n_params = sum(w.size for w in init_weights(recipe).values())
@@ -149,8 +160,10 @@ print(f"trainable parameters: {n_params:,}")
 # %%
 raw = train("raw-pixels", recipe.replace(normalize="none"))
 for row in raw.history:
-    print(f"epoch {row['epoch']}: loss {row['loss']:.4g}, accuracy {row['accuracy']:.3f}, "
-          f"val_accuracy {row['val_accuracy']:.3f}")
+    print(
+        f"epoch {row['epoch']}: loss {row['loss']:.4g}, accuracy {row['accuracy']:.3f}, "
+        f"val_accuracy {row['val_accuracy']:.3f}"
+    )
 results["test accuracy, raw pixels"] = raw.metrics["test"]["accuracy"]
 print(f"test accuracy: {raw.metrics['test']['accuracy']:.1%}")
 
@@ -201,11 +214,15 @@ print(f"after (x - mean) / std: mean {standardized.mean():.3f}, std {standardize
 # %%
 baseline = train("standardized", recipe)
 for row in baseline.history:
-    print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.3f}, "
-          f"val_accuracy {row['val_accuracy']:.3f}")
+    print(
+        f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.3f}, "
+        f"val_accuracy {row['val_accuracy']:.3f}"
+    )
 results["test accuracy, standardized"] = baseline.metrics["test"]["accuracy"]
-print(f"test accuracy: {baseline.metrics['test']['accuracy']:.1%}   "
-      f"(raw pixels: {raw.metrics['test']['accuracy']:.1%})")
+print(
+    f"test accuracy: {baseline.metrics['test']['accuracy']:.1%}   "
+    f"(raw pixels: {raw.metrics['test']['accuracy']:.1%})"
+)
 print("health check:", baseline.warnings or "no warnings")
 print(f"the run's own statistics: mean {baseline.mean:.2f}, std {baseline.std:.2f}")
 
@@ -245,8 +262,13 @@ contenders = {
 }
 SEEDS = 3 if FULL else 2
 variants = compare.parse_variants(contenders, source="the notebook", default_name="beat-this")
-board = compare.compare(variants, seeds=SEEDS, out=OUT / "compare", dataset=ds,
-                        jobs=min(os.cpu_count() or 1, 6) if FULL else 1)
+board = compare.compare(
+    variants,
+    seeds=SEEDS,
+    out=OUT / "compare",
+    dataset=ds,
+    jobs=min(os.cpu_count() or 1, 6) if FULL else 1,
+)
 print(f"{len(variants.recipes)} variants x {SEEDS} seeds, written to {board['folder']}")
 
 
@@ -254,13 +276,17 @@ def pm(stat):
     return f"{stat['mean']:.2%} ± {stat['std']:.2%}"
 
 
-lines = ["| rank | variant | validation accuracy | test accuracy | Δ test | p (Holm) | verdict |",
-         "|---|---|---|---|---|---|---|"]
+lines = [
+    "| rank | variant | validation accuracy | test accuracy | Δ test | p (Holm) | verdict |",
+    "|---|---|---|---|---|---|---|",
+]
 for v in board["variants"]:
     diff = "" if v["diff_test"] is None else f"{v['diff_test']:+.2%}"
     p = "" if v["p_holm"] is None else f"{v['p_holm']:.3g}"
-    lines.append(f"| {v['rank']} | {v['name']} | {pm(v['val_accuracy'])} | "
-                 f"{pm(v['test_accuracy'])} | {diff} | {p} | {v['verdict']} |")
+    lines.append(
+        f"| {v['rank']} | {v['name']} | {pm(v['val_accuracy'])} | "
+        f"{pm(v['test_accuracy'])} | {diff} | {p} | {v['verdict']} |"
+    )
 display(Markdown("\n".join(lines)))
 display(Image(filename=str(Path(board["folder"]) / "leaderboard.png")))
 
@@ -290,10 +316,14 @@ results["best variant (by validation)"] = best["name"]
 results["test accuracy, best variant"] = best["test_accuracy"]["mean"]
 for v in board["variants"]:
     if v["p_holm"] is not None:
-        print(f"{v['name']}: {v['diff_test']:+.2%} test accuracy against {board['baseline']}, "
-              f"Holm p = {v['p_holm']:.3g} -> {v['verdict']}")
-print(f"winner by validation accuracy: {best['name']} (seed {best_seed['seed']}, "
-      f"report: {board['report']})")
+        print(
+            f"{v['name']}: {v['diff_test']:+.2%} test accuracy against {board['baseline']}, "
+            f"Holm p = {v['p_holm']:.3g} -> {v['verdict']}"
+        )
+print(
+    f"winner by validation accuracy: {best['name']} (seed {best_seed['seed']}, "
+    f"report: {board['report']})"
+)
 
 # %% [markdown]
 # ## 7. Metrics: precision, recall, and R² "if it makes sense"
@@ -323,7 +353,9 @@ proba = best_run.predict_proba(ds.x_test)
 label_r2 = r2_score(ds.y_test, proba.argmax(axis=1))
 prob_r2 = metrics["r2"]["probabilities_vs_onehot"]
 print(f"R² on the labels (meaningless): {label_r2:.3f}")
-print(f"R² of probabilities vs one-hot targets: {prob_r2:.3f} (Brier score {metrics['r2']['brier']:.4f})")
+print(
+    f"R² of probabilities vs one-hot targets: {prob_r2:.3f} (Brier score {metrics['r2']['brier']:.4f})"
+)
 results["R² of probabilities"] = round(prob_r2, 4)
 
 # %% [markdown]
@@ -343,8 +375,9 @@ height, width = 640, 480
 paper = np.linspace(215, 175, height)[:, None] + np.linspace(0, 12, width)[None, :]
 paper += rng.normal(0, 3, (height, width))
 photo = PILImage.fromarray(paper.clip(0, 255).astype(np.uint8))
-ImageDraw.Draw(photo).line([(150, 215), (335, 190), (290, 290), (225, 470)], fill=45, width=26,
-                           joint="curve")
+ImageDraw.Draw(photo).line(
+    [(150, 215), (335, 190), (290, 290), (225, 470)], fill=45, width=26, joint="curve"
+)
 photo = photo.filter(ImageFilter.GaussianBlur(2))
 photo_path = OUT / "my_digit.jpg"
 photo.save(photo_path, quality=85)

@@ -92,18 +92,26 @@ def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -
         "n_train": len(indices["train"]),
         "n_test": len(indices["test"]),
         "files": files,
-        "source": {"dataset": "mnist",
-                   "gz_sha256": {f.name: f.gz_sha256 for f in spec.files}},
+        "source": {"dataset": "mnist", "gz_sha256": {f.name: f.gz_sha256 for f in spec.files}},
         "source_indices": indices,
     }
     # One line per list keeps the 12,000 source indices readable and the file small.
     body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
     atomic_write_text(out / "manifest.json", "{\n" + body + "\n}\n")
-    atomic_write_text(out / "SHA256SUMS", "".join(
-        f"{files[n]['gz_sha256']}  {n}\n" for n in sorted(files)))
-    atomic_write_text(out / "ATTRIBUTION.md", ATTRIBUTION.format(
-        n_train=manifest["n_train"], n_test=manifest["n_test"], per_train=per_train,
-        per_test=per_test, seed=SEED, src_sha=spec.file("train_images").gz_sha256))
+    atomic_write_text(
+        out / "SHA256SUMS", "".join(f"{files[n]['gz_sha256']}  {n}\n" for n in sorted(files))
+    )
+    atomic_write_text(
+        out / "ATTRIBUTION.md",
+        ATTRIBUTION.format(
+            n_train=manifest["n_train"],
+            n_test=manifest["n_test"],
+            per_train=per_train,
+            per_test=per_test,
+            seed=SEED,
+            src_sha=spec.file("train_images").gz_sha256,
+        ),
+    )
     for p in out.iterdir():  # mkstemp makes 0600 files; the package data must be world-readable
         p.chmod(0o644)
     return manifest
@@ -111,16 +119,22 @@ def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
-                    help="folder with the four official MNIST .gz files")
+    ap.add_argument(
+        "--source",
+        type=Path,
+        default=DEFAULT_SOURCE,
+        help="folder with the four official MNIST .gz files",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     ap.add_argument("--per-class-train", type=int, default=1000)
     ap.add_argument("--per-class-test", type=int, default=200)
     args = ap.parse_args(argv)
     m = build(args.source, args.out, args.per_class_train, args.per_class_test)
     total = sum(f["gz_size"] for f in m["files"].values())
-    print(f"wrote {args.out}: {m['n_train']:,} train / {m['n_test']:,} test images, "
-          f"{total / 1e6:.2f} MB gzip")
+    print(
+        f"wrote {args.out}: {m['n_train']:,} train / {m['n_test']:,} test images, "
+        f"{total / 1e6:.2f} MB gzip"
+    )
     return 0
 
 

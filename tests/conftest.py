@@ -46,7 +46,9 @@ def _is_loopback(host) -> bool:
 
 def _check(sock, address) -> None:
     if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-        raise OSError(f"test tried to reach {address[0]!r}: tests may touch loopback addresses only")
+        raise OSError(
+            f"test tried to reach {address[0]!r}: tests may touch loopback addresses only"
+        )
 
 
 def _guarded_connect(self, address):
@@ -61,7 +63,9 @@ def _guarded_connect_ex(self, address):
 
 def _guarded_getaddrinfo(host, *args, **kwargs):
     if not _is_loopback(host):
-        raise socket.gaierror(socket.EAI_NONAME, f"tests may resolve loopback names only, not {host!r}")
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"tests may resolve loopback names only, not {host!r}"
+        )
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
@@ -127,8 +131,15 @@ def fail_writes(monkeypatch):
     import io
     import os
 
-    real = {"open": os.open, "mkdir": os.mkdir, "replace": os.replace, "rename": os.rename,
-            "unlink": os.unlink, "rmdir": os.rmdir, "bopen": builtins.open}
+    real = {
+        "open": os.open,
+        "mkdir": os.mkdir,
+        "replace": os.replace,
+        "rename": os.rename,
+        "unlink": os.unlink,
+        "rmdir": os.rmdir,
+        "bopen": builtins.open,
+    }
 
     def arm(folder, code=errno_.EROFS):
         root = os.path.abspath(folder)
@@ -158,6 +169,7 @@ def fail_writes(monkeypatch):
                 if under(path) or (a and under(a[0])):
                     refuse(path)
                 return real[name](path, *a, **k)
+
             return f
 
         monkeypatch.setattr(os, "open", os_open)

@@ -21,8 +21,8 @@ def test_integer_shift_is_the_image_shifted_exactly(digits):
     out = augment.transform(digits, shift=shifts)
     for img, got, (dy, dx) in zip(digits, out, shifts.astype(int)):
         want = np.zeros((28, 28), np.float32)
-        src = img[max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
-        want[max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+        src = img[max(0, -dy) : 28 - max(0, dy), max(0, -dx) : 28 - max(0, dx)]
+        want[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
         np.testing.assert_array_equal(got, want)
 
 
@@ -57,8 +57,16 @@ def test_elastic_displacement_moves_pixels_smoothly(digits):
 
 
 def _all_on(**kw):
-    return Recipe(**{"augment_shift": 2.0, "augment_rotate": 10.0, "augment_scale": 0.1,
-                     "augment_elastic": 8.0, "batch_size": 16, **kw})
+    return Recipe(
+        **{
+            "augment_shift": 2.0,
+            "augment_rotate": 10.0,
+            "augment_scale": 0.1,
+            "augment_elastic": 8.0,
+            "batch_size": 16,
+            **kw,
+        }
+    )
 
 
 def test_same_seed_epoch_step_same_augmentation_else_different(digits):
@@ -70,8 +78,9 @@ def test_same_seed_epoch_step_same_augmentation_else_different(digits):
     np.testing.assert_array_equal(a, b)
     assert a.shape == x.shape and a.dtype == np.float32 and not np.array_equal(a, x)
     assert not np.array_equal(a, augment.epoch_images(r, digits, order, 1, x, 33.0, 78.0))
-    assert not np.array_equal(a, augment.epoch_images(dataclasses.replace(r, seed=1), digits,
-                                                      order, 0, x, 33.0, 78.0))
+    assert not np.array_equal(
+        a, augment.epoch_images(dataclasses.replace(r, seed=1), digits, order, 0, x, 33.0, 78.0)
+    )
     p0, p1 = augment.draw(r, 0, 0, 16, (28, 28)), augment.draw(r, 0, 1, 16, (28, 28))
     assert not np.array_equal(p0["shift"], p1["shift"])  # each step draws its own
 
@@ -83,14 +92,13 @@ def test_epoch_images_follow_the_batches_of_the_order(digits):
     x = runs.preprocess(digits, 0.0, 1.0)
     got = augment.epoch_images(r, digits, order, 2, x, 0.0, 1.0)
     for k in range(4):
-        idx = order[k * 16:(k + 1) * 16]
+        idx = order[k * 16 : (k + 1) * 16]
         want = augment.transform(digits[idx], **augment.draw(r, 2, k, 16, (28, 28)))
         np.testing.assert_allclose(got[idx], want.reshape(16, -1), rtol=1e-6, atol=1e-4)
     small_chunks = augment.CHUNK
     try:
         augment.CHUNK = 16
-        np.testing.assert_array_equal(
-            augment.epoch_images(r, digits, order, 2, x, 0.0, 1.0), got)
+        np.testing.assert_array_equal(augment.epoch_images(r, digits, order, 2, x, 0.0, 1.0), got)
     finally:
         augment.CHUNK = small_chunks
 
@@ -104,8 +112,9 @@ def test_a_large_batch_is_one_vectorized_call(monkeypatch):
     """10,000 images go through a single transform call: no per-image Python loop."""
     calls = []
     real = augment.transform
-    monkeypatch.setattr(augment, "transform", lambda imgs, **p: calls.append(len(imgs))
-                        or real(imgs, **p))
+    monkeypatch.setattr(
+        augment, "transform", lambda imgs, **p: calls.append(len(imgs)) or real(imgs, **p)
+    )
     monkeypatch.setattr(augment, "CHUNK", 10_000)
     imgs = np.random.default_rng(0).integers(0, 256, (10_000, 28, 28), dtype=np.uint8)
     x = runs.preprocess(imgs, 0.0, 1.0)
@@ -113,13 +122,16 @@ def test_a_large_batch_is_one_vectorized_call(monkeypatch):
     assert calls == [10_000] and out.shape == (10_000, 784)
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("augment_shift", -1.0, "a number >= 0"),
-    ("augment_rotate", 200.0, "a number of degrees in [0, 180]"),
-    ("augment_scale", 1.0, "a number in [0, 1)"),
-    ("augment_elastic", float("nan"), "a number >= 0"),
-    ("augment_elastic_sigma", 0.0, "a number > 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("augment_shift", -1.0, "a number >= 0"),
+        ("augment_rotate", 200.0, "a number of degrees in [0, 180]"),
+        ("augment_scale", 1.0, "a number in [0, 1)"),
+        ("augment_elastic", float("nan"), "a number >= 0"),
+        ("augment_elastic_sigma", 0.0, "a number > 0"),
+    ],
+)
 def test_bad_augment_fields_are_one_line_errors(field, value, expected):
     with pytest.raises(RecipeError) as err:
         Recipe(**{field: value}).validate()
@@ -140,10 +152,22 @@ def test_fit_trains_with_augmentation_and_resumes_exactly(tmp_path, kind, monkey
 
     ds = datasets.load("mnist-sample")
     small = dataclasses.replace(ds, x_train=ds.x_train[:400], y_train=ds.y_train[:400])
-    r = Recipe(kind=kind, hidden=[16], conv_channels=[4], epochs=3, batch_size=32,
-               augment_shift=2.0, augment_rotate=10.0, augment_elastic=8.0)
-    plain = fit(dataclasses.replace(r, augment_shift=0.0, augment_rotate=0.0,
-                                    augment_elastic=0.0), small, out=tmp_path / "p", quiet=True)
+    r = Recipe(
+        kind=kind,
+        hidden=[16],
+        conv_channels=[4],
+        epochs=3,
+        batch_size=32,
+        augment_shift=2.0,
+        augment_rotate=10.0,
+        augment_elastic=8.0,
+    )
+    plain = fit(
+        dataclasses.replace(r, augment_shift=0.0, augment_rotate=0.0, augment_elastic=0.0),
+        small,
+        out=tmp_path / "p",
+        quiet=True,
+    )
     whole = fit(r, small, out=tmp_path / "whole", quiet=True)
     assert whole.history[0]["loss"] != plain.history[0]["loss"]  # it trained on other pixels
     assert whole.metrics["test"]["accuracy"] > 0.3
@@ -170,9 +194,27 @@ def test_cli_flags_train_with_augmentation_or_fail_in_one_line(tmp_path, monkeyp
     from mnistlab.cli import main
 
     monkeypatch.setenv("MNISTLAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(sys, "argv", [
-        "mnistlab", "train", "--dataset", "mnist-sample", "--hidden", "8", "--epochs", "1",
-        "--augment-shift", "1.5", "--augment-rotate", "5", "--quiet", "--out", str(tmp_path / "r")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "mnistlab",
+            "train",
+            "--dataset",
+            "mnist-sample",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--augment-shift",
+            "1.5",
+            "--augment-rotate",
+            "5",
+            "--quiet",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code in (0, None)

@@ -26,12 +26,14 @@ def _module(name: str):
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=BENCH.parent)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent
+    )
 
 
-@pytest.mark.parametrize("script", ["frameworks", "floor", "inference", "time_to_accuracy",
-                                    "variants"])
+@pytest.mark.parametrize(
+    "script", ["frameworks", "floor", "inference", "time_to_accuracy", "variants"]
+)
 def test_help(script):
     proc = _run(str(BENCH / f"{script}.py"), "--help")
     assert proc.returncode == 0, proc.stderr
@@ -47,7 +49,8 @@ def test_frameworks_rejects_unknown_peer():
 def test_missing_modules_names_exactly_the_absent_ones():
     fw = _module("frameworks")
     assert fw.missing_modules(sys.executable, ["json", "no_such_module_mnistlab_bench"]) == [
-        "no_such_module_mnistlab_bench"]
+        "no_such_module_mnistlab_bench"
+    ]
 
 
 def test_missing_peer_is_reported_with_the_install_command(monkeypatch, capsys):
@@ -63,11 +66,19 @@ def test_missing_peer_is_reported_with_the_install_command(monkeypatch, capsys):
 
 def test_summary_ratios_and_warm_epochs(capsys):
     fw = _module("frameworks")
-    run = lambda first, warm, acc: {"epoch_seconds": [first, warm, warm], "n_train": 42_000,  # noqa: E731
-                                    "test_accuracy": acc, "peak_rss_mb": 100.0}
-    rows = fw.summarize({"mnistlab": [run(9.0, 0.5, 0.88), run(9.0, 0.7, 0.87), run(9.0, 0.6, 0.86)],
-                         "torch": [run(3.0, 1.2, 0.85)],
-                         "keras_tf": [{"error": "exit 1: boom"}]})
+    run = lambda first, warm, acc: {
+        "epoch_seconds": [first, warm, warm],
+        "n_train": 42_000,  # noqa: E731
+        "test_accuracy": acc,
+        "peak_rss_mb": 100.0,
+    }
+    rows = fw.summarize(
+        {
+            "mnistlab": [run(9.0, 0.5, 0.88), run(9.0, 0.7, 0.87), run(9.0, 0.6, 0.86)],
+            "torch": [run(3.0, 1.2, 0.85)],
+            "keras_tf": [{"error": "exit 1: boom"}],
+        }
+    )
     assert set(rows) == {"mnistlab", "torch"}  # a peer with no successful run has no row
     assert rows["mnistlab"]["epoch_s"] == pytest.approx(0.6)  # median of warm epochs only
     assert rows["mnistlab"]["first_epoch_s"] == pytest.approx(9.0)
@@ -80,9 +91,25 @@ def test_summary_ratios_and_warm_epochs(capsys):
 
 def test_frameworks_tiny_run_prints_the_table(mnist_dir, tmp_path):
     out = tmp_path / "r.json"
-    proc = _run(str(BENCH / "frameworks.py"), "--dataset", "mnist", "--data-dir", str(mnist_dir),
-                "--peers", "mnistlab", "--engine", "fast", "--epochs", "2", "--reps", "1",
-                "--limit", "600", "--json", str(out))
+    proc = _run(
+        str(BENCH / "frameworks.py"),
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--peers",
+        "mnistlab",
+        "--engine",
+        "fast",
+        "--epochs",
+        "2",
+        "--reps",
+        "1",
+        "--limit",
+        "600",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rep 1/1 seed 0 mnistlab: epochs [" in proc.stdout
     assert "mnistlab (engine API)" in proc.stdout and "1.00x" in proc.stdout
@@ -103,8 +130,9 @@ def test_floor_products_match_the_recipe():
 
 
 def test_floor_smoke_without_mnistlab_training():
-    proc = _run(str(BENCH / "floor.py"), "--no-mnistlab", "--no-torch", "--repeats", "1",
-                "--limit", "320")
+    proc = _run(
+        str(BENCH / "floor.py"), "--no-mnistlab", "--no-torch", "--repeats", "1", "--limit", "320"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "11 products per step" in proc.stdout and "floor per epoch" in proc.stdout
 
@@ -118,10 +146,31 @@ def test_time_to_accuracy_arguments():
 
 def test_time_to_accuracy_tiny_recipe_reaches_a_low_target(mnist_dir, tmp_path):
     recipe = tmp_path / "tiny.toml"
-    Recipe(name="tiny", validation_split=0.0, hidden=[16], optimizer="adam",
-           learning_rate=0.003, decay=0.0, batch_size=512, epochs=2).to_toml(recipe)
-    proc = _run(str(BENCH / "time_to_accuracy.py"), "--which", "mlp", "--recipe", str(recipe),
-                "--target", "0.8", "--reps", "1", "--warmup", "0", "--data-dir", str(mnist_dir))
+    Recipe(
+        name="tiny",
+        validation_split=0.0,
+        hidden=[16],
+        optimizer="adam",
+        learning_rate=0.003,
+        decay=0.0,
+        batch_size=512,
+        epochs=2,
+    ).to_toml(recipe)
+    proc = _run(
+        str(BENCH / "time_to_accuracy.py"),
+        "--which",
+        "mlp",
+        "--recipe",
+        str(recipe),
+        "--target",
+        "0.8",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--data-dir",
+        str(mnist_dir),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "try 1: reached in" in proc.stdout and "mlp: median" in proc.stdout
 
@@ -130,10 +179,21 @@ def test_inference_on_a_run_folder(mnist_dir, tmp_path):
     from mnistlab import train
 
     run = tmp_path / "run"
-    train.fit(Recipe(hidden=[16], epochs=1, batch_size=256), dataset="mnist-sample", out=run,
-              quiet=True)
-    proc = _run(str(BENCH / "inference.py"), str(run), "--data-dir", str(mnist_dir),
-                "--limit", "500", "--repeats", "2", "--singles", "20")
+    train.fit(
+        Recipe(hidden=[16], epochs=1, batch_size=256), dataset="mnist-sample", out=run, quiet=True
+    )
+    proc = _run(
+        str(BENCH / "inference.py"),
+        str(run),
+        "--data-dir",
+        str(mnist_dir),
+        "--limit",
+        "500",
+        "--repeats",
+        "2",
+        "--singles",
+        "20",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "batched: 500 images in" in proc.stdout and "single image: p50" in proc.stdout
 
@@ -161,8 +221,18 @@ def test_presets():
 
 def test_variants_quick_prints_ratios_to_plain_sgd(tmp_path):
     out = tmp_path / "v.json"
-    proc = _run(str(BENCH / "variants.py"), "--dataset", "mnist-sample", "--quick", "--limit",
-                "300", "--variants", "notebook,adam,batch_norm", "--json", str(out))
+    proc = _run(
+        str(BENCH / "variants.py"),
+        "--dataset",
+        "mnist-sample",
+        "--quick",
+        "--limit",
+        "300",
+        "--variants",
+        "notebook,adam,batch_norm",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "fast / reference" in proc.stdout and "300 training" in proc.stdout
     import json
@@ -181,11 +251,24 @@ def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():
 
     variants = _module("variants")
     rng = np.random.default_rng(0)
-    data = (rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64),
-            rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16))
-    res = variants.measure({"notebook": {}, "future": {"optimizer": "no-such"},
-                            "cnn": {"kind": "cnn", "conv_channels": [2]}},
-                           ["fast"], data, epochs=1, reps=2, log=lambda _: None)
+    data = (
+        rng.standard_normal((64, 784)).astype(np.float32),
+        rng.integers(0, 10, 64),
+        rng.standard_normal((16, 784)).astype(np.float32),
+        rng.integers(0, 10, 16),
+    )
+    res = variants.measure(
+        {
+            "notebook": {},
+            "future": {"optimizer": "no-such"},
+            "cnn": {"kind": "cnn", "conv_channels": [2]},
+        },
+        ["fast"],
+        data,
+        epochs=1,
+        reps=2,
+        log=lambda _: None,
+    )
     assert "no-such" in res["future"]["fast"]["unsupported"]
     assert "cannot train" in res["cnn"]["fast"]["unsupported"]
     assert len(res["notebook"]["fast"]["epochs"]) == 2  # both repetitions ran
@@ -193,4 +276,3 @@ def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():
     assert rows[0][:3] == ["notebook", f"{res['notebook']['fast']['s']:.3f}", "1.00x"]
     assert rows[1][1] == "unsupported" and rows[2][1] == "unsupported"
     assert _run(str(BENCH / "variants.py"), "--variants", "notebook,nope").returncode == 2
-

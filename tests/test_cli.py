@@ -15,12 +15,15 @@ def _main(monkeypatch, capsys, *args):
     return exc.value.code, out.out, out.err
 
 
-@pytest.mark.parametrize("args,words", [
-    (["train", "--lr", "abc"], "'--learning-rate'"),
-    (["train", "--no-such-flag"], "--no-such-flag"),
-    (["predict", "some-run"], "Missing argument 'IMAGE...'"),
-    (["no-such-command"], "no-such-command"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["train", "--lr", "abc"], "'--learning-rate'"),
+        (["train", "--no-such-flag"], "--no-such-flag"),
+        (["predict", "some-run"], "Missing argument 'IMAGE...'"),
+        (["no-such-command"], "no-such-command"),
+    ],
+)
 def test_usage_errors_are_one_line_exit_2(monkeypatch, capsys, args, words):
     # typer's own rendering is a multi-line box; the brief wants `error: ...` on one line.
     code, out, err = _main(monkeypatch, capsys, *args)
@@ -57,8 +60,11 @@ def tiny_run(tmp_path_factory):
     from mnistlab.recipe import Recipe
     from mnistlab.train import fit
 
-    return fit(Recipe(dataset="mnist-sample", hidden=[8], epochs=1),
-               out=tmp_path_factory.mktemp("tiny") / "run", quiet=True).path
+    return fit(
+        Recipe(dataset="mnist-sample", hidden=[8], epochs=1),
+        out=tmp_path_factory.mktemp("tiny") / "run",
+        quiet=True,
+    ).path
 
 
 def _listing(folder):
@@ -88,17 +94,20 @@ def test_train_with_a_name_too_long_for_the_file_system(monkeypatch, capsys, tmp
     assert _listing(tmp_path) == []
 
 
-def test_evaluate_out_and_run_folder_read_only(monkeypatch, capsys, tmp_path, tiny_run,
-                                               fail_writes):
+def test_evaluate_out_and_run_folder_read_only(
+    monkeypatch, capsys, tmp_path, tiny_run, fail_writes
+):
     before = (tiny_run / "metrics.json").read_text()
     fail_writes(tmp_path / "figs")
-    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run),
-                           "--out", str(tmp_path / "figs"))
+    code, out, err = _main(
+        monkeypatch, capsys, "evaluate", str(tiny_run), "--out", str(tmp_path / "figs")
+    )
     _one_line_error(code, out, err, str(tmp_path / "figs"), "Read-only file system")
     assert not (tmp_path / "figs").exists()
     fail_writes(tiny_run)
-    code, out, err = _main(monkeypatch, capsys, "evaluate", str(tiny_run),
-                           "--out", str(tmp_path / "ok"))
+    code, out, err = _main(
+        monkeypatch, capsys, "evaluate", str(tiny_run), "--out", str(tmp_path / "ok")
+    )
     _one_line_error(code, out, err, str(tiny_run), "Read-only file system")
     assert (tiny_run / "metrics.json").read_text() == before
     assert not [p for p in tiny_run.iterdir() if p.name.startswith(".")]
@@ -111,23 +120,31 @@ def test_predict_show_into_a_read_only_folder(monkeypatch, capsys, tmp_path, tin
     ImageDraw.Draw(img).line([(14, 4), (14, 24)], fill=0, width=3)
     img.save(tmp_path / "digit.png")
     fail_writes(tmp_path / "ro")
-    code, out, err = _main(monkeypatch, capsys, "predict", str(tiny_run),
-                           str(tmp_path / "digit.png"),
-                           "--show", str(tmp_path / "ro" / "fig.png"))
+    code, out, err = _main(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(tiny_run),
+        str(tmp_path / "digit.png"),
+        "--show",
+        str(tmp_path / "ro" / "fig.png"),
+    )
     _one_line_error(code, out.split("\n")[-1], err, str(tmp_path / "ro"), "Read-only file system")
     assert not (tmp_path / "ro").exists()
 
 
 def test_explore_out_into_a_read_only_folder(monkeypatch, capsys, tmp_path, fail_writes):
     fail_writes(tmp_path)
-    code, out, err = _main(monkeypatch, capsys, "explore", "--dataset", "mnist-sample",
-                           "--out", str(tmp_path / "ex"))
+    code, out, err = _main(
+        monkeypatch, capsys, "explore", "--dataset", "mnist-sample", "--out", str(tmp_path / "ex")
+    )
     _one_line_error(code, "", err, str(tmp_path / "ex"), "Read-only file system")
     assert _listing(tmp_path) == []
 
 
-def test_data_import_into_a_read_only_home(monkeypatch, capsys, mnist_dir, mnistlab_home,
-                                           fail_writes):
+def test_data_import_into_a_read_only_home(
+    monkeypatch, capsys, mnist_dir, mnistlab_home, fail_writes
+):
     fail_writes(mnistlab_home)
     code, out, err = _main(monkeypatch, capsys, "data", "import", str(mnist_dir))
     _one_line_error(code, out, err, str(mnistlab_home), "Read-only file system")
@@ -136,16 +153,20 @@ def test_data_import_into_a_read_only_home(monkeypatch, capsys, mnist_dir, mnist
 
 def test_disk_full_is_one_line(monkeypatch, capsys, tmp_path, fail_writes):
     fail_writes(tmp_path / "full", errno.ENOSPC)
-    code, out, err = _main(monkeypatch, capsys, "explore", "--dataset", "mnist-sample",
-                           "--out", str(tmp_path / "full"))
+    code, out, err = _main(
+        monkeypatch, capsys, "explore", "--dataset", "mnist-sample", "--out", str(tmp_path / "full")
+    )
     _one_line_error(code, "", err, "No space left on device", "free some disk space")
 
 
 def test_train_sizes_that_cannot_fit_are_one_line(monkeypatch, capsys, tmp_path):
-    for flags, words in ((["--hidden", "100000000"], ["needs about", "is available"]),
-                         (["--threads", "100000"], ["'threads'", "from 1 to 256"])):
-        code, out, err = _main(monkeypatch, capsys, "train", *SMALL, *flags,
-                               "--out", str(tmp_path / "r"))
+    for flags, words in (
+        (["--hidden", "100000000"], ["needs about", "is available"]),
+        (["--threads", "100000"], ["'threads'", "from 1 to 256"]),
+    ):
+        code, out, err = _main(
+            monkeypatch, capsys, "train", *SMALL, *flags, "--out", str(tmp_path / "r")
+        )
         _one_line_error(code, out, err, *words)
         assert _listing(tmp_path) == []
 
@@ -159,9 +180,16 @@ def test_train_resume_of_a_held_run_names_the_holder(monkeypatch, capsys, tiny_r
     shutil.copytree(tiny_run, run)
     (run / "model.safetensors").unlink()  # as if killed after its last checkpoint
     holder = subprocess.Popen(
-        [sys_.executable, "-c", "import time; from mnistlab import runlock\n"
-         f"with runlock.hold({str(run)!r}, command='mnistlab train'):\n"
-         "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        [
+            sys_.executable,
+            "-c",
+            "import time; from mnistlab import runlock\n"
+            f"with runlock.hold({str(run)!r}, command='mnistlab train'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(run), "--quiet")
@@ -173,8 +201,9 @@ def test_train_resume_of_a_held_run_names_the_holder(monkeypatch, capsys, tiny_r
 
 
 @pytest.mark.parametrize("home", ["a file", "read-only"])
-def test_train_from_a_data_dir_does_not_need_a_usable_home(monkeypatch, capsys, tmp_path,
-                                                           mnist_dir, fail_writes, home):
+def test_train_from_a_data_dir_does_not_need_a_usable_home(
+    monkeypatch, capsys, tmp_path, mnist_dir, fail_writes, home
+):
     path = tmp_path / "home"
     if home == "a file":
         path.write_text("not a folder")
@@ -182,9 +211,22 @@ def test_train_from_a_data_dir_does_not_need_a_usable_home(monkeypatch, capsys, 
         path.mkdir()
         fail_writes(path)
     monkeypatch.setenv("MNISTLAB_HOME", str(path))
-    code, out, err = _main(monkeypatch, capsys, "train", "--data-dir", str(mnist_dir), "--hidden",
-                           "8", "--epochs", "1", "--batch-size", "512", "--quiet",
-                           "--out", str(tmp_path / "run"))
+    code, out, err = _main(
+        monkeypatch,
+        capsys,
+        "train",
+        "--data-dir",
+        str(mnist_dir),
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "512",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "array cache" in lines[0], err
@@ -214,5 +256,11 @@ def test_train_resume_of_an_edited_or_bare_run_folder(monkeypatch, capsys, tiny_
     code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(bare), "--quiet")
     assert code == 0 and err == "", err
     assert sorted(p.name for p in bare.iterdir()) == [
-        "checkpoint.safetensors", "environment.json", "history.csv", "metrics.json",
-        "model.safetensors", "recipe.toml", "report.html"]
+        "checkpoint.safetensors",
+        "environment.json",
+        "history.csv",
+        "metrics.json",
+        "model.safetensors",
+        "recipe.toml",
+        "report.html",
+    ]

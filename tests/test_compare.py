@@ -39,8 +39,11 @@ def _variants(tmp_path, text=TINY):
 
 
 def _numbers(board):
-    return {(v["name"], r["seed"]): (r["val_accuracy"], r["test_accuracy"])
-            for v in board["variants"] for r in v["runs"]}
+    return {
+        (v["name"], r["seed"]): (r["val_accuracy"], r["test_accuracy"])
+        for v in board["variants"]
+        for r in v["runs"]
+    }
 
 
 # ---- variants files ----------------------------------------------------------------------
@@ -50,25 +53,37 @@ def test_presets_load_as_declared():
     assert beat.baseline == "notebook" and beat.recipes["notebook"].hidden == [128, 128, 128]
     allf = beat.recipes["all-four"]
     assert (allf.optimizer, allf.learning_rate, allf.l2, allf.dropout, allf.batch_norm) == (
-        "adam", 0.001, 1e-4, 0.2, True)
+        "adam",
+        0.001,
+        1e-4,
+        0.2,
+        True,
+    )
     scaling = cmp.load_preset("scaling-not-learning-rate")
     lrs = {n: (r.normalize, r.learning_rate) for n, r in scaling.recipes.items()}
-    assert lrs == {"standardized-lr0.01": ("standardize", 0.01), "raw-lr0.01": ("none", 0.01),
-                   "raw-lr0.001": ("none", 0.001), "raw-lr0.0001": ("none", 0.0001)}
+    assert lrs == {
+        "standardized-lr0.01": ("standardize", 0.01),
+        "raw-lr0.01": ("none", 0.01),
+        "raw-lr0.001": ("none", 0.001),
+        "raw-lr0.0001": ("none", 0.0001),
+    }
 
 
-@pytest.mark.parametrize("text,words", [
-    ("[variants.a]\nlearning_rat = 0.1\n", ["variant 'a'", "did you mean 'learning_rate'"]),
-    ("[variants.a]\ndropout = 1.5\n", ["variant 'a'", "'dropout'", "[0, 1)"]),
-    ("[variants.a]\nseed = 3\n", ["variant 'a'", "'seed'", "--seeds"]),
-    ("[variants.a]\ndataset = 'mnist'\n", ["variant 'a'", "'dataset'", "same images"]),
-    ("[base]\nvalidation_split = 0.0\n[variants.a]\n", ["validation_split", "ranked"]),
-    ("[variants.'a b']\n", ["variant 'a b'", "names a folder"]),
-    ("baseline = 'z'\n[variants.a]\n", ["baseline 'z'"]),
-    ("[base]\nepochs = 2\n", ["[variants.NAME]"]),
-    ("varients = 1\n[variants.a]\n", ["unknown key 'varients'"]),
-    ("[variants.a\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[variants.a]\nlearning_rat = 0.1\n", ["variant 'a'", "did you mean 'learning_rate'"]),
+        ("[variants.a]\ndropout = 1.5\n", ["variant 'a'", "'dropout'", "[0, 1)"]),
+        ("[variants.a]\nseed = 3\n", ["variant 'a'", "'seed'", "--seeds"]),
+        ("[variants.a]\ndataset = 'mnist'\n", ["variant 'a'", "'dataset'", "same images"]),
+        ("[base]\nvalidation_split = 0.0\n[variants.a]\n", ["validation_split", "ranked"]),
+        ("[variants.'a b']\n", ["variant 'a b'", "names a folder"]),
+        ("baseline = 'z'\n[variants.a]\n", ["baseline 'z'"]),
+        ("[base]\nepochs = 2\n", ["[variants.NAME]"]),
+        ("varients = 1\n[variants.a]\n", ["unknown key 'varients'"]),
+        ("[variants.a\n", ["not valid TOML"]),
+    ],
+)
 def test_bad_variants_file_is_one_line(tmp_path, text, words):
     with pytest.raises(RecipeError) as exc:
         _variants(tmp_path, text)
@@ -114,8 +129,20 @@ def test_compare_end_to_end_two_seeds(tmp_path, sample, capsys):
     assert vals == sorted(vals, reverse=True)
     assert [v["rank"] for v in saved["variants"]] == [1, 2, 3]
     for v in saved["variants"]:
-        assert set(v) >= {"name", "recipe", "params", "runs", "val_accuracy", "test_accuracy",
-                          "seconds", "diff_test", "p_value", "p_holm", "significant", "rank"}
+        assert set(v) >= {
+            "name",
+            "recipe",
+            "params",
+            "runs",
+            "val_accuracy",
+            "test_accuracy",
+            "seconds",
+            "diff_test",
+            "p_value",
+            "p_holm",
+            "significant",
+            "rank",
+        }
         assert [r["seed"] for r in v["runs"]] == [0, 1]
         for r in v["runs"]:
             run_dir = out / r["path"]
@@ -133,13 +160,14 @@ def test_compare_end_to_end_two_seeds(tmp_path, sample, capsys):
         else:
             base = next(b for b in saved["variants"] if b["name"] == "small")
             assert v["diff_test"] == pytest.approx(
-                v["test_accuracy"]["mean"] - base["test_accuracy"]["mean"])
+                v["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
+            )
             d = v["discordant"]
             # pooled discordant counts explain the accuracy difference exactly
             assert (d["variant_only"] - d["baseline_only"]) / (2 * 400) == pytest.approx(
-                v["diff_test"])
-            assert v["p_value"] == pytest.approx(lb.mcnemar(d["baseline_only"],
-                                                             d["variant_only"]))
+                v["diff_test"]
+            )
+            assert v["p_value"] == pytest.approx(lb.mcnemar(d["baseline_only"], d["variant_only"]))
             assert v["p_holm"] >= v["p_value"] and v["significant"] == (v["p_holm"] < 0.05)
     csv_rows = (out / "leaderboard.csv").read_text().splitlines()
     assert csv_rows[0].startswith("rank,variant,val_mean") and len(csv_rows) == 4
@@ -169,11 +197,17 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
     (half / "model.safetensors").unlink()
     (half / "metrics.json").unlink()
     calls.clear()
-    monkeypatch.setattr(cmp, "_train_one", lambda *a, **k: (calls.append(a[:1] + a[2:3]),
-                                                            real(*a, **k))[1])
+    monkeypatch.setattr(
+        cmp, "_train_one", lambda *a, **k: (calls.append(a[:1] + a[2:3]), real(*a, **k))[1]
+    )
     reported = []
-    board = cmp.compare(variants, seeds=2, out=tmp_path / "c", dataset=sample,
-                        on_run=lambda d, tags: reported.append(str(d)))
+    board = cmp.compare(
+        variants,
+        seeds=2,
+        out=tmp_path / "c",
+        dataset=sample,
+        on_run=lambda d, tags: reported.append(str(d)),
+    )
     retrained = {p for p, _ in calls}
     assert sorted(reported) == sorted(retrained)  # each run this process finished, once
     assert len(calls) == 6 - 1 and str(half) in retrained
@@ -185,28 +219,40 @@ def test_interrupted_compare_resumes_without_retraining(tmp_path, sample, monkey
 
 
 def test_jobs_two_gives_the_same_numbers_as_one(tmp_path, sample):
-    variants = _variants(tmp_path, TINY.replace("[variants.adam]\noptimizer = \"adam\"\n"
-                                                "lr = 0.003\n", ""))
+    variants = _variants(
+        tmp_path, TINY.replace('[variants.adam]\noptimizer = "adam"\nlr = 0.003\n', "")
+    )
     seen = {"one": [], "two": []}
 
     def on_run(key):
         return lambda d, tags: seen[key].append((d.relative_to(tmp_path / key).as_posix(), tags))
 
-    one = cmp.compare(variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample,
-                      on_run=on_run("one"))
-    two = cmp.compare(variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample,
-                      on_run=on_run("two"))
+    one = cmp.compare(
+        variants, seeds=2, jobs=1, out=tmp_path / "one", dataset=sample, on_run=on_run("one")
+    )
+    two = cmp.compare(
+        variants, seeds=2, jobs=2, out=tmp_path / "two", dataset=sample, on_run=on_run("two")
+    )
     assert _numbers(one) == _numbers(two) and len(_numbers(one)) == 4
-    expected = [(f"runs/{n}-seed{s}", {"mnistlab.compare": "v", "mnistlab.variant": n,
-                                       "mnistlab.seed": str(s)})
-                for n in ("small", "wide") for s in (0, 1)]
+    expected = [
+        (
+            f"runs/{n}-seed{s}",
+            {"mnistlab.compare": "v", "mnistlab.variant": n, "mnistlab.seed": str(s)},
+        )
+        for n in ("small", "wide")
+        for s in (0, 1)
+    ]
     assert seen["one"] == expected and sorted(seen["two"], key=str) == sorted(expected, key=str)
     assert [v["p_value"] for v in one["variants"]] == [v["p_value"] for v in two["variants"]]
 
 
 def test_rerun_with_another_recipe_in_the_folder_is_refused(tmp_path, sample):
-    cmp.compare(_variants(tmp_path, TINY.replace("lr = 0.003", "lr = 0.002")), seeds=1,
-                out=tmp_path / "c", dataset=sample)
+    cmp.compare(
+        _variants(tmp_path, TINY.replace("lr = 0.003", "lr = 0.002")),
+        seeds=1,
+        out=tmp_path / "c",
+        dataset=sample,
+    )
     with pytest.raises(MnistlabError, match="another recipe"):
         cmp.compare(_variants(tmp_path), seeds=1, out=tmp_path / "c", dataset=sample)
 
@@ -217,11 +263,13 @@ def _links(page):
     return re.findall(r'href="([^"#][^"]*)"', page.read_text(encoding="utf-8"))
 
 
-def test_compare_page_links_every_run_report_and_report_cli_rewrites_it(tmp_path, sample,
-                                                                        monkeypatch, capsys):
+def test_compare_page_links_every_run_report_and_report_cli_rewrites_it(
+    tmp_path, sample, monkeypatch, capsys
+):
     out = tmp_path / "c"
-    board = cmp.compare(_variants(tmp_path, TINY.split("[variants.adam]")[0]), seeds=2, out=out,
-                        dataset=sample)
+    board = cmp.compare(
+        _variants(tmp_path, TINY.split("[variants.adam]")[0]), seeds=2, out=out, dataset=sample
+    )
     page = out / "report.html"
     assert board["report"] == str(page)
     runs = sorted(f"runs/{n}-seed{s}/report.html" for n in ("small", "wide") for s in (0, 1))
@@ -242,10 +290,32 @@ def _cli_worker(variants_file, out, url):
     import subprocess
 
     return subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "compare", str(variants_file), "--seeds", "2",
-         "--storage", url, "--out", str(out), "--heartbeat", "1", "--dataset", "mnist-sample",
-         "--train-images", "1500", "--test-images", "400", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "compare",
+            str(variants_file),
+            "--seeds",
+            "2",
+            "--storage",
+            url,
+            "--out",
+            str(out),
+            "--heartbeat",
+            "1",
+            "--dataset",
+            "mnist-sample",
+            "--train-images",
+            "1500",
+            "--test-images",
+            "400",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -259,8 +329,9 @@ def test_two_processes_share_one_compare_through_a_study(tmp_path, sample):
     for w in workers:
         _, err = w.communicate(timeout=240)
         assert w.returncode == 0, err
-    local = cmp.compare(cmp.load_variants(variants_file), seeds=2, out=tmp_path / "local",
-                        dataset=sample)
+    local = cmp.compare(
+        cmp.load_variants(variants_file), seeds=2, out=tmp_path / "local", dataset=sample
+    )
     trials = optuna.load_study(study_name="compare-v", storage=url).trials
     keys = sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in trials)
     assert keys == sorted(_numbers(local)) and all(t.state.name == "COMPLETE" for t in trials)
@@ -268,11 +339,18 @@ def test_two_processes_share_one_compare_through_a_study(tmp_path, sample):
         board = json.loads((tmp_path / f"m{i}" / "leaderboard.json").read_text())
         assert _numbers(board) == _numbers(local)
         assert [v["p_value"] for v in board["variants"]] == [
-            v["p_value"] for v in local["variants"]]
+            v["p_value"] for v in local["variants"]
+        ]
     assert len(trials) == 6  # each run claimed once, however the two processes interleaved
 
 
 def test_storage_and_jobs_do_not_combine(tmp_path, sample):
     with pytest.raises(MnistlabError, match="--jobs"):
-        cmp.compare(_variants(tmp_path), seeds=1, jobs=2, out=tmp_path / "c", dataset=sample,
-                    storage=f"sqlite:///{tmp_path / 's.db'}")
+        cmp.compare(
+            _variants(tmp_path),
+            seeds=1,
+            jobs=2,
+            out=tmp_path / "c",
+            dataset=sample,
+            storage=f"sqlite:///{tmp_path / 's.db'}",
+        )

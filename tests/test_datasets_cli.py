@@ -56,8 +56,13 @@ def test_errors_surface_as_data_error(mnistlab_home):
 def test_explicit_mnist_offline_is_one_clear_line_and_exit_2(mnistlab_home):
     env = {**os.environ, "MNISTLAB_HOME": str(mnistlab_home)}
     for args in (["data", "fetch"], ["data", "info", "--dataset", "mnist", "--download"]):
-        p = subprocess.run([sys.executable, "-m", "mnistlab", *args], env=env, capture_output=True,
-                           text=True, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "mnistlab", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 2, p.stderr
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: mnist")

@@ -47,8 +47,7 @@ class Mirror:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def base(self, mode: str) -> str:
@@ -94,7 +93,7 @@ class Mirror:
         if mode == "slow":  # paced, so that a concurrent process surely overlaps
             step = len(body) // 10 + 1
             for i in range(0, len(body), step):
-                h.wfile.write(body[i: i + step])
+                h.wfile.write(body[i : i + step])
                 time.sleep(0.03)
         else:
             h.wfile.write(body)
@@ -143,7 +142,9 @@ NAME = "t10k-images-idx3-ubyte.gz"  # 1.6 MB: big enough for interrupted transfe
 @pytest.mark.parametrize("bad", ["404", "html", "htmlbody", "trunc"])
 def test_bad_first_mirror_then_second_serves(mirror, tmp_path, bad):
     dest = tmp_path / NAME
-    used = download.Session().fetch(NAME, [mirror.base(bad), mirror.base("good")], dest, _check(NAME))
+    used = download.Session().fetch(
+        NAME, [mirror.base(bad), mirror.base("good")], dest, _check(NAME)
+    )
     assert used == mirror.base("good") + NAME
     assert dest.read_bytes() == mirror.files[NAME]
     assert not (tmp_path / (NAME + ".part")).exists()
@@ -153,12 +154,18 @@ def test_bad_first_mirror_then_second_serves(mirror, tmp_path, bad):
 
 
 def test_wrong_checksum_is_rejected_and_leaves_nothing(mirror, mnistlab_home):
-    with pytest.raises(DataError, match=r"download failed: could not download "
-                       r"train-images-idx3-ubyte\.gz: .*/wrong/train-images-idx3-ubyte\.gz: .*"
-                       r"checksum mismatch"):
+    with pytest.raises(
+        DataError,
+        match=r"download failed: could not download "
+        r"train-images-idx3-ubyte\.gz: .*/wrong/train-images-idx3-ubyte\.gz: .*"
+        r"checksum mismatch",
+    ):
         datasets.fetch("mnist", mirrors=[mirror.base("wrong")], quiet=True)
     cache = mnistlab_home / "datasets" / "mnist"
-    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) in ([], ["verified.json"])
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) in (
+        [],
+        ["verified.json"],
+    )
 
 
 def test_interrupted_download_resumes_with_range(mirror, tmp_path):
@@ -219,7 +226,9 @@ def test_unreachable_hosts_fail_fast_with_where_to_put_files(mnistlab_home):
 def test_mirrors_env_override_and_dataset_placeholder(monkeypatch):
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:1/{dataset}, http://127.0.0.1:2/x/")
     assert download.mirrors("kmnist", ("https://a/",)) == [
-        "http://127.0.0.1:1/kmnist/", "http://127.0.0.1:2/x/"]
+        "http://127.0.0.1:1/kmnist/",
+        "http://127.0.0.1:2/x/",
+    ]
     assert download.mirrors("kmnist", ("https://a/",), ["http://h/"]) == ["http://h/"]
     monkeypatch.delenv("MNISTLAB_MIRRORS")
     assert download.mirrors("mnist", SPEC.urls) == list(SPEC.urls)
@@ -232,12 +241,21 @@ def test_a_mirror_that_is_not_an_http_url_is_named(monkeypatch):
 
 
 def test_two_processes_fetching_at_once_end_with_one_verified_copy(mirror, mnistlab_home):
-    code = ("import sys; from mnistlab import datasets; "
-            "print(datasets.fetch('mnist', mirrors=[sys.argv[1]], quiet=True))")
+    code = (
+        "import sys; from mnistlab import datasets; "
+        "print(datasets.fetch('mnist', mirrors=[sys.argv[1]], quiet=True))"
+    )
     env = {**os.environ, "MNISTLAB_HOME": str(mnistlab_home)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, mirror.base("slow")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, mirror.base("slow")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     folder = mnistlab_home / "datasets" / "mnist"
@@ -245,7 +263,8 @@ def test_two_processes_fetching_at_once_end_with_one_verified_copy(mirror, mnist
     for f in SPEC.files:  # each file went over the wire exactly once
         assert len(mirror.gets(f.name)) == 1, mirror.gets(f.name)
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
-        [f.name for f in SPEC.files] + ["verified.json"])
+        [f.name for f in SPEC.files] + ["verified.json"]
+    )
     assert set(datasets.verify("mnist").values()) == {"gz-sha256", "absent"}
 
 
@@ -263,8 +282,11 @@ def test_blackholed_hosts_are_given_up_together_within_one_timeout(mnistlab_home
     urls = ["http://127.0.0.1:9/a/", "http://127.0.0.2:9/b/", "http://127.0.0.3:9/c/"]
     t0 = time.monotonic()
     try:
-        with pytest.raises(DataError, match=r"download failed: no network \(cannot reach "
-                           r"127\.0\.0\.1:9, 127\.0\.0\.2:9, 127\.0\.0\.3:9\)"):
+        with pytest.raises(
+            DataError,
+            match=r"download failed: no network \(cannot reach "
+            r"127\.0\.0\.1:9, 127\.0\.0\.2:9, 127\.0\.0\.3:9\)",
+        ):
             datasets.fetch("mnist", mirrors=urls, quiet=True)
         assert time.monotonic() - t0 < 4
     finally:
@@ -284,8 +306,9 @@ def test_part_longer_than_the_file_restarts_from_scratch(mirror, tmp_path):
     assert (tmp_path / NAME).read_bytes() == data
 
 
-def test_load_downloads_through_mirrors_env_when_nothing_is_local(mirror, mnistlab_home,
-                                                                  monkeypatch):
+def test_load_downloads_through_mirrors_env_when_nothing_is_local(
+    mirror, mnistlab_home, monkeypatch
+):
     monkeypatch.setenv("MNISTLAB_MIRRORS", f"{mirror.url}/404/,{mirror.url}/good/")
     ds = datasets.load()  # the default: full MNIST, downloaded, no fallback note
     assert ds.name == "mnist" and ds.note is None and len(ds.y_test) == 10000
@@ -296,7 +319,9 @@ def test_load_downloads_through_mirrors_env_when_nothing_is_local(mirror, mnistl
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf"])
 def test_bad_mnistlab_timeout_is_a_one_line_data_error(monkeypatch, value):
     monkeypatch.setenv("MNISTLAB_TIMEOUT", value)  # was a ValueError traceback for "abc"
-    with pytest.raises(DataError, match=f"MNISTLAB_TIMEOUT: expected a number of seconds > 0, got '{value}'"):
+    with pytest.raises(
+        DataError, match=f"MNISTLAB_TIMEOUT: expected a number of seconds > 0, got '{value}'"
+    ):
         download.Session()
     monkeypatch.setenv("MNISTLAB_TIMEOUT", " 0.5 ")
     assert download.Session().timeout == 0.5

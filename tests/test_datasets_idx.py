@@ -56,10 +56,16 @@ CASES = {
     "unknown dtype": (_header(0x07, 3) + b"abc", r"unknown IDX dtype code 0x07"),
     "zero dims": (b"\0\0\x08\x00", r"declares 0 dimensions, expected 1 to 4"),
     "short header": (b"\0\0\x08\x03\0\0\0\x05", r"truncated IDX header: expected 12 bytes"),
-    "data too short": (_header(0x08, 10) + b"\0" * 9, r"declares shape \(10,\) = 10 data bytes, "
-                       r"but the file holds 9"),
-    "data too long": (_header(0x08, 10) + b"\0" * 11, r"declares shape \(10,\) = 10 data bytes, "
-                      r"but the file holds 11"),
+    "data too short": (
+        _header(0x08, 10) + b"\0" * 9,
+        r"declares shape \(10,\) = 10 data bytes, "
+        r"but the file holds 9",
+    ),
+    "data too long": (
+        _header(0x08, 10) + b"\0" * 11,
+        r"declares shape \(10,\) = 10 data bytes, "
+        r"but the file holds 11",
+    ),
 }
 
 
@@ -76,8 +82,11 @@ def test_malformed_raw_file_is_a_one_line_error_naming_it(tmp_path, case):
 def test_gzipped_length_errors(tmp_path):
     p = tmp_path / "y.gz"
     p.write_bytes(gzip.compress(_header(0x08, 10) + b"\0" * 9))
-    with pytest.raises(DataError, match=r"y\.gz: truncated IDX data for shape \(10,\): expected "
-                       r"10 bytes, file ends after 9"):
+    with pytest.raises(
+        DataError,
+        match=r"y\.gz: truncated IDX data for shape \(10,\): expected "
+        r"10 bytes, file ends after 9",
+    ):
         idx.read_idx(p)
     p.write_bytes(gzip.compress(_header(0x08, 10) + b"\0" * 11))
     with pytest.raises(DataError, match=r"y\.gz: trailing bytes after the 10 data bytes"):
@@ -89,8 +98,11 @@ def test_truncated_gzip_stream(tmp_path):
     whole = gzip.compress(idx.encode(x))
     p = tmp_path / "x.gz"
     p.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(DataError, match=r"x\.gz: truncated or corrupt gzip stream .*fetch or "
-                       r"import it again"):
+    with pytest.raises(
+        DataError,
+        match=r"x\.gz: truncated or corrupt gzip stream .*fetch or "
+        r"import it again",
+    ):
         idx.read_images(p)
     with pytest.raises(DataError, match="truncated or corrupt gzip"):
         idx.payload_sha256(p)
@@ -102,8 +114,11 @@ def test_truncated_gzip_stream(tmp_path):
 def test_images_must_be_uint8_n_28_28(tmp_path):
     p = tmp_path / "x"
     idx.write_idx(p, np.zeros((3, 28, 27), np.uint8))
-    with pytest.raises(DataError, match=r"expected unsigned-byte images of shape \(N, 28, 28\), "
-                       r"header declares dtype code 0x08 shape \(3, 28, 27\)"):
+    with pytest.raises(
+        DataError,
+        match=r"expected unsigned-byte images of shape \(N, 28, 28\), "
+        r"header declares dtype code 0x08 shape \(3, 28, 27\)",
+    ):
         idx.read_images(p)
     idx.write_idx(p, np.zeros((3, 28, 28), np.float32))
     with pytest.raises(DataError, match="dtype code 0x0d"):
@@ -133,8 +148,11 @@ def test_billion_image_header_fails_fast_with_bounded_memory(tmp_path, gz):
     p.write_bytes(gzip.compress(content) if gz else content)
     tracemalloc.start()
     try:
-        with pytest.raises(DataError, match=r"declares shape \(1000000000, 28, 28\) "
-                           r"\(784,000,000,000 bytes\); refusing"):
+        with pytest.raises(
+            DataError,
+            match=r"declares shape \(1000000000, 28, 28\) "
+            r"\(784,000,000,000 bytes\); refusing",
+        ):
             idx.read_images(p)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

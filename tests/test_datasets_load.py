@@ -53,7 +53,9 @@ def test_one_byte_change_is_caught_in_gz_and_in_raw(mnist_dir, tmp_path, mnistla
     raw = bytearray(gzip.decompress(labels.read_bytes()))
     raw[100] = (raw[100] + 1) % 10  # still a valid label: only the checksum can tell
     labels.write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: checksum mismatch.*delete it"):
+    with pytest.raises(
+        DataError, match=r"t10k-labels-idx1-ubyte\.gz: checksum mismatch.*delete it"
+    ):
         datasets.load("mnist", data_dir=d)
     labels.unlink()
     (d / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))  # uncompressed form is read too
@@ -61,7 +63,9 @@ def test_one_byte_change_is_caught_in_gz_and_in_raw(mnist_dir, tmp_path, mnistla
         datasets.load("mnist", data_dir=d)
     raw[100] = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())[100]
     (d / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
-    assert datasets.load("mnist", data_dir=d).verified_by["t10k-labels-idx1-ubyte"] == "payload-sha256"
+    assert (
+        datasets.load("mnist", data_dir=d).verified_by["t10k-labels-idx1-ubyte"] == "payload-sha256"
+    )
 
 
 def test_second_load_is_memory_mapped_and_hashes_nothing(mnist_dir, mnistlab_home, monkeypatch):
@@ -106,8 +110,11 @@ def test_cache_then_env_dir_resolution(mnist_dir, mnistlab_home, monkeypatch):
 
 def test_explicit_data_dir_missing_files_is_clear_error(tmp_path, mnistlab_home):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    with pytest.raises(DataError, match=r"missing mnist files: train-labels-idx1-ubyte\.gz, "
-                       r"t10k-images-idx3-ubyte\.gz, t10k-labels-idx1-ubyte\.gz"):
+    with pytest.raises(
+        DataError,
+        match=r"missing mnist files: train-labels-idx1-ubyte\.gz, "
+        r"t10k-images-idx3-ubyte\.gz, t10k-labels-idx1-ubyte\.gz",
+    ):
         datasets.load("mnist", data_dir=tmp_path)
 
 
@@ -126,7 +133,10 @@ def test_default_falls_back_to_sample_and_says_so(mnistlab_home):
     ds = datasets.load()
     assert ds.name == "mnist-sample" and ds.x_train.shape == (10000, 28, 28)
     assert ds.note.startswith("full MNIST not found (looked in cache ")
-    assert "download failed" in ds.note and "mnist-sample (10,000 train / 2,000 test images)" in ds.note
+    assert (
+        "download failed" in ds.note
+        and "mnist-sample (10,000 train / 2,000 test images)" in ds.note
+    )
     assert "\n" not in ds.note
 
 
@@ -143,8 +153,11 @@ def test_offline_switch_disables_download(mnistlab_home, monkeypatch):
 
 
 def test_unknown_dataset_lists_known_names():
-    with pytest.raises(DataError, match=r"unknown dataset 'emnist'; expected one of: mnist, "
-                       r"fashion-mnist, kmnist, mnist-sample"):
+    with pytest.raises(
+        DataError,
+        match=r"unknown dataset 'emnist'; expected one of: mnist, "
+        r"fashion-mnist, kmnist, mnist-sample",
+    ):
         datasets.load("emnist")
 
 
@@ -193,8 +206,11 @@ def test_verify_rebuilds_a_tampered_array_cache(mnist_dir, mnistlab_home):
 
 def test_system_copy_is_found_after_the_cache(fashion_dir, mnist_dir, mnistlab_home, monkeypatch):
     spec = registry.get("fashion-mnist")
-    monkeypatch.setitem(registry.DOWNLOADABLE, "fashion-mnist",
-                        dataclasses.replace(spec, system_dirs=(str(fashion_dir),)))
+    monkeypatch.setitem(
+        registry.DOWNLOADABLE,
+        "fashion-mnist",
+        dataclasses.replace(spec, system_dirs=(str(fashion_dir),)),
+    )
     ds = datasets.load("fashion-mnist", download=False)
     assert ds.source == f"system: {fashion_dir}" and ds.name == "fashion-mnist"
     datasets.import_dir(fashion_dir, "fashion-mnist")
@@ -203,7 +219,8 @@ def test_system_copy_is_found_after_the_cache(fashion_dir, mnist_dir, mnistlab_h
 
 @pytest.mark.parametrize("source", ["MNISTLAB_DATA_DIR", "cache"])
 def test_an_array_cache_edited_in_place_is_rebuilt_from_the_verified_files(
-        mnist_dir, mnistlab_home, monkeypatch, source):
+    mnist_dir, mnistlab_home, monkeypatch, source
+):
     from mnistlab.datasets import idx
 
     pristine = idx.read_images(mnist_dir / "t10k-images-idx3-ubyte.gz")
@@ -218,8 +235,11 @@ def test_an_array_cache_edited_in_place_is_rebuilt_from_the_verified_files(
     edited[:2000] = 255 - edited[:2000]
     edited.flush()
     del edited
-    with pytest.warns(UserWarning, match=r"x_test.npy was modified after it was written.*"
-                                         r"rebuilt it from the verified files in "):
+    with pytest.warns(
+        UserWarning,
+        match=r"x_test.npy was modified after it was written.*"
+        r"rebuilt it from the verified files in ",
+    ):
         ds = datasets.load("mnist")
     assert np.array_equal(ds.x_test, pristine)
     again = datasets.load("mnist")  # rebuilt: memory-mapped and right again, no warning
@@ -234,8 +254,11 @@ def test_a_cache_that_cannot_be_rewritten_is_not_served(mnist_dir, mnistlab_home
     y = np.load(npy)
     np.save(npy, (y + 1) % 10)
     fail_writes(mnistlab_home)
-    with pytest.warns(UserWarning, match=r"y_test.npy was modified.*cannot write the array cache"
-                                         r".*using the verified files in"):
+    with pytest.warns(
+        UserWarning,
+        match=r"y_test.npy was modified.*cannot write the array cache"
+        r".*using the verified files in",
+    ):
         ds = datasets.load("mnist", data_dir=mnist_dir)
     assert np.array_equal(ds.y_test, idx.read_labels(mnist_dir / "t10k-labels-idx1-ubyte.gz", 10))
 

@@ -21,8 +21,12 @@ from mnistlab.initializers import init_weights
 from mnistlab.recipe import Recipe
 from mnistlab.schedules import learning_rates, steps_per_epoch
 
-BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
-    not numba_available(), reason="numba not installed"))]
+BACKENDS = [
+    "numpy",
+    pytest.param(
+        "numba", marks=pytest.mark.skipif(not numba_available(), reason="numba not installed")
+    ),
+]
 
 # Recipes the fast engine runs, chosen to cover every branch of its maths. All have three hidden
 # layers: the numba backend compiles once per network depth (~10-30 s on 2 cores, then cached).
@@ -47,8 +51,13 @@ CONFIGS = {
     "max-norm": {"max_norm": 1.0, "learning_rate": 0.05},
     # adam on top of these amplifies float32 rounding near ReLU's kink (one weight in 1e5 off
     # by 1e-5 after 2 epochs); its maths is held to spec.py step by step instead
-    "combined": {"dropout": 0.2, "batch_norm": True, "l2": 1e-4, "max_norm": 2.0,
-                 "label_smoothing": 0.1},
+    "combined": {
+        "dropout": 0.2,
+        "batch_norm": True,
+        "l2": 1e-4,
+        "max_norm": 2.0,
+        "label_smoothing": 0.1,
+    },
 }
 
 
@@ -76,21 +85,35 @@ def run(engine, x, y, epochs, start=0):
 
 # ---- against spec.py ------------------------------------------------------------------------
 OPTIONS = {
-    "relu": {}, "l2": {"l2": 1e-2}, "tanh-smooth": {"activation": "tanh", "label_smoothing": 0.2},
-    "sigmoid-l2": {"activation": "sigmoid", "l2": 1e-3}, "dropout": {"dropout": 0.3},
+    "relu": {},
+    "l2": {"l2": 1e-2},
+    "tanh-smooth": {"activation": "tanh", "label_smoothing": 0.2},
+    "sigmoid-l2": {"activation": "sigmoid", "l2": 1e-3},
+    "dropout": {"dropout": 0.3},
     "gelu-bn": {"activation": "gelu", "batch_norm": True},
     "batch-norm": {"batch_norm": True},
     "bn-dropout-tanh": {"batch_norm": True, "dropout": 0.2, "activation": "tanh"},
 }
 OPTIMIZERS = {
-    "sgd": {}, "sgd-plain": {"nesterov": False}, "adam": {"optimizer": "adam"},
+    "sgd": {},
+    "sgd-plain": {"nesterov": False},
+    "adam": {"optimizer": "adam"},
     "adamw-l2": {"optimizer": "adamw", "weight_decay": 0.05, "l2": 1e-3},
-    "nadam": {"optimizer": "nadam"}, "rmsprop": {"optimizer": "rmsprop"},
+    "nadam": {"optimizer": "nadam"},
+    "rmsprop": {"optimizer": "rmsprop"},
     "rmsprop-momentum": {"optimizer": "rmsprop", "momentum": 0.5},
-    "adagrad": {"optimizer": "adagrad"}, "adadelta": {"optimizer": "adadelta"},
-    "max-norm": {"max_norm": 0.5}, "bn-nadam": {"optimizer": "nadam", "batch_norm": True},
-    "adam-everything": {"optimizer": "adam", "batch_norm": True, "dropout": 0.2, "l2": 1e-3,
-                        "max_norm": 1.0, "label_smoothing": 0.1},
+    "adagrad": {"optimizer": "adagrad"},
+    "adadelta": {"optimizer": "adadelta"},
+    "max-norm": {"max_norm": 0.5},
+    "bn-nadam": {"optimizer": "nadam", "batch_norm": True},
+    "adam-everything": {
+        "optimizer": "adam",
+        "batch_norm": True,
+        "dropout": 0.2,
+        "l2": 1e-3,
+        "max_norm": 1.0,
+        "label_smoothing": 0.1,
+    },
 }
 
 
@@ -111,10 +134,13 @@ def _spec_steps(r, x, y, lrs, epoch=0):
     keys = dropout_keys(h.seed, epoch, len(lrs), len(r.hidden))
     losses = []
     for k, lr in enumerate(lrs):
-        xb, yb = x[k * bs:(k + 1) * bs].astype(np.float64), y[k * bs:(k + 1) * bs]
+        xb, yb = x[k * bs : (k + 1) * bs].astype(np.float64), y[k * bs : (k + 1) * bs]
         masks = [keep_mask(keys[k, j], len(xb), w, h.dropout) for j, w in enumerate(r.hidden)]
-        losses.append(spec.step(p, slots, xb, yb, k + 1, float(np.float32(lr)), h,
-                                masks if h.dropout else None))
+        losses.append(
+            spec.step(
+                p, slots, xb, yb, k + 1, float(np.float32(lr)), h, masks if h.dropout else None
+            )
+        )
     return losses, p, slots
 
 
@@ -122,8 +148,9 @@ def _spec_steps(r, x, y, lrs, epoch=0):
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_gradients_equal_spec(backend, name):
     """One plain-SGD step with lr 1 leaves -gradient in the momentum slot (v = 0*v - 1*g)."""
-    r = Recipe(momentum=0.0, nesterov=False, batch_size=16, hidden=[64, 32, 16], seed=2,
-               **OPTIONS[name])
+    r = Recipe(
+        momentum=0.0, nesterov=False, batch_size=16, hidden=[64, 32, 16], seed=2, **OPTIONS[name]
+    )
     x, y = _batch()
     eng = FastEngine(r, init_weights(r), backend=backend)
     loss, _ = eng.train_epoch(x, y, np.arange(16), np.ones(1), epoch=0)
@@ -131,11 +158,15 @@ def test_gradients_equal_spec(backend, name):
     p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
     keys = dropout_keys(h.seed, 0, 1, 3)
     masks = [keep_mask(keys[0, j], 16, w, h.dropout) for j, w in enumerate(r.hidden)]
-    want_loss, grads, _ = spec.gradients(p, x.astype(np.float64), y, h,
-                                         masks if h.dropout else None)
+    want_loss, grads, _ = spec.gradients(
+        p, x.astype(np.float64), y, h, masks if h.dropout else None
+    )
     assert loss == pytest.approx(want_loss, abs=1e-5)
-    ours = {k[len("opt.momentum."):]: -v for k, v in eng.state().items()
-            if k.startswith("opt.momentum.")}
+    ours = {
+        k[len("opt.momentum.") :]: -v
+        for k, v in eng.state().items()
+        if k.startswith("opt.momentum.")
+    }
     assert set(ours) == set(grads)
     for k, g in grads.items():
         np.testing.assert_allclose(ours[k], g, atol=1e-5, rtol=1e-4, err_msg=k)
@@ -157,8 +188,11 @@ def test_updates_equal_spec(backend, name):
         np.testing.assert_allclose(state[k], v, atol=1e-5, err_msg=k)
     for slot, arrays in slots.items():
         if slot == "u_product":
-            assert float(state["opt.u_product"]) == pytest.approx(arrays, rel=1e-12) \
-                if r.optimizer == "nadam" else "opt.u_product" not in state
+            assert (
+                float(state["opt.u_product"]) == pytest.approx(arrays, rel=1e-12)
+                if r.optimizer == "nadam"
+                else "opt.u_product" not in state
+            )
             continue
         for k, v in arrays.items():
             np.testing.assert_allclose(state[f"opt.{slot}.{k}"], v, atol=1e-5, err_msg=k)
@@ -187,15 +221,16 @@ def test_two_epochs_equal_reference_engine(data, backend, name):
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
-@pytest.mark.parametrize("name", ["notebook", "adamw-l2", "tanh-smooth", "dropout", "batch-norm",
-                                  "combined"])
+@pytest.mark.parametrize(
+    "name", ["notebook", "adamw-l2", "tanh-smooth", "dropout", "batch-norm", "combined"]
+)
 def test_numba_backend_equals_numpy_backend(data, name):
     x, y = data
     r = Recipe(**CONFIGS[name])
     a = FastEngine(r, init_weights(r), backend="numpy")
     b = FastEngine(r, init_weights(r), backend="numba")
     np.testing.assert_allclose(run(a, x, y, 2), run(b, x, y, 2), atol=1e-6, rtol=0)
-    for k, v in a.state().items():   # adam's m/sqrt(v) lifts rounding of tiny gradients
+    for k, v in a.state().items():  # adam's m/sqrt(v) lifts rounding of tiny gradients
         np.testing.assert_allclose(b.state()[k], v, atol=1e-5, err_msg=k)
 
 
@@ -316,7 +351,7 @@ def test_raw_pixels_diverge_to_nan_as_in_keras(backend):
     r = Recipe(normalize="none")
     eng = FastEngine(r, init_weights(r), backend=backend)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")   # no RuntimeWarning noise on the way
+        warnings.simplefilter("error")  # no RuntimeWarning noise on the way
         loss, acc = run(eng, x, y, 1)[0]
         val_loss, _ = eng.evaluate(x, y)
     assert np.isnan(loss) and np.isnan(val_loss) and acc < 0.2
@@ -330,13 +365,30 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
     from mnistlab import runs
     from mnistlab.train import fit
 
-    flags = ["--dataset", "mnist-sample", "--hidden", "128", "--epochs", "4", "--batch-size", "8",
-             "--engine", "fast", "--validation-split", "0.3", option, "--quiet"]
+    flags = [
+        "--dataset",
+        "mnist-sample",
+        "--hidden",
+        "128",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--engine",
+        "fast",
+        "--validation-split",
+        "0.3",
+        option,
+        "--quiet",
+    ]
     run_dir = tmp_path / "killed"
     env = {**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", *flags, "--out",
-                             str(run_dir)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "train", *flags, "--out", str(run_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ckpt = run_dir / runs.CHECKPOINT
     deadline = time.monotonic() + 120
     try:
@@ -349,9 +401,18 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
         proc.wait(timeout=30)
     assert not (run_dir / runs.MODEL).exists(), "the run finished before the kill"
     resumed = fit(out=run_dir, resume=True, quiet=True)
-    whole = fit(Recipe(hidden=[128], epochs=4, batch_size=8, engine="fast", dataset="mnist-sample",
-                       **({"dropout": 0.2} if "dropout" in option else {"batch_norm": True})),
-                out=tmp_path / "whole", quiet=True)
+    whole = fit(
+        Recipe(
+            hidden=[128],
+            epochs=4,
+            batch_size=8,
+            engine="fast",
+            dataset="mnist-sample",
+            **({"dropout": 0.2} if "dropout" in option else {"batch_norm": True}),
+        ),
+        out=tmp_path / "whole",
+        quiet=True,
+    )
     assert resumed.environment["resumed"][0]["after_epoch"] >= 1
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole.history]
     assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history] == strip
@@ -376,24 +437,49 @@ def test_unsupported_recipes_say_why(kw, words):
 
 
 def test_cli_engine_fast_on_a_cnn_is_a_one_line_error(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--kind", "cnn", "--engine",
-                        "fast", "--dataset", "mnist-sample", "--out", str(tmp_path / "r")],
-                       capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "train",
+            "--kind",
+            "cnn",
+            "--engine",
+            "fast",
+            "--dataset",
+            "mnist-sample",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")},
+    )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
     assert "engine" in p.stderr and "kind 'cnn'" in p.stderr
 
 
-@pytest.mark.parametrize("kw, added", [
-    ({}, set()),
-    ({"dropout": 0.5}, set()),
-    ({"max_norm": 3.0}, set()),
-    ({"batch_norm": True}, {f"bn_{i}.{p}" for i in range(2)
-                            for p in ("gamma", "beta", "moving_mean", "moving_variance")}
-     | {f"opt.momentum.bn_{i}.{p}" for i in range(2) for p in ("gamma", "beta")}),
-    ({"optimizer": "nadam", "momentum": 0.0}, {"opt.u_product"}),
-])
+@pytest.mark.parametrize(
+    "kw, added",
+    [
+        ({}, set()),
+        ({"dropout": 0.5}, set()),
+        ({"max_norm": 3.0}, set()),
+        (
+            {"batch_norm": True},
+            {
+                f"bn_{i}.{p}"
+                for i in range(2)
+                for p in ("gamma", "beta", "moving_mean", "moving_variance")
+            }
+            | {f"opt.momentum.bn_{i}.{p}" for i in range(2) for p in ("gamma", "beta")},
+        ),
+        ({"optimizer": "nadam", "momentum": 0.0}, {"opt.u_product"}),
+    ],
+)
 def test_each_option_adds_the_state_it_declares(kw, added):
     base = Recipe(hidden=[6, 5])
     r = base.replace(**kw)
@@ -401,13 +487,17 @@ def test_each_option_adds_the_state_it_declares(kw, added):
     plain = set(FastEngine(base, init_weights(base), backend="numpy").state())
     if r.optimizer == "nadam":
         plain = {k.replace("opt.momentum.", "opt.m.") for k in plain} | {
-            k.replace("opt.momentum.", "opt.v.") for k in plain if "momentum" in k}
+            k.replace("opt.momentum.", "opt.v.") for k in plain if "momentum" in k
+        }
     assert set(eng.state()) - plain == added
     assert set(eng.weights()) == set(init_weights(r))
     n_params = sum(v.size for k, v in eng.weights().items() if "moving" not in k)
-    want = sum(v.size for v in spec.init_slots(
-        {k: v for k, v in init_weights(r).items()}, Hyper.of(r))[
-        "m" if r.optimizer == "nadam" else "momentum"].values())
+    want = sum(
+        v.size
+        for v in spec.init_slots({k: v for k, v in init_weights(r).items()}, Hyper.of(r))[
+            "m" if r.optimizer == "nadam" else "momentum"
+        ].values()
+    )
     assert n_params == want == eng.st.theta.size
 
 
@@ -427,7 +517,7 @@ def test_inference_has_no_dropout_and_uses_moving_statistics(data, backend):
     logits_loss = spec.loss_and_dlogits(np.log(want), y, p, Hyper.of(r))[0]
     assert loss == pytest.approx(logits_loss, abs=1e-5)
     assert acc == np.mean(want.argmax(1) == y)
-    assert eng.evaluate(x, y) == (loss, acc)   # deterministic: no mask drawn
+    assert eng.evaluate(x, y) == (loss, acc)  # deterministic: no mask drawn
 
 
 def test_batch_size_larger_than_the_data_allocates_for_the_data():
@@ -448,8 +538,9 @@ def test_fast_engine_follows_the_protocol():
 
 def test_default_backend_is_numba_for_small_batches_only():
     small, large = Recipe(batch_size=32), Recipe(batch_size=128)
-    assert FastEngine(small, init_weights(small)).backend == ("numba" if numba_available()
-                                                               else "numpy")
+    assert FastEngine(small, init_weights(small)).backend == (
+        "numba" if numba_available() else "numpy"
+    )
     assert FastEngine(large, init_weights(large)).backend == "numpy"
     with pytest.raises(ValueError, match="backend"):
         FastEngine(small, init_weights(small), backend="cuda")
@@ -468,7 +559,7 @@ def test_predict_proba_is_a_stable_softmax():
     w = init_weights(r)
     w["dense_1.bias"][:] = np.array([1e4, -1e4] + [0] * 8, np.float32)  # would overflow exp
     x = np.random.default_rng(0).standard_normal((25, 784)).astype(np.float32)
-    p = fast.predict_proba(r, w, x, batch_size=10)       # several batches, ragged end
+    p = fast.predict_proba(r, w, x, batch_size=10)  # several batches, ragged end
     assert p.dtype == np.float32 and p.shape == (25, 10)
     assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1)
     assert (p.argmax(axis=1) == 0).all()
@@ -500,6 +591,7 @@ def test_importing_and_training_does_not_import_torch():
         "e.train_epoch(x, np.arange(8), np.arange(8), np.full(2, 0.01), 0)\n"
         "e.evaluate(x, np.arange(8)); fast.predict_proba(r, e.weights(), x)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

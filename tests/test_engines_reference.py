@@ -20,14 +20,24 @@ X = (RNG.choice([-1, 1], size=(4, 784)) * RNG.uniform(0.5, 1.5, size=(4, 784))).
 Y = np.array([3, 1, 4, 1], dtype=np.int64)
 
 
-@pytest.mark.parametrize("kw", [
-    {"optimizer": "sgd", "nesterov": True}, {"optimizer": "sgd", "nesterov": False},
-    {"optimizer": "adam"}, {"optimizer": "adamw", "weight_decay": 0.05, "l2": 1e-3},
-    {"optimizer": "nadam"}, {"optimizer": "rmsprop"}, {"optimizer": "rmsprop", "momentum": 0.5},
-    {"optimizer": "adagrad"}, {"optimizer": "adadelta"}, {"max_norm": 0.5},
-    {"optimizer": "adam", "dropout": 0.3, "batch_norm": True, "label_smoothing": 0.1},
-    {"kind": "cnn", "conv_channels": [2], "dropout": 0.2, "max_norm": 0.5},
-], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"optimizer": "sgd", "nesterov": True},
+        {"optimizer": "sgd", "nesterov": False},
+        {"optimizer": "adam"},
+        {"optimizer": "adamw", "weight_decay": 0.05, "l2": 1e-3},
+        {"optimizer": "nadam"},
+        {"optimizer": "rmsprop"},
+        {"optimizer": "rmsprop", "momentum": 0.5},
+        {"optimizer": "adagrad"},
+        {"optimizer": "adadelta"},
+        {"max_norm": 0.5},
+        {"optimizer": "adam", "dropout": 0.3, "batch_norm": True, "label_smoothing": 0.1},
+        {"kind": "cnn", "conv_channels": [2], "dropout": 0.2, "max_norm": 0.5},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()),
+)
 def test_two_steps_equal_spec(kw):
     """Two steps against spec.py (CNNs: the Dense part's maths is spec's, the conv part is
     torch's own, so a CNN is checked for finite, moving weights and max-norm only)."""
@@ -49,8 +59,16 @@ def test_two_steps_equal_spec(kw):
     keys = dropout_keys(h.seed, 0, 2, 1)
     for k in range(2):
         masks = [keep_mask(keys[k, 0], 2, 8, h.dropout)] if h.dropout else None
-        spec.step(p, slots, X[2 * k:2 * k + 2].astype(np.float64), Y[2 * k:2 * k + 2], k + 1,
-                  float(np.float32(lrs[k])), h, masks)
+        spec.step(
+            p,
+            slots,
+            X[2 * k : 2 * k + 2].astype(np.float64),
+            Y[2 * k : 2 * k + 2],
+            k + 1,
+            float(np.float32(lrs[k])),
+            h,
+            masks,
+        )
     for k, v in p.items():
         np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=1e-5, err_msg=k)
     for slot, arrays in slots.items():
@@ -107,8 +125,10 @@ def test_engines_follow_the_protocol():
 
 
 def test_cnn_and_batch_norm_train_and_predict():
-    for r in (Recipe(kind="cnn", conv_channels=[2], hidden=[8], batch_size=2),
-              Recipe(hidden=[8], batch_norm=True, batch_size=2, optimizer="rmsprop")):
+    for r in (
+        Recipe(kind="cnn", conv_channels=[2], hidden=[8], batch_size=2),
+        Recipe(hidden=[8], batch_norm=True, batch_size=2, optimizer="rmsprop"),
+    ):
         eng = make_engine(r.replace(engine="reference"), init_weights(r))
         assert eng.name == "reference"
         loss, acc = eng.train_epoch(X, Y, np.arange(4), np.full(2, 0.01), epoch=0)
@@ -153,10 +173,14 @@ def test_cuda_visible_devices_empty_means_no_cuda(monkeypatch):
 def test_engine_choice(monkeypatch):
     monkeypatch.setattr(engines, "cuda_present", lambda: False)
     cnn = Recipe(kind="cnn")
-    for kw in ({"dropout": 0.2}, {"batch_norm": True}, {"optimizer": "nadam"},
-               {"optimizer": "adadelta"}, {"max_norm": 2.0}):
-        assert choose_engine(Recipe(**kw))[0] == ("fast" if engines._fast_module() else
-                                                  "reference")
+    for kw in (
+        {"dropout": 0.2},
+        {"batch_norm": True},
+        {"optimizer": "nadam"},
+        {"optimizer": "adadelta"},
+        {"max_norm": 2.0},
+    ):
+        assert choose_engine(Recipe(**kw))[0] == ("fast" if engines._fast_module() else "reference")
     name, why = choose_engine(cnn)
     assert name == "reference" and "fast engine not used" in why
     assert choose_engine(Recipe(engine="reference"))[0] == "reference"
@@ -165,14 +189,19 @@ def test_engine_choice(monkeypatch):
         with pytest.raises(RecipeError, match="not installed"):
             choose_engine(Recipe(engine="fast"))
     else:
-        assert choose_engine(Recipe()) == ("fast", "auto: fast engine supports this recipe on the CPU")
+        assert choose_engine(Recipe()) == (
+            "fast",
+            "auto: fast engine supports this recipe on the CPU",
+        )
         with pytest.raises(RecipeError, match="engine'.*cnn"):
             choose_engine(cnn.replace(engine="fast"))
 
 
 def test_missing_fast_module_makes_auto_pick_reference(monkeypatch):
     monkeypatch.setattr(engines, "_fast_module", lambda: None)
-    assert choose_engine(Recipe()) == ("reference", "auto: fast engine not used (the fast engine is "
-                                       "not installed)")
+    assert choose_engine(Recipe()) == (
+        "reference",
+        "auto: fast engine not used (the fast engine is not installed)",
+    )
     eng = make_engine(Recipe(hidden=[4]), init_weights(Recipe(hidden=[4])))
     assert eng.name == "reference" and "not installed" in eng.reason

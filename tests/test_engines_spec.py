@@ -28,7 +28,7 @@ Y = RNG.integers(0, 10, 16)
 def _params(r: Recipe, seed: int = 0) -> dict:
     p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
     rng = np.random.default_rng(seed)
-    for k in p:     # non-trivial biases and batch norm parameters
+    for k in p:  # non-trivial biases and batch norm parameters
         if k.endswith((".bias", ".beta")):
             p[k] = rng.normal(0, 0.1, p[k].shape)
         elif k.endswith(".gamma"):
@@ -54,21 +54,29 @@ def test_gradients_equal_torch_autograd(name):
     r = Recipe(hidden=[24, 12], **OPTIONS[name])
     h = Hyper.of(r)
     p = _params(r)
-    masks = [dropout_keep(0, 0, 0, j, 16, w, h.dropout) for j, w in enumerate(r.hidden)] \
-        if h.dropout else None
+    masks = (
+        [dropout_keep(0, 0, 0, j, 16, w, h.dropout) for j, w in enumerate(r.hidden)]
+        if h.dropout
+        else None
+    )
     loss, grads, stats = spec.gradients(p, X, Y, h, masks)
 
     t = {k: torch.tensor(v, requires_grad="moving" not in k) for k, v in p.items()}
-    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-           "gelu": torch.nn.functional.gelu}[r.activation]
+    act = {
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "gelu": torch.nn.functional.gelu,
+    }[r.activation]
     z = torch.tensor(X)
     for i in range(3):
         z = z @ t[f"dense_{i}.kernel"] + t[f"dense_{i}.bias"]
         if i == 2:
             break
-        if h.batch_norm:   # torch's own batch norm, training mode (biased variance inside)
-            z = torch.nn.functional.batch_norm(z, None, None, t[f"bn_{i}.gamma"],
-                                               t[f"bn_{i}.beta"], training=True, eps=1e-3)
+        if h.batch_norm:  # torch's own batch norm, training mode (biased variance inside)
+            z = torch.nn.functional.batch_norm(
+                z, None, None, t[f"bn_{i}.gamma"], t[f"bn_{i}.beta"], training=True, eps=1e-3
+            )
         z = act(z)
         if masks is not None:
             z = z * torch.tensor(masks[i]) / (1 - h.dropout)
@@ -82,7 +90,7 @@ def test_gradients_equal_torch_autograd(name):
     if h.batch_norm:
         pre = X @ p["dense_0.kernel"] + p["dense_0.bias"]
         np.testing.assert_allclose(stats[0][0], pre.mean(0))
-        np.testing.assert_allclose(stats[0][1], pre.var(0))   # biased, as Keras
+        np.testing.assert_allclose(stats[0][1], pre.var(0))  # biased, as Keras
 
 
 def _torch_optimizer(torch, name, params, lr):
@@ -99,8 +107,9 @@ def _torch_optimizer(torch, name, params, lr):
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad",
-                                  "adadelta"])
+@pytest.mark.parametrize(
+    "name", ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adadelta"]
+)
 def test_updates_equal_torch_optim(name):
     """Three steps on O(1) gradients. torch.optim defines the same arithmetic as Keras for these
     settings, except where epsilon sits (inside or outside a sqrt / bias correction), which
@@ -137,13 +146,16 @@ def test_batch_norm_moving_statistics_and_inference():
     h = Hyper.of(r)
     p = _params(r)
     masks = [np.ones((16, 8), bool)]
-    spec.step(p, spec.init_slots(p, h), X, Y, 1, 0.0, h, masks)   # lr 0: only the moving stats
+    spec.step(p, spec.init_slots(p, h), X, Y, 1, 0.0, h, masks)  # lr 0: only the moving stats
     pre = X @ p["dense_0.kernel"] + p["dense_0.bias"]
     np.testing.assert_allclose(p["bn_0.moving_mean"], 0.01 * pre.mean(0))
     np.testing.assert_allclose(p["bn_0.moving_variance"], 0.99 + 0.01 * pre.var(0))
     # inference: the moving statistics, no dropout (deterministic, no masks needed)
-    hidden = np.maximum((pre - p["bn_0.moving_mean"]) / np.sqrt(p["bn_0.moving_variance"] + 1e-3)
-                        * p["bn_0.gamma"] + p["bn_0.beta"], 0)
+    hidden = np.maximum(
+        (pre - p["bn_0.moving_mean"]) / np.sqrt(p["bn_0.moving_variance"] + 1e-3) * p["bn_0.gamma"]
+        + p["bn_0.beta"],
+        0,
+    )
     logits = hidden @ p["dense_1.kernel"] + p["dense_1.bias"]
     want = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(spec.predict_proba(p, X, h), want / want.sum(1, keepdims=True))
@@ -159,7 +171,7 @@ def test_dropout_masks_are_a_function_of_seed_epoch_step_layer():
     assert keys.shape == (10, 3) and keys.dtype == np.uint64 and len(set(keys.ravel())) == 30
     assert np.array_equal(keep_mask(keys[3, 0], 32, 128, 0.2), a)
     big = keep_mask(keys[0, 0], 1000, 100, 0.2)
-    assert abs(big.mean() - 0.8) < 0.01     # keep rate 1 - rate
+    assert abs(big.mean() - 0.8) < 0.01  # keep rate 1 - rate
     # a smaller last batch takes the leading rows of the full mask (row-major counter)
     assert np.array_equal(keep_mask(keys[0, 0], 7, 100, 0.2), big[:7])
 
@@ -202,4 +214,4 @@ def test_workspace_views_do_not_overlap():
         v[...] = k + 1
     assert [int(v.mean()) for v in views] == list(range(1, 7))
     plain = Workspace([10, 6, 5, 3], rows=4, n_params=1, dropout=False)
-    assert np.shares_memory(plain.a(0, 4), plain.h(1, 4))   # without dropout a IS the output
+    assert np.shares_memory(plain.a(0, 4), plain.h(1, 4))  # without dropout a IS the output

@@ -29,9 +29,21 @@ def test_known_confusion_case_exact_values():
     assert r["n"] == 10 and r["accuracy"] == pytest.approx(0.7)
     assert r["confusion_matrix"] == [[3, 1, 0], [1, 2, 0], [0, 1, 2]]
     a, b, c = (r["per_class"][k] for k in "abc")
-    assert (a["precision"], a["recall"], a["support"]) == (pytest.approx(3 / 4), pytest.approx(3 / 4), 4)
-    assert (b["precision"], b["recall"], b["support"]) == (pytest.approx(2 / 4), pytest.approx(2 / 3), 3)
-    assert (c["precision"], c["recall"], c["support"]) == (pytest.approx(1.0), pytest.approx(2 / 3), 3)
+    assert (a["precision"], a["recall"], a["support"]) == (
+        pytest.approx(3 / 4),
+        pytest.approx(3 / 4),
+        4,
+    )
+    assert (b["precision"], b["recall"], b["support"]) == (
+        pytest.approx(2 / 4),
+        pytest.approx(2 / 3),
+        3,
+    )
+    assert (c["precision"], c["recall"], c["support"]) == (
+        pytest.approx(1.0),
+        pytest.approx(2 / 3),
+        3,
+    )
     assert b["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
     assert r["macro_avg"]["precision"] == pytest.approx((0.75 + 0.5 + 1.0) / 3)
     assert r["weighted_avg"]["recall"] == pytest.approx(0.7)  # weighted recall == accuracy
@@ -57,14 +69,18 @@ def test_probability_r2_is_one_minus_brier_over_target_variance_and_sklearn_agre
     got = ev.probability_r2(y, p)
     assert got["brier"] == pytest.approx(brier, rel=1e-12)
     assert got["r2"] == pytest.approx(formula, rel=1e-12)
-    assert got["r2"] == pytest.approx(r2_score(onehot, p, multioutput="variance_weighted"), rel=1e-12)
+    assert got["r2"] == pytest.approx(
+        r2_score(onehot, p, multioutput="variance_weighted"), rel=1e-12
+    )
     r = ev.evaluate_predictions(y, p)
     assert r["r2"]["probabilities_vs_onehot"] == pytest.approx(formula, rel=1e-12)
     assert r["r2"]["probabilities_vs_onehot"] != pytest.approx(r2_score(y, p.argmax(1)), abs=1e-3)
     # anchors of the reading line: class frequencies score 0, perfect confident predictions 1
     assert ev.probability_r2(y, np.tile(freq, (200, 1)))["r2"] == pytest.approx(0.0, abs=1e-12)
     assert ev.probability_r2(y, onehot)["r2"] == 1.0
-    assert ev.probability_r2(np.zeros(3, int), np.eye(2)[[0, 0, 0]])["r2"] is None  # one class: undefined
+    assert (
+        ev.probability_r2(np.zeros(3, int), np.eye(2)[[0, 0, 0]])["r2"] is None
+    )  # one class: undefined
 
 
 def test_label_r2_rewards_a_nearby_wrong_digit_probability_r2_does_not():
@@ -76,7 +92,9 @@ def test_label_r2_rewards_a_nearby_wrong_digit_probability_r2_does_not():
     r_near = ev.evaluate_predictions(y, _onehot_proba(near, 10, 0.9))
     r_far = ev.evaluate_predictions(y, _onehot_proba(far, 10, 0.9))
     assert r_near["accuracy"] == r_far["accuracy"]
-    assert r_near["r2"]["probabilities_vs_onehot"] == pytest.approx(r_far["r2"]["probabilities_vs_onehot"])
+    assert r_near["r2"]["probabilities_vs_onehot"] == pytest.approx(
+        r_far["r2"]["probabilities_vs_onehot"]
+    )
     assert "nominal" in r_near["r2"]["labels"] and "4 for a 5" in r_near["r2"]["labels"]
     assert "0 = no better than predicting the class frequencies" in r_near["r2"]["how_to_read"]
 
@@ -85,7 +103,12 @@ def test_most_confused_order_counts_then_index():
     cm = np.array([[50, 3, 7, 0], [3, 40, 0, 9], [1, 0, 30, 2], [0, 9, 0, 20]])
     top = ev.most_confused(cm, list("abcd"), top=5)
     assert [(t["true"], t["predicted"], t["count"]) for t in top] == [
-        ("b", "d", 9), ("d", "b", 9), ("a", "c", 7), ("a", "b", 3), ("b", "a", 3)]
+        ("b", "d", 9),
+        ("d", "b", 9),
+        ("a", "c", 7),
+        ("a", "b", 3),
+        ("b", "a", 3),
+    ]
     assert top[0]["share_of_true"] == pytest.approx(9 / 52)
     assert ev.most_confused(np.diag([5, 5]), ["x", "y"]) == []  # no mistakes, no pairs
 
@@ -97,13 +120,16 @@ def test_misclassified_most_confident_first():
     assert ev.misclassified(y, p, limit=2).tolist() == [1, 4]
 
 
-@pytest.mark.parametrize("y, p, match", [
-    (np.array([0, 1]), np.array([[0.5, 0.5]]), "expected y_true"),
-    (np.array([0, 2]), np.array([[0.5, 0.5], [0.5, 0.5]]), "0..1"),
-    (np.array([0.0, 1.0]), np.array([[0.5, 0.5], [0.5, 0.5]]), "integer"),
-    (np.array([0, 1]), np.array([[0.5, 0.9], [0.5, 0.5]]), "sum to 1"),
-    (np.array([0, 1]), np.array([[np.nan, 1.0], [0.5, 0.5]]), "finite"),
-])
+@pytest.mark.parametrize(
+    "y, p, match",
+    [
+        (np.array([0, 1]), np.array([[0.5, 0.5]]), "expected y_true"),
+        (np.array([0, 2]), np.array([[0.5, 0.5], [0.5, 0.5]]), "0..1"),
+        (np.array([0.0, 1.0]), np.array([[0.5, 0.5], [0.5, 0.5]]), "integer"),
+        (np.array([0, 1]), np.array([[0.5, 0.9], [0.5, 0.5]]), "sum to 1"),
+        (np.array([0, 1]), np.array([[np.nan, 1.0], [0.5, 0.5]]), "finite"),
+    ],
+)
 def test_bad_inputs_are_named(y, p, match):
     with pytest.raises(ValueError, match=match):
         ev.evaluate_predictions(y, p)
@@ -116,12 +142,22 @@ def test_float32_softmax_rows_are_accepted_without_warnings(recwarn):
 
 
 def test_merge_keeps_other_writers_keys(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({"train": {"loss": 0.1}, "test": {"accuracy": 0.97},
-                                                       "evaluation": {"val": {"accuracy": 0.9}}}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "train": {"loss": 0.1},
+                "test": {"accuracy": 0.97},
+                "evaluation": {"val": {"accuracy": 0.9}},
+            }
+        )
+    )
     ev.merge_metrics(tmp_path, "test", {"accuracy": 0.5})
     doc = json.loads((tmp_path / "metrics.json").read_text())
-    assert doc == {"train": {"loss": 0.1}, "test": {"accuracy": 0.97},
-                   "evaluation": {"val": {"accuracy": 0.9}, "test": {"accuracy": 0.5}}}
+    assert doc == {
+        "train": {"loss": 0.1},
+        "test": {"accuracy": 0.97},
+        "evaluation": {"val": {"accuracy": 0.9}, "test": {"accuracy": 0.5}},
+    }
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(RunError, match="metrics.json"):
         ev.merge_metrics(tmp_path, "test", {"accuracy": 0.5})
@@ -133,7 +169,9 @@ def test_figures_are_valid_pngs(tmp_path):
     y = rng.integers(0, 10, 300)
     p = _onehot_proba(np.where(rng.random(300) < 0.8, y, (y + 1) % 10), 10, 0.7)
     r = ev.evaluate_predictions(y, p)
-    files = ev.write_figures(r, rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), y, p, tmp_path, title="t")
+    files = ev.write_figures(
+        r, rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), y, p, tmp_path, title="t"
+    )
     assert set(files) == set(ev.FIGURES)
     for f in files.values():
         with Image.open(f) as im:
@@ -145,8 +183,17 @@ def test_val_split_is_the_held_out_tail_of_the_recorded_dataset():
     from mnistlab.recipe import Recipe
 
     ds = datasets.load("mnist-sample")
-    env = {"dataset": {"name": ds.name, "checksums": dict(ds.checksums), "data_dir": None, "train": len(ds.x_train)}}
-    run = types.SimpleNamespace(path=Path("r"), recipe=Recipe(validation_split=0.3), dataset_name=ds.name, environment=env)
+    env = {
+        "dataset": {
+            "name": ds.name,
+            "checksums": dict(ds.checksums),
+            "data_dir": None,
+            "train": len(ds.x_train),
+        }
+    }
+    run = types.SimpleNamespace(
+        path=Path("r"), recipe=Recipe(validation_split=0.3), dataset_name=ds.name, environment=env
+    )
     x, y = ev.split_data(run, "val")
     n_val = len(ds.x_train) - int(np.ceil(len(ds.x_train) * 0.7))
     np.testing.assert_array_equal(x, ds.x_train[-n_val:])
@@ -185,7 +232,12 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     before = json.loads((tiny_run / "metrics.json").read_text())
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--out", str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
-    for text in ("Per-class report", "macro avg", "Most confused pairs", "R² on class labels makes no sense"):
+    for text in (
+        "Per-class report",
+        "macro avg",
+        "Most confused pairs",
+        "R² on class labels makes no sense",
+    ):
         assert text in res.output
     doc = json.loads((tiny_run / "metrics.json").read_text())
     assert doc["train"] == before["train"] and doc["test"] == before["test"]  # train's keys kept
@@ -195,7 +247,11 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     assert got["accuracy"] == pytest.approx(before["test"]["accuracy"], abs=1e-6)
     assert got["loss"] == pytest.approx(before["test"]["loss"], rel=1e-4)
     assert got["accuracy"] > 0.5  # a model that learned, not a constant
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(ev.figure_names("test").values()) == ["confusion_matrix_test.png", "misclassified_test.png"]
+    assert (
+        sorted(p.name for p in (tmp_path / "figs").iterdir())
+        == sorted(ev.figure_names("test").values())
+        == ["confusion_matrix_test.png", "misclassified_test.png"]
+    )
     # the run trained on a slice: asking for its validation split is a clear refusal
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--split", "val"])
     assert isinstance(res.exception, RunError) and "cannot be rebuilt" in str(res.exception)
@@ -205,8 +261,12 @@ def test_cli_evaluate_missing_run_is_one_line_error(tmp_path):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "evaluate", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "evaluate", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "nope" in p.stderr
     assert "Traceback" not in p.stderr
 
@@ -218,8 +278,9 @@ def test_bad_split_is_refused_before_the_run_is_read(tmp_path, monkeypatch, caps
 
     with pytest.raises(RunError, match=r"split \(--split\): expected 'test' or 'val', got 'train'"):
         ev.evaluate(tmp_path / "no-run", split="train")
-    monkeypatch.setattr(sys, "argv", ["mnistlab", "evaluate", str(tmp_path / "no-run"),
-                                      "--split", "train"])
+    monkeypatch.setattr(
+        sys, "argv", ["mnistlab", "evaluate", str(tmp_path / "no-run"), "--split", "train"]
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     err = capsys.readouterr().err

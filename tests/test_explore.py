@@ -17,8 +17,13 @@ def _synthetic(n_train=5000, n_test=701, seed=0):
     y = rng.choice(10, size=n_train, p=[0.2] + [0.8 / 9] * 9).astype(np.uint8)
     x = (rng.random((n_train, 28, 28)) < 0.25) * rng.integers(0, 256, (n_train, 28, 28))
     xt = rng.integers(0, 256, (n_test, 28, 28))
-    return datasets.Dataset(name="synthetic", x_train=x.astype(np.uint8), y_train=y, x_test=xt.astype(np.uint8),
-                            y_test=(np.arange(n_test) % 10).astype(np.uint8))
+    return datasets.Dataset(
+        name="synthetic",
+        x_train=x.astype(np.uint8),
+        y_train=y,
+        x_test=xt.astype(np.uint8),
+        y_test=(np.arange(n_test) % 10).astype(np.uint8),
+    )
 
 
 def test_class_distribution_exact():
@@ -42,7 +47,9 @@ def test_pixel_distribution_matches_numpy(shape):
     assert p["variance"] == pytest.approx(np.var(x), rel=1e-12)
     assert (p["min"], p["max"]) == (int(x.min()), int(x.max()))
     assert p["zero_share"] == pytest.approx(np.mean(x == 0))
-    assert p["mean_01"] == pytest.approx(np.mean(x / 255.0)) and p["std_01"] == pytest.approx(np.std(x / 255.0))
+    assert p["mean_01"] == pytest.approx(np.mean(x / 255.0)) and p["std_01"] == pytest.approx(
+        np.std(x / 255.0)
+    )
     with pytest.raises(DataError, match="uint8"):
         explore.pixel_distribution(x.astype(np.float32))
 
@@ -94,7 +101,9 @@ def test_explore_on_bundled_sample_and_report(tmp_path):
     doc = json.loads(files["summary"].read_text())
     assert "images" not in doc and doc["figures"] == explore.FIGURES
     assert doc["classes"] == s["classes"] and doc["dataset"] == "mnist-sample"
-    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(list(explore.FIGURES.values()) + ["summary.json"])
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(
+        list(explore.FIGURES.values()) + ["summary.json"]
+    )
 
 
 def test_write_report_onto_a_file_is_a_one_line_error(tmp_path):
@@ -110,7 +119,18 @@ def test_full_mnist_known_numbers(mnist_dir):  # conftest: ../shared/data/mnist,
     px = s["pixels"]["train"]
     assert round(px["mean"], 2) == 33.32 and round(px["std"], 2) == 78.57
     assert round(px["mean_01"], 4) == 0.1307 and round(px["std_01"], 4) == 0.3081
-    assert s["classes"]["train"]["counts"] == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert s["classes"]["train"]["counts"] == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     assert s["classes"]["test"]["counts"] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert s["classes"]["train"]["imbalance_ratio"] == pytest.approx(6742 / 5421)
     assert (px["min"], px["max"]) == (0, 255)
@@ -119,7 +139,9 @@ def test_full_mnist_known_numbers(mnist_dir):  # conftest: ../shared/data/mnist,
 def test_cli_explore_writes_report_and_prints_tables(tmp_path):
     from mnistlab.cli import app
 
-    res = CliRunner().invoke(app, ["explore", "--dataset", "mnist-sample", "--out", str(tmp_path / "r"), "--seed", "1"])
+    res = CliRunner().invoke(
+        app, ["explore", "--dataset", "mnist-sample", "--out", str(tmp_path / "r"), "--seed", "1"]
+    )
     assert res.exit_code == 0, res.output
     assert "class distribution" in res.output and "share of zero pixels" in res.output
     assert "What this means for training" in res.output
@@ -131,16 +153,32 @@ def test_cli_explore_unknown_dataset_is_one_line_error(tmp_path):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "explore", "--dataset", "no-such-set", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "explore",
+            "--dataset",
+            "no-such-set",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
-    assert p.stderr.startswith("error: ") and "no-such-set" in p.stderr and "Traceback" not in p.stderr
+    assert (
+        p.stderr.startswith("error: ") and "no-such-set" in p.stderr and "Traceback" not in p.stderr
+    )
 
 
 def test_cli_explore_negative_seed_is_a_usage_error(tmp_path):
     from mnistlab.cli import app
 
-    res = CliRunner().invoke(app, ["explore", "--dataset", "mnist-sample", "--seed", "-1",
-                                   "--out", str(tmp_path / "r")])
+    res = CliRunner().invoke(
+        app, ["explore", "--dataset", "mnist-sample", "--seed", "-1", "--out", str(tmp_path / "r")]
+    )
     assert res.exit_code == 2 and "--seed" in res.output, res.output  # not a numpy ValueError
     assert not (tmp_path / "r").exists()

@@ -26,10 +26,26 @@ def sample():
 # Batch norm and dropout in both: they must come out in inference form (moving statistics,
 # no dropout), which a training-mode export would get wrong.
 RECIPES = {
-    "mlp": Recipe(hidden=[32, 16], batch_norm=True, dropout=0.2, activation="gelu", epochs=1,
-                  optimizer="adam", learning_rate=0.003),
-    "cnn": Recipe(kind="cnn", conv_channels=[4, 8], hidden=[16], batch_norm=True, dropout=0.2,
-                  epochs=1, optimizer="adam", learning_rate=0.003, batch_size=64),
+    "mlp": Recipe(
+        hidden=[32, 16],
+        batch_norm=True,
+        dropout=0.2,
+        activation="gelu",
+        epochs=1,
+        optimizer="adam",
+        learning_rate=0.003,
+    ),
+    "cnn": Recipe(
+        kind="cnn",
+        conv_channels=[4, 8],
+        hidden=[16],
+        batch_norm=True,
+        dropout=0.2,
+        epochs=1,
+        optimizer="adam",
+        learning_rate=0.003,
+        batch_size=64,
+    ),
 }
 
 
@@ -50,8 +66,9 @@ def test_onnx_matches_predict_proba_on_the_test_set(run, sample, tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     assert (got.argmax(1) == want.argmax(1)).all()
     # A batch of one works too (the batch dimension is dynamic).
-    np.testing.assert_allclose(session.run(None, {"pixels": x[:1].astype(np.float32)})[0],
-                               want[:1], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        session.run(None, {"pixels": x[:1].astype(np.float32)})[0], want[:1], atol=1e-5, rtol=0
+    )
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(props["class_names"]) == list(run.class_names)
     assert float(props["normalization.std"]) == run.std
@@ -61,15 +78,22 @@ def test_onnx_matches_predict_proba_on_the_test_set(run, sample, tmp_path):
 
 def test_cli_default_path_and_bad_arguments(run, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "mnistlab", "export", *map(str, args)],
-                              check=False, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "mnistlab", "export", *map(str, args)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     p = cli(run.path)
     assert p.returncode == 0, p.stderr
     assert (run.path / "model.onnx").is_file() and "model.onnx" in p.stdout
-    for args, why in [((run.path, "--format", "tflite"), "--format: expected one of onnx"),
-                      ((tmp_path / "nope",), "no such run folder"),
-                      ((run.path, "--out", tmp_path), "is a folder")]:
+    for args, why in [
+        ((run.path, "--format", "tflite"), "--format: expected one of onnx"),
+        ((tmp_path / "nope",), "no such run folder"),
+        ((run.path, "--out", tmp_path), "is a folder"),
+    ]:
         p = cli(*args)
         assert p.returncode == 2, p.stdout
         assert p.stderr.startswith("error: ") and why in p.stderr, p.stderr

@@ -20,8 +20,13 @@ def row(epoch, loss, acc, val_loss=0.5):
 def test_non_finite_loss_is_divergence_naming_raw_pixels(loss):
     w = check_epoch(row(1, loss, 0.1), RAW, pixel_std=78.57)
     assert w.kind == "diverged" and w.epoch == 1
-    for words in ("unscaled raw pixels", "std 78.6", "learning_rate 0.01",
-                  "normalize='standardize'", "lower learning_rate"):
+    for words in (
+        "unscaled raw pixels",
+        "std 78.6",
+        "learning_rate 0.01",
+        "normalize='standardize'",
+        "lower learning_rate",
+    ):
         assert words in w.message
 
 
@@ -72,7 +77,9 @@ def small():
 def test_real_training_on_raw_pixels_warns_and_standardized_is_silent(small, tmp_path, capsys):
     from mnistlab.train import fit
 
-    bad = fit(Recipe(normalize="none", epochs=1, hidden=[64]), small, out=tmp_path / "raw", quiet=True)
+    bad = fit(
+        Recipe(normalize="none", epochs=1, hidden=[64]), small, out=tmp_path / "raw", quiet=True
+    )
     assert len(bad.warnings) == 1 and "normalize='standardize'" in bad.warnings[0]
     assert "normalize='standardize'" in capsys.readouterr().err  # shown even with quiet
     assert bad.metrics["health"] == bad.warnings
@@ -85,18 +92,26 @@ def test_real_training_on_raw_pixels_warns_and_standardized_is_silent(small, tmp
 def test_stop_on_divergence_stops_after_the_first_bad_epoch(small, tmp_path):
     from mnistlab.train import fit
 
-    run = fit(Recipe(normalize="none", epochs=3, hidden=[32]), small, out=tmp_path / "r",
-              quiet=True, stop_on_divergence=True)
+    run = fit(
+        Recipe(normalize="none", epochs=3, hidden=[32]),
+        small,
+        out=tmp_path / "r",
+        quiet=True,
+        stop_on_divergence=True,
+    )
     assert len(run.history) == 1 and "stop-on-divergence" in run.stopped
     assert run.metrics["stopped"] == run.stopped
 
 
-@pytest.mark.parametrize("recipe,suggested", [
-    (Recipe(learning_rate=1e30), "e.g. 0.01)"),                     # sgd's working range
-    (Recipe(optimizer="adam", learning_rate=1e30), "e.g. 0.001)"),  # adam's
-    (Recipe(learning_rate=0.05), "e.g. 0.005)"),                    # a tenth, when in range
-    (Recipe(normalize="none", learning_rate=1e30), "e.g. 0.01)"),
-])
+@pytest.mark.parametrize(
+    "recipe,suggested",
+    [
+        (Recipe(learning_rate=1e30), "e.g. 0.01)"),  # sgd's working range
+        (Recipe(optimizer="adam", learning_rate=1e30), "e.g. 0.001)"),  # adam's
+        (Recipe(learning_rate=0.05), "e.g. 0.005)"),  # a tenth, when in range
+        (Recipe(normalize="none", learning_rate=1e30), "e.g. 0.01)"),
+    ],
+)
 def test_the_fix_suggests_a_learning_rate_that_works_for_the_recipe(recipe, suggested):
     _, fix = likely_cause(recipe)
     assert suggested in fix, fix

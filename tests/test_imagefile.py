@@ -32,8 +32,13 @@ print("peak_rss_mb", peak / 1024, file=sys.stderr)
 
 def _peak_rss_mb(code: str, *args) -> tuple[float, subprocess.CompletedProcess]:
     """Run ``code`` in a fresh interpreter; its peak RSS (MB) as it reports it at exit."""
-    p = subprocess.run([sys.executable, "-c", code + PEAK_RSS, *map(str, args)],
-                       check=False, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", code + PEAK_RSS, *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return float(p.stderr.rsplit("peak_rss_mb", 1)[1]), p
 
 
@@ -48,9 +53,11 @@ def huge(tmp_path_factory):
     return d
 
 
-LOAD = ("import sys\nfrom mnistlab import imageprep\nfrom mnistlab.errors import DataError\n"
-        "try:\n    x = imageprep.load_image(sys.argv[1])\n    print('ink', int(x.max()))\n"
-        "except DataError as exc:\n    print('error:', exc)\n")
+LOAD = (
+    "import sys\nfrom mnistlab import imageprep\nfrom mnistlab.errors import DataError\n"
+    "try:\n    x = imageprep.load_image(sys.argv[1])\n    print('ink', int(x.max()))\n"
+    "except DataError as exc:\n    print('error:', exc)\n"
+)
 
 
 def test_huge_png_is_refused_before_decoding_in_bounded_memory(huge):
@@ -73,8 +80,9 @@ def test_huge_jpeg_decodes_downscaled_in_bounded_memory(huge):
 def test_largest_accepted_image_stays_under_500_mb(tmp_path):
     side = int(np.sqrt(imagefile.MAX_PIXELS)) - 1  # just under the limit, RGBA: the worst case
     img = Image.new("RGBA", (side, side), (255, 255, 255, 255))
-    ImageDraw.Draw(img).line([(side // 2, side // 5), (side // 2, 4 * side // 5)],
-                             fill=(0, 0, 0, 255), width=side // 20)
+    ImageDraw.Draw(img).line(
+        [(side // 2, side // 5), (side // 2, 4 * side // 5)], fill=(0, 0, 0, 255), width=side // 20
+    )
     img.save(tmp_path / "big.png", compress_level=1)
     del img
     rss, p = _peak_rss_mb(LOAD, tmp_path / "big.png")

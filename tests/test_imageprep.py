@@ -21,7 +21,9 @@ def sample():
 
 def _as_photo(digit: np.ndarray, path, size=200, paper=255, ink=0):
     """A real 28x28 MNIST digit as a user would hand it over: big, dark ink on light paper."""
-    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float64)
+    big = np.asarray(
+        Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float64
+    )
     photo = paper + (ink - paper) * big / 255.0
     Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8)).save(path)
     return path
@@ -121,8 +123,13 @@ def test_uneven_lighting_is_flattened_before_cropping(sample, tmp_path):
     digit = sample.x_test[11]
     clean = pr.load_image(_as_photo(digit, tmp_path / "clean.png", paper=235, ink=25))
     photo = np.asarray(Image.open(tmp_path / "clean.png"), np.float64)
-    light = np.linspace(1.0, 0.55, photo.shape[1])[None, :] * np.linspace(1.0, 0.9, photo.shape[0])[:, None]
-    Image.fromarray(np.rint(photo * light).astype(np.uint8)).save(tmp_path / "shaded.jpg", quality=90)
+    light = (
+        np.linspace(1.0, 0.55, photo.shape[1])[None, :]
+        * np.linspace(1.0, 0.9, photo.shape[0])[:, None]
+    )
+    Image.fromarray(np.rint(photo * light).astype(np.uint8)).save(
+        tmp_path / "shaded.jpg", quality=90
+    )
     shaded = pr.load_image(tmp_path / "shaded.jpg")
     assert _best_corr(shaded, clean) > 0.95
 
@@ -160,8 +167,11 @@ def test_pen_thin_strokes_are_thickened_to_mnist_width_thick_ones_kept(sample):
     # A 3 px ballpoint line on a 380 px digit would shrink to a faint 0.2 px hairline at MNIST's
     # scale without thickening; with it, it is as wide as a typical MNIST stroke.
     def width_at_box(x):
-        big = np.asarray(Image.fromarray(x).resize((280, 280), Image.Resampling.NEAREST), np.float32)
+        big = np.asarray(
+            Image.fromarray(x).resize((280, 280), Image.Resampling.NEAREST), np.float32
+        )
         return pr.stroke_width(big) / 10  # in 28x28 pixels
+
     mnist = np.percentile([width_at_box(x) for x in sample.x_test[:200]], [10, 90])
     thin = pr.prepare(_pen_digit("7", 3))
     assert mnist[0] <= width_at_box(thin) <= mnist[1], (width_at_box(thin), mnist)
@@ -185,7 +195,9 @@ def test_blank_image_is_a_one_line_error_naming_the_file(tmp_path, color):
 def test_noisy_photo_of_blank_paper_is_blank_not_a_speck(tmp_path):
     noise = np.random.default_rng(1).normal(0, 4, (300, 400))
     shade = np.linspace(1.0, 0.8, 400)[None, :]  # and unevenly lit
-    Image.fromarray(np.clip((215 + noise) * shade, 0, 255).astype(np.uint8)).save(tmp_path / "empty.jpg")
+    Image.fromarray(np.clip((215 + noise) * shade, 0, 255).astype(np.uint8)).save(
+        tmp_path / "empty.jpg"
+    )
     with pytest.raises(DataError, match=r"empty\.jpg: the image is blank"):
         pr.load_image(tmp_path / "empty.jpg")
 
@@ -194,14 +206,15 @@ def test_unreadable_files_are_one_line_errors_naming_the_file(sample, tmp_path):
     (tmp_path / "notes.png").write_text("this is not an image")
     png = _as_photo(sample.x_test[0], tmp_path / "ok.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])  # truncated download
-    cases = {"notes.png": "not an image Pillow can read", "cut.png": "damaged image file",
-             "missing.png": "no such file"}
+    cases = {
+        "notes.png": "not an image Pillow can read",
+        "cut.png": "damaged image file",
+        "missing.png": "no such file",
+    }
     for name, why in cases.items():
         with pytest.raises(DataError, match=rf"{name}: {why}") as exc:
             pr.load_image(tmp_path / name)
         assert "\n" not in str(exc.value)
-
-
 
 
 # ---- the conditions people hand digits over in (rendered by bench/predict_robustness.py) --
@@ -233,8 +246,12 @@ def test_condition_gives_back_the_digit_the_model_knows(condition, sample, model
     # One test digit of each class 0-7 (never training ones), under the condition.
     idx = [int(np.flatnonzero(sample.y_test == k)[0]) for k in range(DIGITS)]
     digits = sample.x_test[idx]
-    prepared = np.stack([pr.load_image(robustness.render(condition, d, 0, i), name=condition)
-                         for i, d in enumerate(digits)])
+    prepared = np.stack(
+        [
+            pr.load_image(robustness.render(condition, d, 0, i), name=condition)
+            for i, d in enumerate(digits)
+        ]
+    )
     assert prepared.shape == (DIGITS, 28, 28) and prepared.dtype == np.uint8
     # The same digit as a human sees it (up to MNIST's one-pixel centring), and mostly the
     # same answer from the model as on the original 28x28.

@@ -30,6 +30,7 @@ def test_creates_missing_parent_folders(tmp_path):
 
 def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
     import os
+
     old = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "m.txt", "x")
@@ -43,7 +44,9 @@ def test_folder_or_file_in_the_way_is_a_one_line_error(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(MnistlabError, match="is a folder, expected a file name"):
         atomic_write_text(tmp_path, "x")
-    with pytest.raises(MnistlabError, match=r"f\.txt: cannot create this folder, a file is in the way"):
+    with pytest.raises(
+        MnistlabError, match=r"f\.txt: cannot create this folder, a file is in the way"
+    ):
         atomic_write_text(tmp_path / "f.txt" / "a.txt", "x")
     with pytest.raises(MnistlabError, match="a file is in the way"):
         make_dirs(tmp_path / "f.txt" / "sub" / "deeper")
@@ -61,8 +64,9 @@ def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_destination(tmp_
     fail_writes(tmp_path / "d", errno.ENOSPC)
     with pytest.raises(FileSystemError) as info:
         atomic_write_json(dest, {"new": 2})
-    assert str(info.value) == (f"{dest}: cannot write: No space left on device; "
-                               "free some disk space and try again")
+    assert str(info.value) == (
+        f"{dest}: cannot write: No space left on device; free some disk space and try again"
+    )
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     assert dest.read_text() == '{\n  "old": 1\n}\n'
     assert [p.name for p in dest.parent.iterdir()] == ["a.json"]

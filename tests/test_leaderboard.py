@@ -12,7 +12,7 @@ def test_mcnemar_exact_known_values():
     assert lb.mcnemar(9, 1) == pytest.approx(22 / 1024, rel=1e-12)
     assert lb.mcnemar(5, 5) == pytest.approx(1.0)
     assert lb.mcnemar(0, 0) == 1.0  # no disagreement: no evidence of any difference
-    assert lb.mcnemar(0, 20) == pytest.approx(2 * 0.5 ** 20, rel=1e-12)
+    assert lb.mcnemar(0, 20) == pytest.approx(2 * 0.5**20, rel=1e-12)
 
 
 def test_holm_known_values():

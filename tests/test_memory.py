@@ -25,13 +25,19 @@ def test_buffers_never_count_more_rows_than_the_data_has():
     assert big.total < 2**30
 
 
-@pytest.mark.parametrize("recipe,part", [
-    (Recipe(hidden=[100_000_000]), "'hidden'"),
-    (Recipe(kind="cnn", conv_channels=[4096, 4096], batch_size=512), "'conv_channels'"),
-])
+@pytest.mark.parametrize(
+    "recipe,part",
+    [
+        (Recipe(hidden=[100_000_000]), "'hidden'"),
+        (Recipe(kind="cnn", conv_channels=[4096, 4096], batch_size=512), "'conv_channels'"),
+    ],
+)
 def test_what_cannot_fit_says_how_much_and_what_to_reduce(recipe, part):
-    with pytest.raises(RecipeError, match=rf"needs about [\d.]+ [GT]iB of memory .*{part}.*, "
-                                          r"but 1.0 GiB is available"):
+    with pytest.raises(
+        RecipeError,
+        match=rf"needs about [\d.]+ [GT]iB of memory .*{part}.*, "
+        r"but 1.0 GiB is available",
+    ):
         memory.check(recipe, 42000, 18000, 10000, free=2**30)
     assert memory.check(Recipe(), 42000, 18000, 10000, free=2**30).total < 2**30
 

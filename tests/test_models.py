@@ -11,12 +11,15 @@ from mnistlab.models import build_model, export_weights  # noqa: E402
 from mnistlab.recipe import Recipe  # noqa: E402
 
 
-@pytest.mark.parametrize("recipe", [
-    Recipe(),
-    Recipe(hidden=[16, 8], batch_norm=True),
-    Recipe(kind="cnn", conv_channels=[4, 6], hidden=[8]),
-    Recipe(kind="cnn", conv_channels=[3], kernel_size=5, hidden=[]),
-])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(),
+        Recipe(hidden=[16, 8], batch_norm=True),
+        Recipe(kind="cnn", conv_channels=[4, 6], hidden=[8]),
+        Recipe(kind="cnn", conv_channels=[3], kernel_size=5, hidden=[]),
+    ],
+)
 def test_weights_round_trip_through_the_module(recipe):
     w = init_weights(recipe)
     back = export_weights(build_model(recipe, w))
@@ -25,8 +28,9 @@ def test_weights_round_trip_through_the_module(recipe):
         np.testing.assert_array_equal(back[k], w[k], err_msg=k)
 
 
-@pytest.mark.parametrize("channels,k,flat", [([32, 64], 3, 7 * 7 * 64), ([8], 5, 14 * 14 * 8),
-                                            ([4, 4, 4], 3, 3 * 3 * 4)])
+@pytest.mark.parametrize(
+    "channels,k,flat", [([32, 64], 3, 7 * 7 * 64), ([8], 5, 14 * 14 * 8), ([4, 4, 4], 3, 3 * 3 * 4)]
+)
 def test_cnn_forward_shapes(channels, k, flat):
     r = Recipe(kind="cnn", conv_channels=channels, kernel_size=k, hidden=[16])
     net = build_model(r, init_weights(r))
@@ -36,14 +40,14 @@ def test_cnn_forward_shapes(channels, k, flat):
 
 def _numpy_cnn(x_img, w):
     """Keras' Conv2D('same') + relu + MaxPool(2) + Flatten (h, w, c) + Dense, in NumPy."""
-    k = w["conv_0.kernel"]                     # (kh, kw, in, out)
+    k = w["conv_0.kernel"]  # (kh, kw, in, out)
     p = k.shape[0] // 2
     xp = np.pad(x_img, ((p, p), (p, p), (0, 0)))
     h, wd = x_img.shape[:2]
     conv = np.zeros((h, wd, k.shape[3]))
     for a in range(k.shape[0]):
         for b in range(k.shape[1]):
-            conv += np.einsum("hwi,io->hwo", xp[a:a + h, b:b + wd], k[a, b])
+            conv += np.einsum("hwi,io->hwo", xp[a : a + h, b : b + wd], k[a, b])
     conv = np.maximum(conv + w["conv_0.bias"], 0)
     pooled = conv.reshape(h // 2, 2, wd // 2, 2, -1).max(axis=(1, 3))
     return pooled.reshape(-1) @ w["dense_0.kernel"] + w["dense_0.bias"]
@@ -66,14 +70,18 @@ def test_keras_batch_norm_uses_biased_variance_and_momentum_099():
     x = torch.tensor([[1.0, 2, 3, 4], [3, 2, 1, 0]])
     y = bn(x)
     np.testing.assert_allclose(bn.moving_mean.numpy(), 0.01 * np.array([2, 2, 2, 2]), atol=1e-7)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.99 + 0.01 * np.array([1, 0, 1, 4]),
-                               atol=1e-6)
-    np.testing.assert_allclose(y[:, 0].detach().numpy(), [-1 / np.sqrt(1 + 1e-3), 1 / np.sqrt(1 + 1e-3)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(), 0.99 + 0.01 * np.array([1, 0, 1, 4]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        y[:, 0].detach().numpy(), [-1 / np.sqrt(1 + 1e-3), 1 / np.sqrt(1 + 1e-3)], rtol=1e-6
+    )
     bn.eval()
-    np.testing.assert_allclose(bn(x).detach().numpy(),
-                               ((x - bn.moving_mean) / torch.sqrt(bn.moving_variance + 1e-3)).numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        bn(x).detach().numpy(),
+        ((x - bn.moving_mean) / torch.sqrt(bn.moving_variance + 1e-3)).numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_wrong_weights_are_a_run_error():

@@ -60,32 +60,54 @@ def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel
     monkeypatch.delenv("MNISTLAB_TUTORIAL_OUT", raising=False)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(IPYNB, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("import json; print('RESULTS=' + json.dumps(results))"))
-    client = NotebookClient(nb, km=kernel_manager, timeout=240, allow_errors=False,
-                            resources={"metadata": {"path": str(work)}})
+    nb.cells.append(
+        nbformat.v4.new_code_cell("import json; print('RESULTS=' + json.dumps(results))")
+    )
+    client = NotebookClient(
+        nb,
+        km=kernel_manager,
+        timeout=240,
+        allow_errors=False,
+        resources={"metadata": {"path": str(work)}},
+    )
     client.execute()  # raises CellExecutionError naming the cell on any error
 
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     results = json.loads(text.split("RESULTS=")[1].splitlines()[0])
     assert "full MNIST: False" in text and "mnist-sample: train (10000, 28, 28)" in text
-    assert results["test accuracy, raw pixels"] < 0.3 and results["test accuracy, standardized"] > 0.8
+    assert (
+        results["test accuracy, raw pixels"] < 0.3 and results["test accuracy, standardized"] > 0.8
+    )
     assert "health check: epoch 1:" in text and "unscaled raw pixels" in text
     assert results["best variant (by validation)"] in ("sgd", "adam", "l2", "dropout", "batch-norm")
     # the comparison: a leaderboard with verdicts, and a compare page linking each run's report
-    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
-                    if c.cell_type == "code" for o in c.outputs)
+    shown = "".join(
+        o.get("data", {}).get("text/markdown", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert "| rank | variant | validation accuracy | test accuracy |" in shown
     assert "against sgd, Holm p = " in text and "winner by validation accuracy: " in text
     board = json.loads((work / "tutorial-out" / "compare" / "leaderboard.json").read_text())
     assert board["seeds"] == [0, 1] and len(board["variants"]) == 5
     assert board["variants"][0]["name"] == results["best variant (by validation)"]
     assert (work / "tutorial-out" / "compare" / "report.html").is_file()
-    assert all((work / "tutorial-out" / "compare" / r["path"] / "report.html").is_file()
-               for v in board["variants"] for r in v["runs"])
+    assert all(
+        (work / "tutorial-out" / "compare" / r["path"] / "report.html").is_file()
+        for v in board["variants"]
+        for r in v["runs"]
+    )
     assert 0.5 < results["R² of probabilities"] <= 1.0
     assert results["my digit, predicted as"] in "0123456789"
     # figures were shown inline and everything went under the working folder
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(images) >= 5
     assert (work / "tutorial-out" / "runs" / "standardized" / "report.html").is_file()
     assert (work / "tutorial-out" / "my_digit.jpg").is_file()

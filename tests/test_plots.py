@@ -7,7 +7,18 @@ from PIL import Image
 from mnistlab import plots
 
 NAMES = [str(i) for i in range(10)]
-LONG = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+LONG = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _png(path, min_side=300, max_side=3000):
@@ -18,7 +29,9 @@ def _png(path, min_side=300, max_side=3000):
         assert min_side <= w <= max_side and min_side <= h <= max_side, im.size
         gray = np.asarray(im.convert("L"))
     assert gray.std() > 5, "figure looks empty"
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")], (
+        "temp file left behind"
+    )
     return w, h
 
 
@@ -29,7 +42,7 @@ def test_mosaic_places_every_tile_with_gutters():
     for r in range(2):
         for c in range(3):
             y, x = r * 5 + 2, c * 3
-            np.testing.assert_array_equal(m[y:y + 2, x:x + 2], tiles[r, c])
+            np.testing.assert_array_equal(m[y : y + 2, x : x + 2], tiles[r, c])
     assert m.sum() == tiles.sum()  # gutters are blank
 
 
@@ -47,9 +60,17 @@ def test_pixel_histogram_png_handles_empty_bins(tmp_path):
 
 def test_pixel_images_pngs(tmp_path):
     rng = np.random.default_rng(0)
-    _png(plots.pixel_mean_std(rng.uniform(0, 140, (28, 28)), rng.uniform(0, 110, (28, 28)), tmp_path / "ms.png"))
+    _png(
+        plots.pixel_mean_std(
+            rng.uniform(0, 140, (28, 28)), rng.uniform(0, 110, (28, 28)), tmp_path / "ms.png"
+        )
+    )
     _png(plots.class_means(rng.uniform(0, 255, (10, 28, 28)), LONG, tmp_path / "cm.png"))
-    _png(plots.sample_grid(rng.integers(0, 256, (10, 6, 28, 28), dtype=np.uint8), LONG, tmp_path / "s.png"))
+    _png(
+        plots.sample_grid(
+            rng.integers(0, 256, (10, 6, 28, 28), dtype=np.uint8), LONG, tmp_path / "s.png"
+        )
+    )
 
 
 def test_confusion_matrix_png(tmp_path):
@@ -62,9 +83,16 @@ def test_misclassified_grid_png_and_empty_case(tmp_path):
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, (13, 28, 28), dtype=np.uint8)
     true, pred = np.arange(13) % 10, (np.arange(13) + 1) % 10
-    w, h = _png(plots.misclassified_grid(imgs, true, pred, np.full(13, 0.87), LONG, tmp_path / "m.png"))
+    w, h = _png(
+        plots.misclassified_grid(imgs, true, pred, np.full(13, 0.87), LONG, tmp_path / "m.png")
+    )
     assert h > 300  # two rows of eight
-    _png(plots.misclassified_grid(imgs[:0], true[:0], pred[:0], np.zeros(0), NAMES, tmp_path / "none.png"), min_side=100)
+    _png(
+        plots.misclassified_grid(
+            imgs[:0], true[:0], pred[:0], np.zeros(0), NAMES, tmp_path / "none.png"
+        ),
+        min_side=100,
+    )
 
 
 def test_failed_render_leaves_no_file(tmp_path):

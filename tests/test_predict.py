@@ -35,7 +35,9 @@ def run(sample, tmp_path_factory):
 
 def _as_photo(digit: np.ndarray, path, size=200, paper=255, ink=0):
     """A real 28x28 MNIST digit as a user would hand it over: big, dark ink on light paper."""
-    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float64)
+    big = np.asarray(
+        Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float64
+    )
     photo = paper + (ink - paper) * big / 255.0
     Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8)).save(path)
     return path
@@ -70,8 +72,10 @@ def _pen_digit(kind: str, pen: int, size=600):
 
 
 def test_brief_model_recognizes_round_tripped_real_digits(run, sample, tmp_path):
-    paths = [_as_photo(sample.x_test[i], tmp_path / f"r{i}.{'jpg' if i % 2 else 'png'}")
-             for i in range(N_REAL)]
+    paths = [
+        _as_photo(sample.x_test[i], tmp_path / f"r{i}.{'jpg' if i % 2 else 'png'}")
+        for i in range(N_REAL)
+    ]
     results = pr.predict(run, paths, top=3)
     assert [r.source for r in results] == [str(p) for p in paths]
     hits = [r.predicted == int(sample.y_test[i]) for i, r in enumerate(results)]
@@ -89,7 +93,9 @@ def test_brief_model_recognizes_round_tripped_real_digits(run, sample, tmp_path)
     assert np.array_equal(again[0].image, results[0].image)
     # A stack of MNIST arrays is N images; already-prepared digits pass through nearly as they are.
     stack = pr.predict(run, sample.x_test[:5], top=2)
-    assert len(stack) == 5 and all(_best_corr(r.image, x) > 0.9 for r, x in zip(stack, sample.x_test))
+    assert len(stack) == 5 and all(
+        _best_corr(r.image, x) > 0.9 for r, x in zip(stack, sample.x_test)
+    )
     json.dumps([r.to_dict() for r in results])
     with pytest.raises(ValueError, match="top"):
         pr.predict(run, paths[:1], top=11)
@@ -106,12 +112,15 @@ def test_cli_table_json_and_figure(run, sample, tmp_path):
     seven = int(np.flatnonzero(sample.y_test == 7)[0])
     img = _as_photo(sample.x_test[seven], tmp_path / "my_seven.jpg")
     res = CliRunner(env={"COLUMNS": "250"}).invoke(
-        _app(), ["predict", str(run.path), str(img), "--show", str(tmp_path / "f.png")])
+        _app(), ["predict", str(run.path), str(img), "--show", str(tmp_path / "f.png")]
+    )
     assert res.exit_code == 0, res.output
     assert "my_seven.jpg" in res.output and "Predictions" in res.output
     with Image.open(tmp_path / "f.png") as fig:
         assert fig.size[0] > 300 and fig.size[1] > 100
-    res = CliRunner().invoke(_app(), ["predict", str(run.path), str(img), str(img), "--json", "--top", "20"])
+    res = CliRunner().invoke(
+        _app(), ["predict", str(run.path), str(img), str(img), "--json", "--top", "20"]
+    )
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)
     assert len(got) == 2 and len(got[0]["top"]) == 10  # --top beyond the classes lists them all
@@ -120,8 +129,13 @@ def test_cli_table_json_and_figure(run, sample, tmp_path):
 
 def test_cli_bad_image_exits_2_with_one_line_error(run, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(run.path), str(tmp_path / "broken.jpg")],
-                       check=False, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "predict", str(run.path), str(tmp_path / "broken.jpg")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and "broken.jpg" in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
@@ -132,10 +146,22 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
     (tmp_path / "notes.png").write_text("this is not an image")
     Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
     Image.new("1", (13000, 13000), 1).save(tmp_path / "huge.png")  # ~25 KB, 169 megapixels
-    files = [good[0], tmp_path / "notes.png", tmp_path / "blank.png", tmp_path / "missing.png",
-             tmp_path / "huge.png", good[1]]
-    why = ["", "not an image Pillow can read", "the image is blank", "no such file",
-           "13000x13000 pixels is more than mnistlab decodes", ""]
+    files = [
+        good[0],
+        tmp_path / "notes.png",
+        tmp_path / "blank.png",
+        tmp_path / "missing.png",
+        tmp_path / "huge.png",
+        good[1],
+    ]
+    why = [
+        "",
+        "not an image Pillow can read",
+        "the image is blank",
+        "no such file",
+        "13000x13000 pixels is more than mnistlab decodes",
+        "",
+    ]
     # API: each bad file is a Failed in its place; good ones are predicted as alone.
     results = pr.predict(run, files, on_error="collect")
     assert [r.ok for r in results] == [bool(w == "") for w in why]
@@ -149,8 +175,14 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
         pr.predict(run, files)  # the default stops at the first bad file
     # CLI, table and JSON: every file has its row, errors one line each on stderr, exit 2.
     cmd = [sys.executable, "-m", "mnistlab", "predict", str(run.path), *map(str, files)]
-    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "COLUMNS": "250"})
+    p = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert p.returncode == 2, p.stderr
     for f in files:
         assert f.name in p.stdout
@@ -158,8 +190,13 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
     assert "DecompressionBomb" not in p.stderr
-    p = subprocess.run(cmd + ["--json", "--show", str(tmp_path / "fig.png")], check=False,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        cmd + ["--json", "--show", str(tmp_path / "fig.png")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
     assert (tmp_path / "fig.png").is_file()  # the good files' figure is still drawn
     got = json.loads(p.stdout)
@@ -171,31 +208,58 @@ def test_one_bad_file_does_not_sink_the_batch(run, sample, tmp_path):
 def test_prepared_images_predict_directly(run, sample):
     direct = pr.predict_prepared(run, sample.x_test[:3], ["a", "b", "c"], top=2)
     assert [r.source for r in direct] == ["a", "b", "c"] and len(direct[0].top) == 2
-    np.testing.assert_allclose(direct[1].probabilities, run.predict_proba(sample.x_test[1:2])[0],
-                               atol=1e-6)  # BLAS may round a batch of 1 differently
+    np.testing.assert_allclose(
+        direct[1].probabilities, run.predict_proba(sample.x_test[1:2])[0], atol=1e-6
+    )  # BLAS may round a batch of 1 differently
     with pytest.raises(DataError, match=r"\(N, 28, 28\)"):
         pr.predict_prepared(run, np.zeros((2, 20, 20), np.uint8))
     with pytest.raises(ValueError, match="on_error"):
         pr.predict(run, sample.x_test[:1], on_error="skip")
 
 
-@pytest.mark.parametrize("args, why", [
-    (["--top", "0"], "--top"),
-    (["--top", "x"], "--top"),
-])
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--top", "0"], "--top"),
+        (["--top", "x"], "--top"),
+    ],
+)
 def test_cli_bad_arguments_are_one_line_errors(run, tmp_path, args, why):
     Image.new("L", (40, 40), 0).save(tmp_path / "d.png")
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(run.path),
-                        str(tmp_path / "d.png"), *args], check=False, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "predict",
+            str(run.path),
+            str(tmp_path / "d.png"),
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and why in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0, p.stderr
 
 
 def test_cli_missing_run_is_one_line_error(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(tmp_path / "no-run"),
-                        str(tmp_path / "d.png")], check=False, capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "predict",
+            str(tmp_path / "no-run"),
+            str(tmp_path / "d.png"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "no such run folder" in p.stderr
     assert p.stderr.strip().count("\n") == 0, p.stderr

@@ -16,8 +16,15 @@ def test_defaults_are_the_notebooks_final_recipe():
 
 
 def test_toml_round_trip(tmp_path):
-    r = Recipe(name="wide", hidden=[256, 64], optimizer="adam", learning_rate=1e-3, dropout=0.2,
-               threads=1, dataset="fashion-mnist")
+    r = Recipe(
+        name="wide",
+        hidden=[256, 64],
+        optimizer="adam",
+        learning_rate=1e-3,
+        dropout=0.2,
+        threads=1,
+        dataset="fashion-mnist",
+    )
     r.to_toml(tmp_path / "r.toml")
     text = (tmp_path / "r.toml").read_text()
     assert "[optimizer]" in text and "[model]" in text
@@ -40,25 +47,28 @@ def test_alias_and_name_together_is_an_error():
         Recipe.from_dict({"lr": 0.1, "learning_rate": 0.2})
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("learning_rate", -0.1, "a number > 0"),
-    ("learning_rate", 0, "a number > 0"),
-    ("batch_size", 0, "an integer >= 1"),
-    ("batch_size", 3.5, "an integer >= 1"),
-    ("optimizer", "adamax", "one of sgd, adam, adamw, nadam, rmsprop, adagrad, adadelta"),
-    ("validation_split", 1.0, r"a number in \[0, 1\)"),
-    ("validation_split", -0.2, r"a number in \[0, 1\)"),
-    ("normalize", "zscore", "one of standardize, scale, none"),
-    ("hidden", [128, 0], "a list of integers >= 1"),
-    ("nesterov", "yes", "true or false"),
-    ("name", "../escape", "letters, digits"),
-    ("engine", "turbo", "one of auto, fast, reference"),
-    ("learning_rate", float("inf"), "a number > 0"),
-    ("decay", float("inf"), "a number >= 0"),
-    ("l2", float("inf"), "a number >= 0"),
-    ("max_norm", -1.0, "a number >= 0"),
-    ("warmup_epochs", float("inf"), "a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("learning_rate", -0.1, "a number > 0"),
+        ("learning_rate", 0, "a number > 0"),
+        ("batch_size", 0, "an integer >= 1"),
+        ("batch_size", 3.5, "an integer >= 1"),
+        ("optimizer", "adamax", "one of sgd, adam, adamw, nadam, rmsprop, adagrad, adadelta"),
+        ("validation_split", 1.0, r"a number in \[0, 1\)"),
+        ("validation_split", -0.2, r"a number in \[0, 1\)"),
+        ("normalize", "zscore", "one of standardize, scale, none"),
+        ("hidden", [128, 0], "a list of integers >= 1"),
+        ("nesterov", "yes", "true or false"),
+        ("name", "../escape", "letters, digits"),
+        ("engine", "turbo", "one of auto, fast, reference"),
+        ("learning_rate", float("inf"), "a number > 0"),
+        ("decay", float("inf"), "a number >= 0"),
+        ("l2", float("inf"), "a number >= 0"),
+        ("max_norm", -1.0, "a number >= 0"),
+        ("warmup_epochs", float("inf"), "a number >= 0"),
+    ],
+)
 def test_invalid_values_name_the_field_and_what_is_allowed(field, value, expected):
     with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
         Recipe.from_dict({field: value})
@@ -98,8 +108,15 @@ def test_binary_file_as_recipe_is_a_recipe_error(tmp_path):
 def test_every_field_has_help_and_choices_match_validation():
     help_ = fields_help()
     assert set(help_) == set(Recipe.__dataclass_fields__)
-    assert help_["optimizer"][1] == ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad",
-                                     "adadelta")
+    assert help_["optimizer"][1] == (
+        "sgd",
+        "adam",
+        "adamw",
+        "nadam",
+        "rmsprop",
+        "adagrad",
+        "adadelta",
+    )
 
 
 def test_presets_load_and_validate():
@@ -146,21 +163,29 @@ def test_compose_for_resume_takes_nothing_and_names_what_it_refuses(tmp_path):
         assert words in msg
 
 
-@pytest.mark.parametrize("changes,words", [
-    ({"early_stopping": -1}, "field 'early_stopping': expected an integer >= 0"),
-    ({"early_stopping": 1.5}, "field 'early_stopping': expected an integer >= 0"),
-    ({"early_stopping": 2, "validation_split": 0.0}, "field 'early_stopping': expected 0 when"),
-    ({"monitor": "loss"}, "field 'monitor': expected one of val_loss, val_accuracy"),
-    ({"restore_best": "yes"}, "field 'restore_best': expected true or false"),
-])
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        ({"early_stopping": -1}, "field 'early_stopping': expected an integer >= 0"),
+        ({"early_stopping": 1.5}, "field 'early_stopping': expected an integer >= 0"),
+        ({"early_stopping": 2, "validation_split": 0.0}, "field 'early_stopping': expected 0 when"),
+        ({"monitor": "loss"}, "field 'monitor': expected one of val_loss, val_accuracy"),
+        ({"restore_best": "yes"}, "field 'restore_best': expected true or false"),
+    ],
+)
 def test_early_stopping_fields_are_validated(changes, words):
     with pytest.raises(RecipeError, match=words):
         Recipe().replace(**changes)
     Recipe(early_stopping=3, monitor="val_accuracy", restore_best=False).validate()
-@pytest.mark.parametrize("field,value,expected", [
-    ("threads", 100_000, "an integer from 1 to 256"),
-    ("name", "a" * 201, ".*, at most 200"),
-])
+
+
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("threads", 100_000, "an integer from 1 to 256"),
+        ("name", "a" * 201, ".*, at most 200"),
+    ],
+)
 def test_sizes_a_folder_or_a_cpu_cannot_take_are_refused(field, value, expected):
     with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
         Recipe(**{field: value}).validate()

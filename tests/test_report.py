@@ -107,6 +107,7 @@ def copy_run(run_dir, tmp_path):
         dest = tmp_path / name
         shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("report.html"))
         return dest
+
     return make
 
 
@@ -133,9 +134,12 @@ def test_report_has_every_section_and_figure(run_dir):
     assert "labels are nominal" in page.text("r2") and "Brier score" in page.text("r2")
     # the R² shown is the evaluation's, recomputed from the model
     from mnistlab.evaluate import evaluate_predictions
+
     run = runs.load_run(run_dir)
     ds = datasets.load("mnist-sample")
-    r2 = evaluate_predictions(ds.y_test, run.predict_proba(ds.x_test))["r2"]["probabilities_vs_onehot"]
+    r2 = evaluate_predictions(ds.y_test, run.predict_proba(ds.x_test))["r2"][
+        "probabilities_vs_onehot"
+    ]
     assert f"{r2:.4f}" in page.text("r2")
     assert page.figures["pair"] >= 1 and "\u2192" in page.text("confused-pairs")
     assert "most confident" in page.text("mistakes") and "pred " in page.text("mistakes")
@@ -148,7 +152,9 @@ def test_missing_history_and_damaged_metrics_are_named_and_the_rest_renders(copy
     (run / "metrics.json").write_text("{not json", encoding="utf-8")
     page = Page(report.write(run).read_text(encoding="utf-8"))
     assert page.missing_in == {"learning-curves", "health", "environment"}
-    assert "history.csv" in page.text("learning-curves") and "file is missing" in page.text("learning-curves")
+    assert "history.csv" in page.text("learning-curves") and "file is missing" in page.text(
+        "learning-curves"
+    )
     assert "metrics.json" in page.text("health") and "not valid JSON" in page.text("health")
     assert {"confusion", "per-class", "gallery"} <= set(page.figures)
     assert not {"loss", "accuracy", "learning-rate"} & set(page.figures)
@@ -166,7 +172,9 @@ def test_unusable_model_falls_back_to_the_stored_evaluation_and_says_so(copy_run
     page = Page(report.write(run).read_text(encoding="utf-8"))
     # numbers from metrics.json: figures present, with a line naming the damaged file
     assert {"confusion", "per-class", "loss"} <= set(page.figures)
-    assert "model.safetensors" in page.text("confusion") and "metrics.json" in page.text("confusion")
+    assert "model.safetensors" in page.text("confusion") and "metrics.json" in page.text(
+        "confusion"
+    )
     # images need the model: the gallery says so, the pairs are listed without examples
     assert page.missing_in == {"mistakes"} and "gallery" not in page.figures
     assert "examples need the model" in page.text("confused-pairs")
@@ -176,14 +184,28 @@ def test_diverged_model_and_missing_everything_but_the_recipe(copy_run):
     run = copy_run("diverged")
     model = runs.read_model(run / "model.safetensors")
     weights = {k: np.full_like(v, np.nan) for k, v in model["weights"].items()}
-    runs.write_model(run / "model.safetensors", weights, model["mean"], model["std"],
-                     model["class_names"], model["recipe"], model["dataset"])
+    runs.write_model(
+        run / "model.safetensors",
+        weights,
+        model["mean"],
+        model["std"],
+        model["class_names"],
+        model["recipe"],
+        model["dataset"],
+    )
     page = Page(report.write(run).read_text(encoding="utf-8"))
     assert "NaN" in page.text("confusion") and "diverged" in page.text("confusion")
     from mnistlab.report_sections import _num
-    assert _num(8131101244742864.0) == "8.131e+15" and _num(0.25) == "0.2500" and _num(None) == "\u2014"
+
+    assert (
+        _num(8131101244742864.0) == "8.131e+15"
+        and _num(0.25) == "0.2500"
+        and _num(None) == "\u2014"
+    )
     # the reason is given once; later sections point back to it
-    assert "NaN" not in page.text("per-class") and "see the confusion matrix section" in page.text("r2")
+    assert "NaN" not in page.text("per-class") and "see the confusion matrix section" in page.text(
+        "r2"
+    )
     assert {"confusion", "per-class", "confused-pairs", "mistakes", "r2"} <= page.missing_in
     assert "labels are nominal" in page.text("r2")  # the discussion stands without numbers
 
@@ -225,22 +247,37 @@ def _cli(monkeypatch, capsys, *args):
 
 def test_cli_report_and_train_writes_it_unless_no_report(monkeypatch, capsys, tmp_path, copy_run):
     run = copy_run()
-    code, out, err = _cli(monkeypatch, capsys, "report", str(run), "--out", str(tmp_path / "r.html"))
+    code, out, err = _cli(
+        monkeypatch, capsys, "report", str(run), "--out", str(tmp_path / "r.html")
+    )
     assert code == 0 and out.strip() == f"report: {tmp_path / 'r.html'}", err
     Page((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert not (run / "report.html").exists()
     code, _, err = _cli(monkeypatch, capsys, "report", str(tmp_path / "nope"))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
-    flags = ["--dataset", "mnist-sample", "--epochs", "1", "--hidden", "8", "--validation-split", "0.9"]
+    flags = [
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--validation-split",
+        "0.9",
+    ]
     code, out, err = _cli(monkeypatch, capsys, "train", *flags, "--out", str(tmp_path / "a"))
     assert code == 0, err
     assert f"report: {tmp_path / 'a' / 'report.html'}" in out
     page = Page((tmp_path / "a" / "report.html").read_text(encoding="utf-8"))
     assert RUN_FIGURES <= set(page.figures)
-    code, out, err = _cli(monkeypatch, capsys, "train", *flags, "-q", "--no-report", "--out", str(tmp_path / "b"))
+    code, out, err = _cli(
+        monkeypatch, capsys, "train", *flags, "-q", "--no-report", "--out", str(tmp_path / "b")
+    )
     assert code == 0 and out == "", err
-    assert (tmp_path / "b" / "model.safetensors").is_file() and not (tmp_path / "b" / "report.html").exists()
+    assert (tmp_path / "b" / "model.safetensors").is_file() and not (
+        tmp_path / "b" / "report.html"
+    ).exists()
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -271,19 +308,28 @@ def test_page_renders_on_a_phone_and_in_print(run_dir):
     if not path.exists():
         report.write(run_dir)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 390, "height": 844})
             page.goto(path.as_uri())
             # every embedded image decoded, and nothing wider than the phone: wide tables scroll
             # inside their own box, figures shrink
-            assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            assert page.evaluate(
+                "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
+            )
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            widest = page.evaluate("Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))")
+            widest = page.evaluate(
+                "Math.max(...[...document.images].map(i => i.getBoundingClientRect().right))"
+            )
             assert widest <= 390
             assert page.is_visible("nav.toc")
             page.emulate_media(media="print")
             assert not page.is_visible("nav.toc")
-            assert page.evaluate("getComputedStyle(document.querySelector('figure')).breakInside") == "avoid"
+            assert (
+                page.evaluate("getComputedStyle(document.querySelector('figure')).breakInside")
+                == "avoid"
+            )
         finally:
             browser.close()

@@ -25,27 +25,69 @@ SEEDS = [0, 1]
 
 
 def _variant(name, recipe, val, test, rank, diff=None, p=None, holm=None, significant=None):
-    runs = [{"seed": s, "path": f"runs/{name}-s{s}", "val_accuracy": val[i], "test_accuracy": test[i],
-             "seconds": 3.0 + i} for i, s in enumerate(SEEDS)]
+    runs = [
+        {
+            "seed": s,
+            "path": f"runs/{name}-s{s}",
+            "val_accuracy": val[i],
+            "test_accuracy": test[i],
+            "seconds": 3.0 + i,
+        }
+        for i, s in enumerate(SEEDS)
+    ]
 
     def ms(v):
         mean = sum(v) / len(v)
         return {"mean": mean, "std": (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5}
 
-    return {"name": name, "recipe": recipe, "params": 109386, "runs": runs, "val_accuracy": ms(val),
-            "test_accuracy": ms(test), "seconds": ms([3.0, 4.0]), "diff_test": diff, "p_value": p,
-            "p_holm": holm, "significant": significant, "rank": rank}
+    return {
+        "name": name,
+        "recipe": recipe,
+        "params": 109386,
+        "runs": runs,
+        "val_accuracy": ms(val),
+        "test_accuracy": ms(test),
+        "seconds": ms([3.0, 4.0]),
+        "diff_test": diff,
+        "p_value": p,
+        "p_holm": holm,
+        "significant": significant,
+        "rank": rank,
+    }
 
 
 def _board():
     base = {"name": "baseline", "optimizer": {"optimizer": "sgd", "learning_rate": 0.01}}
-    return {"baseline": "baseline", "seeds": SEEDS, "selection": "validation", "variants": [
-        _variant("baseline", base, [0.951, 0.953], [0.948, 0.950], 3),
-        _variant("adam", {"name": "adam", "optimizer": {"optimizer": "adam", "learning_rate": 0.001}},
-                 [0.972, 0.974], [0.970, 0.969], 1, diff=0.0205, p=0.004, holm=0.008, significant=True),
-        _variant("dropout", {**base, "name": "dropout", "model": {"dropout": 0.2}},
-                 [0.955, 0.957], [0.949, 0.952], 2, diff=0.0015, p=0.31, holm=0.31, significant=False),
-    ]}
+    return {
+        "baseline": "baseline",
+        "seeds": SEEDS,
+        "selection": "validation",
+        "variants": [
+            _variant("baseline", base, [0.951, 0.953], [0.948, 0.950], 3),
+            _variant(
+                "adam",
+                {"name": "adam", "optimizer": {"optimizer": "adam", "learning_rate": 0.001}},
+                [0.972, 0.974],
+                [0.970, 0.969],
+                1,
+                diff=0.0205,
+                p=0.004,
+                holm=0.008,
+                significant=True,
+            ),
+            _variant(
+                "dropout",
+                {**base, "name": "dropout", "model": {"dropout": 0.2}},
+                [0.955, 0.957],
+                [0.949, 0.952],
+                2,
+                diff=0.0015,
+                p=0.31,
+                holm=0.31,
+                significant=False,
+            ),
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +133,12 @@ def test_compare_page_sections_marks_and_links(tmp_path):
     table = page.text("leaderboard")
     # rank order, mean +- std, the test difference and both p-values
     assert table.index(" 1 adam ") < table.index(" 2 dropout ") < table.index(" 3 baseline ")
-    assert "97.30% \u00b1 0.14%" in table and "+2.05%" in table and "0.008" in table and "0.31" in table
+    assert (
+        "97.30% \u00b1 0.14%" in table
+        and "+2.05%" in table
+        and "0.008" in table
+        and "0.31" in table
+    )
     sig = page.text("significance")
     assert "real adam : a real difference (Holm-corrected p = 0.008)" in sig
     assert "noise dropout : within the noise between seeds (Holm-corrected p = 0.31)" in sig
@@ -119,8 +166,10 @@ def test_run_reports_are_written_and_links_follow_the_page(tmp_path, tiny_run):
 
 
 def test_partial_entries_render_and_bad_boards_are_one_line(tmp_path):
-    board = {"baseline": "a", "variants": [{"name": "a"}, {"name": "b", "rank": 1,
-                                                         "val_accuracy": {"mean": 0.9}}]}
+    board = {
+        "baseline": "a",
+        "variants": [{"name": "a"}, {"name": "b", "rank": 1, "val_accuracy": {"mean": 0.9}}],
+    }
     root = _compare_dir(tmp_path, board)
     page = Page(render_compare(root))
     assert "untested" in page.text("significance") and "no runs recorded" in page.text("runs")
@@ -144,5 +193,7 @@ def test_cli_report_detects_a_compare_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["mnistlab", "report", str(root)])
     with pytest.raises(SystemExit) as exc:
         main()
-    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"report: {root / 'report.html'}"
+    assert (
+        exc.value.code == 0 and capsys.readouterr().out.strip() == f"report: {root / 'report.html'}"
+    )
     assert "Real or noise?" in (root / "report.html").read_text(encoding="utf-8")

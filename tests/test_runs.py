@@ -22,11 +22,27 @@ def _fake_run(d: Path, recipe=None) -> Path:
     recipe = recipe or Recipe(hidden=[8])
     d.mkdir(parents=True, exist_ok=True)
     recipe.to_toml(d / runs.RECIPE)
-    runs.write_model(d / runs.MODEL, init_weights(recipe), 33.3, 78.6, CLASSES, recipe, "mnist-sample")
-    runs.write_history(d / runs.HISTORY, [{"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": None,
-                                           "val_accuracy": None, "learning_rate": 0.01, "seconds": 1.0}])
+    runs.write_model(
+        d / runs.MODEL, init_weights(recipe), 33.3, 78.6, CLASSES, recipe, "mnist-sample"
+    )
+    runs.write_history(
+        d / runs.HISTORY,
+        [
+            {
+                "epoch": 1,
+                "loss": 0.5,
+                "accuracy": 0.9,
+                "val_loss": None,
+                "val_accuracy": None,
+                "learning_rate": 0.01,
+                "seconds": 1.0,
+            }
+        ],
+    )
     runs.update_metrics(d, {"test": {"loss": 0.3, "accuracy": 0.91}})
-    runs.atomic_write_json(d / runs.ENVIRONMENT, {"engine": "fast", "dataset": {"name": "mnist-sample"}})
+    runs.atomic_write_json(
+        d / runs.ENVIRONMENT, {"engine": "fast", "dataset": {"name": "mnist-sample"}}
+    )
     return d
 
 
@@ -45,8 +61,17 @@ def test_load_run_reads_back_everything(tmp_path):
 
 
 def test_history_csv_round_trips_floats_exactly(tmp_path):
-    rows = [{"epoch": 1, "loss": 0.1 + 0.2, "accuracy": 1 / 3, "val_loss": float("nan"),
-             "val_accuracy": 2 / 3, "learning_rate": 0.009998910118797052, "seconds": 1.5}]
+    rows = [
+        {
+            "epoch": 1,
+            "loss": 0.1 + 0.2,
+            "accuracy": 1 / 3,
+            "val_loss": float("nan"),
+            "val_accuracy": 2 / 3,
+            "learning_rate": 0.009998910118797052,
+            "seconds": 1.5,
+        }
+    ]
     runs.write_history(tmp_path / "h.csv", rows)
     back = runs.read_history(tmp_path / "h.csv")
     assert back[0]["loss"] == 0.1 + 0.2 and back[0]["accuracy"] == 1 / 3
@@ -66,7 +91,7 @@ def test_tampered_model_metadata_is_detected(tmp_path):
     """A changed class name is still valid JSON: only the metadata's checksum catches it."""
     d = _fake_run(tmp_path / "r")
     data = (d / runs.MODEL).read_bytes()
-    tampered = data.replace(b'\\"7\\"', b'\\"X\\"', 1)   # the escaped "7" of class_names
+    tampered = data.replace(b'\\"7\\"', b'\\"X\\"', 1)  # the escaped "7" of class_names
     assert tampered != data and len(tampered) == len(data)
     (d / runs.MODEL).write_bytes(tampered)
     with pytest.raises(RunError, match=r"model.safetensors: metadata checksum mismatch"):
@@ -98,10 +123,15 @@ def test_model_of_another_recipe_is_rejected(tmp_path):
 
 def test_update_metrics_keeps_other_writers_keys(tmp_path):
     runs.update_metrics(tmp_path, {"train": {"loss": 1.0}, "test": {"accuracy": 0.5}})
-    runs.update_metrics(tmp_path, {"evaluation": {"test": {"f1": 0.4}}, "test": {"loss": float("nan")}})
+    runs.update_metrics(
+        tmp_path, {"evaluation": {"test": {"f1": 0.4}}, "test": {"loss": float("nan")}}
+    )
     got = json.loads((tmp_path / runs.METRICS).read_text())
-    assert got == {"train": {"loss": 1.0}, "test": {"accuracy": 0.5, "loss": None},
-                   "evaluation": {"test": {"f1": 0.4}}}
+    assert got == {
+        "train": {"loss": 1.0},
+        "test": {"accuracy": 0.5, "loss": None},
+        "evaluation": {"test": {"f1": 0.4}},
+    }
 
 
 def test_new_run_dir_refuses_a_used_folder_and_names_default(tmp_path, monkeypatch):
@@ -138,13 +168,23 @@ def test_cli_reports_a_damaged_run_in_one_line(tmp_path):
     data = (d / runs.CHECKPOINT).read_bytes()
     (d / runs.CHECKPOINT).write_bytes(data[:-10])
     env = {**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")}
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(d)],
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", "--resume", str(d)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and "checkpoint.safetensors" in p.stderr
     assert "Traceback" not in p.stderr + p.stdout
-    p = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", "--resume", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 2 and "recipe.toml: file is missing" in p.stderr
     assert "Traceback" not in p.stderr
 
@@ -177,8 +217,10 @@ def test_predictor_matches_the_reference_model_on_either_path():
     from mnistlab.engines.reference import ReferenceEngine
 
     x = np.random.default_rng(0).standard_normal((5, 784)).astype(np.float32)
-    for r in (Recipe(hidden=[16, 8], dropout=0.2),            # the NumPy path (dropout is off)
-              Recipe(kind="cnn", conv_channels=[4], hidden=[8])):  # torch only
+    for r in (
+        Recipe(hidden=[16, 8], dropout=0.2),  # the NumPy path (dropout is off)
+        Recipe(kind="cnn", conv_channels=[4], hidden=[8]),
+    ):  # torch only
         w = init_weights(r)
         p = predictor(r, w)(x)
         assert p.shape == (5, 10) and p.dtype == np.float32

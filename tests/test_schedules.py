@@ -28,7 +28,9 @@ def test_constant_without_decay_is_flat():
 
 def test_step_schedule_drops_by_gamma():
     r = Recipe(decay=0.0, schedule="step", step_size=2, gamma=0.5, epochs=6)
-    assert [learning_rates(r, e, 4)[0] for e in range(5)] == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
+    assert [learning_rates(r, e, 4)[0] for e in range(5)] == pytest.approx(
+        [0.01, 0.01, 0.005, 0.005, 0.0025]
+    )
 
 
 def test_cosine_goes_from_lr_towards_zero():
@@ -99,24 +101,34 @@ def test_warmup_ramps_every_schedule_but_onecycle():
         plain = Recipe(decay=0.0, schedule=schedule, epochs=4, gamma=0.9)
         for e in range(3):
             ramp = np.minimum(1.0, (np.arange(e * 5, e * 5 + 5) + 1) / 10)
-            np.testing.assert_allclose(learning_rates(r, e, 5, [{"val_loss": 1.0}] * e),
-                                       learning_rates(plain, e, 5, [{"val_loss": 1.0}] * e) * ramp)
+            np.testing.assert_allclose(
+                learning_rates(r, e, 5, [{"val_loss": 1.0}] * e),
+                learning_rates(plain, e, 5, [{"val_loss": 1.0}] * e) * ramp,
+            )
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("schedule", "linear", "one of constant, step, exponential"),
-    ("plateau_monitor", "val_f1", "one of val_loss, val_accuracy"),
-    ("plateau_factor", 0.0, "a number in (0, 1]"),
-    ("plateau_patience", 0, "an integer >= 1"),
-    ("plateau_cooldown", -1, "an integer >= 0"),
-    ("plateau_min_delta", -1e-3, "a number >= 0"),
-    ("min_lr", -1.0, "a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("schedule", "linear", "one of constant, step, exponential"),
+        ("plateau_monitor", "val_f1", "one of val_loss, val_accuracy"),
+        ("plateau_factor", 0.0, "a number in (0, 1]"),
+        ("plateau_patience", 0, "an integer >= 1"),
+        ("plateau_cooldown", -1, "an integer >= 0"),
+        ("plateau_min_delta", -1e-3, "a number >= 0"),
+        ("min_lr", -1.0, "a number >= 0"),
+    ],
+)
 def test_bad_schedule_fields_are_one_line_errors(field, value, expected):
     from mnistlab.errors import RecipeError
 
-    with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}".replace("(", r"\(")
-                       .replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")) as err:
+    with pytest.raises(
+        RecipeError,
+        match=f"field '{field}': expected {expected}".replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ) as err:
         Recipe(**{field: value}).validate()
     assert "\n" not in str(err.value)
 
@@ -136,11 +148,20 @@ def test_plateau_run_resumes_bit_identical(tmp_path, monkeypatch):
     ds = datasets.load("mnist-sample")
     small = dataclasses.replace(ds, x_train=ds.x_train[:600], y_train=ds.y_train[:600])
     # min_delta 10: every epoch after the first is a stall, so the rate halves every epoch
-    r = Recipe(hidden=[16], epochs=4, batch_size=32, schedule="plateau", plateau_patience=1,
-               plateau_factor=0.5, plateau_min_delta=10.0, decay=0.0)
+    r = Recipe(
+        hidden=[16],
+        epochs=4,
+        batch_size=32,
+        schedule="plateau",
+        plateau_patience=1,
+        plateau_factor=0.5,
+        plateau_min_delta=10.0,
+        decay=0.0,
+    )
     whole = train.fit(r, small, out=tmp_path / "whole", quiet=True)
     assert [row["learning_rate"] for row in whole.history] == pytest.approx(
-        [0.01, 0.01, 0.005, 0.0025])
+        [0.01, 0.01, 0.005, 0.0025]
+    )
 
     real = train.learning_rates
 

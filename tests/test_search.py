@@ -55,28 +55,32 @@ def _cli(monkeypatch, capsys, *args):
 
 # ---- space files -------------------------------------------------------------------------
 def test_space_parses_ranges_and_choices(tmp_path):
-    space = srch.load_space(_space(tmp_path, SPACE + "batch_size = { low = 32, high = 128, "
-                                                      "step = 32 }\n"))
+    space = srch.load_space(
+        _space(tmp_path, SPACE + "batch_size = { low = 32, high = 128, step = 32 }\n")
+    )
     p = space.params
     assert (p["learning_rate"].kind, p["learning_rate"].log) == ("float", True)
     assert p["hidden"].choices == ([16], [24, 16]) and p["batch_size"].kind == "int"
     assert space.base.hidden == [16] and space.name == "space"
 
 
-@pytest.mark.parametrize("text,words", [
-    ("[space]\nlearning_rat = { low = 0.1, high = 0.2 }\n", ["did you mean 'learning_rate'"]),
-    ("[space]\nlr = { low = 0.2, high = 0.1 }\n", ["learning_rate", "low < high"]),
-    ("[space]\nlr = { low = 0.0, high = 0.1, log = true }\n", ["log = true needs low > 0"]),
-    ("[space]\noptimizer = { choices = [] }\n", ["optimizer", "non-empty list"]),
-    ("[space]\noptimizer = { choices = ['sgd', 'adamm'] }\n", ["optimizer", "one of"]),
-    ("[space]\noptimizer = { low = 1, high = 2 }\n", ["optimizer", "choices"]),
-    ("[space]\nbatch_size = { low = 8.5, high = 64 }\n", ["batch_size", "an integer"]),
-    ("[space]\ndropout = { low = 0.0, high = 1.5 }\n", ["dropout", "[0, 1)"]),
-    ("[space]\ndataset = { choices = ['mnist'] }\n", ["dataset", "cannot be searched"]),
-    ("[space]\nlr = { low = 0.1, high = 0.2, lg = true }\n", ["unknown key 'lg'"]),
-    ("[base]\nepochs = 2\n", ["[space]"]),
-    ("[space\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[space]\nlearning_rat = { low = 0.1, high = 0.2 }\n", ["did you mean 'learning_rate'"]),
+        ("[space]\nlr = { low = 0.2, high = 0.1 }\n", ["learning_rate", "low < high"]),
+        ("[space]\nlr = { low = 0.0, high = 0.1, log = true }\n", ["log = true needs low > 0"]),
+        ("[space]\noptimizer = { choices = [] }\n", ["optimizer", "non-empty list"]),
+        ("[space]\noptimizer = { choices = ['sgd', 'adamm'] }\n", ["optimizer", "one of"]),
+        ("[space]\noptimizer = { low = 1, high = 2 }\n", ["optimizer", "choices"]),
+        ("[space]\nbatch_size = { low = 8.5, high = 64 }\n", ["batch_size", "an integer"]),
+        ("[space]\ndropout = { low = 0.0, high = 1.5 }\n", ["dropout", "[0, 1)"]),
+        ("[space]\ndataset = { choices = ['mnist'] }\n", ["dataset", "cannot be searched"]),
+        ("[space]\nlr = { low = 0.1, high = 0.2, lg = true }\n", ["unknown key 'lg'"]),
+        ("[base]\nepochs = 2\n", ["[space]"]),
+        ("[space\n", ["not valid TOML"]),
+    ],
+)
 def test_bad_space_file_is_one_line(tmp_path, text, words):
     with pytest.raises(RecipeError) as exc:
         srch.load_space(_space(tmp_path, text))
@@ -91,13 +95,32 @@ def test_cli_bad_space_exits_2(tmp_path, monkeypatch, capsys):
     code, _, err = _cli(monkeypatch, capsys, "search", path, "--trials", 2)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert "did you mean 'epochs'" in err and "Traceback" not in err
-    code, _, err = _cli(monkeypatch, capsys, "search", _space(tmp_path), "--trials", 2,
-                        "--storage", "mysql://x@y/z", "--out", tmp_path / "o")
+    code, _, err = _cli(
+        monkeypatch,
+        capsys,
+        "search",
+        _space(tmp_path),
+        "--trials",
+        2,
+        "--storage",
+        "mysql://x@y/z",
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 2 and "--storage" in err and err.count("\n") == 1
     # nothing listens on port 9: one line, not a driver traceback
-    code, _, err = _cli(monkeypatch, capsys, "search", _space(tmp_path), "--trials", 2,
-                        "--storage", "postgresql://me:secret@127.0.0.1:9/db", "--out",
-                        tmp_path / "o")
+    code, _, err = _cli(
+        monkeypatch,
+        capsys,
+        "search",
+        _space(tmp_path),
+        "--trials",
+        2,
+        "--storage",
+        "postgresql://me:secret@127.0.0.1:9/db",
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 2 and err.startswith("error: --storage") and err.count("\n") == 1, err
     assert "secret" not in err and "Traceback" not in err
 
@@ -108,8 +131,9 @@ def test_sqlite_search_end_to_end_resume_and_best_recipe(tmp_path, tiny, monkeyp
     out = tmp_path / "s"
     first = srch.search(space, 3, out=out, dataset=tiny)
     assert first["counts"]["COMPLETE"] == 3 and (out / "study.db").is_file()
-    stamps = {p.name: (p / "model.safetensors").stat().st_mtime_ns
-              for p in (out / "trials").iterdir()}
+    stamps = {
+        p.name: (p / "model.safetensors").stat().st_mtime_ns for p in (out / "trials").iterdir()
+    }
     assert sorted(stamps) == ["trial-0000", "trial-0001", "trial-0002"]
     # the same storage again with a larger N continues; finished trials are not redone
     again = srch.search(space, 5, out=out, dataset=tiny)
@@ -123,14 +147,26 @@ def test_sqlite_search_end_to_end_resume_and_best_recipe(tmp_path, tiny, monkeyp
     values = [float(r.split(",")[2]) for r in rows[1:]]
     assert best["value"] == max(values)
     # best_recipe.toml is a recipe `mnistlab train --recipe` takes, and it is the best trial's
-    recipe = (out / "best_recipe.toml")
+    recipe = out / "best_recipe.toml"
     assert recipe.read_text().startswith("# Best of 5 complete trials")
     from mnistlab.recipe import Recipe
 
     trained = Recipe.from_toml(out / best["run"] / "recipe.toml")
     assert Recipe.from_toml(recipe) == trained
-    code, _, err = _cli(monkeypatch, capsys, "train", "--recipe", recipe, "--dataset",
-                        "mnist-sample", "--epochs", 1, "--quiet", "--out", tmp_path / "t")
+    code, _, err = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--recipe",
+        recipe,
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        1,
+        "--quiet",
+        "--out",
+        tmp_path / "t",
+    )
     assert code == 0, err
     assert (tmp_path / "t" / "model.safetensors").is_file()
 
@@ -140,13 +176,22 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
 
     space = srch.load_space(_space(tmp_path, SPACE.replace("epochs = 1", "epochs = 3")))
     seen = []
-    result = srch.search(space, 2, out=tmp_path / "p", dataset=tiny,
-                         pruner=optuna.pruners.ThresholdPruner(lower=1.01),  # prunes everything
-                         on_run=lambda d, tags: seen.append((d, tags)))
+    result = srch.search(
+        space,
+        2,
+        out=tmp_path / "p",
+        dataset=tiny,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.01),  # prunes everything
+        on_run=lambda d, tags: seen.append((d, tags)),
+    )
     assert result["counts"]["PRUNED"] == 2 and result["best"] is None
-    assert seen == [(tmp_path / "p" / "trials" / f"trial-000{n}",
-                     {"mnistlab.study": "space", "mnistlab.trial": str(n),
-                      "mnistlab.trial_state": "PRUNED"}) for n in (0, 1)]
+    assert seen == [
+        (
+            tmp_path / "p" / "trials" / f"trial-000{n}",
+            {"mnistlab.study": "space", "mnistlab.trial": str(n), "mnistlab.trial_state": "PRUNED"},
+        )
+        for n in (0, 1)
+    ]
     study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "p"))
     for t in study.trials:
         assert list(t.intermediate_values) == [1]
@@ -262,9 +307,13 @@ def postgres_url():
     """A throwaway PostgreSQL server in a temp folder; yields a database URL, stops it after."""
     bindir = _pg_bin()
     as_root = os.geteuid() == 0
-    missing = ("PostgreSQL binaries not found in /usr/lib/postgresql/*/bin" if bindir is None
-               else "running as root and there is no 'postgres' user for initdb"
-               if as_root and shutil.which("runuser") is None else None)
+    missing = (
+        "PostgreSQL binaries not found in /usr/lib/postgresql/*/bin"
+        if bindir is None
+        else "running as root and there is no 'postgres' user for initdb"
+        if as_root and shutil.which("runuser") is None
+        else None
+    )
     if missing:
         _service_missing(missing)
     root = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))
@@ -275,29 +324,63 @@ def postgres_url():
     data, log = root / "data", root / "server.log"
 
     def run(*cmd):
-        subprocess.run(prefix + [str(c) for c in cmd], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run(prefix + [str(c) for c in cmd], check=True, capture_output=True, timeout=120)
 
     started = False
     try:
         run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        run(bindir / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "start", "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off")
+        run(
+            bindir / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            "60",
+            "start",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off",
+        )
         started = True
         run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "mnistlab")
         yield f"postgresql://postgres@127.0.0.1:{port}/mnistlab"
     finally:
         if started:
-            subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"], check=False, capture_output=True, timeout=60)
+            subprocess.run(
+                prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _worker(space, url, out):
     return subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "search", str(space), "--trials", "6", "--storage",
-         url, "--study", "shared", "--out", str(out), "--heartbeat", "1", "--quiet", *QUICK],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "search",
+            str(space),
+            "--trials",
+            "6",
+            "--storage",
+            url,
+            "--study",
+            "shared",
+            "--out",
+            str(out),
+            "--heartbeat",
+            "1",
+            "--quiet",
+            *QUICK,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -317,15 +400,21 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
             except KeyError:  # not created yet
                 time.sleep(0.2)
                 continue
-            mine = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                    if t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
+            mine = [
+                t
+                for t in study.get_trials(states=(TrialState.RUNNING,))
+                if t.user_attrs.get("worker", "").endswith(f":{a.pid}")
+            ]
             if not mine:
                 time.sleep(0.05)
                 continue
             # Freeze it, then look again: a trial still RUNNING now is killed mid-trial for sure.
             os.kill(a.pid, signal.SIGSTOP)
-            state = optuna.load_study(study_name="shared", storage=postgres_url).trials[
-                mine[0].number].state
+            state = (
+                optuna.load_study(study_name="shared", storage=postgres_url)
+                .trials[mine[0].number]
+                .state
+            )
             if state == TrialState.RUNNING:
                 os.kill(a.pid, signal.SIGKILL)
                 killed = mine[0].number
@@ -362,6 +451,11 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
 
 def test_search_scaling_bench_parses_its_arguments():
     bench = Path(__file__).resolve().parents[1] / "bench" / "search_scaling.py"
-    proc = subprocess.run([sys.executable, str(bench), "--help"], check=False,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "--trials" in proc.stdout, proc.stderr

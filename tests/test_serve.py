@@ -100,12 +100,16 @@ def test_json_array_goes_to_the_model_as_it_is(client, run, digits):
         answer = client.post("/predict", json={"image": x[i].tolist()}).json()
         assert answer["image"] == x[i].tolist()
         p = np.array([answer["probabilities"][c] for c in run.class_names])
-        np.testing.assert_array_equal(p, run.predict_proba(x[i:i + 1])[0])
+        np.testing.assert_array_equal(p, run.predict_proba(x[i : i + 1])[0])
         np.testing.assert_allclose(p, expected[i], rtol=1e-4, atol=1e-7)  # batch of 8: BLAS order
-        assert answer["predicted"] == int(np.argmax(p)) and answer["label"] == str(answer["predicted"])
+        assert answer["predicted"] == int(np.argmax(p)) and answer["label"] == str(
+            answer["predicted"]
+        )
         assert answer["probability"] == max(p)
-    hits = sum(client.post("/predict", json={"image": d.tolist()}).json()["predicted"] == t
-               for d, t in zip(x, y))
+    hits = sum(
+        client.post("/predict", json={"image": d.tolist()}).json()["predicted"] == t
+        for d, t in zip(x, y)
+    )
     assert hits >= 6  # a 2-epoch model gets ~93 % of test digits
 
 
@@ -132,8 +136,9 @@ def test_upload_is_prepared_as_predict_prepares_a_file(client, run, digits, tmp_
         (want,) = pr.predict(run, [tmp_path / "d.png"])
         assert answer["image"] == want.image.tolist()
         assert answer["predicted"] == want.predicted
-        np.testing.assert_allclose([answer["probabilities"][c] for c in run.class_names],
-                                   want.probabilities, rtol=1e-6)
+        np.testing.assert_allclose(
+            [answer["probabilities"][c] for c in run.class_names], want.probabilities, rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "rgba", "grey16"])
@@ -155,28 +160,36 @@ def test_other_image_kinds(client, digits, kind):
 
 def test_large_upload_is_reduced_and_still_read(client, digits):
     x = digits[0][0]
-    small = client.post("/predict", content=_png(_photo(x, 300)),
-                        headers={"content-type": "image/png"}).json()
-    big = client.post("/predict", content=_png(_photo(x, 3300)),  # 11 megapixels
-                      headers={"content-type": "image/png"}).json()
+    small = client.post(
+        "/predict", content=_png(_photo(x, 300)), headers={"content-type": "image/png"}
+    ).json()
+    big = client.post(
+        "/predict",
+        content=_png(_photo(x, 3300)),  # 11 megapixels
+        headers={"content-type": "image/png"},
+    ).json()
     assert big["label"] == small["label"] == "7"
     assert np.abs(np.array(big["image"], int) - np.array(small["image"], int)).mean() < 8
 
 
 def test_page_docs_and_assets_are_all_local(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text
     for path in ("/static/app.js", "/static/style.css", "/docs", "/static/docs.js"):
         assert client.get(path).status_code == 200, path
-    remote = re.compile(r"""(src|href|action)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//"""
-                        r"""|(fetch|import)\s*\(?\s*["'](https?:)?//|@import""", re.IGNORECASE)
+    remote = re.compile(
+        r"""(src|href|action)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//"""
+        r"""|(fetch|import)\s*\(?\s*["'](https?:)?//|@import""",
+        re.IGNORECASE,
+    )
     for f in sv.STATIC.iterdir():  # nothing is loaded from another host (no CDN)
         assert not remote.search(f.read_text(encoding="utf-8")), f
     assert "touch-action: none" in client.get("/static/style.css").text
     api = client.get("/openapi.json").json()
     assert set(api["paths"]) == {"/predict", "/health", "/model"}
     assert {"application/json", "multipart/form-data", "image/png"} <= set(
-        api["paths"]["/predict"]["post"]["requestBody"]["content"])
+        api["paths"]["/predict"]["post"]["requestBody"]["content"]
+    )
 
 
 # ---- error paths ----------------------------------------------------------------------------
@@ -186,21 +199,36 @@ def test_images_that_cannot_be_used(client):
     junk = {"file": ("j.png", b"definitely not an image", "image/png")}
     _error(client.post("/predict", files=junk), 422, "not an image")
     truncated = _png(_photo(np.eye(28, dtype=np.uint8) * 255))[:200]
-    _error(client.post("/predict", content=truncated, headers={"content-type": "image/png"}),
-           422, "damaged")
-    _error(client.post("/predict", content=b"", headers={"content-type": "image/png"}), 422,
-           "empty")
-    _error(client.post("/predict", files={"other": ("d.png", blank, "image/png")}), 422,
-           "field named 'file'")
+    _error(
+        client.post("/predict", content=truncated, headers={"content-type": "image/png"}),
+        422,
+        "damaged",
+    )
+    _error(
+        client.post("/predict", content=b"", headers={"content-type": "image/png"}), 422, "empty"
+    )
+    _error(
+        client.post("/predict", files={"other": ("d.png", blank, "image/png")}),
+        422,
+        "field named 'file'",
+    )
 
 
 def _huge_png_header(width: int, height: int) -> bytes:
     """A valid PNG whose header claims ``width`` x ``height``: decoding it would take gigabytes."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_pixel_limit_is_checked_before_decoding(client, run):
@@ -214,22 +242,25 @@ def test_pixel_limit_is_checked_before_decoding(client, run):
     _error(small.post("/predict", files=photo), 413, "100x100")
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    ({"image": [[0] * 28] * 27}, 422, "shape 27x28"),
-    ({"image": [[0] * 28] * 27 + [[0] * 27]}, 422, "28x28"),  # ragged
-    ({"image": [["a"] * 28] * 28}, 422, "other than rows of numbers"),
-    ({"image": [[True] * 28] * 28}, 422, "booleans"),
-    ({"image": [[[0]] * 28] * 28}, 422, "shape 28x28x1"),
-    ({"image": [[300] * 28] * 28}, 422, "values from 300 to 300"),
-    ({"image": [[-1] + [0] * 27] * 28}, 422, "values from -1"),
-    ({"image": "0" * 784}, 422, "got str"),
-    ({"image": None}, 422, "got null"),
-    ({"pixels": [[0] * 28] * 28}, 422, '{"image"'),
-    ({"image": [[0] * 28] * 28, "colour": 1}, 422, "unknown field 'colour'"),
-    ({"image": [[0] * 28] * 28, "prepare": "yes"}, 422, "prepare: expected true or false"),
-    ({"image": [[0] * 28] * 28, "prepare": True}, 422, "blank"),
-    ([[0] * 28] * 28, 422, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ({"image": [[0] * 28] * 27}, 422, "shape 27x28"),
+        ({"image": [[0] * 28] * 27 + [[0] * 27]}, 422, "28x28"),  # ragged
+        ({"image": [["a"] * 28] * 28}, 422, "other than rows of numbers"),
+        ({"image": [[True] * 28] * 28}, 422, "booleans"),
+        ({"image": [[[0]] * 28] * 28}, 422, "shape 28x28x1"),
+        ({"image": [[300] * 28] * 28}, 422, "values from 300 to 300"),
+        ({"image": [[-1] + [0] * 27] * 28}, 422, "values from -1"),
+        ({"image": "0" * 784}, 422, "got str"),
+        ({"image": None}, 422, "got null"),
+        ({"pixels": [[0] * 28] * 28}, 422, '{"image"'),
+        ({"image": [[0] * 28] * 28, "colour": 1}, 422, "unknown field 'colour'"),
+        ({"image": [[0] * 28] * 28, "prepare": "yes"}, 422, "prepare: expected true or false"),
+        ({"image": [[0] * 28] * 28, "prepare": True}, 422, "blank"),
+        ([[0] * 28] * 28, 422, "JSON object"),
+    ],
+)
 def test_wrong_json(client, body, status, fragment):
     _error(client.post("/predict", json=body), status, fragment)
 
@@ -249,15 +280,21 @@ def test_malformed_bodies_and_content_types(client):
 
 def test_body_limit_413_whether_announced_or_streamed(run):
     small = TestClient(sv.create_app(run, max_body=1000))
-    _error(small.post("/predict", content=b"x" * 1001, headers={"content-type": "image/png"}),
-           413, "1,000 bytes")
+    _error(
+        small.post("/predict", content=b"x" * 1001, headers={"content-type": "image/png"}),
+        413,
+        "1,000 bytes",
+    )
 
     def chunks():  # no Content-Length: the limit must count what arrives
         for _ in range(5):
             yield b"x" * 400
 
-    _error(small.post("/predict", content=chunks(), headers={"content-type": "image/png"}),
-           413, "1,000 bytes")
+    _error(
+        small.post("/predict", content=chunks(), headers={"content-type": "image/png"}),
+        413,
+        "1,000 bytes",
+    )
     assert small.get("/health").status_code == 200
 
 
@@ -302,8 +339,13 @@ def test_no_server_errors_on_generated_requests(run):
     seen = set()
 
     @given(case=st.one_of(strategies))
-    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case):
         response = case.call_and_validate(checks=[not_a_server_error])
         seen.add((case.path, response.status_code))
@@ -314,8 +356,13 @@ def test_no_server_errors_on_generated_requests(run):
 
 # ---- the command and a real server ----------------------------------------------------------
 def _cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "mnistlab", "serve", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", "serve", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_cli_refuses_a_bad_run_or_a_taken_port_in_one_line(run_dir, tmp_path):
@@ -341,8 +388,9 @@ def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
         with httpx.Client(base_url=url, timeout=30) as http:
             answers = [http.post("/predict", json={"image": x.tolist()}).json() for _ in range(4)]
             upload = http.post("/predict", files={"file": ("d.png", _png(_photo(x)), "image/png")})
-            too_big = http.post("/predict", content=b"x" * (sv.MAX_BODY + 1),
-                                headers={"content-type": "image/png"})
+            too_big = http.post(
+                "/predict", content=b"x" * (sv.MAX_BODY + 1), headers={"content-type": "image/png"}
+            )
     p = run.predict_proba(x[None])[0]
     for a in answers:
         np.testing.assert_allclose([a["probabilities"][c] for c in run.class_names], p, rtol=1e-6)
@@ -353,9 +401,28 @@ def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
 
 def test_load_benchmark_runs_without_errors(run_dir):
     bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
-    r = subprocess.run([sys.executable, str(bench), str(run_dir), "--workers", "1", "--requests",
-                        "40", "--clients", "8", "--max-seconds", "60"],
-                       capture_output=True, text=True, timeout=180, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            str(run_dir),
+            "--workers",
+            "1",
+            "--requests",
+            "40",
+            "--clients",
+            "8",
+            "--max-seconds",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith(("upload", "json"))]
-    assert [(row[0], row[1], row[2]) for row in rows] == [("upload", "40", "0"), ("json", "40", "0")]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("upload", "40", "0"),
+        ("json", "40", "0"),
+    ]

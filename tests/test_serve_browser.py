@@ -14,8 +14,14 @@ from mnistlab import datasets
 from mnistlab import serve as sv
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 # Strokes as fractions of the canvas, drawn in order, one pointer-down..up each.
 SEVEN = [[(0.25, 0.2), (0.5, 0.2), (0.74, 0.2)], [(0.74, 0.2), (0.6, 0.5), (0.45, 0.85)]]
 ONE = [[(0.54, 0.86), (0.55, 0.5), (0.56, 0.16)], [(0.56, 0.16), (0.45, 0.3)]]  # upwards
@@ -74,8 +80,10 @@ def _path(strokes, box, per_segment=8):
         pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
         line = [pts[0]]
         for (x0, y0), (x1, y1) in itertools.pairwise(pts):
-            line += [(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
-                     for t in np.linspace(0, 1, per_segment + 1)[1:]]
+            line += [
+                (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+                for t in np.linspace(0, 1, per_segment + 1)[1:]
+            ]
         out.append(line)
     return out
 
@@ -100,8 +108,11 @@ def _draw_with_finger(page, strokes):
 
 def _shown(page) -> dict:
     """What the page displays once its last request is answered."""
-    page.wait_for_function("document.body.dataset.busy === '0' && "
-                           "document.getElementById('label').dataset.label !== ''", timeout=20000)
+    page.wait_for_function(
+        "document.body.dataset.busy === '0' && "
+        "document.getElementById('label').dataset.label !== ''",
+        timeout=20000,
+    )
     return page.evaluate("""() => {
         const bars = [...document.querySelectorAll('#bars li')].map(li => ({
             name: li.dataset.class, p: Number(li.dataset.p),
@@ -129,17 +140,22 @@ def _check_against_api(shown: dict, url: str) -> dict:
     assert image.shape == (28, 28) and image.max() == 255 and image[0].max() == 0
     answer = httpx.post(f"{url}/predict", json={"image": shown["image"]}, timeout=30).json()
     assert answer["label"] == shown["label"]
-    np.testing.assert_allclose([answer["probabilities"][b["name"]] for b in shown["bars"]], p,
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        [answer["probabilities"][b["name"]] for b in shown["bars"]], p, rtol=1e-9
+    )
     return answer
 
 
 def test_draw_a_seven_with_the_mouse(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     outside = []  # every asset must come from the server itself (no CDN)
-    page.route("**/*", lambda route: (outside.append(route.request.url)
-                                      if not route.request.url.startswith(server) else None,
-                                      route.continue_()))
+    page.route(
+        "**/*",
+        lambda route: (
+            outside.append(route.request.url) if not route.request.url.startswith(server) else None,
+            route.continue_(),
+        ),
+    )
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
@@ -156,21 +172,31 @@ def test_draw_a_seven_with_the_mouse(browser, server, tmp_path):
 
     page.click("#clear")
     assert page.locator("#label").text_content() == "\u2013"
-    assert page.evaluate("[...document.querySelectorAll('#bars li')].every(li => li.dataset.p === '0')")
-    assert page.evaluate("document.getElementById('seen').getContext('2d')"
-                         ".getImageData(0, 0, 28, 28).data.every((v, i) => i % 4 === 3 || v === 0)")
+    assert page.evaluate(
+        "[...document.querySelectorAll('#bars li')].every(li => li.dataset.p === '0')"
+    )
+    assert page.evaluate(
+        "document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data.every((v, i) => i % 4 === 3 || v === 0)"
+    )
     assert errors == [] and outside == []
     page.close()
 
 
 def test_draw_a_one_with_a_finger_on_a_phone(browser, server, tmp_path):
-    context = browser.new_context(viewport={"width": 390, "height": 700}, is_mobile=True,
-                                  has_touch=True, device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 700},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     page = context.new_page()
     page.goto(server)
     page.wait_for_function("document.querySelectorAll('#bars li').length === 10")
     box = page.locator("#pad").bounding_box()
-    assert box["y"] + box["height"] < 700 and box["x"] >= 0 and box["x"] + box["width"] <= 390  # fits the phone's width
+    assert (
+        box["y"] + box["height"] < 700 and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    )  # fits the phone's width
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     page.add_style_tag(content="body { padding-bottom: 100vh; }")  # room for the page to scroll
     _draw_with_finger(page, ONE)  # a finger moving upwards would scroll a normal page
@@ -186,9 +212,13 @@ def test_draw_a_one_with_a_finger_on_a_phone(browser, server, tmp_path):
 def test_docs_page_lists_the_endpoints_offline(browser, server):
     page = browser.new_page()
     outside = []
-    page.route("**/*", lambda route: (outside.append(route.request.url)
-                                      if not route.request.url.startswith(server) else None,
-                                      route.continue_()))
+    page.route(
+        "**/*",
+        lambda route: (
+            outside.append(route.request.url) if not route.request.url.startswith(server) else None,
+            route.continue_(),
+        ),
+    )
     page.goto(f"{server}/docs")
     page.wait_for_function("document.querySelectorAll('.op').length === 3")
     assert "/predict" in page.inner_text("#ops") and outside == []

@@ -40,8 +40,12 @@ def test_pixels_refused():
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` (its data would not fill it)."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
@@ -90,5 +94,8 @@ def test_see_and_predict_passes_28x28_through_or_prepares(tmp_path):
     assert (seen == x).all() and p.shape == (10,)
     seen, _ = si.see_and_predict(Run, 255 - x, True, "image")  # dark on light: prepared
     assert seen.max() == 255 and seen[0].max() == 0
-    _reject(lambda: si.see_and_predict(Run, np.full((40, 40), 200, np.uint8), True, "file"),
-            422, "file: the image is blank")
+    _reject(
+        lambda: si.see_and_predict(Run, np.full((40, 40), 200, np.uint8), True, "file"),
+        422,
+        "file: the image is blank",
+    )

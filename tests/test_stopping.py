@@ -15,8 +15,14 @@ from mnistlab.train import fit
 
 # 1,000 training images and a high learning rate: val_loss is best at epoch 2, then stalls,
 # so patience 2 stops after epoch 4 (seen in the history, not assumed: the tests read it).
-STALLS = Recipe(hidden=[32], epochs=12, validation_split=0.9, learning_rate=0.05,
-                early_stopping=2, dataset="mnist-sample")
+STALLS = Recipe(
+    hidden=[32],
+    epochs=12,
+    validation_split=0.9,
+    learning_rate=0.05,
+    early_stopping=2,
+    dataset="mnist-sample",
+)
 
 
 def _rows(values, key="val_loss"):
@@ -79,12 +85,18 @@ def _interrupted(monkeypatch, where, when):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module if where != "write_model" else runs, where, once)
-    return lambda: monkeypatch.setattr(train_module if where != "write_model" else runs,
-                                       where, real)
+    return lambda: monkeypatch.setattr(
+        train_module if where != "write_model" else runs, where, real
+    )
 
 
-@pytest.mark.parametrize("where,when", [("learning_rates", 4),  # in epoch 4: best is epoch 2
-                                        ("write_model", 1)])    # stopped, model not yet written
+@pytest.mark.parametrize(
+    "where,when",
+    [
+        ("learning_rates", 4),  # in epoch 4: best is epoch 2
+        ("write_model", 1),
+    ],
+)  # stopped, model not yet written
 def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, where, when):
     whole = fit(STALLS, out=tmp_path / "whole", quiet=True)
     undo = _interrupted(monkeypatch, where, when)
@@ -104,12 +116,15 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, where, whe
 def test_cli_refuses_early_stopping_without_validation(monkeypatch, capsys, tmp_path):
     from mnistlab.cli import main
 
-    for args, words in ((["--early-stopping", "2", "--validation-split", "0"],
-                         "field 'early_stopping': expected 0 when validation_split is 0"),
-                        (["--monitor", "loss"], "field 'monitor'"),
-                        (["--early-stopping", "-1"], "field 'early_stopping'")):
-        monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--out", str(tmp_path / "r"),
-                                          *args])
+    for args, words in (
+        (
+            ["--early-stopping", "2", "--validation-split", "0"],
+            "field 'early_stopping': expected 0 when validation_split is 0",
+        ),
+        (["--monitor", "loss"], "field 'monitor'"),
+        (["--early-stopping", "-1"], "field 'early_stopping'"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--out", str(tmp_path / "r"), *args])
         with pytest.raises(SystemExit) as exc:
             main()
         err = capsys.readouterr().err

@@ -54,7 +54,13 @@ def test_log_run_round_trip(run_dir, tmp_path):
     assert got.data.tags["mnistlab.run_dir"] == str(run_dir.resolve())
 
     names = {a.path for a in client.list_artifacts(run_id)}
-    assert {"recipe.toml", "history.csv", "metrics.json", "model.safetensors", "environment.json"} <= names
+    assert {
+        "recipe.toml",
+        "history.csv",
+        "metrics.json",
+        "model.safetensors",
+        "environment.json",
+    } <= names
     assert not any(n.endswith(".lock") for n in names)
     # artifacts sit beside the database, not in the current folder
     local = Path(client.download_artifacts(run_id, "recipe.toml", str(tmp_path / "dl")))
@@ -79,7 +85,8 @@ def test_broken_folder_logs_nothing(run_dir, tmp_path):
     with pytest.raises(RunError, match="history.csv: file is missing"):
         track.log_run(broken, uri)
     assert not (tmp_path / "store.db").exists() or not MlflowClient(uri).search_experiments(
-        filter_string="name = 'mnistlab'")
+        filter_string="name = 'mnistlab'"
+    )
 
 
 def test_parse_target_and_missing_mlflow(monkeypatch):
@@ -117,16 +124,33 @@ def test_train_track_default_store_in_the_current_folder(monkeypatch, capsys, tm
     monkeypatch.chdir(tmp_path)
     code, _, err = _cli(monkeypatch, capsys, "train", "--track", "sqlite", "--epochs", "1")
     assert code == 2 and "--track: expected 'mlflow'" in err and not (tmp_path / "runs").exists()
-    code, out, err = _cli(monkeypatch, capsys, "train", "--dataset", "mnist-sample", "--epochs", "1",
-                          "--hidden", "8", "--validation-split", "0.9", "--no-report", "--track", "mlflow",
-                          "--out", "r")
+    code, out, err = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--validation-split",
+        "0.9",
+        "--no-report",
+        "--track",
+        "mlflow",
+        "--out",
+        "r",
+    )
     assert code == 0, err
     assert (tmp_path / "mlflow.db").is_file() and "tracked: MLflow run" in out
     runs = MlflowClient("sqlite:///mlflow.db").search_runs(
-        [MlflowClient("sqlite:///mlflow.db").get_experiment_by_name("mnistlab").experiment_id])
+        [MlflowClient("sqlite:///mlflow.db").get_experiment_by_name("mnistlab").experiment_id]
+    )
     assert len(runs) == 1 and runs[0].data.params["hidden"] == "8"
-    assert "report.html" not in {a.path for a in MlflowClient("sqlite:///mlflow.db").list_artifacts(
-        runs[0].info.run_id)}
+    assert "report.html" not in {
+        a.path for a in MlflowClient("sqlite:///mlflow.db").list_artifacts(runs[0].info.run_id)
+    }
 
 
 def _tagged(uri):
@@ -143,37 +167,80 @@ def test_compare_and_search_track_each_finished_run_once(monkeypatch, capsys, tm
     quick = ["--dataset", "mnist-sample", "--train-images", "800", "--test-images", "200"]
     variants = tmp_path / "tiny.toml"
     variants.write_text("[base]\nhidden = [8]\nepochs = 1\n[variants.a]\n[variants.b]\nl2 = 1e-4\n")
-    for cmd, args in (("compare", [str(variants), "--seeds", "2"]),
-                      ("search", [str(variants), "--trials", "2"])):
-        code, _, err = _cli(monkeypatch, capsys, cmd, *args, "--out", str(tmp_path / cmd),
-                            "--track", "wandb")
+    for cmd, args in (
+        ("compare", [str(variants), "--seeds", "2"]),
+        ("search", [str(variants), "--trials", "2"]),
+    ):
+        code, _, err = _cli(
+            monkeypatch, capsys, cmd, *args, "--out", str(tmp_path / cmd), "--track", "wandb"
+        )
         assert code == 2 and "--track: expected 'mlflow'" in err and len(err.splitlines()) == 1
         assert not (tmp_path / cmd).exists()  # checked before anything is written or trained
 
-    cmd = ["compare", str(variants), "--seeds", "2", *quick, "--out", str(tmp_path / "c"),
-           "--track", f"mlflow:{uri}"]
+    cmd = [
+        "compare",
+        str(variants),
+        "--seeds",
+        "2",
+        *quick,
+        "--out",
+        str(tmp_path / "c"),
+        "--track",
+        f"mlflow:{uri}",
+    ]
     code, out, err = _cli(monkeypatch, capsys, *cmd)
     assert code == 0, err
     assert out.count("tracked: ") == 4
     runs = _tagged(uri)
-    got = sorted((r.data.tags["mnistlab.compare"], r.data.tags["mnistlab.variant"],
-                  r.data.tags["mnistlab.seed"], r.data.tags["mnistlab.run_dir"]) for r in runs)
-    assert got == [("tiny", v, str(s), str((tmp_path / "c" / "runs" / f"{v}-seed{s}").resolve()))
-                   for v in ("a", "b") for s in (0, 1)]
+    got = sorted(
+        (
+            r.data.tags["mnistlab.compare"],
+            r.data.tags["mnistlab.variant"],
+            r.data.tags["mnistlab.seed"],
+            r.data.tags["mnistlab.run_dir"],
+        )
+        for r in runs
+    )
+    assert got == [
+        ("tiny", v, str(s), str((tmp_path / "c" / "runs" / f"{v}-seed{s}").resolve()))
+        for v in ("a", "b")
+        for s in (0, 1)
+    ]
     assert all(r.info.status == "FINISHED" and r.data.params["hidden"] == "8" for r in runs)
     code, out, err = _cli(monkeypatch, capsys, *cmd)  # all done: nothing trained, nothing logged
     assert code == 0 and "tracked: " not in out and len(_tagged(uri)) == 4
 
     space = tmp_path / "space.toml"
-    space.write_text("[base]\nhidden = [8]\nepochs = 1\n"
-                     "[space]\nlr = { low = 0.001, high = 0.1 }\n")
-    code, out, err = _cli(monkeypatch, capsys, "search", str(space), "--trials", "2", *quick,
-                          "--out", str(tmp_path / "s"), "--track", f"mlflow:{uri}", "--quiet")
+    space.write_text(
+        "[base]\nhidden = [8]\nepochs = 1\n[space]\nlr = { low = 0.001, high = 0.1 }\n"
+    )
+    code, out, err = _cli(
+        monkeypatch,
+        capsys,
+        "search",
+        str(space),
+        "--trials",
+        "2",
+        *quick,
+        "--out",
+        str(tmp_path / "s"),
+        "--track",
+        f"mlflow:{uri}",
+        "--quiet",
+    )
     assert code == 0, err
-    trials = sorted((r.data.tags["mnistlab.trial"], r.data.tags["mnistlab.trial_state"],
-                     r.data.tags["mnistlab.run_dir"], r.data.params["learning_rate"])
-                    for r in _tagged(uri) if r.data.tags.get("mnistlab.study") == "space")
+    trials = sorted(
+        (
+            r.data.tags["mnistlab.trial"],
+            r.data.tags["mnistlab.trial_state"],
+            r.data.tags["mnistlab.run_dir"],
+            r.data.params["learning_rate"],
+        )
+        for r in _tagged(uri)
+        if r.data.tags.get("mnistlab.study") == "space"
+    )
     assert [t[:3] for t in trials] == [
         (str(n), "COMPLETE", str((tmp_path / "s" / "trials" / f"trial-000{n}").resolve()))
-        for n in (0, 1)]
+        for n in (0, 1)
+    ]
     assert trials[0][3] != trials[1][3]  # the trials' own recipes, not the base's

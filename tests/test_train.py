@@ -29,8 +29,13 @@ def small():
 
 def _cli(*args, env_home, timeout=180):
     env = {**os.environ, "MNISTLAB_HOME": str(env_home)}
-    return subprocess.run([sys.executable, "-m", "mnistlab", "train", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _without_seconds(history):
@@ -84,7 +89,9 @@ def test_run_folder_contents(small, tmp_path, capsys):
     for name in (*runs.REQUIRED, runs.CHECKPOINT):
         assert (tmp_path / "r" / name).is_file(), name
     env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
-    assert env["dataset"]["name"] == "mnist-sample" and env["dataset"]["checksums"] == small.checksums
+    assert (
+        env["dataset"]["name"] == "mnist-sample" and env["dataset"]["checksums"] == small.checksums
+    )
     assert env["dataset"]["note"] == noted.note and env["seed"] == 0 and env["engine"] == run.engine
     if run.engine == "fast":  # which compiled/plain backend ran is part of reproducing it
         assert env["engine_backend"] in ("numba", "numpy") and env["engine_threads"] >= 1
@@ -103,22 +110,45 @@ def test_resume_of_a_finished_run_changes_nothing(small, tmp_path):
     _same_weights(a.weights, b.weights)
 
 
-@pytest.mark.parametrize("engine,hidden,epochs,split", [("reference", 32, 3, 0.7),
-                                                        ("fast", 128, 20, 0.3)])
+@pytest.mark.parametrize(
+    "engine,hidden,epochs,split", [("reference", 32, 3, 0.7), ("fast", 128, 20, 0.3)]
+)
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, engine, hidden, epochs, split):
     """Epoch sizes are chosen so that the epochs after the first take >= ~1 s: the kill lands
     while training runs (asserted), not after it."""
     if engine not in ENGINES:
         pytest.skip("the fast engine is not installed")
-    recipe = Recipe(hidden=[hidden], epochs=epochs, batch_size=8, engine=engine,
-                    validation_split=split, dataset="mnist-sample")
-    flags = ["--dataset", "mnist-sample", "--hidden", hidden, "--epochs", epochs,
-             "--batch-size", 8, "--engine", engine, "--validation-split", split, "--quiet"]
+    recipe = Recipe(
+        hidden=[hidden],
+        epochs=epochs,
+        batch_size=8,
+        engine=engine,
+        validation_split=split,
+        dataset="mnist-sample",
+    )
+    flags = [
+        "--dataset",
+        "mnist-sample",
+        "--hidden",
+        hidden,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        8,
+        "--engine",
+        engine,
+        "--validation-split",
+        split,
+        "--quiet",
+    ]
     run_dir = tmp_path / "killed"
     env = {**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", *map(str, flags),
-                             "--out", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "train", *map(str, flags), "--out", str(run_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ckpt = run_dir / runs.CHECKPOINT
     deadline = time.monotonic() + 120
     try:
@@ -158,17 +188,35 @@ def test_fast_path_never_imports_torch(tmp_path):
         f"run = fit(Recipe(epochs=1, hidden=[8]), ds, out={str(tmp_path / 'r')!r}, quiet=True)\n"
         "run.predict_proba(ds.x_test[:10])\n"
         "assert run.engine == 'fast', run.engine\n"
-        "print('torch' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")})
+        "print('torch' in sys.modules)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")},
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False"
 
 
 def test_cli_train_recipe_file_flags_and_alias(tmp_path):
     Recipe(hidden=[16], epochs=1, dataset="mnist-sample").to_toml(tmp_path / "r.toml")
-    p = _cli("--recipe", tmp_path / "r.toml", "--lr", "0.05", "--no-nesterov", "--name", "exp",
-             "--validation-split", "0.2", "--out", tmp_path / "run", env_home=tmp_path / "home")
+    p = _cli(
+        "--recipe",
+        tmp_path / "r.toml",
+        "--lr",
+        "0.05",
+        "--no-nesterov",
+        "--name",
+        "exp",
+        "--validation-split",
+        "0.2",
+        "--out",
+        tmp_path / "run",
+        env_home=tmp_path / "home",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("dataset: mnist-sample")
     assert "Epoch 1/1" in p.stdout and "val_accuracy" in p.stdout
@@ -179,8 +227,18 @@ def test_cli_train_recipe_file_flags_and_alias(tmp_path):
 
 
 def test_cli_train_quiet_prints_nothing(tmp_path):
-    p = _cli("--dataset", "mnist-sample", "--epochs", "1", "--hidden", "8", "--quiet",
-             "--out", tmp_path / "run", env_home=tmp_path / "home")
+    p = _cli(
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--quiet",
+        "--out",
+        tmp_path / "run",
+        env_home=tmp_path / "home",
+    )
     assert p.returncode == 0 and p.stdout == "", p.stdout + p.stderr
 
 
@@ -189,11 +247,14 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "f").write_text("")
-    for args, words in ((["--batch-size", "0"], "batch_size"), (["--hidden", "12,x"], "--hidden"),
-                        (["--resume", tmp_path / "used", "--epochs", "3"], "--resume"),
-                        (["--resume", tmp_path / "used", "--out", tmp_path / "x"], "drop --out"),
-                        (["--out", tmp_path / "used"], "not an empty folder"),
-                        (["--recipe", tmp_path / "nope.toml"], "nope.toml")):
+    for args, words in (
+        (["--batch-size", "0"], "batch_size"),
+        (["--hidden", "12,x"], "--hidden"),
+        (["--resume", tmp_path / "used", "--epochs", "3"], "--resume"),
+        (["--resume", tmp_path / "used", "--out", tmp_path / "x"], "drop --out"),
+        (["--out", tmp_path / "used"], "not an empty folder"),
+        (["--recipe", tmp_path / "nope.toml"], "nope.toml"),
+    ):
         monkeypatch.setattr(sys, "argv", ["mnistlab", "train", *map(str, args)])
         with pytest.raises(SystemExit) as exc:
             main()
@@ -203,8 +264,21 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_stop_on_divergence_exits_1(tmp_path):
-    p = _cli("--dataset", "mnist-sample", "--epochs", "3", "--hidden", "8", "--normalize", "none",
-             "--stop-on-divergence", "--quiet", "--out", tmp_path / "run", env_home=tmp_path / "home")
+    p = _cli(
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--normalize",
+        "none",
+        "--stop-on-divergence",
+        "--quiet",
+        "--out",
+        tmp_path / "run",
+        env_home=tmp_path / "home",
+    )
     assert p.returncode == 1, p.stderr
     assert "normalize='standardize'" in p.stderr and "stop-on-divergence" in p.stderr
     assert len(runs.load_run(tmp_path / "run").history) == 1
@@ -212,10 +286,13 @@ def test_cli_stop_on_divergence_exits_1(tmp_path):
 
 def test_no_validation_split_trains_on_everything_and_says_so(small, tmp_path):
     # validation_split = 0 (Keras' own default; the fast presets use it) must not crash fit.
-    run = fit(Recipe(epochs=1, hidden=[8], validation_split=0.0), small, out=tmp_path / "r",
-              quiet=True)
+    run = fit(
+        Recipe(epochs=1, hidden=[8], validation_split=0.0), small, out=tmp_path / "r", quiet=True
+    )
     assert run.history[0]["val_loss"] is None and run.history[0]["val_accuracy"] is None
-    assert run.metrics["train"]["val_accuracy"] is None and 0 <= run.metrics["test"]["accuracy"] <= 1
+    assert (
+        run.metrics["train"]["val_accuracy"] is None and 0 <= run.metrics["test"]["accuracy"] <= 1
+    )
     loaded = runs.load_run(tmp_path / "r")
     assert loaded.history[0]["val_loss"] is None
 
@@ -225,8 +302,19 @@ def test_relative_data_dir_is_recorded_absolute(mnist_dir, tmp_path, monkeypatch
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "mn").symlink_to(mnist_dir)
     monkeypatch.chdir(tmp_path / "w")
-    fit(Recipe(epochs=1, hidden=[8], batch_size=256, validation_split=0.9, dataset="mnist",
-               data_dir="mn"), out=tmp_path / "r", quiet=True, data_dir="mn")
+    fit(
+        Recipe(
+            epochs=1,
+            hidden=[8],
+            batch_size=256,
+            validation_split=0.9,
+            dataset="mnist",
+            data_dir="mn",
+        ),
+        out=tmp_path / "r",
+        quiet=True,
+        data_dir="mn",
+    )
     want = str((tmp_path / "w" / "mn").resolve())
     assert runs.load_run(tmp_path / "r").recipe.data_dir == want
     env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
@@ -236,8 +324,10 @@ def test_relative_data_dir_is_recorded_absolute(mnist_dir, tmp_path, monkeypatch
 def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path):
     fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
     (tmp_path / "r" / runs.MODEL).unlink()  # incomplete again, so resume reads environment.json
-    for env in ({"engine": "fast", "dataset": "mnist-sample"},        # not an object
-                {"engine": "fast", "dataset": {"checksums": {}}}):    # no name
+    for env in (
+        {"engine": "fast", "dataset": "mnist-sample"},  # not an object
+        {"engine": "fast", "dataset": {"checksums": {}}},
+    ):  # no name
         (tmp_path / "r" / runs.ENVIRONMENT).write_text(json.dumps(env))
         with pytest.raises(RunError, match="environment.json.*'dataset'"):
             fit(out=tmp_path / "r", resume=True, quiet=True)
@@ -274,8 +364,9 @@ def _listing(d):
     return sorted(p.name for p in d.iterdir())
 
 
-FINISHED = sorted([runs.RECIPE, runs.HISTORY, runs.METRICS, runs.MODEL, runs.ENVIRONMENT,
-                   runs.CHECKPOINT])
+FINISHED = sorted(
+    [runs.RECIPE, runs.HISTORY, runs.METRICS, runs.MODEL, runs.ENVIRONMENT, runs.CHECKPOINT]
+)
 
 
 def test_a_finished_run_folder_holds_only_its_files(tmp_path, small):
@@ -290,23 +381,30 @@ def test_out_with_dot_dot_makes_no_stray_folder(tmp_path, small):
 
 
 def test_a_recipe_that_cannot_fit_in_memory_fails_before_anything_is_made(tmp_path, small):
-    with pytest.raises(RecipeError,
-                       match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"):
+    with pytest.raises(
+        RecipeError, match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"
+    ):
         fit(Recipe(epochs=1, hidden=[100_000_000]), small, out=tmp_path / "r", quiet=True)
     assert _listing(tmp_path) == []
 
 
 def test_more_threads_than_cpus_is_refused_for_a_new_run(tmp_path, small):
     with pytest.raises(RecipeError, match=r"'threads': .* this machine has \d+ CPUs"):
-        fit(Recipe(epochs=1, hidden=[8], threads=(os.cpu_count() or 1) + 1), small,
-            out=tmp_path / "r", quiet=True)
+        fit(
+            Recipe(epochs=1, hidden=[8], threads=(os.cpu_count() or 1) + 1),
+            small,
+            out=tmp_path / "r",
+            quiet=True,
+        )
     assert _listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("cause", ["memory", "disk full", "memory at the end",
-                                   "disk full at the end"])
-def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(tmp_path, small, monkeypatch,
-                                                                 fail_writes, cause):
+@pytest.mark.parametrize(
+    "cause", ["memory", "disk full", "memory at the end", "disk full at the end"]
+)
+def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(
+    tmp_path, small, monkeypatch, fail_writes, cause
+):
     recipe = Recipe(epochs=3, hidden=[8])
     run_dir = tmp_path / "r"
 
@@ -320,11 +418,12 @@ def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(tmp_path, small
         monkeypatch.setattr(runs, "write_model", lambda *a: (action(), real(*a)))
     else:
         _fail_in_epoch(monkeypatch, 1, action)
-    expected = {"memory": r"out of memory in epoch 2: free memory and continue with mnistlab "
-                          r"train --resume .* \(it keeps the checkpoint after epoch 1\)",
-                "memory at the end": r"out of memory: free memory and continue with mnistlab "
-                                     r"train --resume .* \(it keeps its last checkpoint\)",
-                }.get(cause, r"No space left on device.* continue with: mnistlab train --resume")
+    expected = {
+        "memory": r"out of memory in epoch 2: free memory and continue with mnistlab "
+        r"train --resume .* \(it keeps the checkpoint after epoch 1\)",
+        "memory at the end": r"out of memory: free memory and continue with mnistlab "
+        r"train --resume .* \(it keeps its last checkpoint\)",
+    }.get(cause, r"No space left on device.* continue with: mnistlab train --resume")
     with pytest.raises((RunError, OSError), match=expected) as info:
         fit(recipe, small, out=run_dir, quiet=True)
     assert "\n" not in str(info.value)
@@ -345,8 +444,9 @@ def _unfinished(tmp_path, small, recipe):
     return run.path
 
 
-@pytest.mark.parametrize("edit,field", [("learning_rate = 0.01", "learning_rate"),
-                                        ("epochs = 2", "epochs")])
+@pytest.mark.parametrize(
+    "edit,field", [("learning_rate = 0.01", "learning_rate"), ("epochs = 2", "epochs")]
+)
 def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit, field):
     run_dir = _unfinished(tmp_path, small, Recipe(epochs=2, hidden=[8], learning_rate=0.02))
     toml = run_dir / runs.RECIPE
@@ -354,8 +454,11 @@ def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit,
     lines = toml.read_text().splitlines()
     new = {"learning_rate": "learning_rate = 0.05", "epochs": "epochs = 1"}[key]
     toml.write_text("\n".join(new if line.startswith(key + " ") else line for line in lines) + "\n")
-    with pytest.raises(RunError, match=rf"recipe.toml: field '{field}' is .* checkpoint after "
-                                       r"epoch 2 was made with .*set it back"):
+    with pytest.raises(
+        RunError,
+        match=rf"recipe.toml: field '{field}' is .* checkpoint after "
+        r"epoch 2 was made with .*set it back",
+    ):
         fit(out=run_dir, resume=True, quiet=True, dataset=small)
     assert not (run_dir / runs.MODEL).exists()
 
@@ -363,14 +466,23 @@ def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit,
 def test_a_second_writer_is_told_who_holds_the_run(tmp_path, small):
     run_dir = _unfinished(tmp_path, small, Recipe(epochs=1, hidden=[8]))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mnistlab import runlock\n"
-         f"with runlock.hold({str(run_dir)!r}, command='mnistlab train'):\n"
-         "    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from mnistlab import runlock\n"
+            f"with runlock.hold({str(run_dir)!r}, command='mnistlab train'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunError, match=rf"in use by pid {holder.pid} on .*mnistlab train, "
-                                           r"since 20.*wait for it to finish"):
+        with pytest.raises(
+            RunError,
+            match=rf"in use by pid {holder.pid} on .*mnistlab train, "
+            r"since 20.*wait for it to finish",
+        ):
             fit(out=run_dir, resume=True, quiet=True, dataset=small)
         t0 = time.monotonic()
         with pytest.raises(RunError, match=rf"in use by pid {holder.pid}"):
@@ -427,14 +539,24 @@ def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeyp
         raise MemoryError
 
     monkeypatch.setattr(mnistlab.initializers, "init_weights", no_memory)
-    with pytest.raises(RunError, match=r"^out of memory before training started; free memory or "
-                                       r"start a new run with smaller 'hidden'"):
+    with pytest.raises(
+        RunError,
+        match=r"^out of memory before training started; free memory or "
+        r"start a new run with smaller 'hidden'",
+    ):
         fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
     assert _listing(tmp_path) == []
+
+
 def test_on_epoch_sees_every_row_and_can_stop_training(small, tmp_path):
     rows = []
-    run = fit(Recipe(hidden=[16], epochs=3), small, out=tmp_path / "r", quiet=True,
-              on_epoch=lambda row: rows.append(row) or row["epoch"] == 2)
+    run = fit(
+        Recipe(hidden=[16], epochs=3),
+        small,
+        out=tmp_path / "r",
+        quiet=True,
+        on_epoch=lambda row: rows.append(row) or row["epoch"] == 2,
+    )
     assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["val_accuracy"] is not None
     assert len(run.history) == 2 and run.stopped == "stopped after epoch 2 by on_epoch"
     assert (tmp_path / "r" / "model.safetensors").is_file()  # the run is still completed

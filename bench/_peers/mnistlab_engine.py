@@ -23,10 +23,18 @@ def train(d: dict, epochs: int, engine: str = "auto", threads: int | None = None
     from mnistlab.schedules import learning_rates, steps_per_epoch
     from mnistlab.train import epoch_order
 
-    recipe = Recipe(seed=d["seed"], epochs=epochs, engine=engine, threads=threads,
-                    hidden=[k.shape[1] for k in d["kernels"][:-1]])
-    weights = {f"dense_{i}.{part}": w for i, (k, b) in enumerate(zip(d["kernels"], d["biases"]))
-               for part, w in (("kernel", k), ("bias", b))}
+    recipe = Recipe(
+        seed=d["seed"],
+        epochs=epochs,
+        engine=engine,
+        threads=threads,
+        hidden=[k.shape[1] for k in d["kernels"][:-1]],
+    )
+    weights = {
+        f"dense_{i}.{part}": w
+        for i, (k, b) in enumerate(zip(d["kernels"], d["biases"]))
+        for part, w in (("kernel", k), ("bias", b))
+    }
     n = d["n_train"]
     x, y = np.ascontiguousarray(d["x_all"][:n]), d["y_all"][:n].astype(np.int64)
     xv, yv = np.ascontiguousarray(d["x_all"][n:]), d["y_all"][n:].astype(np.int64)
@@ -66,11 +74,17 @@ def main() -> None:
     d = common.load(args.data)
     eng, clock, _, val_acc = train(d, args.epochs, engine=args.engine)
     _, test_acc = eng.evaluate(d["x_test"], d["y_test"].astype("int64"))
-    common.write(args.out, epoch_seconds=clock.seconds, test_accuracy=float(test_acc),
-                 val_accuracy=float(val_acc), import_seconds=import_s, n_train=d["n_train"],
-                 versions={"mnistlab": getattr(mnistlab, "__version__", "?")},
-                 threads=getattr(eng, "threads", None),
-                 note=f"engine={eng.name} ({getattr(eng, 'reason', '')})")
+    common.write(
+        args.out,
+        epoch_seconds=clock.seconds,
+        test_accuracy=float(test_acc),
+        val_accuracy=float(val_acc),
+        import_seconds=import_s,
+        n_train=d["n_train"],
+        versions={"mnistlab": getattr(mnistlab, "__version__", "?")},
+        threads=getattr(eng, "threads", None),
+        note=f"engine={eng.name} ({getattr(eng, 'reason', '')})",
+    )
 
 
 if __name__ == "__main__":

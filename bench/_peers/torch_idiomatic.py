@@ -26,8 +26,10 @@ def main() -> None:
     x_all, y_all = torch.from_numpy(d["x_all"]), torch.from_numpy(d["y_all"].astype("int64"))
     train = DataLoader(TensorDataset(x_all[:n], y_all[:n]), batch_size=32, shuffle=True)
     val = DataLoader(TensorDataset(x_all[n:], y_all[n:]), batch_size=1000)
-    test = DataLoader(TensorDataset(torch.from_numpy(d["x_test"]),
-                                    torch.from_numpy(d["y_test"].astype("int64"))), batch_size=1000)
+    test = DataLoader(
+        TensorDataset(torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"].astype("int64"))),
+        batch_size=1000,
+    )
 
     layers: list[nn.Module] = []
     for k, b in zip(d["kernels"], d["biases"]):
@@ -61,10 +63,17 @@ def main() -> None:
             sched.step()
         val_acc = accuracy(val)
         clock.end()
-    common.write(args.out, epoch_seconds=clock.seconds, test_accuracy=accuracy(test),
-                 val_accuracy=val_acc, import_seconds=import_s, n_train=n,
-                 versions={"torch": torch.__version__}, threads=torch.get_num_threads(),
-                 note="DataLoader(shuffle=True), default threads")
+    common.write(
+        args.out,
+        epoch_seconds=clock.seconds,
+        test_accuracy=accuracy(test),
+        val_accuracy=val_acc,
+        import_seconds=import_s,
+        n_train=n,
+        versions={"torch": torch.__version__},
+        threads=torch.get_num_threads(),
+        note="DataLoader(shuffle=True), default threads",
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _VOID = {"img", "meta", "br", "hr", "link"}
 
@@ -54,15 +55,26 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure(png: bytes, alt: str, caption: Any = None, *, name: str, class_: str | None = None) -> Html:
+def figure(
+    png: bytes, alt: str, caption: Any = None, *, name: str, class_: str | None = None
+) -> Html:
     """An embedded PNG with its caption; ``name`` tags it (``data-figure``) for tests and links."""
-    return tag("figure", tag("img", src=data_uri(png), alt=alt),
-               tag("figcaption", caption) if caption is not None else None,
-               data_figure=name, class_=class_)
+    return tag(
+        "figure",
+        tag("img", src=data_uri(png), alt=alt),
+        tag("figcaption", caption) if caption is not None else None,
+        data_figure=name,
+        class_=class_,
+    )
 
 
-def table(header: Iterable[Any], rows: Iterable[Iterable[Any]], *, numeric: Iterable[int] = (),
-          class_: str | None = None) -> Html:
+def table(
+    header: Iterable[Any],
+    rows: Iterable[Iterable[Any]],
+    *,
+    numeric: Iterable[int] = (),
+    class_: str | None = None,
+) -> Html:
     """A table in a horizontally scrolling box (wide tables never widen a phone's page);
     ``numeric``: indices of right-aligned columns."""
     num = set(numeric)
@@ -82,8 +94,15 @@ def definitions(items: Iterable[tuple[Any, Any]]) -> Html:
 
 def missing(what: str, why: Any) -> Html:
     """The box a section shows instead of its content when a piece of the run is absent."""
-    return tag("div", tag("strong", "Missing: "), what, tag("br"), tag("span", why, class_="why"),
-               class_="missing", role="note")
+    return tag(
+        "div",
+        tag("strong", "Missing: "),
+        what,
+        tag("br"),
+        tag("span", why, class_="why"),
+        class_="missing",
+        role="note",
+    )
 
 
 def section(id_: str, title: str, *body: Any) -> Html:
@@ -166,13 +185,19 @@ footer { color: var(--muted); font-size: .85rem; border-top: 1px solid var(--lin
 
 def page(title: str, header: Any, body: Iterable[Any], footer: Any = None) -> str:
     """A complete HTML5 document: inline CSS, viewport meta, nothing fetched from anywhere."""
-    head = join((
-        tag("meta", charset="utf-8"),
-        tag("meta", name="viewport", content="width=device-width, initial-scale=1"),
-        tag("meta", name="generator", content="mnistlab"),
-        tag("title", title),
-        tag("style", Html(CSS)),
-    ))
-    main = tag("main", tag("header", header, class_="page"), join(body),
-               tag("footer", footer) if footer is not None else None)
+    head = join(
+        (
+            tag("meta", charset="utf-8"),
+            tag("meta", name="viewport", content="width=device-width, initial-scale=1"),
+            tag("meta", name="generator", content="mnistlab"),
+            tag("title", title),
+            tag("style", Html(CSS)),
+        )
+    )
+    main = tag(
+        "main",
+        tag("header", header, class_="page"),
+        join(body),
+        tag("footer", footer) if footer is not None else None,
+    )
     return "<!DOCTYPE html>\n" + tag("html", tag("head", head), tag("body", main), lang="en") + "\n"

@@ -91,8 +91,9 @@ _NEXT_STEP = {
 }
 
 
-def fs_error(exc: OSError, path: str | os.PathLike[str] | None = None,
-             doing: str = "write") -> FileSystemError:
+def fs_error(
+    exc: OSError, path: str | os.PathLike[str] | None = None, doing: str = "write"
+) -> FileSystemError:
     """One line for an OSError: the path, the cause and the next step.
 
     >>> str(fs_error(OSError(errno.EROFS, "Read-only file system"), "runs/a"))

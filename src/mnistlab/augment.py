@@ -38,8 +38,12 @@ _STREAM = 5_318_008  # keeps augmentation's random stream apart from shuffling a
 
 def active(recipe: Recipe) -> bool:
     """Whether the recipe asks for any augmentation."""
-    return (recipe.augment_shift > 0 or recipe.augment_rotate > 0 or recipe.augment_scale > 0
-            or recipe.augment_elastic > 0)
+    return (
+        recipe.augment_shift > 0
+        or recipe.augment_rotate > 0
+        or recipe.augment_scale > 0
+        or recipe.augment_elastic > 0
+    )
 
 
 def draw(recipe: Recipe, epoch: int, step: int, n: int, side: tuple[int, int]) -> dict:
@@ -52,13 +56,19 @@ def draw(recipe: Recipe, epoch: int, step: int, n: int, side: tuple[int, int]) -
     displacement = None
     if recipe.augment_elastic > 0:
         noise = rng.random((n, 2, *side), dtype=np.float32) * 2 - 1
-        displacement = np.float32(recipe.augment_elastic) * _blur(noise, recipe.augment_elastic_sigma)
+        displacement = np.float32(recipe.augment_elastic) * _blur(
+            noise, recipe.augment_elastic_sigma
+        )
     return {"shift": shift, "angle": angle, "scale": scale, "displacement": displacement}
 
 
-def transform(images: np.ndarray, shift: np.ndarray | None = None, angle: np.ndarray | None = None,
-              scale: np.ndarray | None = None, displacement: np.ndarray | None = None
-              ) -> np.ndarray:
+def transform(
+    images: np.ndarray,
+    shift: np.ndarray | None = None,
+    angle: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    displacement: np.ndarray | None = None,
+) -> np.ndarray:
     """Resample images (N, H, W) through per-image transforms; float32 (N, H, W).
 
     ``shift`` (N, 2) pixels (down, right); ``angle`` (N,) degrees counter-clockwise; ``scale``
@@ -93,7 +103,7 @@ def _bilinear(images: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
     # One zero row/column before and two after: every clipped corner index lands inside, and
     # a point more than a pixel outside reads only zeros.
     padded = np.zeros((n, h + 3, w + 3), np.float32)
-    padded[:, 1:h + 1, 1:w + 1] = images
+    padded[:, 1 : h + 1, 1 : w + 1] = images
     flat = padded.reshape(-1)
     sy = np.clip(sy, -1.0, float(h))
     sx = np.clip(sx, -1.0, float(w))
@@ -108,6 +118,7 @@ def _bilinear(images: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
 
 def _blur(field: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing over the last two axes (zeros beyond the edge), as two matrix products."""
+
     def matrix(size: int) -> np.ndarray:
         d = np.arange(size)[:, None] - np.arange(size)[None, :]
         radius = math.ceil(4 * sigma)
@@ -118,8 +129,15 @@ def _blur(field: np.ndarray, sigma: float) -> np.ndarray:
     return gy @ field @ gx.T
 
 
-def epoch_images(recipe: Recipe, images: np.ndarray, order: np.ndarray, epoch: int,
-                 x: np.ndarray, mean: float, std: float) -> np.ndarray:
+def epoch_images(
+    recipe: Recipe,
+    images: np.ndarray,
+    order: np.ndarray,
+    epoch: int,
+    x: np.ndarray,
+    mean: float,
+    std: float,
+) -> np.ndarray:
     """The training array of epoch ``epoch``: ``x`` itself without augmentation, else a new one.
 
     ``images`` are the raw training images (N, H, W) and ``x`` their normalized float32 rows
@@ -135,10 +153,12 @@ def epoch_images(recipe: Recipe, images: np.ndarray, order: np.ndarray, epoch: i
     per_chunk = max(1, CHUNK // bs)
     for first in range(0, -(-n // bs), per_chunk):
         steps = range(first, min(first + per_chunk, -(-n // bs)))
-        idx = order[first * bs:(steps[-1] + 1) * bs]
-        parts = [draw(recipe, epoch, k, len(order[k * bs:(k + 1) * bs]), side) for k in steps]
-        params = {key: None if parts[0][key] is None else np.concatenate([p[key] for p in parts])
-                  for key in parts[0]}
+        idx = order[first * bs : (steps[-1] + 1) * bs]
+        parts = [draw(recipe, epoch, k, len(order[k * bs : (k + 1) * bs]), side) for k in steps]
+        params = {
+            key: None if parts[0][key] is None else np.concatenate([p[key] for p in parts])
+            for key in parts[0]
+        }
         rows = transform(images[idx], **params).reshape(len(idx), -1)
         rows -= np.float32(mean)  # normalize.preprocess's arithmetic
         rows /= np.float32(std)

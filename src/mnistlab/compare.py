@@ -94,10 +94,12 @@ def preset_names() -> list[str]:
 def load_preset(name: str) -> Variants:
     names = preset_names()
     if name not in names:
-        raise RecipeError(f"unknown compare preset {name!r}: expected one of "
-                          f"{', '.join(names) or '(none)'}")
+        raise RecipeError(
+            f"unknown compare preset {name!r}: expected one of {', '.join(names) or '(none)'}"
+        )
     text = (resources.files("mnistlab") / "presets" / "compare" / f"{name}.toml").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
 
 
@@ -113,8 +115,9 @@ def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
         for k, v in items:
             name = _canonical(k, where)
             if name in out:
-                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of "
-                                  "learning_rate)")
+                raise RecipeError(
+                    f"{where}: '{name}' is given twice (lr is an alias of learning_rate)"
+                )
             out[name] = v
     return out
 
@@ -122,8 +125,9 @@ def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
 def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
-        raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: "
-                          + ", ".join(_TOP_KEYS))
+        raise RecipeError(
+            f"{source}: unknown key '{unknown[0]}'; allowed keys: " + ", ".join(_TOP_KEYS)
+        )
     base_table = data.get("base", {})
     if not isinstance(base_table, dict):
         raise RecipeError(f"{source} [base]: expected a table of recipe fields")
@@ -138,8 +142,10 @@ def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> V
         raise RecipeError(f"{source} [base]: {exc}") from None
     base.validate(f"{source} [base]")
     if not base.validation_split > 0:
-        raise RecipeError(f"{source} [base] field 'validation_split': expected a number in "
-                          "(0, 1): variants are ranked on the validation split")
+        raise RecipeError(
+            f"{source} [base] field 'validation_split': expected a number in "
+            "(0, 1): variants are ranked on the validation split"
+        )
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise RecipeError(f"{source}: expected at least one [variants.NAME] table")
@@ -155,16 +161,21 @@ def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> V
         flat = _flat(changes, where)
         for key in SHARED:
             if key in flat:
-                why = ("seeds come from --seeds" if key == "seed" else
-                       "the variant's name names its runs" if key == "name" else
-                       "all variants must see the same images; set it in [base]")
+                why = (
+                    "seeds come from --seeds"
+                    if key == "seed"
+                    else "the variant's name names its runs"
+                    if key == "name"
+                    else "all variants must see the same images; set it in [base]"
+                )
                 raise RecipeError(f"{where} field '{key}': cannot differ between variants ({why})")
         recipe = Recipe(**{**_fields(base), **flat, "name": name})
         recipes[name] = recipe.validate(where)
     baseline = data.get("baseline", next(iter(recipes)))
     if baseline not in recipes:
-        raise RecipeError(f"{source}: baseline {baseline!r} is not one of the variants "
-                          f"({', '.join(recipes)})")
+        raise RecipeError(
+            f"{source}: baseline {baseline!r} is not one of the variants ({', '.join(recipes)})"
+        )
     seeds = data.get("seeds")
     if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
         raise RecipeError(f"{source}: seeds: expected an integer >= 1, got {seeds!r}")
@@ -233,18 +244,29 @@ def _state(run_dir: Path, recipe: Recipe) -> str:
             shutil.rmtree(run_dir)
         return "new"
     if Recipe.from_toml(run_dir / runs.RECIPE) != recipe:
-        raise MnistlabError(f"{run_dir}: holds a run of another recipe than this compare "
-                            "declares now; use another --out")
+        raise MnistlabError(
+            f"{run_dir}: holds a run of another recipe than this compare "
+            "declares now; use another --out"
+        )
     done = (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file()
     return "done" if done else "resume"
 
 
-def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
-            out: str | Path | None = None, dataset=None, train_images: int | None = None,
-            test_images: int | None = None, storage: str | None = None,
-            study: str | None = None, heartbeat: int = 10,
-            log: Callable[[str], None] | None = None,
-            on_run: Callable[[Path, dict[str, str]], None] | None = None) -> dict[str, Any]:
+def compare(
+    variants: Variants,
+    *,
+    seeds: int | None = None,
+    jobs: int = 1,
+    out: str | Path | None = None,
+    dataset=None,
+    train_images: int | None = None,
+    test_images: int | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    heartbeat: int = 10,
+    log: Callable[[str], None] | None = None,
+    on_run: Callable[[Path, dict[str, str]], None] | None = None,
+) -> dict[str, Any]:
     """Train every variant x seed into ``out`` (resuming what is there) and write the
     leaderboard; returns the leaderboard.json object.
 
@@ -268,8 +290,14 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
 
     def finished(vname: str, s: int, run_dir: Path) -> None:
         if on_run is not None:
-            on_run(Path(run_dir), {"mnistlab.compare": variants.name, "mnistlab.variant": vname,
-                                   "mnistlab.seed": str(s)})
+            on_run(
+                Path(run_dir),
+                {
+                    "mnistlab.compare": variants.name,
+                    "mnistlab.variant": vname,
+                    "mnistlab.seed": str(s),
+                },
+            )
 
     base = variants.recipes[variants.baseline]
     if out is None:
@@ -283,14 +311,21 @@ def compare(variants: Variants, *, seeds: int | None = None, jobs: int = 1,
     if ds.note:
         log(f"note: {ds.note}")
     seed_list = [base.seed + i for i in range(n_seeds)]
-    plan = [(name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
-            for name, r in variants.recipes.items() for s in seed_list]
-    log(f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
-        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}")
+    plan = [
+        (name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
+        for name, r in variants.recipes.items()
+        for s in seed_list
+    ]
+    log(
+        f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
+        f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}"
+    )
     if storage is not None:
         if jobs != 1:
-            raise MnistlabError("--jobs: with --storage every `mnistlab compare` process is one "
-                                "worker; start more of them (on any machine) instead")
+            raise MnistlabError(
+                "--jobs: with --storage every `mnistlab compare` process is one "
+                "worker; start more of them (on any machine) instead"
+            )
         records = _shared(variants, plan, ds, out, storage, study, heartbeat, log, finished)
     else:
         records = _local(plan, ds, jobs, log, finished)
@@ -307,8 +342,10 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
         state = _state(run_dir, recipe)
         if state != "done":
             todo.append((name, s, run_dir, recipe, state == "resume"))
-    log(f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
-        f"job{'s' if jobs > 1 else ''}")
+    log(
+        f"{len(plan) - len(todo)} runs already done, {len(todo)} to train with {jobs} "
+        f"job{'s' if jobs > 1 else ''}"
+    )
     done = len(plan) - len(todo)
     if jobs == 1 or len(todo) <= 1:
         for name, s, run_dir, recipe, resume in todo:
@@ -318,11 +355,14 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
             finished(name, s, run_dir)
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(ds,))
+        pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds,)
+        )
         try:
-            futures = {pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
-                       for name, s, run_dir, recipe, resume in todo}
+            futures = {
+                pool.submit(_train_one, str(run_dir), recipe, resume): (name, s, resume)
+                for name, s, run_dir, recipe, resume in todo
+            }
             for future in as_completed(futures):
                 run_dir = Path(future.result())
                 name, s, resume = futures[future]
@@ -335,8 +375,17 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
     return {(name, s): run_record(run_dir, ds) for name, s, run_dir, _ in plan}
 
 
-def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | None,
-            heartbeat: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
+def _shared(
+    variants: Variants,
+    plan,
+    ds,
+    out: Path,
+    storage: str,
+    study: str | None,
+    heartbeat: int,
+    log,
+    finished,
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
     `mnistlab compare` processes share (see mnistlab.studies); returns every run's record."""
     import base64
@@ -351,19 +400,28 @@ def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | 
     url = studies.storage_url(storage, out)
     name = study or f"compare-{variants.name}"
     rdb, st = studies.open_study(url, name, heartbeat)
-    described = json.dumps({"baseline": variants.baseline,
-                            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
-                            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)]},
-                           sort_keys=True)
+    described = json.dumps(
+        {
+            "baseline": variants.baseline,
+            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
+            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)],
+        },
+        sort_keys=True,
+    )
     known = st.user_attrs.get("compare")
     if known is None:
         st.set_user_attr("compare", described)
     elif known != described:
-        raise MnistlabError(f"study {name!r} in {studies.safe_url(url)} compares other variants "
-                            "or data; give another --study name")
+        raise MnistlabError(
+            f"study {name!r} in {studies.safe_url(url)} compares other variants "
+            "or data; give another --study name"
+        )
     with studies.claim_lock(url, name, rdb):  # queue each missing (variant, seed) once
-        have = {(t.user_attrs.get("variant"), t.user_attrs.get("seed"))
-                for t in st.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+        have = {
+            (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
+            for t in st.get_trials(deepcopy=False)
+            if t.state != TrialState.FAIL
+        }
         for vname, s, _, _ in plan:
             if (vname, s) not in have:
                 st.enqueue_trial({}, user_attrs={"variant": vname, "seed": s})
@@ -378,8 +436,14 @@ def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | 
                 _train_one(str(run_dir), recipe, state == "resume", ds)
             rec = run_record(run_dir, ds)
             packed = base64.b64encode(np.packbits(rec["correct"]).tobytes()).decode()
-            trial.set_user_attr("result", {**{k: v for k, v in rec.items() if k != "correct"},
-                                           "correct": packed, "worker": worker})
+            trial.set_user_attr(
+                "result",
+                {
+                    **{k: v for k, v in rec.items() if k != "correct"},
+                    "correct": packed,
+                    "worker": worker,
+                },
+            )
         if studies.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
             finished(vname, s, run_dir)
@@ -389,12 +453,16 @@ def _shared(variants: Variants, plan, ds, out: Path, storage: str, study: str | 
         if result is not None:
             bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
             records[t.user_attrs["variant"], t.user_attrs["seed"]] = {
-                **result, "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool)}
+                **result,
+                "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool),
+            }
     missing = [f"{n} seed {s}" for n, s, _, _ in plan if (n, s) not in records]
     if missing:
-        raise MnistlabError(f"study {name!r}: no finished run for {', '.join(missing[:4])}"
-                            f"{' ...' if len(missing) > 4 else ''} (failed, not retried); run "
-                            "the command again to queue them again")
+        raise MnistlabError(
+            f"study {name!r}: no finished run for {', '.join(missing[:4])}"
+            f"{' ...' if len(missing) > 4 else ''} (failed, not retried); run "
+            "the command again to queue them again"
+        )
     return records
 
 
@@ -406,6 +474,9 @@ def run_record(run_dir: Path, ds) -> dict[str, Any]:
     run = runs.load_run(run_dir)
     hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
     val = run.metrics.get("train", {}).get("val_accuracy")
-    return {"val_accuracy": float("nan") if val is None else float(val),
-            "test_accuracy": float(hit.mean()),
-            "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)), "correct": hit}
+    return {
+        "val_accuracy": float("nan") if val is None else float(val),
+        "test_accuracy": float(hit.mean()),
+        "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)),
+        "correct": hit,
+    }

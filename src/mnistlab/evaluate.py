@@ -57,8 +57,14 @@ def probability_r2(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | N
     proba = np.asarray(proba, dtype=np.float64)
     onehot = np.eye(proba.shape[1])[np.asarray(y_true, dtype=np.int64)]
     brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
-    target_var = float(np.sum(onehot.var(axis=0)))  # = sum_k f_k (1 - f_k), f_k the class frequencies
-    return {"brier": brier, "target_variance": target_var, "r2": 1.0 - brier / target_var if target_var > 0 else None}
+    target_var = float(
+        np.sum(onehot.var(axis=0))
+    )  # = sum_k f_k (1 - f_k), f_k the class frequencies
+    return {
+        "brier": brier,
+        "target_variance": target_var,
+        "r2": 1.0 - brier / target_var if target_var > 0 else None,
+    }
 
 
 def most_confused(cm: np.ndarray, class_names: Sequence[str], top: int = 5) -> list[dict[str, Any]]:
@@ -82,8 +88,14 @@ def most_confused(cm: np.ndarray, class_names: Sequence[str], top: int = 5) -> l
         if flat[k] == 0:
             break
         i, j = divmod(int(k), n)
-        out.append({"true": class_names[i], "predicted": class_names[j], "count": int(flat[k]),
-                    "share_of_true": float(flat[k] / rows[i])})
+        out.append(
+            {
+                "true": class_names[i],
+                "predicted": class_names[j],
+                "count": int(flat[k]),
+                "share_of_true": float(flat[k] / rows[i]),
+            }
+        )
     return out
 
 
@@ -91,7 +103,9 @@ def _check(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray, list[str
     proba = np.asarray(proba, dtype=np.float64)
     y = np.asarray(y_true)
     if proba.ndim != 2 or y.ndim != 1 or len(y) != len(proba) or len(y) == 0:
-        raise ValueError(f"expected y_true (N,) and proba (N, C) with N > 0, got {y.shape} and {proba.shape}")
+        raise ValueError(
+            f"expected y_true (N,) and proba (N, C) with N > 0, got {y.shape} and {proba.shape}"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y_true must hold integer class indices, got dtype {y.dtype}")
     c = proba.shape[1]
@@ -100,7 +114,11 @@ def _check(y_true, proba, class_names) -> tuple[np.ndarray, np.ndarray, list[str
         raise ValueError(f"{len(names)} class names for {c} probability columns")
     if y.min() < 0 or y.max() >= c:
         raise ValueError(f"y_true must lie in 0..{c - 1}, found {int(y.min())}..{int(y.max())}")
-    if not np.all(np.isfinite(proba)) or proba.min() < 0 or np.abs(proba.sum(axis=1) - 1).max() > 1e-3:
+    if (
+        not np.all(np.isfinite(proba))
+        or proba.min() < 0
+        or np.abs(proba.sum(axis=1) - 1).max() > 1e-3
+    ):
         raise ValueError("proba must be finite, non-negative, and each row must sum to 1")
     # float32 softmax rows sum to 1 +- 1e-7; renormalize in float64 so sklearn's strict check holds.
     return y.astype(np.int64), proba / proba.sum(axis=1, keepdims=True), names
@@ -123,20 +141,38 @@ def evaluate_predictions(y_true, proba, class_names: Sequence[str] | None = None
     cm = metrics.confusion_matrix(y, pred, labels=labels)
     avgs = {}
     for avg in ("macro", "weighted"):
-        ap, ar, af, _ = metrics.precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
-        avgs[f"{avg}_avg"] = {"precision": float(ap), "recall": float(ar), "f1": float(af), "support": int(len(y))}
+        ap, ar, af, _ = metrics.precision_recall_fscore_support(
+            y, pred, labels=labels, average=avg, zero_division=0
+        )
+        avgs[f"{avg}_avg"] = {
+            "precision": float(ap),
+            "recall": float(ar),
+            "f1": float(af),
+            "support": int(len(y)),
+        }
     r2 = probability_r2(y, proba)
     return {
         "n": int(len(y)),
         "accuracy": float(metrics.accuracy_score(y, pred)),
         "loss": float(metrics.log_loss(y, proba, labels=labels)),
-        "per_class": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, n in enumerate(names)},
+        "per_class": {
+            n: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, n in enumerate(names)
+        },
         **avgs,
         "confusion_matrix": cm.tolist(),
         "most_confused": most_confused(cm, names),
-        "r2": {"probabilities_vs_onehot": r2["r2"], "brier": r2["brier"], "how_to_read": R2_HOW_TO_READ,
-               "labels": R2_LABELS_WHY},
+        "r2": {
+            "probabilities_vs_onehot": r2["r2"],
+            "brier": r2["brier"],
+            "how_to_read": R2_HOW_TO_READ,
+            "labels": R2_LABELS_WHY,
+        },
         "class_names": names,
     }
 
@@ -154,11 +190,20 @@ def misclassified(y_true, proba, limit: int = 32) -> np.ndarray:
 def figure_names(split: str | None = None) -> dict[str, str]:
     """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
     coexist."""
-    return {k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()}
+    return {
+        k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()
+    }
 
 
-def write_figures(result: dict[str, Any], images: np.ndarray, y_true, proba, out_dir, title: str = "",
-                  split: str | None = None) -> dict[str, Path]:
+def write_figures(
+    result: dict[str, Any],
+    images: np.ndarray,
+    y_true,
+    proba,
+    out_dir,
+    title: str = "",
+    split: str | None = None,
+) -> dict[str, Path]:
     """The confusion matrix and the 32 most confident mistakes as PNGs in ``out_dir``
     (names from :func:`figure_names`)."""
     from mnistlab import plots
@@ -171,12 +216,21 @@ def write_figures(result: dict[str, Any], images: np.ndarray, y_true, proba, out
     prefix = f"{title}: " if title else ""
     acc = f"accuracy {result['accuracy']:.2%}, n={result['n']:,}"
     return {
-        "confusion_matrix": plots.confusion_matrix(result["confusion_matrix"], names, out / files["confusion_matrix"],
-                                                   title=f"{prefix}confusion matrix ({acc})"),
+        "confusion_matrix": plots.confusion_matrix(
+            result["confusion_matrix"],
+            names,
+            out / files["confusion_matrix"],
+            title=f"{prefix}confusion matrix ({acc})",
+        ),
         "misclassified": plots.misclassified_grid(
-            np.asarray(images)[idx], np.asarray(y_true)[idx], pred[idx], np.asarray(proba)[idx, pred[idx]], names,
+            np.asarray(images)[idx],
+            np.asarray(y_true)[idx],
+            pred[idx],
+            np.asarray(proba)[idx, pred[idx]],
+            names,
             out / files["misclassified"],
-            title=f"{prefix}most confident mistakes ({len(idx)} of {int(np.sum(pred != np.asarray(y_true)))} shown)"),
+            title=f"{prefix}most confident mistakes ({len(idx)} of {int(np.sum(pred != np.asarray(y_true)))} shown)",
+        ),
     }
 
 
@@ -206,28 +260,36 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     from mnistlab import datasets
 
     check_split(split)
-    recorded = run.environment.get("dataset") if isinstance(run.environment.get("dataset"), dict) else {}
+    recorded = (
+        run.environment.get("dataset") if isinstance(run.environment.get("dataset"), dict) else {}
+    )
     data_dir = recorded.get("data_dir") or getattr(run.recipe, "data_dir", None)
     ds = datasets.load(run.dataset_name, data_dir=data_dir)
     env_file = Path(run.path) / "environment.json"
     if recorded.get("checksums") and dict(recorded["checksums"]) != dict(ds.checksums):
-        raise RunError(f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one "
-                       "the run was trained on (checksums changed)")
+        raise RunError(
+            f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one "
+            "the run was trained on (checksums changed)"
+        )
     if split == "test":
         return ds.x_test, ds.y_test
     from mnistlab.train import split_validation
 
     frac = run.recipe.validation_split
     if not frac:
-        raise RunError(f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run "
-                       "held out no validation data; use --split test")
+        raise RunError(
+            f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run "
+            "held out no validation data; use --split test"
+        )
     n_trained = recorded.get("train")
     if n_trained is not None and int(n_trained) != len(ds.x_train):
         # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
         # and guessing would score the model on images it trained on.
-        raise RunError(f"{env_file}: the run trained on {int(n_trained):,} training images but "
-                       f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
-                       "rebuilt, use --split test")
+        raise RunError(
+            f"{env_file}: the run trained on {int(n_trained):,} training images but "
+            f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
+            "rebuilt, use --split test"
+        )
     _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, frac)
     return x_val, y_val
 
@@ -244,14 +306,17 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     x, y = split_data(run, split)
     proba = run.predict_proba(x)
     if not np.all(np.isfinite(proba)):
-        raise RunError(f"{run_path / 'model.safetensors'}: the model predicts NaN/inf "
-                       "probabilities (training diverged?); nothing to evaluate")
+        raise RunError(
+            f"{run_path / 'model.safetensors'}: the model predicts NaN/inf "
+            "probabilities (training diverged?); nothing to evaluate"
+        )
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name
     out_dir = Path(out) if out is not None else run_path
-    figs = write_figures(result, x, y, proba, out_dir, title=f"{run_path.name} on {split}",
-                         split=split)
+    figs = write_figures(
+        result, x, y, proba, out_dir, title=f"{run_path.name} on {split}", split=split
+    )
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)
     return result
@@ -269,7 +334,12 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     head.add_row("accuracy", f"{result['accuracy']:.4f}")
     head.add_row("loss (cross-entropy)", f"{result['loss']:.4f}")
     r2 = result["r2"]
-    head.add_row("R² (probabilities vs one-hot)", "undefined (one class)" if r2["probabilities_vs_onehot"] is None else f"{r2['probabilities_vs_onehot']:.4f}")
+    head.add_row(
+        "R² (probabilities vs one-hot)",
+        "undefined (one class)"
+        if r2["probabilities_vs_onehot"] is None
+        else f"{r2['probabilities_vs_onehot']:.4f}",
+    )
     head.add_row("Brier score", f"{r2['brier']:.4f}")
     console.print(head)
 
@@ -277,10 +347,23 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     for col in ("class", "precision", "recall", "f1", "support"):
         t.add_column(col, justify="left" if col == "class" else "right")
     for name, m in result["per_class"].items():
-        t.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['support']:,}")
+        t.add_row(
+            name,
+            f"{m['precision']:.4f}",
+            f"{m['recall']:.4f}",
+            f"{m['f1']:.4f}",
+            f"{m['support']:,}",
+        )
     for key in ("macro_avg", "weighted_avg"):
         m = result[key]
-        t.add_row(key.replace("_", " "), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['support']:,}", style="bold")
+        t.add_row(
+            key.replace("_", " "),
+            f"{m['precision']:.4f}",
+            f"{m['recall']:.4f}",
+            f"{m['f1']:.4f}",
+            f"{m['support']:,}",
+            style="bold",
+        )
     console.print(t)
 
     if result["most_confused"]:

@@ -42,7 +42,9 @@ def class_distribution(y: np.ndarray, n_classes: int) -> dict[str, Any]:
     """
     y = np.asarray(y)
     if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise DataError(f"labels must lie in 0..{n_classes - 1}, found {int(y.min())}..{int(y.max())}")
+        raise DataError(
+            f"labels must lie in 0..{n_classes - 1}, found {int(y.min())}..{int(y.max())}"
+        )
     counts = np.bincount(y.astype(np.int64), minlength=n_classes)
     n = int(counts.sum())
     lo = int(counts.min())
@@ -68,7 +70,9 @@ def _histogram256(x: np.ndarray) -> np.ndarray:
     pairs = flat.view(np.uint16)
     for start in range(0, pairs.size, 1 << 21):
         joint = np.bincount(pairs[start : start + (1 << 21)], minlength=65536).reshape(256, 256)
-        hist += joint.sum(axis=0) + joint.sum(axis=1)  # both bytes of each pair, whatever the endianness
+        hist += joint.sum(axis=0) + joint.sum(
+            axis=1
+        )  # both bytes of each pair, whatever the endianness
     return hist
 
 
@@ -87,7 +91,9 @@ def pixel_distribution(x: np.ndarray) -> dict[str, Any]:
     v = np.arange(256, dtype=np.float64)
     n = float(hist.sum())
     mean = float(hist @ v / n)
-    var = float(hist @ (v - mean) ** 2 / n)  # population variance, as np.var and Keras' normalization use
+    var = float(
+        hist @ (v - mean) ** 2 / n
+    )  # population variance, as np.var and Keras' normalization use
     std = var**0.5
     nz = np.flatnonzero(hist)
     return {
@@ -104,7 +110,9 @@ def pixel_distribution(x: np.ndarray) -> dict[str, Any]:
     }
 
 
-def pixel_images(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pixel_images(
+    x: np.ndarray, y: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel mean and std (H, W) and per-class mean images (C, H, W), float64 in pixel units.
 
     One pass in row blocks: per-class sums come from a one-hot matmul, which is what makes
@@ -131,7 +139,9 @@ def pixel_images(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarr
     return mean.reshape(h, w), std.reshape(h, w), means.reshape(n_classes, h, w)
 
 
-def sample_per_class(x: np.ndarray, y: np.ndarray, n_classes: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_per_class(
+    x: np.ndarray, y: np.ndarray, n_classes: int, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``k`` random images of every class (C, k, H, W) and their indices (C, k); -1 / blank where
     a class has fewer than ``k`` images. Same seed and data -> same picks."""
     rng = np.random.default_rng(seed)
@@ -140,7 +150,11 @@ def sample_per_class(x: np.ndarray, y: np.ndarray, n_classes: int, k: int, seed:
     y = np.asarray(y)
     for c in range(n_classes):
         members = np.flatnonzero(y == c)
-        pick = np.sort(rng.choice(members, size=min(k, len(members)), replace=False)) if len(members) else members
+        pick = (
+            np.sort(rng.choice(members, size=min(k, len(members)), replace=False))
+            if len(members)
+            else members
+        )
         idx[c, : len(pick)] = pick
         out[c, : len(pick)] = x[pick]
     return out, idx
@@ -157,20 +171,34 @@ def training_advice(pixels: dict[str, Any]) -> str:
     )
 
 
-def explore(dataset: datasets.Dataset | str | None = None, *, data_dir=None, seed: int = 0, samples_per_class: int = 10) -> dict[str, Any]:
+def explore(
+    dataset: datasets.Dataset | str | None = None,
+    *,
+    data_dir=None,
+    seed: int = 0,
+    samples_per_class: int = 10,
+) -> dict[str, Any]:
     """Summarize a dataset; returns a JSON-ready dict plus the figure arrays under ``"images"``.
 
     ``dataset`` is a loaded :class:`mnistlab.datasets.Dataset` or a name for
     :func:`mnistlab.datasets.load` (None: full MNIST if present, else the bundled sample).
     """
-    ds = dataset if isinstance(dataset, datasets.Dataset) else datasets.load(dataset, data_dir=data_dir)
+    ds = (
+        dataset
+        if isinstance(dataset, datasets.Dataset)
+        else datasets.load(dataset, data_dir=data_dir)
+    )
     n_classes = len(ds.class_names)
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
         if x.ndim != 3 or len(x) != len(y):
-            raise DataError(f"{ds.name} {split}: expected images (N, H, W) and N labels, got {x.shape} and {y.shape}")
+            raise DataError(
+                f"{ds.name} {split}: expected images (N, H, W) and N labels, got {x.shape} and {y.shape}"
+            )
     pixels = {"train": pixel_distribution(ds.x_train), "test": pixel_distribution(ds.x_test)}
     mean_img, std_img, cls_means = pixel_images(ds.x_train, ds.y_train, n_classes)
-    samples, sample_idx = sample_per_class(ds.x_train, ds.y_train, n_classes, samples_per_class, seed)
+    samples, sample_idx = sample_per_class(
+        ds.x_train, ds.y_train, n_classes, samples_per_class, seed
+    )
     return {
         "dataset": ds.name,
         "source": ds.source,
@@ -191,7 +219,12 @@ def explore(dataset: datasets.Dataset | str | None = None, *, data_dir=None, see
         },
         "sample_indices": sample_idx.tolist(),
         "advice": training_advice(pixels["train"]),
-        "images": {"pixel_mean": mean_img, "pixel_std": std_img, "class_means": cls_means, "samples": samples},
+        "images": {
+            "pixel_mean": mean_img,
+            "pixel_std": std_img,
+            "class_means": cls_means,
+            "samples": samples,
+        },
     }
 
 
@@ -210,19 +243,39 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     names, img, name = summary["class_names"], summary["images"], summary["dataset"]
     files = {
         "class_balance": plots.class_balance(
-            summary["classes"]["train"]["counts"], summary["classes"]["test"]["counts"], names,
-            out / FIGURES["class_balance"], title=f"{name}: class balance, train vs test"),
+            summary["classes"]["train"]["counts"],
+            summary["classes"]["test"]["counts"],
+            names,
+            out / FIGURES["class_balance"],
+            title=f"{name}: class balance, train vs test",
+        ),
         "pixel_histogram": plots.pixel_histogram(
-            summary["pixels"]["train"]["histogram"], summary["pixels"]["test"]["histogram"],
-            out / FIGURES["pixel_histogram"], title=f"{name}: pixel intensity distribution",
-            note="train: mean {mean:.2f}, std {std:.2f}, {zero_share:.1%} of pixels are 0".format(**summary["pixels"]["train"])),
+            summary["pixels"]["train"]["histogram"],
+            summary["pixels"]["test"]["histogram"],
+            out / FIGURES["pixel_histogram"],
+            title=f"{name}: pixel intensity distribution",
+            note="train: mean {mean:.2f}, std {std:.2f}, {zero_share:.1%} of pixels are 0".format(
+                **summary["pixels"]["train"]
+            ),
+        ),
         "pixel_mean_std": plots.pixel_mean_std(
-            img["pixel_mean"], img["pixel_std"], out / FIGURES["pixel_mean_std"],
-            title=f"{name}: per-pixel mean and std over the training set"),
-        "class_means": plots.class_means(img["class_means"], names, out / FIGURES["class_means"],
-                                         title=f"{name}: mean training image of each class"),
-        "samples": plots.sample_grid(img["samples"], names, out / FIGURES["samples"],
-                                     title=f"{name}: random training samples per class (seed {summary['seed']})"),
+            img["pixel_mean"],
+            img["pixel_std"],
+            out / FIGURES["pixel_mean_std"],
+            title=f"{name}: per-pixel mean and std over the training set",
+        ),
+        "class_means": plots.class_means(
+            img["class_means"],
+            names,
+            out / FIGURES["class_means"],
+            title=f"{name}: mean training image of each class",
+        ),
+        "samples": plots.sample_grid(
+            img["samples"],
+            names,
+            out / FIGURES["samples"],
+            title=f"{name}: random training samples per class (seed {summary['seed']})",
+        ),
     }
     doc = to_json(summary)
     doc["figures"] = {k: p.name for k, p in files.items()}
@@ -242,7 +295,13 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     for col in ("class", "train", "train %", "test", "test %"):
         t.add_column(col, justify="left" if col == "class" else "right")
     for i, name in enumerate(summary["class_names"]):
-        t.add_row(name, f"{tr['counts'][i]:,}", f"{100 * tr['shares'][i]:.2f}", f"{te['counts'][i]:,}", f"{100 * te['shares'][i]:.2f}")
+        t.add_row(
+            name,
+            f"{tr['counts'][i]:,}",
+            f"{100 * tr['shares'][i]:.2f}",
+            f"{te['counts'][i]:,}",
+            f"{100 * te['shares'][i]:.2f}",
+        )
     fmt = lambda r: "n/a (empty class)" if r is None else f"{r:.3f}"  # noqa: E731
     t.add_row("total", f"{tr['n']:,}", "100.00", f"{te['n']:,}", "100.00", style="bold")
     t.caption = f"imbalance ratio (largest/smallest class): train {fmt(tr['imbalance_ratio'])}, test {fmt(te['imbalance_ratio'])}"
@@ -253,14 +312,23 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     p.add_column("train", justify="right")
     p.add_column("test", justify="right")
     ptr, pte = summary["pixels"]["train"], summary["pixels"]["test"]
-    rows = [("mean", "{:.2f}", "mean"), ("std", "{:.2f}", "std"), ("variance", "{:.1f}", "variance"),
-            ("min", "{}", "min"), ("max", "{}", "max"), ("share of zero pixels", "{:.2%}", "zero_share"),
-            ("mean in [0, 1] units", "{:.4f}", "mean_01"), ("std in [0, 1] units", "{:.4f}", "std_01")]
+    rows = [
+        ("mean", "{:.2f}", "mean"),
+        ("std", "{:.2f}", "std"),
+        ("variance", "{:.1f}", "variance"),
+        ("min", "{}", "min"),
+        ("max", "{}", "max"),
+        ("share of zero pixels", "{:.2%}", "zero_share"),
+        ("mean in [0, 1] units", "{:.4f}", "mean_01"),
+        ("std in [0, 1] units", "{:.4f}", "std_01"),
+    ]
     for label, f, key in rows:
         p.add_row(label, f.format(ptr[key]), f.format(pte[key]))
     console.print(p)
     pp = summary["per_pixel"]
-    console.print(f"{pp['always_zero_pixels']} of {int(np.prod(summary['image_shape']))} pixel positions are 0 in every training image.")
+    console.print(
+        f"{pp['always_zero_pixels']} of {int(np.prod(summary['image_shape']))} pixel positions are 0 in every training image."
+    )
     if summary.get("note"):
         console.print(f"[yellow]note:[/] {summary['note']}")
     console.print(f"[bold]What this means for training:[/] {summary['advice']}")

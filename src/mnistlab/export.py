@@ -45,8 +45,10 @@ def _onnx():
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:
-        raise ExportError("ONNX export needs the 'onnx' package: install the export extra, "
-                          "pip install 'mnistlab[export]'") from None
+        raise ExportError(
+            "ONNX export needs the 'onnx' package: install the export extra, "
+            "pip install 'mnistlab[export]'"
+        ) from None
     return onnx, helper, numpy_helper
 
 
@@ -84,8 +86,15 @@ def _activation(g: _Graph, name: str, x: str) -> str:
     raise ExportError(f"activation {name!r} has no ONNX export")
 
 
-def build_onnx(recipe, weights: dict[str, np.ndarray], mean: float, std: float,
-               class_names, dataset: str = "", side: int = 28):
+def build_onnx(
+    recipe,
+    weights: dict[str, np.ndarray],
+    mean: float,
+    std: float,
+    class_names,
+    dataset: str = "",
+    side: int = 28,
+):
     """The ``onnx.ModelProto`` of a network given as a recipe and its Keras-named weights."""
     onnx, helper, numpy_helper = _onnx()
     g = _Graph(helper, numpy_helper)
@@ -101,9 +110,16 @@ def build_onnx(recipe, weights: dict[str, np.ndarray], mean: float, std: float,
             kh, kw = kernel.shape[:2]
             # 'same' padding as torch and Keras place it: the odd pixel goes bottom/right.
             pads = [(kh - 1) // 2, (kw - 1) // 2, kh - 1 - (kh - 1) // 2, kw - 1 - (kw - 1) // 2]
-            x = g.op("Conv", [x, g.const(f"conv_{j}.weight", kernel.transpose(3, 2, 0, 1)),
-                              g.const(f"conv_{j}.bias", w[f"conv_{j}.bias"])],
-                     kernel_shape=[kh, kw], pads=pads)
+            x = g.op(
+                "Conv",
+                [
+                    x,
+                    g.const(f"conv_{j}.weight", kernel.transpose(3, 2, 0, 1)),
+                    g.const(f"conv_{j}.bias", w[f"conv_{j}.bias"]),
+                ],
+                kernel_shape=[kh, kw],
+                pads=pads,
+            )
             x = g.op("MaxPool", [g.op("Relu", [x])], kernel_shape=[2, 2], strides=[2, 2])
         # The dense kernel was trained on a channels-last flatten: (h, w, c) order.
         x = g.op("Transpose", [x], perm=[0, 2, 3, 1])
@@ -111,33 +127,54 @@ def build_onnx(recipe, weights: dict[str, np.ndarray], mean: float, std: float,
     flat = w["dense_0.kernel"].shape[0]
     x = g.op("Reshape", [x, g.const("shape_flat", np.array([-1, flat], np.int64))])
     for i in range(n_dense):
-        kernel, bias = w[f"dense_{i}.kernel"].astype(np.float64), w[f"dense_{i}.bias"].astype(np.float64)
+        kernel, bias = (
+            w[f"dense_{i}.kernel"].astype(np.float64),
+            w[f"dense_{i}.bias"].astype(np.float64),
+        )
         last = i == n_dense - 1
         if not last and f"bn_{i}.gamma" in w:
             # Inference-form batch norm is an affine map per unit: fold it into the kernel.
             scale = w[f"bn_{i}.gamma"].astype(np.float64) / np.sqrt(
-                w[f"bn_{i}.moving_variance"].astype(np.float64) + BN_EPSILON)
+                w[f"bn_{i}.moving_variance"].astype(np.float64) + BN_EPSILON
+            )
             bias = (bias - w[f"bn_{i}.moving_mean"]) * scale + w[f"bn_{i}.beta"]
             kernel = kernel * scale[None, :]
-        x = g.op("Gemm", [x, g.const(f"dense_{i}.kernel", kernel.astype(np.float32)),
-                          g.const(f"dense_{i}.bias", bias.astype(np.float32))])
+        x = g.op(
+            "Gemm",
+            [
+                x,
+                g.const(f"dense_{i}.kernel", kernel.astype(np.float32)),
+                g.const(f"dense_{i}.bias", bias.astype(np.float32)),
+            ],
+        )
         if not last:
             x = _activation(g, recipe.activation, x)
     g.nodes.append(helper.make_node("Softmax", [x], [OUTPUT], name="softmax", axis=-1))
     graph = helper.make_graph(
-        g.nodes, f"mnistlab_{recipe.kind}",
+        g.nodes,
+        f"mnistlab_{recipe.kind}",
         [helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["N", side, side])],
         [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["N", len(class_names)])],
-        g.inits)
-    model = helper.make_model(graph, producer_name="mnistlab",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
+        g.inits,
+    )
+    model = helper.make_model(
+        graph, producer_name="mnistlab", opset_imports=[helper.make_opsetid("", OPSET)]
+    )
     model.ir_version = IR_VERSION
-    model.doc_string = (f"{INPUT}: float32 (N, {side}, {side}) raw 0-255 grey levels, bright ink "
-                        f"on black; {OUTPUT}: float32 (N, {len(class_names)}) softmax")
-    helper.set_model_props(model, {"class_names": json.dumps(list(class_names)),
-                                   "dataset": dataset, "normalization.mean": repr(float(mean)),
-                                   "normalization.std": repr(float(std)),
-                                   "recipe": json.dumps(recipe.to_dict())})
+    model.doc_string = (
+        f"{INPUT}: float32 (N, {side}, {side}) raw 0-255 grey levels, bright ink "
+        f"on black; {OUTPUT}: float32 (N, {len(class_names)}) softmax"
+    )
+    helper.set_model_props(
+        model,
+        {
+            "class_names": json.dumps(list(class_names)),
+            "dataset": dataset,
+            "normalization.mean": repr(float(mean)),
+            "normalization.std": repr(float(std)),
+            "recipe": json.dumps(recipe.to_dict()),
+        },
+    )
     onnx.checker.check_model(model)
     return model
 
@@ -149,8 +186,9 @@ def export_onnx(run, out: str | Path | None = None) -> Path:
     _onnx()  # a missing extra is the first thing to say, before reading the run
     run = run if isinstance(run, Run) else load_run(run)
     path = Path(out) if out is not None else Path(run.path) / "model.onnx"
-    model = build_onnx(run.recipe, run.weights, run.mean, run.std, run.class_names,
-                       run.dataset_name)
+    model = build_onnx(
+        run.recipe, run.weights, run.mean, run.std, run.class_names, run.dataset_name
+    )
     atomic_write_bytes(path, model.SerializeToString())
     return path
 

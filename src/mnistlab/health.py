@@ -26,8 +26,9 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from mnistlab.recipe import Recipe
 
@@ -68,19 +69,24 @@ def likely_cause(recipe: Recipe, pixel_std: float | None = None) -> tuple[str, s
     lr = recipe.learning_rate
     if recipe.normalize == "none":
         std = f"std {pixel_std:.1f}" if pixel_std is not None else "std ~78 on MNIST"
-        cause = (f"the inputs are unscaled raw pixels (normalize='none': values 0..255, {std}), "
-                 f"so the first layer's outputs and gradients are that many times too large for "
-                 f"learning_rate {lr:g}")
-        fix = ("standardize the inputs (normalize='standardize', i.e. --normalize standardize), "
-               f"or at least lower learning_rate (e.g. {suggested_lr(recipe):g})")
+        cause = (
+            f"the inputs are unscaled raw pixels (normalize='none': values 0..255, {std}), "
+            f"so the first layer's outputs and gradients are that many times too large for "
+            f"learning_rate {lr:g}"
+        )
+        fix = (
+            "standardize the inputs (normalize='standardize', i.e. --normalize standardize), "
+            f"or at least lower learning_rate (e.g. {suggested_lr(recipe):g})"
+        )
     else:
         cause = f"learning_rate {lr:g} is too large for this recipe ({recipe.optimizer})"
         fix = f"lower learning_rate (e.g. {suggested_lr(recipe):g})"
     return cause, fix
 
 
-def check_epoch(row: dict[str, Any], recipe: Recipe, pixel_std: float | None = None,
-                n_classes: int = 10) -> HealthWarning | None:
+def check_epoch(
+    row: dict[str, Any], recipe: Recipe, pixel_std: float | None = None, n_classes: int = 10
+) -> HealthWarning | None:
     """The warning for one history row (``epoch``, ``loss``, ``accuracy``, optional
     ``val_loss``), or None when the numbers look healthy."""
     epoch = int(row.get("epoch", 0))
@@ -88,26 +94,38 @@ def check_epoch(row: dict[str, Any], recipe: Recipe, pixel_std: float | None = N
     cause, fix = likely_cause(recipe, pixel_std)
     if _bad(loss) or _bad(row.get("val_loss")):
         which = "loss" if _bad(loss) else "val_loss"
-        return HealthWarning("diverged", epoch,
-                             f"epoch {epoch}: the {which} is {row.get(which):.4g}: training diverged "
-                             f"(the weights blew up). Likely cause: {cause}. Fix: {fix}.")
+        return HealthWarning(
+            "diverged",
+            epoch,
+            f"epoch {epoch}: the {which} is {row.get(which):.4g}: training diverged "
+            f"(the weights blew up). Likely cause: {cause}. Fix: {fix}.",
+        )
     chance = 1.0 / n_classes
     floor = round(chance_loss(n_classes), 2)  # 2.30: the level the notebook talks about
     # The val pair too: rmsprop at lr 0.01 thrashes to 17 % train accuracy but 12 % on val.
-    for which, loss, acc in (("loss", loss, acc),
-                             ("val_loss", row.get("val_loss"), row.get("val_accuracy"))):
+    for which, loss, acc in (
+        ("loss", loss, acc),
+        ("val_loss", row.get("val_loss"), row.get("val_accuracy")),
+    ):
         if loss is None or acc is None or loss < floor or acc > chance + NEAR_CHANCE_MARGIN:
             continue
-        return HealthWarning("stuck", epoch,
-                             f"epoch {epoch}: the {which} is stuck at {loss:.3f} (>= ln({n_classes}) "
-                             f"= {chance_loss(n_classes):.2f}, the loss of a uniform guess) with "
-                             f"{acc:.1%} accuracy (chance: {chance:.0%}): the network learns "
-                             f"nothing. Likely cause: {cause}. Fix: {fix}.")
+        return HealthWarning(
+            "stuck",
+            epoch,
+            f"epoch {epoch}: the {which} is stuck at {loss:.3f} (>= ln({n_classes}) "
+            f"= {chance_loss(n_classes):.2f}, the loss of a uniform guess) with "
+            f"{acc:.1%} accuracy (chance: {chance:.0%}): the network learns "
+            f"nothing. Likely cause: {cause}. Fix: {fix}.",
+        )
     return None
 
 
-def check_history(history: Iterable[dict[str, Any]], recipe: Recipe,
-                  pixel_std: float | None = None, n_classes: int = 10) -> list[HealthWarning]:
+def check_history(
+    history: Iterable[dict[str, Any]],
+    recipe: Recipe,
+    pixel_std: float | None = None,
+    n_classes: int = 10,
+) -> list[HealthWarning]:
     """The first warning of each kind over a whole history (what a user needs to read once)."""
     seen: dict[str, HealthWarning] = {}
     for row in history:

@@ -54,8 +54,10 @@ def read_image(source: Source, name: str | None = None):
                 s = WORK_SIDE / max(w, h)
                 img.draft(img.mode, (max(1, int(w * s)), max(1, int(h * s))))
             if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise DataError(f"{name}: {w}x{h} pixels is more than mnistlab decodes "
-                                f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first")
+                raise DataError(
+                    f"{name}: {w}x{h} pixels is more than mnistlab decodes "
+                    f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first"
+                )
             img.load()  # decode now, inside the try: truncated files fail here, not later
             img = _reduce(img)
             img = ImageOps.exif_transpose(img)
@@ -64,10 +66,14 @@ def read_image(source: Source, name: str | None = None):
     except IsADirectoryError:
         raise DataError(f"{name}: is a folder, expected an image file") from None
     except Image.DecompressionBombError:
-        raise DataError(f"{name}: more pixels than mnistlab decodes "
-                        f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first") from None
+        raise DataError(
+            f"{name}: more pixels than mnistlab decodes "
+            f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first"
+        ) from None
     except UnidentifiedImageError:
-        raise DataError(f"{name}: not an image Pillow can read (expected PNG, JPEG, BMP, ...)") from None
+        raise DataError(
+            f"{name}: not an image Pillow can read (expected PNG, JPEG, BMP, ...)"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # damage inside a known format
         raise DataError(f"{name}: damaged image file ({exc})") from None
     return img

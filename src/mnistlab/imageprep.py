@@ -81,10 +81,14 @@ def _channels(image: Any) -> np.ndarray:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or min(a.shape[:2]) < 1:
-        raise DataError(f"expected a 2-D grayscale or (H, W, 3|4) colour image, got shape {a.shape}")
+        raise DataError(
+            f"expected a 2-D grayscale or (H, W, 3|4) colour image, got shape {a.shape}"
+        )
     if a.shape[0] * a.shape[1] > MAX_PIXELS:
-        raise DataError(f"{a.shape[1]}x{a.shape[0]} pixels is more than mnistlab prepares "
-                        f"({MAX_PIXELS // 1_000_000} megapixels)")
+        raise DataError(
+            f"{a.shape[1]}x{a.shape[0]} pixels is more than mnistlab prepares "
+            f"({MAX_PIXELS // 1_000_000} megapixels)"
+        )
     if a.shape[2] in (2, 4):
         alpha, a = a[:, :, -1:] / 255.0, a[:, :, :-1]
         if float(alpha.min()) < 0.5:  # some of it is really transparent
@@ -94,7 +98,11 @@ def _channels(image: Any) -> np.ndarray:
             a = a * alpha + background * (1.0 - alpha)
         else:
             a = a * alpha + 255.0 * (1.0 - alpha)
-    if a.shape[2] == 3 and np.array_equal(a[:, :, 0], a[:, :, 1]) and np.array_equal(a[:, :, 1], a[:, :, 2]):
+    if (
+        a.shape[2] == 3
+        and np.array_equal(a[:, :, 0], a[:, :, 1])
+        and np.array_equal(a[:, :, 1], a[:, :, 2])
+    ):
         a = a[:, :, :1]  # grey stored as RGB: one channel is enough
     return _shrink(np.ascontiguousarray(a, dtype=np.float32))
 
@@ -146,7 +154,11 @@ def paper_level(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     b = max(1, min(h, w) // 8)  # blocks of 1/8 of the shorter side; 3x3 blocks >> a stroke
     ph, pw = -(-h // b) * b, -(-w // b) * b
     padded = np.pad(g, ((0, ph - h), (0, pw - w)), mode="edge")
-    blocks = padded.reshape(ph // b, b, pw // b, b).transpose(0, 2, 1, 3).reshape(ph // b, pw // b, b * b)
+    blocks = (
+        padded.reshape(ph // b, b, pw // b, b)
+        .transpose(0, 2, 1, 3)
+        .reshape(ph // b, pw // b, b * b)
+    )
     pick, other = (np.max, np.min) if dark_ink else (np.min, np.max)
     # The 90th percentile, not the max: one bright speck of sensor noise must not raise the
     # paper above its typical grain. One block more on every side, extrapolated linearly, so
@@ -154,9 +166,10 @@ def paper_level(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     level = _extend(np.percentile(blocks, 90 if dark_ink else 10, axis=2))
     # A closing over 3x3 blocks: fills a block that ink covers entirely, yet keeps a gradient.
     level = _extend(_neighbours(_neighbours(level, pick), other)[1:-1, 1:-1])
-    up = Image.fromarray(level.astype(np.float32)).resize((pw + 2 * b, ph + 2 * b),
-                                                         Image.Resampling.BILINEAR)
-    return np.asarray(up, dtype=np.float32)[b:b + h, b:b + w]
+    up = Image.fromarray(level.astype(np.float32)).resize(
+        (pw + 2 * b, ph + 2 * b), Image.Resampling.BILINEAR
+    )
+    return np.asarray(up, dtype=np.float32)[b : b + h, b : b + w]
 
 
 def _extend(a: np.ndarray) -> np.ndarray:
@@ -164,16 +177,23 @@ def _extend(a: np.ndarray) -> np.ndarray:
     for axis in (1, 0):
         pad = [(0, 0), (0, 0)]
         pad[axis] = (1, 1)
-        a = np.pad(a, pad, mode="reflect", reflect_type="odd") if a.shape[axis] > 1 \
+        a = (
+            np.pad(a, pad, mode="reflect", reflect_type="odd")
+            if a.shape[axis] > 1
             else np.pad(a, pad, mode="edge")
+        )
     return a
 
 
 def _neighbours(a: np.ndarray, reduce) -> np.ndarray:
     """``reduce`` (np.max or np.min) over each cell's 3x3 neighbourhood, edges included."""
     wide = np.pad(a, 1, mode="edge")
-    return reduce(np.stack([wide[i:i + a.shape[0], j:j + a.shape[1]]
-                            for i in range(3) for j in range(3)]), axis=0)
+    return reduce(
+        np.stack(
+            [wide[i : i + a.shape[0], j : j + a.shape[1]] for i in range(3) for j in range(3)]
+        ),
+        axis=0,
+    )
 
 
 def _border_rgb(a: np.ndarray) -> np.ndarray:
@@ -278,8 +298,14 @@ def find_ink(ink: np.ndarray, name: str, rules: bool = True) -> np.ndarray:
     # A digit cropped so tight that strokes cover half the border inflates those spreads; the
     # differences of neighbouring pixels do not see flat ink or flat paper, only the grain.
     # Converted to the smoothed scale as for white noise, with a factor 2 for JPEG's blotches.
-    steps = np.concatenate([np.diff(ink[:2], axis=1).ravel(), np.diff(ink[-2:], axis=1).ravel(),
-                            np.diff(ink[:, :2], axis=0).ravel(), np.diff(ink[:, -2:], axis=0).ravel()])
+    steps = np.concatenate(
+        [
+            np.diff(ink[:2], axis=1).ravel(),
+            np.diff(ink[-2:], axis=1).ravel(),
+            np.diff(ink[:, :2], axis=0).ravel(),
+            np.diff(ink[:, -2:], axis=0).ravel(),
+        ]
+    )
     step_grain = 1.4826 * float(np.median(np.abs(steps))) / np.sqrt(2.0)
     grain = min(grain, 2.0 * step_grain / (2.0 * np.sqrt(np.pi) * sigma))
     raw_grain = min(raw_grain, step_grain)
@@ -292,8 +318,10 @@ def find_ink(ink: np.ndarray, name: str, rules: bool = True) -> np.ndarray:
     peak = float(smooth.max())
     floor = max(MIN_CONTRAST, NOISE_SIGMAS * grain + float(np.percentile(band, 25)))
     if peak < floor:
-        raise DataError(f"{name}: the image is blank (no ink found: the strongest mark is "
-                        f"{peak:.0f} of 255 above the paper, its noise {grain:.1f})")
+        raise DataError(
+            f"{name}: the image is blank (no ink found: the strongest mark is "
+            f"{peak:.0f} of 255 above the paper, its noise {grain:.1f})"
+        )
     # Blobs of ink: everything clearly above the noise, grouped by 8-connectivity.
     marks = smooth > max(0.5 * floor, 0.15 * peak)
     labels, n = ndimage.label(marks, structure=np.ones((3, 3), bool))
@@ -322,7 +350,8 @@ def _resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
     # and, again, without overshoot.
     down = width * height <= a.shape[0] * a.shape[1]
     out = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(
-        (width, height), Image.Resampling.BOX if down else Image.Resampling.BILINEAR)
+        (width, height), Image.Resampling.BOX if down else Image.Resampling.BILINEAR
+    )
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 255.0)
 
 
@@ -372,7 +401,9 @@ def thicken(ink: np.ndarray) -> np.ndarray:
     out = np.pad(ink, steps)  # room to grow: strokes on the crop's edge widen outwards too
     cross = ndimage.generate_binary_structure(2, 1)
     for step in range(steps):  # cross and square alternately: an octagon
-        out = ndimage.grey_dilation(out, footprint=cross if step % 2 == 0 else np.ones((3, 3), bool))
+        out = ndimage.grey_dilation(
+            out, footprint=cross if step % 2 == 0 else np.ones((3, 3), bool)
+        )
     return out
 
 
@@ -392,7 +423,7 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
         raise DataError(f"{name}: {exc}") from None
     ink = find_ink(ink_map(channels, local=style == "mnist"), name, rules=style == "mnist")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # the crop: the ink's bounding box
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the crop: the ink's bounding box
     box = BOX if style == "mnist" else SIZE
     if style == "mnist":
         # Two steps: to a 10x working scale, where a pen line is wide enough to measure and
@@ -416,7 +447,7 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
     else:
         top, left = (SIZE - h) // 2, (SIZE - w) // 2
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
-    out[top:top + h, left:left + w] = small
+    out[top : top + h, left : left + w] = small
     return np.rint(out).astype(np.uint8)
 
 
@@ -433,5 +464,3 @@ def load_image(source: Source, style: str = "mnist", name: str | None = None) ->
 def style_for(dataset_name: str) -> str:
     """The preparation recipe that matches how a run's training images were made."""
     return "fashion" if "fashion" in dataset_name.lower() else "mnist"
-
-

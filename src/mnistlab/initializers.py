@@ -24,8 +24,9 @@ from mnistlab.recipe import Recipe
 _INIT_STREAM = 20_251_129  # keeps init's random stream apart from shuffling's (seed, epoch)
 
 
-def glorot_uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
-                   fan_out: int) -> np.ndarray:
+def glorot_uniform(
+    rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int
+) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
@@ -47,8 +48,9 @@ def init_weights(recipe: Recipe, n_inputs: int = 784, n_classes: int = 10) -> di
     if recipe.kind == "cnn":
         k, c_in = recipe.kernel_size, 1
         for j, c_out in enumerate(recipe.conv_channels):
-            weights[f"conv_{j}.kernel"] = glorot_uniform(rng, (k, k, c_in, c_out),
-                                                         k * k * c_in, k * k * c_out)
+            weights[f"conv_{j}.kernel"] = glorot_uniform(
+                rng, (k, k, c_in, c_out), k * k * c_in, k * k * c_out
+            )
             weights[f"conv_{j}.bias"] = np.zeros(c_out, np.float32)
             c_in = c_out
         width = flat_features(recipe, int(round(np.sqrt(n_inputs))))

@@ -24,8 +24,9 @@ import numpy as np
 from mnistlab._io import atomic_write_json, atomic_write_text
 
 ALPHA = 0.05
-SELECTION_NOTE = ("ranked by validation accuracy; the test set is reported only, never used to "
-                  "select or rank")
+SELECTION_NOTE = (
+    "ranked by validation accuracy; the test set is reported only, never used to select or rank"
+)
 
 
 # ---- statistics -------------------------------------------------------------------------
@@ -59,8 +60,9 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
 
-def leaderboard(records: dict[tuple[str, int], dict[str, Any]], variants, seed_list: list[int],
-                ds) -> dict[str, Any]:
+def leaderboard(
+    records: dict[tuple[str, int], dict[str, Any]], variants, seed_list: list[int], ds
+) -> dict[str, Any]:
     """The leaderboard.json object from one ``run_record`` per (variant, seed) of
     ``variants`` (a ``compare.Variants``: name, baseline, recipes)."""
     from mnistlab.initializers import init_weights
@@ -68,18 +70,33 @@ def leaderboard(records: dict[tuple[str, int], dict[str, Any]], variants, seed_l
     correct = {key: rec["correct"] for key, rec in records.items()}
     rows = []
     for name, recipe in variants.recipes.items():
-        run_rows = [{"seed": s, "path": f"runs/{name}-seed{s}",
-                     **{k: v for k, v in records[name, s].items() if k != "correct"}}
-                    for s in seed_list]
-        params = sum(int(w.size) for w in
-                     init_weights(recipe, n_classes=len(ds.class_names)).values())
-        rows.append({
-            "name": name, "recipe": recipe.to_dict(), "params": params, "runs": run_rows,
-            "val_accuracy": _mean_std([r["val_accuracy"] for r in run_rows]),
-            "test_accuracy": _mean_std([r["test_accuracy"] for r in run_rows]),
-            "seconds": _mean_std([r["seconds"] for r in run_rows]),
-            "diff_test": None, "p_value": None, "p_holm": None, "significant": None,
-            "verdict": "baseline"})
+        run_rows = [
+            {
+                "seed": s,
+                "path": f"runs/{name}-seed{s}",
+                **{k: v for k, v in records[name, s].items() if k != "correct"},
+            }
+            for s in seed_list
+        ]
+        params = sum(
+            int(w.size) for w in init_weights(recipe, n_classes=len(ds.class_names)).values()
+        )
+        rows.append(
+            {
+                "name": name,
+                "recipe": recipe.to_dict(),
+                "params": params,
+                "runs": run_rows,
+                "val_accuracy": _mean_std([r["val_accuracy"] for r in run_rows]),
+                "test_accuracy": _mean_std([r["test_accuracy"] for r in run_rows]),
+                "seconds": _mean_std([r["seconds"] for r in run_rows]),
+                "diff_test": None,
+                "p_value": None,
+                "p_holm": None,
+                "significant": None,
+                "verdict": "baseline",
+            }
+        )
     base = next(r for r in rows if r["name"] == variants.baseline)
     others = [r for r in rows if r is not base]
     for row in others:
@@ -87,8 +104,11 @@ def leaderboard(records: dict[tuple[str, int], dict[str, Any]], variants, seed_l
         for run in row["runs"]:
             v, b = correct[row["name"], run["seed"]], correct[variants.baseline, run["seed"]]
             n_b, n_c = int(np.sum(b & ~v)), int(np.sum(v & ~b))
-            run["mcnemar"] = {"baseline_only": n_b, "variant_only": n_c,
-                              "p_value": mcnemar(n_b, n_c)}
+            run["mcnemar"] = {
+                "baseline_only": n_b,
+                "variant_only": n_c,
+                "p_value": mcnemar(n_b, n_c),
+            }
             pooled_b, pooled_c = pooled_b + n_b, pooled_c + n_c
         row["discordant"] = {"baseline_only": pooled_b, "variant_only": pooled_c}
         row["diff_test"] = row["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
@@ -96,25 +116,47 @@ def leaderboard(records: dict[tuple[str, int], dict[str, Any]], variants, seed_l
     for row, p in zip(others, holm([r["p_value"] for r in others])):
         row["p_holm"] = p
         row["significant"] = bool(p < ALPHA)
-        row["verdict"] = (("real: better" if row["diff_test"] > 0 else "real: worse")
-                          if row["significant"] else "noise")
+        row["verdict"] = (
+            ("real: better" if row["diff_test"] > 0 else "real: worse")
+            if row["significant"]
+            else "noise"
+        )
     # Rank on validation only; NaN (a diverged run) sorts last.
     order = sorted(rows, key=lambda r: -np.nan_to_num(r["val_accuracy"]["mean"], nan=-1.0))
     for rank, row in enumerate(order, 1):
         row["rank"] = rank
-    return {"name": variants.name, "baseline": variants.baseline, "seeds": seed_list,
-            "selection": "validation", "note": SELECTION_NOTE,
-            "test": {"method": "exact McNemar (scipy.stats.binomtest) on discordant test images, "
-                               "per seed pair and pooled over seeds; Holm over variants",
-                     "alpha": ALPHA},
-            "dataset": {"name": ds.name, "train": len(ds.x_train),
-                        "test": len(ds.x_test)},
-            "variants": order}
+    return {
+        "name": variants.name,
+        "baseline": variants.baseline,
+        "seeds": seed_list,
+        "selection": "validation",
+        "note": SELECTION_NOTE,
+        "test": {
+            "method": "exact McNemar (scipy.stats.binomtest) on discordant test images, "
+            "per seed pair and pooled over seeds; Holm over variants",
+            "alpha": ALPHA,
+        },
+        "dataset": {"name": ds.name, "train": len(ds.x_train), "test": len(ds.x_test)},
+        "variants": order,
+    }
 
 
 # ---- writing ----------------------------------------------------------------------------
-CSV_FIELDS = ("rank", "variant", "val_mean", "val_std", "test_mean", "test_std", "seconds_mean",
-              "seconds_std", "params", "diff_test", "p_value", "p_holm", "verdict")
+CSV_FIELDS = (
+    "rank",
+    "variant",
+    "val_mean",
+    "val_std",
+    "test_mean",
+    "test_std",
+    "seconds_mean",
+    "seconds_std",
+    "params",
+    "diff_test",
+    "p_value",
+    "p_holm",
+    "verdict",
+)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -135,10 +177,23 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for v in board["variants"]:
-        w.writerow([v["rank"], v["name"], v["val_accuracy"]["mean"], v["val_accuracy"]["std"],
-                    v["test_accuracy"]["mean"], v["test_accuracy"]["std"], v["seconds"]["mean"],
-                    v["seconds"]["std"], v["params"], _blank(v["diff_test"]),
-                    _blank(v["p_value"]), _blank(v["p_holm"]), v["verdict"]])
+        w.writerow(
+            [
+                v["rank"],
+                v["name"],
+                v["val_accuracy"]["mean"],
+                v["val_accuracy"]["std"],
+                v["test_accuracy"]["mean"],
+                v["test_accuracy"]["std"],
+                v["seconds"]["mean"],
+                v["seconds"]["std"],
+                v["params"],
+                _blank(v["diff_test"]),
+                _blank(v["p_value"]),
+                _blank(v["p_holm"]),
+                v["verdict"],
+            ]
+        )
     atomic_write_text(out / "leaderboard.csv", buf.getvalue())
     plot_leaderboard(board, out / "leaderboard.png")
     board["report"] = write_report(out)
@@ -164,16 +219,27 @@ def plot_leaderboard(board: dict[str, Any], path: Path) -> Path:
     fig = _figure(7.5, 1.2 + 0.45 * len(rows))
     ax = fig.add_subplot()
     y = np.arange(len(rows))[::-1]
-    for offset, key, label, color in ((0.12, "val_accuracy", "validation (ranks)", "#4477aa"),
-                                      (-0.12, "test_accuracy", "test (reported)", "#ee7733")):
+    for offset, key, label, color in (
+        (0.12, "val_accuracy", "validation (ranks)", "#4477aa"),
+        (-0.12, "test_accuracy", "test (reported)", "#ee7733"),
+    ):
         mean = np.array([100 * r[key]["mean"] for r in rows])
         std = np.array([100 * r[key]["std"] for r in rows])
         ax.errorbar(mean, y + offset, xerr=std, fmt="o", color=color, label=label, capsize=3)
-    ax.set_yticks(y, [f"{r['rank']}. {r['name']}" + (" (baseline)" if r["significant"] is None
-                      else " *" if r["significant"] else "") for r in rows])
+    ax.set_yticks(
+        y,
+        [
+            f"{r['rank']}. {r['name']}"
+            + (" (baseline)" if r["significant"] is None else " *" if r["significant"] else "")
+            for r in rows
+        ],
+    )
     ax.set_xlabel(f"accuracy (%), mean ± std over {len(board['seeds'])} seeds")
-    ax.set_title(f"{board.get('name', 'compare')}: * = differs from {board['baseline']} "
-                 f"(McNemar, Holm, p < {ALPHA})", fontsize=9)
+    ax.set_title(
+        f"{board.get('name', 'compare')}: * = differs from {board['baseline']} "
+        f"(McNemar, Holm, p < {ALPHA})",
+        fontsize=9,
+    )
     fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
@@ -187,24 +253,49 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
     console = console or Console(highlight=False)
     if not console.is_terminal:  # a log file or pipe: rich's 80 columns would wrap every cell
         console.width = max(console.width, 120)
-    table = Table(title=f"compare {board.get('name', '')}: {len(board['seeds'])} seeds, "
-                        f"baseline {board['baseline']}")
-    for col in ("rank", "variant", "val acc %", "test acc %", "Δ test", "p Holm", "verdict",
-                "train s", "params"):
+    table = Table(
+        title=f"compare {board.get('name', '')}: {len(board['seeds'])} seeds, "
+        f"baseline {board['baseline']}"
+    )
+    for col in (
+        "rank",
+        "variant",
+        "val acc %",
+        "test acc %",
+        "Δ test",
+        "p Holm",
+        "verdict",
+        "train s",
+        "params",
+    ):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
     for v in board["variants"]:
         diff = "" if v["diff_test"] is None else f"{100 * v['diff_test']:+.2f}"
-        p = ("" if v["p_holm"] is None else "< 1e-300" if v["p_holm"] == 0  # float underflow
-             else f"{v['p_holm']:.3g}")
-        table.add_row(str(v["rank"]), v["name"], _pm(v["val_accuracy"]), _pm(v["test_accuracy"]),
-                      diff, p, v["verdict"],
-                      f"{v['seconds']['mean']:.1f} ± {v['seconds']['std']:.1f}",
-                      f"{v['params']:,}")
+        p = (
+            ""
+            if v["p_holm"] is None
+            else "< 1e-300"
+            if v["p_holm"] == 0  # float underflow
+            else f"{v['p_holm']:.3g}"
+        )
+        table.add_row(
+            str(v["rank"]),
+            v["name"],
+            _pm(v["val_accuracy"]),
+            _pm(v["test_accuracy"]),
+            diff,
+            p,
+            v["verdict"],
+            f"{v['seconds']['mean']:.1f} ± {v['seconds']['std']:.1f}",
+            f"{v['params']:,}",
+        )
     console.print(table)
-    console.print(f"{SELECTION_NOTE}. Δ test and p: exact McNemar on the same test images, "
-                  f"discordant pairs pooled over seeds, Holm-corrected over variants; 'real' "
-                  f"means p < {ALPHA}, 'noise' means this data cannot tell the variant from "
-                  f"the baseline.")
+    console.print(
+        f"{SELECTION_NOTE}. Δ test and p: exact McNemar on the same test images, "
+        f"discordant pairs pooled over seeds, Holm-corrected over variants; 'real' "
+        f"means p < {ALPHA}, 'noise' means this data cannot tell the variant from "
+        f"the baseline."
+    )
 
 
 def _pm(stat: dict[str, float]) -> str:

@@ -35,10 +35,10 @@ EVAL_ROWS = 10_000  # the largest evaluation batch of the engines (fast: 10,000,
 
 @dataclass(frozen=True)
 class Estimate:
-    parameters: int   # trainable and running values (count)
-    weights: int      # bytes: weights, gradients, optimizer slots, checkpoint copy
+    parameters: int  # trainable and running values (count)
+    weights: int  # bytes: weights, gradients, optimizer slots, checkpoint copy
     activations: int  # bytes: one training step plus one evaluation batch
-    data: int         # bytes: uint8 images plus their float32 copies
+    data: int  # bytes: uint8 images plus their float32 copies
 
     @property
     def total(self) -> int:
@@ -65,8 +65,9 @@ def _layers(recipe: Recipe, n_classes: int) -> tuple[int, list[int]]:
     return params, widths
 
 
-def estimate(recipe: Recipe, n_train: int, n_val: int, n_test: int,
-             n_classes: int = 10) -> Estimate:
+def estimate(
+    recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int = 10
+) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
     from mnistlab import augment
     from mnistlab.engines.base import optimizer_slots
@@ -126,8 +127,16 @@ def size(n: float) -> str:
     raise AssertionError
 
 
-def check(recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int = 10, *,
-          new_run: bool = True, free: int | None = None) -> Estimate:
+def check(
+    recipe: Recipe,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    n_classes: int = 10,
+    *,
+    new_run: bool = True,
+    free: int | None = None,
+) -> Estimate:
     """Raise RecipeError when the run cannot fit (memory) or would oversubscribe the CPUs.
 
     ``free``: bytes available (default: ``available()``). The thread count is held to
@@ -135,18 +144,24 @@ def check(recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int 
     """
     cpus = os.cpu_count() or 1
     if new_run and recipe.threads is not None and recipe.threads > cpus:
-        raise RecipeError(f"recipe field 'threads': {recipe.threads} threads but this machine has "
-                          f"{cpus} CPUs; more threads than CPUs only wait for each other, use at "
-                          f"most {cpus} (or leave it unset)")
+        raise RecipeError(
+            f"recipe field 'threads': {recipe.threads} threads but this machine has "
+            f"{cpus} CPUs; more threads than CPUs only wait for each other, use at "
+            f"most {cpus} (or leave it unset)"
+        )
     est = estimate(recipe, n_train, n_val, n_test, n_classes)
     free = available() if free is None else free
     if free is not None and est.total > free:
         layers = "'hidden'" + (" or 'conv_channels'" if recipe.kind == "cnn" else "")
-        parts = {f"the weights and optimizer state (reduce {layers})": est.weights,
-                 f"the activations (reduce {layers} or 'batch_size')": est.activations,
-                 "the data (use a smaller dataset)": est.data}
+        parts = {
+            f"the weights and optimizer state (reduce {layers})": est.weights,
+            f"the activations (reduce {layers} or 'batch_size')": est.activations,
+            "the data (use a smaller dataset)": est.data,
+        }
         biggest = max(parts, key=parts.get)
-        raise RecipeError(f"recipe {recipe.name!r} needs about {size(est.total)} of memory "
-                          f"({est.parameters:,} parameters; most of it for {biggest}), but "
-                          f"{size(free)} is available")
+        raise RecipeError(
+            f"recipe {recipe.name!r} needs about {size(est.total)} of memory "
+            f"({est.parameters:,} parameters; most of it for {biggest}), but "
+            f"{size(free)} is available"
+        )
     return est

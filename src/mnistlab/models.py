@@ -74,13 +74,13 @@ class Net(nn.Module):
     def __init__(self, recipe: Recipe, n_inputs: int = 784, n_classes: int = 10):
         super().__init__()
         self.kind = recipe.kind
-        self.side = int(round(n_inputs ** 0.5))
+        self.side = int(round(n_inputs**0.5))
         self.act = ACTIVATIONS[recipe.activation]
         self.dropout = float(recipe.dropout)
         self.masks: list[torch.Tensor] = []
         self.convs = nn.ModuleList()
         c_in = 1
-        for c_out in (recipe.conv_channels if recipe.kind == "cnn" else []):
+        for c_out in recipe.conv_channels if recipe.kind == "cnn" else []:
             k = recipe.kernel_size
             self.convs.append(nn.Conv2d(c_in, c_out, k, padding="same"))
             c_in = c_out
@@ -157,21 +157,26 @@ def load_weights(net: Net, weights: dict[str, np.ndarray]) -> None:
     missing = sorted(set(tensors) - set(weights))
     extra = sorted(set(weights) - set(tensors))
     if missing or extra:
-        raise RunError(f"weights do not fit the recipe's network: missing {missing}, "
-                       f"unexpected {extra}")
+        raise RunError(
+            f"weights do not fit the recipe's network: missing {missing}, unexpected {extra}"
+        )
     with torch.no_grad():
         for name, tensor in tensors.items():
             value = np.asarray(_torch_layout(name, np.asarray(weights[name])), dtype=np.float32)
             if tuple(value.shape) != tuple(tensor.shape):
-                raise RunError(f"weight {name!r}: shape {np.asarray(weights[name]).shape} does "
-                               f"not fit the recipe's network")
+                raise RunError(
+                    f"weight {name!r}: shape {np.asarray(weights[name]).shape} does "
+                    f"not fit the recipe's network"
+                )
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
 
 def export_weights(net: Net) -> dict[str, np.ndarray]:
     """The module's weights as Keras-named, Keras-layout float32 NumPy arrays."""
-    return {name: np.ascontiguousarray(_keras_layout(name, t.detach().cpu().numpy()))
-            for name, t in _tensor_names(net).items()}
+    return {
+        name: np.ascontiguousarray(_keras_layout(name, t.detach().cpu().numpy()))
+        for name, t in _tensor_names(net).items()
+    }
 
 
 def trainable(net: Net) -> dict[str, torch.Tensor]:

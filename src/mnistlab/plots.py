@@ -46,7 +46,9 @@ def _short(names: Sequence[str], width: int = 11) -> list[str]:
     return [n if len(n) <= width else n[: width - 1] + "\u2026" for n in names]
 
 
-def class_balance(train_counts, test_counts, class_names: Sequence[str], path, title: str = "Class balance") -> Path:
+def class_balance(
+    train_counts, test_counts, class_names: Sequence[str], path, title: str = "Class balance"
+) -> Path:
     """Grouped bars: share of each class in train and test (counts written on the bars' tops)."""
     train_counts = np.asarray(train_counts, dtype=np.int64)
     test_counts = np.asarray(test_counts, dtype=np.int64)
@@ -54,21 +56,39 @@ def class_balance(train_counts, test_counts, class_names: Sequence[str], path, t
     fig = _figure(max(7.0, 0.75 * len(k)), 4.2)
     ax = fig.add_subplot()
     w = 0.4
-    for offset, counts, label, color in ((-w / 2, train_counts, "train", "#4477aa"), (w / 2, test_counts, "test", "#ee7733")):
+    for offset, counts, label, color in (
+        (-w / 2, train_counts, "train", "#4477aa"),
+        (w / 2, test_counts, "test", "#ee7733"),
+    ):
         share = 100.0 * counts / max(int(counts.sum()), 1)
-        bars = ax.bar(k + offset, share, width=w, label=f"{label} (n={int(counts.sum()):,})", color=color)
+        bars = ax.bar(
+            k + offset, share, width=w, label=f"{label} (n={int(counts.sum()):,})", color=color
+        )
         ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=6, rotation=90, padding=2)
     ax.axhline(100.0 / len(k), color="gray", lw=0.8, ls="--", label="uniform")
-    ax.set_xticks(k, _short(class_names), rotation=30 if max(map(len, class_names)) > 2 else 0, ha="right" if max(map(len, class_names)) > 2 else "center")
+    ax.set_xticks(
+        k,
+        _short(class_names),
+        rotation=30 if max(map(len, class_names)) > 2 else 0,
+        ha="right" if max(map(len, class_names)) > 2 else "center",
+    )
     ax.set_xlabel("class")
     ax.set_ylabel("share of split (%)")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for the count labels
     ax.set_title(title)
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)  # never over the bars
+    fig.legend(
+        loc="outside lower center", ncols=3, fontsize=8, frameon=False
+    )  # never over the bars
     return _save(fig, path)
 
 
-def pixel_histogram(hist_train, hist_test, path, title: str = "Pixel intensity distribution", note: str | None = None) -> Path:
+def pixel_histogram(
+    hist_train,
+    hist_test,
+    path,
+    title: str = "Pixel intensity distribution",
+    note: str | None = None,
+) -> Path:
     """Share of pixels at each of the 256 intensities, log y: most pixels are exactly 0.
     ``note`` (e.g. the mean/std) is written in a box at the top centre."""
     fig = _figure(7.5, 4.0)
@@ -84,12 +104,22 @@ def pixel_histogram(hist_train, hist_test, path, title: str = "Pixel intensity d
     ax.set_title(title)
     ax.legend(fontsize=8)
     if note:
-        ax.text(0.5, 0.96, note, transform=ax.transAxes, ha="center", va="top", fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
+        ax.text(
+            0.5,
+            0.96,
+            note,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=9,
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"},
+        )
     return _save(fig, path)
 
 
-def pixel_mean_std(mean_img, std_img, path, title: str = "Per-pixel statistics over the training set") -> Path:
+def pixel_mean_std(
+    mean_img, std_img, path, title: str = "Per-pixel statistics over the training set"
+) -> Path:
     """Two heat maps side by side (mean, std of every pixel position) with colorbars in pixel units."""
     fig = _figure(8.0, 3.8)
     for i, (img, name) in enumerate(((mean_img, "mean"), (std_img, "std"))):
@@ -112,10 +142,14 @@ def _mosaic(tiles: np.ndarray, pad: int = 2, pad_top: int = 0) -> np.ndarray:
     r, c, h, w = tiles.shape
     out = np.zeros((r, pad_top + h + pad, c, w + pad), dtype=tiles.dtype)
     out[:, pad_top : pad_top + h, :, :w] = tiles.transpose(0, 2, 1, 3)
-    return out.reshape(r * (pad_top + h + pad), c * (w + pad))[: r * (pad_top + h + pad) - pad, : c * (w + pad) - pad]
+    return out.reshape(r * (pad_top + h + pad), c * (w + pad))[
+        : r * (pad_top + h + pad) - pad, : c * (w + pad) - pad
+    ]
 
 
-def class_means(means, class_names: Sequence[str], path, title: str = "Mean image of each class") -> Path:
+def class_means(
+    means, class_names: Sequence[str], path, title: str = "Mean image of each class"
+) -> Path:
     """One averaged image per class (2 rows of 5 for 10 classes), on a shared 0-255 scale so the
     classes compare; the class name sits above each image."""
     means = np.asarray(means, dtype=np.float64)
@@ -132,13 +166,17 @@ def class_means(means, class_names: Sequence[str], path, title: str = "Mean imag
     ax.set_axis_off()
     for i, name in enumerate(_short(class_names, 14)):
         r, c = divmod(i, cols)
-        ax.text(c * (w + pad) + w / 2, r * (h + pad) - 0.5, name, ha="center", va="bottom", fontsize=9)
+        ax.text(
+            c * (w + pad) + w / 2, r * (h + pad) - 0.5, name, ha="center", va="bottom", fontsize=9
+        )
     ax.set_ylim(mosaic.shape[0] - 0.5, -5)  # room above the first row for its names
     ax.set_title(title)
     return _save(fig, path)
 
 
-def sample_grid(samples, class_names: Sequence[str], path, title: str = "Random training samples per class") -> Path:
+def sample_grid(
+    samples, class_names: Sequence[str], path, title: str = "Random training samples per class"
+) -> Path:
     """A row per class of ``samples`` (C, k, H, W) uint8, with the class name at the row's start."""
     samples = np.asarray(samples)
     c, k, h, w = samples.shape
@@ -178,7 +216,15 @@ def confusion_matrix(cm, class_names: Sequence[str], path, title: str = "Confusi
         for j in range(n):
             if cm[i, j]:
                 dark = shown[i, j] > 0.3
-                ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if dark else "black",
+                )
     names = _short(class_names)
     long = max(map(len, names)) > 2
     ax.set_xticks(range(n), names, rotation=45 if long else 0, ha="right" if long else "center")
@@ -189,7 +235,9 @@ def confusion_matrix(cm, class_names: Sequence[str], path, title: str = "Confusi
     return _save(fig, path)
 
 
-def misclassified_grid(images, true, pred, prob, class_names: Sequence[str], path, title: str = "Misclassified") -> Path:
+def misclassified_grid(
+    images, true, pred, prob, class_names: Sequence[str], path, title: str = "Misclassified"
+) -> Path:
     """Thumbnails of wrong predictions, each labelled 'true X' / 'pred Y p' (p = predicted probability)."""
     images = np.asarray(images)
     n = len(images)
@@ -208,15 +256,25 @@ def misclassified_grid(images, true, pred, prob, class_names: Sequence[str], pat
     names = _short(class_names, 11)
     for i in range(n):
         r, c = divmod(i, cols)
-        ax.text(c * (w + pad) + w / 2, r * (top + h + pad) + top - 1, f"true {names[int(true[i])]}\npred {names[int(pred[i])]} {prob[i]:.2f}",
-                ha="center", va="bottom", fontsize=7, color="#aa2222", linespacing=1.1)
+        ax.text(
+            c * (w + pad) + w / 2,
+            r * (top + h + pad) + top - 1,
+            f"true {names[int(true[i])]}\npred {names[int(pred[i])]} {prob[i]:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="#aa2222",
+            linespacing=1.1,
+        )
     if n == 0:
         ax.text(mosaic.shape[1] / 2, mosaic.shape[0] / 2, "no mistakes", ha="center", va="center")
     ax.set_title(title)
     return _save(fig, path)
 
 
-def learning_curve(history, key: str, path, title: str, ylabel: str, log: bool | None = None) -> Path:
+def learning_curve(
+    history, key: str, path, title: str, ylabel: str, log: bool | None = None
+) -> Path:
     """One panel of a run's history, per epoch: ``key`` for training and ``val_<key>`` for
     validation when present (``key="learning_rate"`` draws the one schedule line). Missing or
     non-finite values (a diverged loss) leave a gap; ``log=None`` picks a log axis when the
@@ -224,7 +282,9 @@ def learning_curve(history, key: str, path, title: str, ylabel: str, log: bool |
     epochs = np.array([row["epoch"] for row in history], dtype=np.float64)
 
     def column(name):
-        return np.array([np.nan if row.get(name) is None else row[name] for row in history], dtype=np.float64)
+        return np.array(
+            [np.nan if row.get(name) is None else row[name] for row in history], dtype=np.float64
+        )
 
     series = [(key, "train" if key != "learning_rate" else "learning rate", "#4477aa")]
     if key != "learning_rate" and any(row.get(f"val_{key}") is not None for row in history):
@@ -256,7 +316,9 @@ def learning_curve(history, key: str, path, title: str, ylabel: str, log: bool |
     return _save(fig, path)
 
 
-def per_class_bars(per_class: dict, path, title: str = "Precision, recall and F1 per class") -> Path:
+def per_class_bars(
+    per_class: dict, path, title: str = "Precision, recall and F1 per class"
+) -> Path:
     """Grouped bars of precision, recall and F1 for every class. The axis starts a little below
     the lowest value (and says so): on a good model all bars sit near 1, and the differences
     between classes are what the figure is for."""
@@ -271,8 +333,12 @@ def per_class_bars(per_class: dict, path, title: str = "Precision, recall and F1
     for i, (m, color) in enumerate(metrics):
         ax.bar(k + (i - 1) * w, values[i] - low, width=w, bottom=low, label=m, color=color)
     ax.set_ylim(low, 1.0)
-    ax.set_xticks(k, _short(names), rotation=30 if max(map(len, names)) > 2 else 0,
-                  ha="right" if max(map(len, names)) > 2 else "center")
+    ax.set_xticks(
+        k,
+        _short(names),
+        rotation=30 if max(map(len, names)) > 2 else 0,
+        ha="right" if max(map(len, names)) > 2 else "center",
+    )
     ax.set_xlabel("class")
     ax.set_ylabel("score" + (f" (axis starts at {low:g})" if low > 0 else ""))
     ax.grid(axis="y", alpha=0.3)
@@ -281,7 +347,9 @@ def per_class_bars(per_class: dict, path, title: str = "Precision, recall and F1
     return _save(fig, path)
 
 
-def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accuracy per variant") -> Path:
+def variant_accuracy(
+    names: Sequence[str], val, test, path, title: str = "Accuracy per variant"
+) -> Path:
     """Horizontal mean +- std bars of validation and test accuracy per variant (the first name
     on top), with every seed's run as a small dot. ``val`` and ``test``: per variant a
     (mean, std, per-seed values) triple; a None mean leaves that marker out."""
@@ -289,15 +357,25 @@ def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accura
     fig = _figure(5.0, 0.5 * n + 1.5)  # narrow: it stays legible on a phone
     ax = fig.add_subplot()
     y = np.arange(n)[::-1].astype(np.float64)
-    for offset, data, label, color, marker in ((0.14, val, "validation (ranks)", "#4477aa", "o"),
-                                               (-0.14, test, "test (reported)", "#ee7733", "s")):
+    for offset, data, label, color, marker in (
+        (0.14, val, "validation (ranks)", "#4477aa", "o"),
+        (-0.14, test, "test (reported)", "#ee7733", "s"),
+    ):
         for yi, (mean, std, seeds) in zip(y, data):
             pts = [s for s in seeds if s is not None]
             if pts:
                 ax.plot(pts, [yi + offset] * len(pts), ".", color=color, alpha=0.45, ms=5)
             if mean is not None:
-                ax.errorbar(mean, yi + offset, xerr=std or 0.0, fmt=marker, color=color, ms=6, capsize=3,
-                            label=label)
+                ax.errorbar(
+                    mean,
+                    yi + offset,
+                    xerr=std or 0.0,
+                    fmt=marker,
+                    color=color,
+                    ms=6,
+                    capsize=3,
+                    label=label,
+                )
                 label = None  # once in the legend
     ax.set_yticks(y, _short(names, 22))
     ax.set_xlabel("accuracy (mean \u00b1 std over seeds; dots: single runs)")
@@ -307,7 +385,9 @@ def variant_accuracy(names: Sequence[str], val, test, path, title: str = "Accura
     return _save(fig, path)
 
 
-def predictions(images, probabilities, titles: Sequence[str], class_names: Sequence[str], path) -> Path:
+def predictions(
+    images, probabilities, titles: Sequence[str], class_names: Sequence[str], path
+) -> Path:
     """Per image, the prepared 28x28 input (what the model saw) beside its probability bars; the
     most likely class in orange."""
     n = len(images)

@@ -56,9 +56,13 @@ class Prediction:
         return self.top[0][2]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.source, "predicted": self.predicted, "label": self.label,
-                "probability": self.probability,
-                "top": [{"class": c, "label": n, "probability": p} for c, n, p in self.top]}
+        return {
+            "file": self.source,
+            "predicted": self.predicted,
+            "label": self.label,
+            "probability": self.probability,
+            "top": [{"class": c, "label": n, "probability": p} for c, n, p in self.top],
+        }
 
 
 @dataclasses.dataclass
@@ -79,8 +83,9 @@ def _load(run):
     return run if isinstance(run, Run) else load_run(run)
 
 
-def predict_prepared(run, images: np.ndarray, sources: Sequence[str] | None = None,
-                     top: int = 3) -> list[Prediction]:
+def predict_prepared(
+    run, images: np.ndarray, sources: Sequence[str] | None = None, top: int = 3
+) -> list[Prediction]:
     """Classify already prepared (N, 28, 28) uint8 images (``prepare``'s output) with a run."""
     run = _load(run)
     x = np.asarray(images)
@@ -95,13 +100,21 @@ def predict_prepared(run, images: np.ndarray, sources: Sequence[str] | None = No
     x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
     proba = run.predict_proba(x)
     if not np.all(np.isfinite(proba)):
-        raise RunError(f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
-                       "probabilities (training diverged?); retrain it before predicting")
+        raise RunError(
+            f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
+            "probabilities (training diverged?); retrain it before predicting"
+        )
     out = []
     for name, img, p in zip(sources, x, proba):
         order = np.argsort(-p, kind="stable")[:top]  # stable: ties go to the lower class index
-        out.append(Prediction(name, img, p.astype(np.float64),
-                              [(int(c), run.class_names[c], float(p[c])) for c in order]))
+        out.append(
+            Prediction(
+                name,
+                img,
+                p.astype(np.float64),
+                [(int(c), run.class_names[c], float(p[c])) for c in order],
+            )
+        )
     return out
 
 
@@ -109,11 +122,13 @@ def _is_one_image(images) -> bool:
     if isinstance(images, (str, os.PathLike, bytes)) or hasattr(images, "getbands"):
         return True
     return isinstance(images, np.ndarray) and (
-        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4)))
+        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4))
+    )
 
 
-def predict(run, images: Sequence[ImageLike], top: int = 3,
-            on_error: str = "raise") -> list[Prediction | Failed]:
+def predict(
+    run, images: Sequence[ImageLike], top: int = 3, on_error: str = "raise"
+) -> list[Prediction | Failed]:
     """Predict every image with a run (folder or Run), in order.
 
     ``images``: file paths, encoded bytes, PIL images, or arrays of any size, (H, W) grayscale
@@ -171,8 +186,12 @@ def print_predictions(results: Sequence[Prediction | Failed], console=None) -> N
     t.add_column(f"top {len(good[0].top)}" if good else "top")
     for r in results:
         if r.ok:
-            t.add_row(escape(r.source), _class(r.predicted, r.label), f"{r.probability:.4f}",
-                      ", ".join(f"{_class(c, n)} {q:.3f}" for c, n, q in r.top))
+            t.add_row(
+                escape(r.source),
+                _class(r.predicted, r.label),
+                f"{r.probability:.4f}",
+                ", ".join(f"{_class(c, n)} {q:.3f}" for c, n, q in r.top),
+            )
         else:
             t.add_row(escape(r.source), "[red]error[/red]", "", escape(r.error))
     console.print(t)
@@ -186,8 +205,9 @@ def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], pat
     if not good:
         raise DataError(f"{path}: no image was predicted, nothing to show")
     titles = [Path(r.source).name if not r.source.startswith("<") else r.source for r in good]
-    return plots.predictions([r.image for r in good], [r.probabilities for r in good], titles,
-                             class_names, path)
+    return plots.predictions(
+        [r.image for r in good], [r.probabilities for r in good], titles, class_names, path
+    )
 
 
 def _class(index: int, name: str) -> str:

@@ -54,16 +54,54 @@ _PER_OPTIMIZER: dict[str, dict[str | None, float]] = {
 # How the fields group in a recipe.toml (reading also accepts a flat table).
 SECTIONS = {
     "data": ("dataset", "data_dir", "validation_split", "normalize"),
-    "model": ("kind", "hidden", "conv_channels", "kernel_size", "activation", "dropout",
-              "batch_norm", "l2", "max_norm"),
-    "optimizer": ("optimizer", "learning_rate", "decay", "momentum", "nesterov", "weight_decay",
-                  "schedule", "warmup_epochs", "step_size", "gamma", "plateau_monitor",
-                  "plateau_factor", "plateau_patience", "plateau_min_delta", "plateau_cooldown",
-                  "min_lr"),
-    "fit": ("batch_size", "epochs", "seed", "shuffle", "label_smoothing", "engine", "threads",
-            "early_stopping", "monitor", "restore_best"),
-    "augment": ("augment_shift", "augment_rotate", "augment_scale", "augment_elastic",
-                "augment_elastic_sigma"),
+    "model": (
+        "kind",
+        "hidden",
+        "conv_channels",
+        "kernel_size",
+        "activation",
+        "dropout",
+        "batch_norm",
+        "l2",
+        "max_norm",
+    ),
+    "optimizer": (
+        "optimizer",
+        "learning_rate",
+        "decay",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "schedule",
+        "warmup_epochs",
+        "step_size",
+        "gamma",
+        "plateau_monitor",
+        "plateau_factor",
+        "plateau_patience",
+        "plateau_min_delta",
+        "plateau_cooldown",
+        "min_lr",
+    ),
+    "fit": (
+        "batch_size",
+        "epochs",
+        "seed",
+        "shuffle",
+        "label_smoothing",
+        "engine",
+        "threads",
+        "early_stopping",
+        "monitor",
+        "restore_best",
+    ),
+    "augment": (
+        "augment_shift",
+        "augment_rotate",
+        "augment_scale",
+        "augment_elastic",
+        "augment_elastic_sigma",
+    ),
 }
 
 
@@ -82,8 +120,11 @@ class Recipe:
     # data
     dataset: str | None = _f(None, "dataset name; unset = full MNIST, else the bundled sample")
     data_dir: str | None = _f(None, "folder holding the four IDX files (skips cache/download)")
-    validation_split: float = _f(0.3, "share of the training set held out for validation "
-                                      "(the LAST part, as Keras takes it); 0 = none")
+    validation_split: float = _f(
+        0.3,
+        "share of the training set held out for validation "
+        "(the LAST part, as Keras takes it); 0 = none",
+    )
     normalize: str = _f("standardize", "input scaling", choices=NORMALIZE)
     # model
     kind: str = _f("mlp", "network family", choices=KINDS)
@@ -94,30 +135,44 @@ class Recipe:
     dropout: float = _f(0.0, "dropout rate after each hidden layer")
     batch_norm: bool = _f(False, "batch normalization after each hidden Dense")
     l2: float = _f(0.0, "L2 penalty: l2 * sum(kernel**2) added to the loss (Keras semantics)")
-    max_norm: float = _f(0.0, "max-norm constraint on each Dense kernel's columns after every "
-                              "update (Keras MaxNorm, axis 0); 0 = off")
+    max_norm: float = _f(
+        0.0,
+        "max-norm constraint on each Dense kernel's columns after every "
+        "update (Keras MaxNorm, axis 0); 0 = off",
+    )
     # optimizer
     optimizer: str = _f("sgd", "optimizer", choices=OPTIMIZERS)
     learning_rate: float = _f(0.01, "learning rate (alias: lr)")
     decay: float = _f(1e-6, "Keras legacy decay: lr / (1 + decay * iterations)")
-    momentum: float | None = _f(None, "momentum (unset: the notebook's 0.9 for sgd, Keras' 0 "
-                                      "for rmsprop)")
+    momentum: float | None = _f(
+        None, "momentum (unset: the notebook's 0.9 for sgd, Keras' 0 for rmsprop)"
+    )
     nesterov: bool = _f(True, "Nesterov momentum (sgd)")
     weight_decay: float | None = _f(None, "decoupled weight decay (adamw; unset: Keras' 0.004)")
     schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warm-up length in epochs")
-    step_size: int = _f(1, "epochs per lr factor gamma (schedule=step: a drop every step_size "
-                           "epochs; exponential: the same decay spread smoothly over the steps)")
+    step_size: int = _f(
+        1,
+        "epochs per lr factor gamma (schedule=step: a drop every step_size "
+        "epochs; exponential: the same decay spread smoothly over the steps)",
+    )
     gamma: float = _f(0.1, "lr factor per step_size epochs (schedule=step or exponential)")
-    plateau_monitor: str = _f("val_loss", "number watched by schedule=plateau (Keras' "
-                              "ReduceLROnPlateau); losses must fall, accuracies rise",
-                              choices=PLATEAU_MONITORS)
+    plateau_monitor: str = _f(
+        "val_loss",
+        "number watched by schedule=plateau (Keras' "
+        "ReduceLROnPlateau); losses must fall, accuracies rise",
+        choices=PLATEAU_MONITORS,
+    )
     plateau_factor: float = _f(0.1, "lr factor when the monitored number stalls (schedule=plateau)")
-    plateau_patience: int = _f(10, "epochs without improvement before the lr drops "
-                                   "(schedule=plateau)")
-    plateau_min_delta: float = _f(1e-4, "smallest change that counts as an improvement "
-                                        "(schedule=plateau)")
-    plateau_cooldown: int = _f(0, "epochs after a drop before stalls count again (schedule=plateau)")
+    plateau_patience: int = _f(
+        10, "epochs without improvement before the lr drops (schedule=plateau)"
+    )
+    plateau_min_delta: float = _f(
+        1e-4, "smallest change that counts as an improvement (schedule=plateau)"
+    )
+    plateau_cooldown: int = _f(
+        0, "epochs after a drop before stalls count again (schedule=plateau)"
+    )
     min_lr: float = _f(0.0, "the lr schedule=plateau never drops below")
     # fit
     batch_size: int = _f(32, "samples per optimizer step")
@@ -125,26 +180,38 @@ class Recipe:
     seed: int = _f(0, "seed of initialization, shuffling and dropout")
     shuffle: bool = _f(True, "reshuffle the training part every epoch")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy targets")
-    engine: str = _f("auto", "training engine (auto: fast when it supports the recipe)",
-                     choices=ENGINES)
+    engine: str = _f(
+        "auto", "training engine (auto: fast when it supports the recipe)", choices=ENGINES
+    )
     threads: int | None = _f(None, "CPU threads (unset: the engine's measured choice)")
-    early_stopping: int = _f(0, "stop after this many epochs without a better monitor value "
-                                "(needs validation_split > 0); 0 = off")
+    early_stopping: int = _f(
+        0,
+        "stop after this many epochs without a better monitor value "
+        "(needs validation_split > 0); 0 = off",
+    )
     monitor: str = _f("val_loss", "validation metric early stopping watches", choices=MONITORS)
     restore_best: bool = _f(True, "with early stopping, the run keeps the best epoch's weights")
     # augment (training images only, redrawn every epoch; 0 = off)
-    augment_shift: float = _f(0.0, "random shift of each training image, up to this many pixels "
-                                   "along each axis")
+    augment_shift: float = _f(
+        0.0, "random shift of each training image, up to this many pixels along each axis"
+    )
     augment_rotate: float = _f(0.0, "random rotation, up to this many degrees either way")
     augment_scale: float = _f(0.0, "random zoom by a factor within 1 +/- this fraction")
-    augment_elastic: float = _f(0.0, "elastic distortion strength alpha in pixels (Simard 2003: "
-                                     "34 with sigma 4)")
+    augment_elastic: float = _f(
+        0.0, "elastic distortion strength alpha in pixels (Simard 2003: 34 with sigma 4)"
+    )
     augment_elastic_sigma: float = _f(4.0, "smoothness of the elastic distortion, in pixels")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def compose(cls, file: str | Path | None = None, preset: str | None = None, *,
-                resume: bool = False, **changes: Any) -> Recipe | None:
+    def compose(
+        cls,
+        file: str | Path | None = None,
+        preset: str | None = None,
+        *,
+        resume: bool = False,
+        **changes: Any,
+    ) -> Recipe | None:
         """The recipe a run trains with: a base (a TOML ``file`` OR a ``preset``, else the
         notebook's ``Recipe()``), then ``changes`` on top (``lr`` accepted), validated.
 
@@ -160,18 +227,28 @@ class Recipe:
         mnistlab.errors.RecipeError: --resume ... drop: field 'epochs'
         """
         if resume:
-            given = ([f"recipe file {file}"] if file is not None else []) + \
-                    ([f"preset {preset}"] if preset is not None else []) + \
-                    [f"field '{_canonical(k, 'recipe')}'" for k in changes]
+            given = (
+                ([f"recipe file {file}"] if file is not None else [])
+                + ([f"preset {preset}"] if preset is not None else [])
+                + [f"field '{_canonical(k, 'recipe')}'" for k in changes]
+            )
             if given:
-                raise RecipeError("--resume continues a run exactly as it started, so it takes "
-                                  "no recipe input; drop: " + ", ".join(given))
+                raise RecipeError(
+                    "--resume continues a run exactly as it started, so it takes "
+                    "no recipe input; drop: " + ", ".join(given)
+                )
             return None
         if file is not None and preset is not None:
-            raise RecipeError(f"give a recipe file or a preset, not both (file {file}, "
-                              f"preset {preset})")
-        base = (cls.from_toml(file) if file is not None
-                else load_preset(preset) if preset is not None else cls())
+            raise RecipeError(
+                f"give a recipe file or a preset, not both (file {file}, preset {preset})"
+            )
+        base = (
+            cls.from_toml(file)
+            if file is not None
+            else load_preset(preset)
+            if preset is not None
+            else cls()
+        )
         return base.replace(**changes) if changes else base.validate()
 
     @classmethod
@@ -182,8 +259,9 @@ class Recipe:
         def put(key: str, value: Any, where: str) -> None:
             name = _canonical(key, where)
             if name in flat:
-                raise RecipeError(f"{where}: '{name}' is given twice (lr is an alias of "
-                                  "learning_rate)")
+                raise RecipeError(
+                    f"{where}: '{name}' is given twice (lr is an alias of learning_rate)"
+                )
             flat[name] = value
 
         for key, value in data.items():
@@ -231,8 +309,9 @@ class Recipe:
         """A validated copy with some fields changed (``lr`` accepted)."""
         names = [_canonical(k, "recipe") for k in changes]
         if len(set(names)) < len(names):
-            raise RecipeError("recipe: 'learning_rate' is given twice (lr is an alias of "
-                              "learning_rate)")
+            raise RecipeError(
+                "recipe: 'learning_rate' is given twice (lr is an alias of learning_rate)"
+            )
         changes = dict(zip(names, changes.values()))
         new = dataclasses.replace(self, **changes)
         new.validate()
@@ -246,21 +325,32 @@ class Recipe:
         >>> Recipe(optimizer="adamw").resolved().weight_decay
         0.004
         """
-        filled = {name: defaults.get(self.optimizer, defaults[None])
-                  for name, defaults in _PER_OPTIMIZER.items() if getattr(self, name) is None}
+        filled = {
+            name: defaults.get(self.optimizer, defaults[None])
+            for name, defaults in _PER_OPTIMIZER.items()
+            if getattr(self, name) is None
+        }
         return dataclasses.replace(self, **filled) if filled else self
 
     # ---- validation ---------------------------------------------------------------------
     def validate(self, source: str = "recipe") -> Recipe:
         """Raise RecipeError naming the first bad field and what it accepts; return self."""
-        def bad(name: str, expected: str) -> RecipeError:
-            return RecipeError(f"{source} field '{name}': expected {expected}, "
-                               f"got {getattr(self, name)!r}")
 
-        for name, choices in (("normalize", NORMALIZE), ("kind", KINDS),
-                              ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
-                              ("schedule", SCHEDULES), ("engine", ENGINES),
-                              ("monitor", MONITORS), ("plateau_monitor", PLATEAU_MONITORS)):
+        def bad(name: str, expected: str) -> RecipeError:
+            return RecipeError(
+                f"{source} field '{name}': expected {expected}, got {getattr(self, name)!r}"
+            )
+
+        for name, choices in (
+            ("normalize", NORMALIZE),
+            ("kind", KINDS),
+            ("activation", ACTIVATIONS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("engine", ENGINES),
+            ("monitor", MONITORS),
+            ("plateau_monitor", PLATEAU_MONITORS),
+        ):
             if getattr(self, name) not in choices:
                 raise bad(name, "one of " + ", ".join(choices))
         for name in ("batch_size", "epochs", "kernel_size", "step_size", "plateau_patience"):
@@ -269,17 +359,30 @@ class Recipe:
         for name in ("seed", "early_stopping"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise bad(name, "an integer >= 0")
-        if self.threads is not None and (not _is_int(self.threads)
-                                         or not 1 <= self.threads <= MAX_THREADS):
-            raise bad("threads", f"an integer from 1 to {MAX_THREADS}, at most the machine's "
-                      "CPU count (or unset: the engine's measured choice)")
+        if self.threads is not None and (
+            not _is_int(self.threads) or not 1 <= self.threads <= MAX_THREADS
+        ):
+            raise bad(
+                "threads",
+                f"an integer from 1 to {MAX_THREADS}, at most the machine's "
+                "CPU count (or unset: the engine's measured choice)",
+            )
         for name in ("learning_rate",):
             if not _is_num(getattr(self, name)) or not getattr(self, name) > 0:
                 raise bad(name, "a number > 0")
         if not _is_int(self.plateau_cooldown) or self.plateau_cooldown < 0:
             raise bad("plateau_cooldown", "an integer >= 0")
-        for name in ("decay", "l2", "weight_decay", "warmup_epochs", "max_norm",
-                     "plateau_min_delta", "min_lr", "augment_shift", "augment_elastic"):
+        for name in (
+            "decay",
+            "l2",
+            "weight_decay",
+            "warmup_epochs",
+            "max_norm",
+            "plateau_min_delta",
+            "min_lr",
+            "augment_shift",
+            "augment_elastic",
+        ):
             if name in _PER_OPTIMIZER and getattr(self, name) is None:
                 continue
             if not _is_num(getattr(self, name)) or not getattr(self, name) >= 0:
@@ -296,10 +399,15 @@ class Recipe:
         for name in ("gamma", "plateau_factor"):
             if not _is_num(getattr(self, name)) or not 0 < getattr(self, name) <= 1:
                 raise bad(name, "a number in (0, 1]")
-        if (self.schedule == "plateau" and self.plateau_monitor.startswith("val_")
-                and self.validation_split == 0):
-            raise bad("plateau_monitor", "'loss' or 'accuracy' when validation_split is 0 (no "
-                      "validation numbers to watch)")
+        if (
+            self.schedule == "plateau"
+            and self.plateau_monitor.startswith("val_")
+            and self.validation_split == 0
+        ):
+            raise bad(
+                "plateau_monitor",
+                "'loss' or 'accuracy' when validation_split is 0 (no validation numbers to watch)",
+            )
         for name in ("batch_norm", "nesterov", "shuffle", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")
@@ -310,14 +418,19 @@ class Recipe:
         if self.kind == "cnn" and not self.conv_channels:
             raise bad("conv_channels", "at least one conv block when kind is 'cnn'")
         if self.kind == "cnn" and len(self.conv_channels) > MAX_CONV_BLOCKS:
-            raise bad("conv_channels", f"at most {MAX_CONV_BLOCKS} conv blocks (each 2x2 max-pool "
-                      "halves the 28x28 image: 14, 7, 3, 1)")
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}",
-                                                              self.name):
+            raise bad(
+                "conv_channels",
+                f"at most {MAX_CONV_BLOCKS} conv blocks (each 2x2 max-pool "
+                "halves the 28x28 image: 14, 7, 3, 1)",
+            )
+        if not isinstance(self.name, str) or not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", self.name
+        ):
             raise bad("name", "letters, digits, '.', '_' or '-', at most 200 (it names a folder)")
         if self.early_stopping and not self.validation_split:
-            raise bad("early_stopping", "0 when validation_split is 0 (it watches the "
-                      "validation part)")
+            raise bad(
+                "early_stopping", "0 when validation_split is 0 (it watches the validation part)"
+            )
         for name in ("dataset", "data_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a string (or unset)")
@@ -326,8 +439,9 @@ class Recipe:
 
 def fields_help() -> dict[str, tuple[str, tuple[str, ...] | None]]:
     """name -> (help, choices) for every recipe field: the CLI builds its flags from this."""
-    return {f.name: (f.metadata["help"], f.metadata.get("choices"))
-            for f in dataclasses.fields(Recipe)}
+    return {
+        f.name: (f.metadata["help"], f.metadata.get("choices")) for f in dataclasses.fields(Recipe)
+    }
 
 
 def preset_names() -> list[str]:
@@ -342,8 +456,9 @@ def load_preset(name: str) -> Recipe:
     """A shipped recipe by name (see ``preset_names()``)."""
     names = preset_names()
     if name not in names:
-        raise RecipeError(f"unknown preset {name!r}: expected one of "
-                          f"{', '.join(names) or '(none)'}")
+        raise RecipeError(
+            f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}"
+        )
     res = resources.files("mnistlab") / "presets" / f"{name}.toml"
     data = tomllib.loads(res.read_text(encoding="utf-8"))
     return Recipe.from_dict(data, source=f"preset {name}")
@@ -355,8 +470,10 @@ def _canonical(key: str, source: str) -> str:
     if key not in known:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RecipeError(f"{source}: unknown key '{key}'{hint}; allowed keys: "
-                          + ", ".join(known + list(ALIASES)))
+        raise RecipeError(
+            f"{source}: unknown key '{key}'{hint}; allowed keys: "
+            + ", ".join(known + list(ALIASES))
+        )
     return key
 
 

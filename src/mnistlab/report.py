@@ -25,7 +25,7 @@ that section and renders everything else. What each section shows is in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +78,44 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
 
     try:
         model = runs.read_model(path / runs.MODEL)
-        run = runs.Run(path=path, recipe=model["recipe"], weights=model["weights"], mean=model["mean"],
-                       std=model["std"], class_names=model["class_names"], history=[],
-                       dataset_name=model["dataset"], engine="",
-                       environment=env.value if isinstance(env.value, dict) else {})
+        run = runs.Run(
+            path=path,
+            recipe=model["recipe"],
+            weights=model["weights"],
+            mean=model["mean"],
+            std=model["std"],
+            class_names=model["class_names"],
+            history=[],
+            dataset_name=model["dataset"],
+            engine="",
+            environment=env.value if isinstance(env.value, dict) else {},
+        )
         x, y = evaluate.split_data(run, "test")
         proba = run.predict_proba(x)
         if not np.all(np.isfinite(proba)):
-            raise RunError(f"{path / runs.MODEL}: the model predicts NaN/inf probabilities (training "
-                           "diverged), so there is nothing to evaluate")
+            raise RunError(
+                f"{path / runs.MODEL}: the model predicts NaN/inf probabilities (training "
+                "diverged), so there is nothing to evaluate"
+            )
         result = evaluate.evaluate_predictions(y, proba, run.class_names)
-        return Piece({"result": result, "x": np.asarray(x), "y": np.asarray(y), "proba": proba,
-                      "params": _param_count(model["weights"])})
+        return Piece(
+            {
+                "result": result,
+                "x": np.asarray(x),
+                "y": np.asarray(y),
+                "proba": proba,
+                "params": _param_count(model["weights"]),
+            }
+        )
     except _READ_ERRORS as exc:
         problem = str(exc)
     stored = (metrics.value or {}).get("evaluation", {}) if isinstance(metrics.value, dict) else {}
     stored = stored.get("test") if isinstance(stored, dict) else None
     keys = ("confusion_matrix", "per_class", "class_names", "r2", "most_confused", "accuracy", "n")
     if isinstance(stored, dict) and all(k in stored for k in keys):
-        return Piece({"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem)
+        return Piece(
+            {"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem
+        )
     return Piece(problem=problem)
 
 
@@ -111,12 +130,17 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
 
     path = Path(run_dir)
     if not path.is_dir():
-        raise RunError(f"{path}: is a file, expected a run folder" if path.exists()
-                       else f"{path}: no such run folder")
-    parts = {"recipe": _read(Recipe.from_toml, path / runs.RECIPE),
-             "history": _read(runs.read_history, path / runs.HISTORY),
-             "metrics": _read(runs.read_json, path / runs.METRICS),
-             "environment": _read(runs.read_json, path / runs.ENVIRONMENT)}
+        raise RunError(
+            f"{path}: is a file, expected a run folder"
+            if path.exists()
+            else f"{path}: no such run folder"
+        )
+    parts = {
+        "recipe": _read(Recipe.from_toml, path / runs.RECIPE),
+        "history": _read(runs.read_history, path / runs.HISTORY),
+        "metrics": _read(runs.read_json, path / runs.METRICS),
+        "environment": _read(runs.read_json, path / runs.ENVIRONMENT),
+    }
     parts["evaluation"] = _evaluation(path, parts["environment"], parts["metrics"])
     return parts
 
@@ -125,10 +149,16 @@ def architecture(recipe) -> str:
     """The network in one line, e.g. '784 → 128 relu → 128 relu → 128 relu → 10 softmax'."""
     parts = ["28\u00d728" if recipe.kind == "cnn" else "784"]
     if recipe.kind == "cnn":
-        parts += [f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
-                  for c in recipe.conv_channels]
-    extra = "".join((" + BN" if recipe.batch_norm else "",
-                     f" + dropout {recipe.dropout:g}" if recipe.dropout else ""))
+        parts += [
+            f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
+            for c in recipe.conv_channels
+        ]
+    extra = "".join(
+        (
+            " + BN" if recipe.batch_norm else "",
+            f" + dropout {recipe.dropout:g}" if recipe.dropout else "",
+        )
+    )
     parts += [f"{h} {recipe.activation}{extra}" for h in recipe.hidden]
     return " \u2192 ".join(parts + ["10 softmax"])
 
@@ -148,9 +178,13 @@ def render(run_dir: str | Path) -> str:
 
     parts = gather(path)
     body = [section(key, title, RENDER[key](parts)) for key, title in SECTIONS.items()]
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    footer = tag("p", f"Written by mnistlab {__version__} at {now} from ", tag("code", str(path)),
-                 ". Self-contained: figures are embedded, nothing is fetched.")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    footer = tag(
+        "p",
+        f"Written by mnistlab {__version__} at {now} from ",
+        tag("code", str(path)),
+        ". Self-contained: figures are embedded, nothing is fetched.",
+    )
     return page(f"mnistlab run {path.name}", header(path, parts), body, footer)
 
 
@@ -163,8 +197,9 @@ def write(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return dest
 
 
-def write_compare(compare_dir: str | Path, out: str | Path | None = None, *,
-                  run_reports: bool = False) -> Path:
+def write_compare(
+    compare_dir: str | Path, out: str | Path | None = None, *, run_reports: bool = False
+) -> Path:
     """The leaderboard page of a compare folder (see :mod:`mnistlab.report_compare`)."""
     from mnistlab.report_compare import write_compare as _write
 

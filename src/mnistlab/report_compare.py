@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,8 +29,12 @@ from mnistlab.errors import MnistlabError, RunError
 
 LEADERBOARD = "leaderboard.json"
 REPORT = "report.html"
-SECTIONS = {"accuracy": "Accuracy per variant", "leaderboard": "Leaderboard",
-            "significance": "Real or noise?", "runs": "Runs"}
+SECTIONS = {
+    "accuracy": "Accuracy per variant",
+    "leaderboard": "Leaderboard",
+    "significance": "Real or noise?",
+    "runs": "Runs",
+}
 
 
 def _stat(v: Any) -> tuple[float | None, float | None]:
@@ -87,6 +91,7 @@ def _ranked(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _changes(recipe: Any, base: Any) -> str:
     """The recipe fields in which a variant differs from the baseline, 'key=value, ...'."""
+
     def flat(r):
         out = {}
         for k, val in (r or {}).items():
@@ -96,7 +101,10 @@ def _changes(recipe: Any, base: Any) -> str:
                 out[k] = val
         return out
 
-    a, b = flat(recipe if isinstance(recipe, dict) else {}), flat(base if isinstance(base, dict) else {})
+    a, b = (
+        flat(recipe if isinstance(recipe, dict) else {}),
+        flat(base if isinstance(base, dict) else {}),
+    )
     diff = [f"{k}={a[k]}" for k in a if k != "name" and a.get(k) != b.get(k)]
     diff += [f"{k} unset" for k in b if k != "name" and k not in a]
     return ", ".join(diff) or "same recipe"
@@ -107,16 +115,26 @@ def _figure(variants: list[dict[str, Any]]) -> Html:
 
     def triple(v, key):
         mean, std = _stat(v.get(key))
-        seeds = [r.get(key) for r in v.get("runs", []) if isinstance(r, dict)
-                 and isinstance(r.get(key), (int, float))]
+        seeds = [
+            r.get(key)
+            for r in v.get("runs", [])
+            if isinstance(r, dict) and isinstance(r.get(key), (int, float))
+        ]
         return mean, std, seeds
 
     buf = io.BytesIO()
-    plots.variant_accuracy([v["name"] for v in variants], [triple(v, "val_accuracy") for v in variants],
-                           [triple(v, "test_accuracy") for v in variants], buf)
-    return figure(buf.getvalue(), "validation and test accuracy per variant, mean and standard deviation",
-                  "Mean \u00b1 std over seeds, best-ranked variant on top; each dot is one seed's run.",
-                  name="accuracy")
+    plots.variant_accuracy(
+        [v["name"] for v in variants],
+        [triple(v, "val_accuracy") for v in variants],
+        [triple(v, "test_accuracy") for v in variants],
+        buf,
+    )
+    return figure(
+        buf.getvalue(),
+        "validation and test accuracy per variant, mean and standard deviation",
+        "Mean \u00b1 std over seeds, best-ranked variant on top; each dot is one seed's run.",
+        name="accuracy",
+    )
 
 
 def _run_link(compare_dir: Path, run: dict[str, Any], run_reports: bool, page_dir: Path) -> Html:
@@ -131,18 +149,24 @@ def _run_link(compare_dir: Path, run: dict[str, Any], run_reports: bool, page_di
         write(folder)
     label = f"seed {seed}"
     acc = run.get("test_accuracy")
-    detail = f" (val {run['val_accuracy']:.2%}, test {acc:.2%})" if isinstance(acc, (int, float)) and \
-        isinstance(run.get("val_accuracy"), (int, float)) else ""
+    detail = (
+        f" (val {run['val_accuracy']:.2%}, test {acc:.2%})"
+        if isinstance(acc, (int, float)) and isinstance(run.get("val_accuracy"), (int, float))
+        else ""
+    )
     if (folder / REPORT).is_file():
         # relative to the page, so the compare folder can be moved or zipped as a whole
         target = os.path.relpath(os.path.abspath(folder / REPORT), os.path.abspath(page_dir))
         href = "/".join(quote(part) for part in Path(target).parts)
         return join((tag("a", label, href=href), detail))
-    return join((label, detail, " ", tag("span", f"(no report yet: mnistlab report {rel})", class_="muted")))
+    return join(
+        (label, detail, " ", tag("span", f"(no report yet: mnistlab report {rel})", class_="muted"))
+    )
 
 
-def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
-                   page_dir: str | Path | None = None) -> str:
+def render_compare(
+    compare_dir: str | Path, *, run_reports: bool = False, page_dir: str | Path | None = None
+) -> str:
     """The compare page as an HTML string (``run_reports``: write missing run reports first;
     ``page_dir``: the folder the page will be saved in, which links are relative to, default
     ``compare_dir``)."""
@@ -160,56 +184,132 @@ def render_compare(compare_dir: str | Path, *, run_reports: bool = False,
         mark, _ = verdict(v, baseline)
         p, holm, diff = v.get("p_value"), v.get("p_holm"), v.get("diff_test")
         # what matters first: a phone shows the left columns, the rest scrolls
-        rows.append((v.get("rank", "\u2014"), tag("b", v["name"]),
-                     _pm(v.get("val_accuracy")), _pm(v.get("test_accuracy")),
-                     tag("span", mark, class_=_MARK_CLASS[mark]),
-                     f"{diff:+.2%}" if isinstance(diff, (int, float)) else "\u2014",
-                     f"{p:.3g}" if isinstance(p, (int, float)) else "\u2014",
-                     f"{holm:.3g}" if isinstance(holm, (int, float)) else "\u2014",
-                     f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
-                     _pm(v.get("seconds"), ".1f") + " s"))
-    header = ("rank", "variant", "val accuracy", "test accuracy", "verdict", "\u0394 test vs baseline",
-              "p", "p (Holm)", "params", "seconds")
+        rows.append(
+            (
+                v.get("rank", "\u2014"),
+                tag("b", v["name"]),
+                _pm(v.get("val_accuracy")),
+                _pm(v.get("test_accuracy")),
+                tag("span", mark, class_=_MARK_CLASS[mark]),
+                f"{diff:+.2%}" if isinstance(diff, (int, float)) else "\u2014",
+                f"{p:.3g}" if isinstance(p, (int, float)) else "\u2014",
+                f"{holm:.3g}" if isinstance(holm, (int, float)) else "\u2014",
+                f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
+                _pm(v.get("seconds"), ".1f") + " s",
+            )
+        )
+    header = (
+        "rank",
+        "variant",
+        "val accuracy",
+        "test accuracy",
+        "verdict",
+        "\u0394 test vs baseline",
+        "p",
+        "p (Holm)",
+        "params",
+        "seconds",
+    )
     selection = board.get("selection", "validation")
-    rule = tag("p", tag("b", "How to read it. "),
-               f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
-               "for each variant but was never used to choose or tune anything, so it is an honest "
-               f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
-               f"{'s' if len(seeds) != 1 else ''}" + (f" ({', '.join(map(str, seeds))})." if seeds else "."))
+    rule = tag(
+        "p",
+        tag("b", "How to read it. "),
+        f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
+        "for each variant but was never used to choose or tune anything, so it is an honest "
+        f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
+        f"{'s' if len(seeds) != 1 else ''}"
+        + (f" ({', '.join(map(str, seeds))})." if seeds else "."),
+    )
 
     sig = []
     for v in variants:
         mark, sentence = verdict(v, baseline)
-        what = None if v is base else tag("span", _changes(v.get("recipe"), base.get("recipe") if base else None),
-                                          class_="muted")
-        sig.append(tag("li", tag("span", mark, class_=_MARK_CLASS[mark]), " ", tag("b", v["name"]), ": ",
-                       sentence, tag("br") if what else None, what))
-    sig_text = tag("p", "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
-                        "paired test). With several variants some small p-values appear by luck alone, so "
-                        "the p-values are corrected with Holm's method before calling a difference real.")
+        what = (
+            None
+            if v is base
+            else tag(
+                "span",
+                _changes(v.get("recipe"), base.get("recipe") if base else None),
+                class_="muted",
+            )
+        )
+        sig.append(
+            tag(
+                "li",
+                tag("span", mark, class_=_MARK_CLASS[mark]),
+                " ",
+                tag("b", v["name"]),
+                ": ",
+                sentence,
+                tag("br") if what else None,
+                what,
+            )
+        )
+    sig_text = tag(
+        "p",
+        "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
+        "paired test). With several variants some small p-values appear by luck alone, so "
+        "the p-values are corrected with Holm's method before calling a difference real.",
+    )
 
-    run_items = [tag("li", tag("b", v["name"]), ": ",
-                     join(_sep([_run_link(root, r, run_reports, page_dir) for r in v.get("runs", [])
-                                if isinstance(r, dict)]) or ["no runs recorded"]))
-                 for v in variants]
+    run_items = [
+        tag(
+            "li",
+            tag("b", v["name"]),
+            ": ",
+            join(
+                _sep(
+                    [
+                        _run_link(root, r, run_reports, page_dir)
+                        for r in v.get("runs", [])
+                        if isinstance(r, dict)
+                    ]
+                )
+                or ["no runs recorded"]
+            ),
+        )
+        for v in variants
+    ]
 
     try:
         fig = _figure(variants)
     except (MnistlabError, ValueError, TypeError) as exc:
         fig = missing("the accuracy figure", str(exc))
-    body = [section("accuracy", SECTIONS["accuracy"], rule, fig),
-            section("leaderboard", SECTIONS["leaderboard"], table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9))),
-            section("significance", SECTIONS["significance"], sig_text, tag("ul", join(sig))),
-            section("runs", SECTIONS["runs"], tag("ul", join(run_items)))]
-    head = join((tag("h1", "Compare ", tag("code", root.resolve().name)),
-                 tag("p", f"{len(variants)} variants, baseline ", tag("code", baseline or "\u2014"),
-                     f"; best by {selection} accuracy: ", tag("b", best["name"]),
-                     f" ({_pm(best.get('val_accuracy'))} validation, {_pm(best.get('test_accuracy'))} test)."),
-                 tag("nav", tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
-                     class_="toc")))
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    footer = tag("p", f"Written by mnistlab {__version__} at {now} from ", tag("code", str(root / LEADERBOARD)),
-                 ". Self-contained: figures are embedded, nothing is fetched.")
+    body = [
+        section("accuracy", SECTIONS["accuracy"], rule, fig),
+        section(
+            "leaderboard",
+            SECTIONS["leaderboard"],
+            table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9)),
+        ),
+        section("significance", SECTIONS["significance"], sig_text, tag("ul", join(sig))),
+        section("runs", SECTIONS["runs"], tag("ul", join(run_items))),
+    ]
+    head = join(
+        (
+            tag("h1", "Compare ", tag("code", root.resolve().name)),
+            tag(
+                "p",
+                f"{len(variants)} variants, baseline ",
+                tag("code", baseline or "\u2014"),
+                f"; best by {selection} accuracy: ",
+                tag("b", best["name"]),
+                f" ({_pm(best.get('val_accuracy'))} validation, {_pm(best.get('test_accuracy'))} test).",
+            ),
+            tag(
+                "nav",
+                tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
+                class_="toc",
+            ),
+        )
+    )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    footer = tag(
+        "p",
+        f"Written by mnistlab {__version__} at {now} from ",
+        tag("code", str(root / LEADERBOARD)),
+        ". Self-contained: figures are embedded, nothing is fetched.",
+    )
     return page(f"mnistlab compare {root.resolve().name}", head, body, footer)
 
 
@@ -220,11 +320,14 @@ def _sep(items: list[Html]) -> list[Any]:
     return out
 
 
-def write_compare(compare_dir: str | Path, out: str | Path | None = None, *,
-                  run_reports: bool = False) -> Path:
+def write_compare(
+    compare_dir: str | Path, out: str | Path | None = None, *, run_reports: bool = False
+) -> Path:
     """Write ``<compare_dir>/report.html`` (or ``out``) atomically; return its path.
     ``run_reports=True`` first writes the report of every run folder that lacks one, so each
     link leads somewhere."""
     dest = Path(out) if out is not None else Path(compare_dir) / REPORT
-    atomic_write_text(dest, render_compare(compare_dir, run_reports=run_reports, page_dir=dest.parent))
+    atomic_write_text(
+        dest, render_compare(compare_dir, run_reports=run_reports, page_dir=dest.parent)
+    )
     return dest

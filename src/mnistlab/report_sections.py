@@ -43,7 +43,9 @@ def _digit_png(img: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(255 - np.asarray(img, dtype=np.uint8), mode="L").save(buf, format="PNG", optimize=True)
+    Image.fromarray(255 - np.asarray(img, dtype=np.uint8), mode="L").save(
+        buf, format="PNG", optimize=True
+    )
     return buf.getvalue()
 
 
@@ -53,8 +55,11 @@ def _digit(img: np.ndarray, alt: str, *lines: Any) -> Html:
     caption = []
     for line in lines:
         caption += [tag("br"), line] if caption else [line]
-    return tag("li", tag("img", src=data_uri(_digit_png(img)), alt=alt, width="56", height="56"),
-               join(caption))
+    return tag(
+        "li",
+        tag("img", src=data_uri(_digit_png(img)), alt=alt, width="56", height="56"),
+        join(caption),
+    )
 
 
 def _flat(v: Any) -> str:
@@ -79,12 +84,20 @@ def _recipe_section(p: dict[str, Piece]) -> Html:
     groups = []
     for group, fields in r.to_dict().items():
         if isinstance(fields, dict):
-            rows = [(k, tag("code", ", ".join(map(str, v)) if isinstance(v, list) else v))
-                    for k, v in fields.items()]
+            rows = [
+                (k, tag("code", ", ".join(map(str, v)) if isinstance(v, list) else v))
+                for k, v in fields.items()
+            ]
             groups.append(tag("div", table((f"[{group}]", ""), rows)))
     params = (p["evaluation"].value or {}).get("params")
-    intro = tag("p", "Name ", tag("code", r.name), ". Network: ", tag("code", architecture(r)),
-                f" ({params:,} trainable parameters)." if params else ".")
+    intro = tag(
+        "p",
+        "Name ",
+        tag("code", r.name),
+        ". Network: ",
+        tag("code", architecture(r)),
+        f" ({params:,} trainable parameters)." if params else ".",
+    )
     return join((intro, tag("div", join(groups), class_="grid tables")))
 
 
@@ -92,24 +105,36 @@ def _dataset_section(p: dict[str, Piece]) -> Html:
     env = p["environment"]
     ds = env.value.get("dataset") if isinstance(env.value, dict) else None
     if not isinstance(ds, dict):
-        return _missing_piece(env if env.problem else Piece(problem=f"{runs.ENVIRONMENT} has no "
-                              "'dataset' entry"), "environment.json's dataset record")
+        return _missing_piece(
+            env if env.problem else Piece(problem=f"{runs.ENVIRONMENT} has no 'dataset' entry"),
+            "environment.json's dataset record",
+        )
     recipe = p["recipe"].value
     split = recipe.validation_split if recipe is not None else None
     n_train = ds.get("train")
-    held = (f"{math.floor(n_train * (1 - split)):,} trained on, {n_train - math.floor(n_train * (1 - split)):,} "
-            "held out for validation (the last part)" if isinstance(n_train, int) and split is not None else None)
-    items = [("name", tag("code", ds.get("name"))), ("source", ds.get("source") or "\u2014"),
-             ("training images", f"{n_train:,}" if isinstance(n_train, int) else "\u2014"),
-             ("test images", f"{ds['test']:,}" if isinstance(ds.get("test"), int) else "\u2014")]
+    held = (
+        f"{math.floor(n_train * (1 - split)):,} trained on, {n_train - math.floor(n_train * (1 - split)):,} "
+        "held out for validation (the last part)"
+        if isinstance(n_train, int) and split is not None
+        else None
+    )
+    items = [
+        ("name", tag("code", ds.get("name"))),
+        ("source", ds.get("source") or "\u2014"),
+        ("training images", f"{n_train:,}" if isinstance(n_train, int) else "\u2014"),
+        ("test images", f"{ds['test']:,}" if isinstance(ds.get("test"), int) else "\u2014"),
+    ]
     if held:
         items.append(("split", held))
     if ds.get("note"):
         items.append(("note", ds["note"]))
     checksums = ds.get("checksums") or {}
     rows = [(tag("code", f), tag("code", h)) for f, h in checksums.items()]
-    sums = (table(("file", "SHA-256"), rows) if rows
-            else missing("checksums", "environment.json records none for this dataset"))
+    sums = (
+        table(("file", "SHA-256"), rows)
+        if rows
+        else missing("checksums", "environment.json records none for this dataset")
+    )
     return join((definitions(items), tag("h3", "Checksums"), sums))
 
 
@@ -122,41 +147,92 @@ def _curves_section(p: dict[str, Piece]) -> Html:
     rows = hist.value
     if not rows:
         return missing("history.csv", "it holds no finished epoch yet")
-    bad = [r["epoch"] for r in rows if r.get("loss") is None or not math.isfinite(r["loss"])
-           or abs(r["loss"]) > 1e3]
-    note = (f" Epoch {', '.join(map(str, bad))}: the training loss is not finite or exploded "
-            "(log axis; non-finite points are left out)." if bad else "")
-    figs = [figure(_png(plots.learning_curve, rows, "loss", title="Loss (cross-entropy)", ylabel="loss"),
-                   "training and validation loss per epoch", "Loss per epoch." + note, name="loss"),
-            figure(_png(plots.learning_curve, rows, "accuracy", title="Accuracy", ylabel="accuracy"),
-                   "training and validation accuracy per epoch", "Accuracy per epoch.", name="accuracy"),
-            figure(_png(plots.learning_curve, rows, "learning_rate", title="Learning rate",
-                        ylabel="learning rate (end of epoch)", log=False),
-                   "learning rate at the end of each epoch", "Learning rate at each epoch's last step.",
-                   name="learning-rate")]
-    table_rows = [(r["epoch"], _num(r["loss"]), _num(r["accuracy"]), _num(r["val_loss"]),
-                   _num(r["val_accuracy"]), _num(r["learning_rate"], ".3g"), _num(r["seconds"], ".2f"))
-                  for r in rows]
-    return join((tag("div", join(figs), class_="grid"),
-                 table(("epoch", "loss", "accuracy", "val loss", "val accuracy", "lr", "seconds"),
-                       table_rows, numeric=range(7))))
+    bad = [
+        r["epoch"]
+        for r in rows
+        if r.get("loss") is None or not math.isfinite(r["loss"]) or abs(r["loss"]) > 1e3
+    ]
+    note = (
+        f" Epoch {', '.join(map(str, bad))}: the training loss is not finite or exploded "
+        "(log axis; non-finite points are left out)."
+        if bad
+        else ""
+    )
+    figs = [
+        figure(
+            _png(plots.learning_curve, rows, "loss", title="Loss (cross-entropy)", ylabel="loss"),
+            "training and validation loss per epoch",
+            "Loss per epoch." + note,
+            name="loss",
+        ),
+        figure(
+            _png(plots.learning_curve, rows, "accuracy", title="Accuracy", ylabel="accuracy"),
+            "training and validation accuracy per epoch",
+            "Accuracy per epoch.",
+            name="accuracy",
+        ),
+        figure(
+            _png(
+                plots.learning_curve,
+                rows,
+                "learning_rate",
+                title="Learning rate",
+                ylabel="learning rate (end of epoch)",
+                log=False,
+            ),
+            "learning rate at the end of each epoch",
+            "Learning rate at each epoch's last step.",
+            name="learning-rate",
+        ),
+    ]
+    table_rows = [
+        (
+            r["epoch"],
+            _num(r["loss"]),
+            _num(r["accuracy"]),
+            _num(r["val_loss"]),
+            _num(r["val_accuracy"]),
+            _num(r["learning_rate"], ".3g"),
+            _num(r["seconds"], ".2f"),
+        )
+        for r in rows
+    ]
+    return join(
+        (
+            tag("div", join(figs), class_="grid"),
+            table(
+                ("epoch", "loss", "accuracy", "val loss", "val accuracy", "lr", "seconds"),
+                table_rows,
+                numeric=range(7),
+            ),
+        )
+    )
 
 
-def _eval_or_missing(p: dict[str, Piece], what: str, needs_images: bool = False,
-                     first: bool = False) -> tuple[Any, Html | None]:
+def _eval_or_missing(
+    p: dict[str, Piece], what: str, needs_images: bool = False, first: bool = False
+) -> tuple[Any, Html | None]:
     """(evaluation value, note to show first): the note is a missing box when the section
     cannot be drawn, or a line saying the numbers come from metrics.json. The reason is spelled
     out in the ``first`` section only; the later ones point back to it."""
     ev = p["evaluation"]
-    why = ev.problem if first else join(("see ", tag("a", "the confusion matrix section", href="#confusion"),
-                                         " for why"))
+    why = (
+        ev.problem
+        if first
+        else join(("see ", tag("a", "the confusion matrix section", href="#confusion"), " for why"))
+    )
     if ev.value is None:
         return None, missing(what, why)
     if ev.problem and needs_images:
         return None, missing(what, join(("the test images need the model and its dataset; ", why)))
     if ev.problem:
-        return ev.value, tag("p", "From the test evaluation stored in metrics.json by `mnistlab evaluate`; "
-                                  "the model could not be used: ", why, class_="muted")
+        return ev.value, tag(
+            "p",
+            "From the test evaluation stored in metrics.json by `mnistlab evaluate`; "
+            "the model could not be used: ",
+            why,
+            class_="muted",
+        )
     return ev.value, None
 
 
@@ -167,12 +243,25 @@ def _confusion_section(p: dict[str, Piece]) -> Html:
     if ev is None:
         return note
     r = ev["result"]
-    png = _png(plots.confusion_matrix, r["confusion_matrix"], r["class_names"],
-               title=f"accuracy {r['accuracy']:.2%} on {r['n']:,} test images")
-    return join((note, figure(png, "confusion matrix heatmap of the test set",
-                              "Rows: the true class; columns: the predicted class. Colour: share of "
-                              "the true class (log scale), so the rare mistakes stay visible.",
-                              name="confusion", class_="narrow")))
+    png = _png(
+        plots.confusion_matrix,
+        r["confusion_matrix"],
+        r["class_names"],
+        title=f"accuracy {r['accuracy']:.2%} on {r['n']:,} test images",
+    )
+    return join(
+        (
+            note,
+            figure(
+                png,
+                "confusion matrix heatmap of the test set",
+                "Rows: the true class; columns: the predicted class. Colour: share of "
+                "the true class (log scale), so the rare mistakes stay visible.",
+                name="confusion",
+                class_="narrow",
+            ),
+        )
+    )
 
 
 def _per_class_section(p: dict[str, Piece]) -> Html:
@@ -182,19 +271,40 @@ def _per_class_section(p: dict[str, Piece]) -> Html:
     if ev is None:
         return note
     r = ev["result"]
-    rows = [(name, _num(m["precision"]), _num(m["recall"]), _num(m["f1"]), f"{m['support']:,}")
-            for name, m in r["per_class"].items()]
+    rows = [
+        (name, _num(m["precision"]), _num(m["recall"]), _num(m["f1"]), f"{m['support']:,}")
+        for name, m in r["per_class"].items()
+    ]
     for key in ("macro_avg", "weighted_avg"):
         if isinstance(r.get(key), dict):
             m = r[key]
-            rows.append((tag("b", key.replace("_", " ")), _num(m["precision"]), _num(m["recall"]),
-                         _num(m["f1"]), f"{m['support']:,}"))
-    return join((note, tag("p", "Precision: of the images called X, the share that are X. Recall: of "
-                                "the X images, the share found. F1: their harmonic mean."),
-                 figure(_png(plots.per_class_bars, r["per_class"]), "per-class precision, recall and F1 bars",
-                        "Precision, recall and F1 of every class on the test set.", name="per-class",
-                        class_="narrow"),
-                 table(("class", "precision", "recall", "F1", "support"), rows, numeric=range(1, 5))))
+            rows.append(
+                (
+                    tag("b", key.replace("_", " ")),
+                    _num(m["precision"]),
+                    _num(m["recall"]),
+                    _num(m["f1"]),
+                    f"{m['support']:,}",
+                )
+            )
+    return join(
+        (
+            note,
+            tag(
+                "p",
+                "Precision: of the images called X, the share that are X. Recall: of "
+                "the X images, the share found. F1: their harmonic mean.",
+            ),
+            figure(
+                _png(plots.per_class_bars, r["per_class"]),
+                "per-class precision, recall and F1 bars",
+                "Precision, recall and F1 of every class on the test set.",
+                name="per-class",
+                class_="narrow",
+            ),
+            table(("class", "precision", "recall", "F1", "support"), rows, numeric=range(1, 5)),
+        )
+    )
 
 
 def _pairs_section(p: dict[str, Piece]) -> Html:
@@ -208,23 +318,54 @@ def _pairs_section(p: dict[str, Piece]) -> Html:
     names = list(r["class_names"])
     blocks = []
     for m in pairs:
-        head = tag("div", tag("b", f"{m['true']} \u2192 {m['predicted']}"), tag("br"),
-                   f"{m['count']:,} times ({m['share_of_true']:.1%} of the {m['true']}s)")
+        head = tag(
+            "div",
+            tag("b", f"{m['true']} \u2192 {m['predicted']}"),
+            tag("br"),
+            f"{m['count']:,} times ({m['share_of_true']:.1%} of the {m['true']}s)",
+        )
         if ev["x"] is None:
-            blocks.append(tag("div", head, tag("span", "(examples need the model)", class_="muted"),
-                              class_="pair"))
+            blocks.append(
+                tag(
+                    "div",
+                    head,
+                    tag("span", "(examples need the model)", class_="muted"),
+                    class_="pair",
+                )
+            )
             continue
         t, q = names.index(m["true"]), names.index(m["predicted"])
         pred = ev["proba"].argmax(axis=1)
         idx = np.flatnonzero((ev["y"] == t) & (pred == q))
         idx = idx[np.lexsort((idx, -ev["proba"][idx, q]))][:PAIR_EXAMPLES]  # most confident first
-        digits = [_digit(ev["x"][i], f"a {m['true']} predicted as {m['predicted']}",
-                         f"p={ev['proba'][i, q]:.2f}") for i in idx]
-        blocks.append(tag("div", head, tag("ul", join(digits), class_="digits"), class_="pair",
-                          data_figure="pair"))
-    return join((note, tag("p", "The largest off-diagonal cells of the confusion matrix, each with the "
-                                "test images behind it (p: the probability given to the wrong class)."),
-                 join(blocks)))
+        digits = [
+            _digit(
+                ev["x"][i],
+                f"a {m['true']} predicted as {m['predicted']}",
+                f"p={ev['proba'][i, q]:.2f}",
+            )
+            for i in idx
+        ]
+        blocks.append(
+            tag(
+                "div",
+                head,
+                tag("ul", join(digits), class_="digits"),
+                class_="pair",
+                data_figure="pair",
+            )
+        )
+    return join(
+        (
+            note,
+            tag(
+                "p",
+                "The largest off-diagonal cells of the confusion matrix, each with the "
+                "test images behind it (p: the probability given to the wrong class).",
+            ),
+            join(blocks),
+        )
+    )
 
 
 def _mistakes_section(p: dict[str, Piece]) -> Html:
@@ -239,12 +380,26 @@ def _mistakes_section(p: dict[str, Piece]) -> Html:
     wrong = int(np.sum(pred != ev["y"]))
     if not len(idx):
         return tag("p", "No mistakes on the test set.")
-    digits = [_digit(ev["x"][i], f"true {names[ev['y'][i]]}, predicted {names[pred[i]]}",
-                     f"true {names[ev['y'][i]]}", tag("b", f"pred {names[pred[i]]}"),
-                     f"p={ev['proba'][i, pred[i]]:.2f}") for i in idx]
-    return join((tag("p", f"The {len(idx)} most confident of the {wrong:,} mistakes on the test set "
-                          "(p: the probability of the predicted class)."),
-                 tag("ul", join(digits), class_="digits", data_figure="gallery")))
+    digits = [
+        _digit(
+            ev["x"][i],
+            f"true {names[ev['y'][i]]}, predicted {names[pred[i]]}",
+            f"true {names[ev['y'][i]]}",
+            tag("b", f"pred {names[pred[i]]}"),
+            f"p={ev['proba'][i, pred[i]]:.2f}",
+        )
+        for i in idx
+    ]
+    return join(
+        (
+            tag(
+                "p",
+                f"The {len(idx)} most confident of the {wrong:,} mistakes on the test set "
+                "(p: the probability of the predicted class).",
+            ),
+            tag("ul", join(digits), class_="digits", data_figure="gallery"),
+        )
+    )
 
 
 def _r2_section(p: dict[str, Piece]) -> Html:
@@ -255,23 +410,42 @@ def _r2_section(p: dict[str, Piece]) -> Html:
         return join((note, tag("p", R2_LABELS_WHY)))
     r2 = ev["result"]["r2"]
     value = r2.get("probabilities_vs_onehot")
-    headline = ("undefined (the test set holds a single class)" if value is None else f"{value:.4f}")
-    return join((note, definitions([("R\u00b2 of probabilities vs one-hot targets", tag("b", headline)),
-                                    ("Brier score", _num(r2.get("brier")))]),
-                 tag("p", R2_LABELS_WHY), tag("p", R2_HOW_TO_READ)))
+    headline = "undefined (the test set holds a single class)" if value is None else f"{value:.4f}"
+    return join(
+        (
+            note,
+            definitions(
+                [
+                    ("R\u00b2 of probabilities vs one-hot targets", tag("b", headline)),
+                    ("Brier score", _num(r2.get("brier"))),
+                ]
+            ),
+            tag("p", R2_LABELS_WHY),
+            tag("p", R2_HOW_TO_READ),
+        )
+    )
 
 
 def _health_section(p: dict[str, Piece]) -> Html:
     metrics = p["metrics"]
     verdict = health_verdict(metrics.value)
     if verdict is None:
-        return (_missing_piece(metrics, "metrics.json (no health verdict)") if metrics.problem
-                else missing("the health verdict", "metrics.json has no 'health' list"))
+        return (
+            _missing_piece(metrics, "metrics.json (no health verdict)")
+            if metrics.problem
+            else missing("the health verdict", "metrics.json has no 'health' list")
+        )
     messages = verdict[1]
     stopped = metrics.value.get("stopped")
     out = [tag("div", w, class_="warning") for w in messages] or [
-        tag("div", tag("b", "Healthy. "), "No epoch diverged (NaN or exploding loss) or sat at the loss "
-            "of a uniform guess with chance accuracy.", class_="healthy")]
+        tag(
+            "div",
+            tag("b", "Healthy. "),
+            "No epoch diverged (NaN or exploding loss) or sat at the loss "
+            "of a uniform guess with chance accuracy.",
+            class_="healthy",
+        )
+    ]
     if stopped:
         out.append(tag("p", tag("b", "Training stopped early: "), stopped))
     return join(out)
@@ -289,20 +463,44 @@ def _environment_section(p: dict[str, Piece]) -> Html:
     if hist.value:
         secs = [r["seconds"] for r in hist.value if r.get("seconds") is not None]
         if secs:
-            parts.append(definitions([
-                ("training", f"{sum(secs):.1f} s over {len(secs)} epoch{'s' * (len(secs) != 1)}"),
-                ("per epoch", (f"median {float(np.median(secs)):.2f} s, first {secs[0]:.2f} s (the "
-                               "first may include compiling the engine)"))]))
+            parts.append(
+                definitions(
+                    [
+                        (
+                            "training",
+                            f"{sum(secs):.1f} s over {len(secs)} epoch{'s' * (len(secs) != 1)}",
+                        ),
+                        (
+                            "per epoch",
+                            (
+                                f"median {float(np.median(secs)):.2f} s, first {secs[0]:.2f} s (the "
+                                "first may include compiling the engine)"
+                            ),
+                        ),
+                    ]
+                )
+            )
     else:
-        parts.append(_missing_piece(hist, "history.csv (no timings)") if hist.problem
-                     else missing("timings", "no finished epoch"))
+        parts.append(
+            _missing_piece(hist, "history.csv (no timings)")
+            if hist.problem
+            else missing("timings", "no finished epoch")
+        )
     return join(parts)
 
 
-RENDER = {"recipe": _recipe_section, "dataset": _dataset_section, "learning-curves": _curves_section,
-           "confusion": _confusion_section, "per-class": _per_class_section,
-           "confused-pairs": _pairs_section, "mistakes": _mistakes_section, "r2": _r2_section,
-           "health": _health_section, "environment": _environment_section}
+RENDER = {
+    "recipe": _recipe_section,
+    "dataset": _dataset_section,
+    "learning-curves": _curves_section,
+    "confusion": _confusion_section,
+    "per-class": _per_class_section,
+    "confused-pairs": _pairs_section,
+    "mistakes": _mistakes_section,
+    "r2": _r2_section,
+    "health": _health_section,
+    "environment": _environment_section,
+}
 
 
 def header(path, p: dict[str, Piece]) -> Html:
@@ -310,22 +508,50 @@ def header(path, p: dict[str, Piece]) -> Html:
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
     train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}
     verdict = health_verdict(metrics)
-    badge = (tag("span", "health unknown", class_="badge warn") if verdict is None else
-             tag("span", "healthy", class_="badge ok") if verdict[0] == "healthy" else
-             tag("span", "health warning", class_="badge bad"))
+    badge = (
+        tag("span", "health unknown", class_="badge warn")
+        if verdict is None
+        else tag("span", "healthy", class_="badge ok")
+        if verdict[0] == "healthy"
+        else tag("span", "health warning", class_="badge bad")
+    )
     env = p["environment"].value if isinstance(p["environment"].value, dict) else {}
     ds = env.get("dataset") if isinstance(env.get("dataset"), dict) else {}
-    stats = [(_num(test.get("accuracy"), ".2%") if test.get("accuracy") is not None else "\u2014", "test accuracy"),
-             (_num(test.get("loss")), "test loss"),
-             (_num(train.get("val_accuracy"), ".2%") if train.get("val_accuracy") is not None else "\u2014",
-              "validation accuracy"),
-             (str(train.get("epoch", "\u2014")), "epochs"),
-             (ds.get("name", "\u2014"), "dataset")]
-    toc = tag("nav", tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
-              class_="toc", aria_label="sections")
-    return join((tag("h1", "Run ", tag("code", path.name)),
-                 tag("p", badge, " ", tag("span", f"started {env.get('started', 'at an unknown time')}",
-                                          class_="muted")),
-                 tag("div", join(tag("div", tag("b", v), tag("span", k), class_="stat") for v, k in stats),
-                     class_="headline"),
-                 toc))
+    stats = [
+        (
+            _num(test.get("accuracy"), ".2%") if test.get("accuracy") is not None else "\u2014",
+            "test accuracy",
+        ),
+        (_num(test.get("loss")), "test loss"),
+        (
+            _num(train.get("val_accuracy"), ".2%")
+            if train.get("val_accuracy") is not None
+            else "\u2014",
+            "validation accuracy",
+        ),
+        (str(train.get("epoch", "\u2014")), "epochs"),
+        (ds.get("name", "\u2014"), "dataset"),
+    ]
+    toc = tag(
+        "nav",
+        tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
+        class_="toc",
+        aria_label="sections",
+    )
+    return join(
+        (
+            tag("h1", "Run ", tag("code", path.name)),
+            tag(
+                "p",
+                badge,
+                " ",
+                tag("span", f"started {env.get('started', 'at an unknown time')}", class_="muted"),
+            ),
+            tag(
+                "div",
+                join(tag("div", tag("b", v), tag("span", k), class_="stat") for v, k in stats),
+                class_="headline",
+            ),
+            toc,
+        )
+    )

@@ -42,15 +42,15 @@ def holder(run_dir: str | os.PathLike[str]) -> str:
     """Who holds ``run_dir``, in words, from its lock file."""
     try:
         info = json.loads((Path(run_dir) / LOCK).read_text())
-        return (f"pid {info['pid']} on {info['host']} ({info['command']}, since "
-                f"{info['since']})")
+        return f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
 
 @contextlib.contextmanager
-def hold(run_dir: str | os.PathLike[str], *, wait: float = 0.0,
-         command: str = "mnistlab") -> Iterator[None]:
+def hold(
+    run_dir: str | os.PathLike[str], *, wait: float = 0.0, command: str = "mnistlab"
+) -> Iterator[None]:
     """Hold ``run_dir`` for the block; RunError naming the holder if another process has it
     for longer than ``wait`` seconds."""
     key = os.path.realpath(run_dir)
@@ -80,8 +80,9 @@ def _acquire(run_dir: Path, wait: float, command: str):
         try:
             lock.acquire()
         except Timeout:
-            raise RunError(f"{run_dir}: in use by another process; wait for it to finish or "
-                           "stop it") from None
+            raise RunError(
+                f"{run_dir}: in use by another process; wait for it to finish or stop it"
+            ) from None
         return lock
     while True:
         with fs_errors(path):
@@ -93,8 +94,10 @@ def _acquire(run_dir: Path, wait: float, command: str):
             if time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
-            raise RunError(f"{run_dir}: in use by {holder(run_dir)}; wait for it to finish, or "
-                           "stop that process and try again") from None
+            raise RunError(
+                f"{run_dir}: in use by {holder(run_dir)}; wait for it to finish, or "
+                "stop that process and try again"
+            ) from None
         try:  # the holder may have removed the file between our open and our lock: retry
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -102,8 +105,12 @@ def _acquire(run_dir: Path, wait: float, command: str):
         if not same:
             os.close(fd)
             continue
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                "since": datetime.now(UTC).isoformat(timespec="seconds")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         with fs_errors(path):
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)

@@ -46,19 +46,38 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab._io import (atomic_write_bytes, atomic_write_json, atomic_write_text, fs_error,
-                          fs_errors, make_dirs, normalize)
-from mnistlab._io import _umask
+from mnistlab._io import (
+    _umask,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    fs_error,
+    fs_errors,
+    make_dirs,
+    normalize,
+)
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.normalize import preprocess
 from mnistlab.recipe import Recipe
 
 RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
-    "recipe.toml", "history.csv", "metrics.json", "model.safetensors", "environment.json",
-    "checkpoint.safetensors")
+    "recipe.toml",
+    "history.csv",
+    "metrics.json",
+    "model.safetensors",
+    "environment.json",
+    "checkpoint.safetensors",
+)
 REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
-                  "seconds")
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
 MODEL_FORMAT = "mnistlab-model/1"
 CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
 
@@ -93,7 +112,9 @@ class Run:
 
             self._predict = predictor(self.recipe, self.weights)
         predict = self._predict
-        parts = [predict(self.preprocess(x[s:s + batch_size])) for s in range(0, len(x), batch_size)]
+        parts = [
+            predict(self.preprocess(x[s : s + batch_size])) for s in range(0, len(x), batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
 
@@ -134,14 +155,13 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
         raise RunError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
         metadata = header.get("__metadata__") or {}
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
         raise RunError(f"{path}: damaged or truncated safetensors file ({exc})") from None
     if metadata.get("format") != expected_format:
-        raise RunError(f"{path}: not a {expected_format} file (format "
-                       f"{metadata.get('format')!r})")
+        raise RunError(f"{path}: not a {expected_format} file (format {metadata.get('format')!r})")
     if metadata.get("sha256") != _digest(tensors):
         raise RunError(f"{path}: checksum mismatch, the file was modified or damaged")
     # (files written before the metadata had a checksum have none to check)
@@ -150,17 +170,28 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
     return tensors, metadata
 
 
-def write_model(path: Path, weights: dict[str, np.ndarray], mean: float, std: float,
-                class_names: tuple[str, ...], recipe: Recipe, dataset_name: str) -> None:
+def write_model(
+    path: Path,
+    weights: dict[str, np.ndarray],
+    mean: float,
+    std: float,
+    class_names: tuple[str, ...],
+    recipe: Recipe,
+    dataset_name: str,
+) -> None:
     tensors = dict(weights)
     tensors["normalization.mean"] = np.array(mean, dtype=np.float64)
     tensors["normalization.std"] = np.array(std, dtype=np.float64)
-    _save(Path(path), tensors, {
-        "format": MODEL_FORMAT,
-        "recipe": json.dumps(recipe.to_dict()),
-        "class_names": json.dumps(list(class_names)),
-        "dataset": dataset_name,
-    })
+    _save(
+        Path(path),
+        tensors,
+        {
+            "format": MODEL_FORMAT,
+            "recipe": json.dumps(recipe.to_dict()),
+            "class_names": json.dumps(list(class_names)),
+            "dataset": dataset_name,
+        },
+    )
 
 
 def read_model(path: Path) -> dict[str, Any]:
@@ -176,53 +207,80 @@ def read_model(path: Path) -> dict[str, Any]:
     except (KeyError, ValueError, TypeError, MnistlabError) as exc:
         raise RunError(f"{path}: incomplete metadata ({exc})") from None
     _check_weights(path, recipe, tensors, len(class_names))
-    return {"weights": tensors, "mean": mean, "std": std, "class_names": class_names,
-            "recipe": recipe, "dataset": dataset}
+    return {
+        "weights": tensors,
+        "mean": mean,
+        "std": std,
+        "class_names": class_names,
+        "recipe": recipe,
+        "dataset": dataset,
+    }
 
 
-def _check_weights(path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int) -> None:
+def _check_weights(
+    path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int
+) -> None:
     from mnistlab.initializers import init_weights
 
     want = {k: v.shape for k, v in init_weights(recipe, n_classes=n_classes).items()}
     got = {k: v.shape for k, v in weights.items()}
     if want != got:
         diff = sorted(set(want.items()) ^ set(got.items()))[:4]
-        raise RunError(f"{path}: weights do not match the recipe's network (first differences: "
-                       f"{diff})")
+        raise RunError(
+            f"{path}: weights do not match the recipe's network (first differences: {diff})"
+        )
 
 
 # ---- checkpoint -------------------------------------------------------------------------
-def write_checkpoint(path: Path, state: dict[str, np.ndarray], epoch: int,
-                     history: list[dict[str, Any]], engine: str,
-                     recipe: Recipe | None = None) -> None:
+def write_checkpoint(
+    path: Path,
+    state: dict[str, np.ndarray],
+    epoch: int,
+    history: list[dict[str, Any]],
+    engine: str,
+    recipe: Recipe | None = None,
+) -> None:
     """State after ``epoch`` finished epochs; the history travels with it so the two never
     disagree, whatever moment a kill lands. ``recipe``, recorded too, pins how a resume goes on."""
-    meta = {"format": CHECKPOINT_FORMAT, "epoch": str(epoch), "history": json.dumps(history),
-            "engine": engine}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": str(epoch),
+        "history": json.dumps(history),
+        "engine": engine,
+    }
     if recipe is not None:
         meta["recipe"] = json.dumps(recipe.to_dict())
     _save(Path(path), state, meta)
 
 
-def read_checkpoint(path: Path, recipe: Recipe | None = None
-                    ) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
+def read_checkpoint(
+    path: Path, recipe: Recipe | None = None
+) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
     """(state, epoch, history); with ``recipe``, RunError naming the first field in which it
     differs from the recipe the checkpoint was made with."""
     path = Path(path)
     tensors, meta = _load(path, CHECKPOINT_FORMAT)
     try:
         epoch, history = int(meta["epoch"]), json.loads(meta["history"])
-        made_with = (Recipe.from_dict(json.loads(meta["recipe"]), source=f"{path} metadata")
-                     if "recipe" in meta else None)
+        made_with = (
+            Recipe.from_dict(json.loads(meta["recipe"]), source=f"{path} metadata")
+            if "recipe" in meta
+            else None
+        )
     except (KeyError, ValueError, MnistlabError) as exc:
         raise RunError(f"{path}: incomplete metadata ({exc})") from None
     if recipe is not None and made_with is not None and made_with != recipe:
-        name = next(f.name for f in dataclasses.fields(Recipe)
-                    if getattr(made_with, f.name) != getattr(recipe, f.name))
-        raise RunError(f"{path.parent / RECIPE}: field '{name}' is {getattr(recipe, name)!r} but "
-                       f"the checkpoint after epoch {epoch} was made with "
-                       f"{getattr(made_with, name)!r}; resume continues a run exactly as it "
-                       f"started: set it back, or train a new run with the changed recipe")
+        name = next(
+            f.name
+            for f in dataclasses.fields(Recipe)
+            if getattr(made_with, f.name) != getattr(recipe, f.name)
+        )
+        raise RunError(
+            f"{path.parent / RECIPE}: field '{name}' is {getattr(recipe, name)!r} but "
+            f"the checkpoint after epoch {epoch} was made with "
+            f"{getattr(made_with, name)!r}; resume continues a run exactly as it "
+            f"started: set it back, or train a new run with the changed recipe"
+        )
     return tensors, epoch, history
 
 
@@ -249,8 +307,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
         for line in reader:
-            row: dict[str, Any] = {k: (None if line[k] in ("", None) else float(line[k]))
-                                   for k in HISTORY_FIELDS}
+            row: dict[str, Any] = {
+                k: (None if line[k] in ("", None) else float(line[k])) for k in HISTORY_FIELDS
+            }
             row["epoch"] = int(row["epoch"])
             rows.append(row)
     except (TypeError, ValueError) as exc:
@@ -314,13 +373,16 @@ def check_free(out: str | Path) -> Path:
     """``out`` as a Path if a new run may go there (absent or an empty folder), else RunError."""
     path = Path(out)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunError(f"{path}: already exists and is not an empty folder; choose another "
-                       "--out or continue it with --resume")
+        raise RunError(
+            f"{path}: already exists and is not an empty folder; choose another "
+            "--out or continue it with --resume"
+        )
     return path
 
 
-def new_run_dir(recipe: Recipe, out: str | Path | None = None,
-                files: dict[str, bytes] | None = None) -> Path:
+def new_run_dir(
+    recipe: Recipe, out: str | Path | None = None, files: dict[str, bytes] | None = None
+) -> Path:
     """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>.
 
     With ``files`` (name -> content) the folder appears with them all or not at all: it is built
@@ -368,19 +430,32 @@ def load_run(path: str | Path) -> Run:
     """Read and verify a finished run folder; any problem is a RunError naming the file."""
     path = Path(path)
     if not path.is_dir():
-        raise RunError(f"{path}: is a file, expected a run folder" if path.exists()
-                       else f"{path}: no such run folder")
+        raise RunError(
+            f"{path}: is a file, expected a run folder"
+            if path.exists()
+            else f"{path}: no such run folder"
+        )
     for name in REQUIRED:
         if not (path / name).is_file():
-            raise RunError(f"{path / name}: file is missing (the run is incomplete; "
-                           f"if training was interrupted, continue it with --resume)")
+            raise RunError(
+                f"{path / name}: file is missing (the run is incomplete; "
+                f"if training was interrupted, continue it with --resume)"
+            )
     recipe = Recipe.from_toml(path / RECIPE)
     model = read_model(path / MODEL)
     if model["recipe"] != recipe:
         raise RunError(f"{path / MODEL}: its recipe differs from {path / RECIPE}")
     env = read_json(path / ENVIRONMENT)
-    return Run(path=path, recipe=recipe, weights=model["weights"], mean=model["mean"],
-               std=model["std"], class_names=model["class_names"],
-               history=read_history(path / HISTORY), dataset_name=model["dataset"],
-               engine=str(env.get("engine", "")), metrics=read_json(path / METRICS),
-               environment=env)
+    return Run(
+        path=path,
+        recipe=recipe,
+        weights=model["weights"],
+        mean=model["mean"],
+        std=model["std"],
+        class_names=model["class_names"],
+        history=read_history(path / HISTORY),
+        dataset_name=model["dataset"],
+        engine=str(env.get("engine", "")),
+        metrics=read_json(path / METRICS),
+        environment=env,
+    )

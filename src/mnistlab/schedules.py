@@ -42,8 +42,9 @@ def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     return math.ceil(n_samples / batch_size)
 
 
-def learning_rates(recipe: Recipe, epoch: int, steps: int,
-                   history: Sequence[Mapping[str, Any]] | None = None) -> np.ndarray:
+def learning_rates(
+    recipe: Recipe, epoch: int, steps: int, history: Sequence[Mapping[str, Any]] | None = None
+) -> np.ndarray:
     """float64 array of the ``steps`` learning rates of epoch ``epoch`` (0-based).
 
     ``history``: the rows of the epochs before ``epoch`` (as ``train.fit`` records them); only
@@ -83,8 +84,10 @@ def plateau_factor(recipe: Recipe, history: Sequence[Mapping[str, Any]], epoch: 
     [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
     """
     if len(history) < epoch:
-        raise ValueError(f"schedule 'plateau' needs the history of the {epoch} epochs before "
-                         f"epoch {epoch + 1}, got {len(history)}")
+        raise ValueError(
+            f"schedule 'plateau' needs the history of the {epoch} epochs before "
+            f"epoch {epoch + 1}, got {len(history)}"
+        )
     name = recipe.plateau_monitor
     sign = 1.0 if name.endswith("loss") else -1.0  # compare as "lower is better"
     floor = recipe.min_lr / recipe.learning_rate

@@ -75,8 +75,11 @@ class Param:
     choices: tuple[Any, ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if v not in (None, (), False) or k == "kind"}
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if v not in (None, (), False) or k == "kind"
+        }
 
 
 @dataclasses.dataclass
@@ -87,9 +90,14 @@ class Space:
 
     def describe(self) -> str:
         """A canonical JSON of the space: workers of one study must agree on it."""
-        return json.dumps({"base": self.base.to_dict(),
-                           "params": {k: p.describe() for k, p in self.params.items()}},
-                          sort_keys=True, default=list)
+        return json.dumps(
+            {
+                "base": self.base.to_dict(),
+                "params": {k: p.describe() for k, p in self.params.items()},
+            },
+            sort_keys=True,
+            default=list,
+        )
 
 
 # ---- reading space files ----------------------------------------------------------------
@@ -122,8 +130,10 @@ def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Spac
     base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
     base.validate(f"{source} [base]")
     if not base.validation_split > 0:
-        raise RecipeError(f"{source} [base] field 'validation_split': expected a number in "
-                          "(0, 1): trials are scored on the validation split")
+        raise RecipeError(
+            f"{source} [base] field 'validation_split': expected a number in "
+            "(0, 1): trials are scored on the validation split"
+        )
     space = data.get("space")
     if not isinstance(space, dict) or not space:
         raise RecipeError(f"{source}: expected a [space] table with at least one recipe field")
@@ -135,8 +145,10 @@ def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Spac
         field = _canonical(key, f"{source} [space]")
         where = f"{source} [space] {field}"
         if field in NOT_SEARCHABLE:
-            raise RecipeError(f"{where}: cannot be searched (every trial must be scored on the "
-                              "same data); set it in [base]")
+            raise RecipeError(
+                f"{where}: cannot be searched (every trial must be scored on the "
+                "same data); set it in [base]"
+            )
         if field in params:
             raise RecipeError(f"{where}: given twice (lr is an alias of learning_rate)")
         params[field] = _param(field, spec, hints[field], where)
@@ -144,19 +156,21 @@ def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Spac
             Recipe(**{**_fields(base), field: value}).validate(where)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise RecipeError(f"{source}: name: expected letters, digits, '.', '_' or '-', got "
-                          f"{name!r}")
+        raise RecipeError(
+            f"{source}: name: expected letters, digits, '.', '_' or '-', got {name!r}"
+        )
     return Space(name=name, base=base, params=params)
 
 
 def _param(field: str, spec: Any, hint: Any, where: str) -> Param:
     if not isinstance(spec, dict):
-        raise RecipeError(f"{where}: expected a table such as {{ low = 0.0, high = 0.5 }} or "
-                          "{ choices = [...] }")
+        raise RecipeError(
+            f"{where}: expected a table such as {{ low = 0.0, high = 0.5 }} or "
+            "{ choices = [...] }"
+        )
     unknown = [k for k in spec if k not in PARAM_KEYS]
     if unknown:
-        raise RecipeError(f"{where}: unknown key '{unknown[0]}'; allowed: "
-                          + ", ".join(PARAM_KEYS))
+        raise RecipeError(f"{where}: unknown key '{unknown[0]}'; allowed: " + ", ".join(PARAM_KEYS))
     base_type = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     if "choices" in spec:
         if set(spec) - {"choices"}:
@@ -168,14 +182,21 @@ def _param(field: str, spec: Any, hint: Any, where: str) -> Param:
             raise RecipeError(f"{where}: choices: a value is listed twice")
         return Param(field, "choice", choices=tuple(choices))
     if base_type not in (int, float):
-        raise RecipeError(f"{where}: a {getattr(base_type, '__name__', base_type)} field is "
-                          "searched over choices = [...]")
+        raise RecipeError(
+            f"{where}: a {getattr(base_type, '__name__', base_type)} field is "
+            "searched over choices = [...]"
+        )
     if "low" not in spec or "high" not in spec:
         raise RecipeError(f"{where}: expected low and high (or choices)")
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     kind = "int" if base_type is int else "float"
-    number = (lambda v: isinstance(v, int) and not isinstance(v, bool)) if kind == "int" else (
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+    number = (
+        (lambda v: isinstance(v, int) and not isinstance(v, bool))
+        if kind == "int"
+        else (
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        )
+    )
     for key, v in (("low", low), ("high", high)) + ((("step", step),) if step is not None else ()):
         if not number(v):
             expected = "an integer" if kind == "int" else "a number"
@@ -218,11 +239,21 @@ def suggest(trial, space: Space) -> Recipe:
 
 
 # ---- the worker loop --------------------------------------------------------------------
-def search(space: Space, trials: int, *, storage: str | None = None, study: str | None = None,
-           out: str | Path | None = None, dataset=None, train_images: int | None = None,
-           test_images: int | None = None, heartbeat: int = HEARTBEAT, pruner=None,
-           log: Callable[[str], None] | None = None,
-           on_run: Callable[[Path, dict[str, str]], None] | None = None) -> dict[str, Any]:
+def search(
+    space: Space,
+    trials: int,
+    *,
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | Path | None = None,
+    dataset=None,
+    train_images: int | None = None,
+    test_images: int | None = None,
+    heartbeat: int = HEARTBEAT,
+    pruner=None,
+    log: Callable[[str], None] | None = None,
+    on_run: Callable[[Path, dict[str, str]], None] | None = None,
+) -> dict[str, Any]:
     """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml and
     trials.csv in ``out``; return {"study", "best", "counts", "out"}.
 
@@ -247,32 +278,43 @@ def search(space: Space, trials: int, *, storage: str | None = None, study: str 
     url = storage_url(storage, out)
     study_name = study or space.name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb, st = open_study(url, study_name, heartbeat,
-                         pruner or optuna.pruners.MedianPruner(n_startup_trials=5))
+    rdb, st = open_study(
+        url, study_name, heartbeat, pruner or optuna.pruners.MedianPruner(n_startup_trials=5)
+    )
     described = space.describe()
     known = st.user_attrs.get("space")
     if known is None:
         st.set_user_attr("space", described)
     elif known != described:
-        raise MnistlabError(f"study {study_name!r} in {safe_url(url)} searches another space; give "
-                            "another --study name")
+        raise MnistlabError(
+            f"study {study_name!r} in {safe_url(url)} searches another space; give "
+            "another --study name"
+        )
     if not isinstance(dataset, datasets.Dataset):
         dataset = datasets.load(dataset or space.base.dataset, data_dir=space.base.data_dir)
     ds = slice_dataset(dataset, train_images, test_images)
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    log(f"search {study_name}: {trials} trials on {ds.name} ({len(ds.x_train):,} train images), "
-        f"storage {safe_url(url)}, worker {worker}")
+    log(
+        f"search {study_name}: {trials} trials on {ds.name} ({len(ds.x_train):,} train images), "
+        f"storage {safe_url(url)}, worker {worker}"
+    )
     for trial in claims(st, rdb, url, study_name, heartbeat, target=trials):
         state = _run_trial(st, trial, space, ds, out, worker, rdb, heartbeat, log)
         if state is not None and on_run is not None:
-            on_run(out / trial.user_attrs["run"], {"mnistlab.study": study_name,
-                                                   "mnistlab.trial": str(trial.number),
-                                                   "mnistlab.trial_state": state})
+            on_run(
+                out / trial.user_attrs["run"],
+                {
+                    "mnistlab.study": study_name,
+                    "mnistlab.trial": str(trial.number),
+                    "mnistlab.trial_state": state,
+                },
+            )
     return _finish(st, out, space, log)
 
 
-def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbeat: int,
-               log) -> str | None:
+def _run_trial(
+    st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbeat: int, log
+) -> str | None:
     """Train one trial and report it; return its state name when this worker finished it
     (COMPLETE or PRUNED), else None."""
     from optuna.exceptions import UpdateFinishedTrialError
@@ -306,8 +348,10 @@ def _run_trial(st, trial, space: Space, ds, out: Path, worker: str, rdb, heartbe
         run = fit(recipe, ds, out=out / run_rel, quiet=True, on_epoch=on_epoch)
     value = run.metrics.get("train", {}).get("val_accuracy")
     if lost:
-        log(f"trial {trial.number}: failed by another worker (no heartbeat for "
-            f"{GRACE * heartbeat} s); its retry counts instead")
+        log(
+            f"trial {trial.number}: failed by another worker (no heartbeat for "
+            f"{GRACE * heartbeat} s); its retry counts instead"
+        )
     elif pruned:
         if tell(st, trial, log, state=TrialState.PRUNED):
             log(f"trial {trial.number}: pruned after epoch {pruned[0]} (val_accuracy {value})")
@@ -332,35 +376,63 @@ def _finish(st, out: Path, space: Space, log) -> dict[str, Any]:
     best = None
     if complete:
         best_trial = max(complete, key=lambda t: (t.value, -t.number))
-        recipe = Recipe.from_dict(best_trial.user_attrs["recipe"],
-                                  source=f"trial {best_trial.number}")
-        header = (f"# Best of {counts['COMPLETE']} complete trials of study {st.study_name!r} "
-                  f"(mnistlab search): validation accuracy {best_trial.value:.4f}, trial "
-                  f"{best_trial.number} ({best_trial.user_attrs.get('run')}).\n"
-                  "# Chosen on the validation split only; train it with "
-                  "`mnistlab train --recipe best_recipe.toml`.\n\n")
+        recipe = Recipe.from_dict(
+            best_trial.user_attrs["recipe"], source=f"trial {best_trial.number}"
+        )
+        header = (
+            f"# Best of {counts['COMPLETE']} complete trials of study {st.study_name!r} "
+            f"(mnistlab search): validation accuracy {best_trial.value:.4f}, trial "
+            f"{best_trial.number} ({best_trial.user_attrs.get('run')}).\n"
+            "# Chosen on the validation split only; train it with "
+            "`mnistlab train --recipe best_recipe.toml`.\n\n"
+        )
         atomic_write_text(out / "best_recipe.toml", header + recipe.to_toml())
-        best = {"number": best_trial.number, "value": best_trial.value,
-                "params": best_trial.params, "run": best_trial.user_attrs.get("run")}
-        log(f"best: trial {best_trial.number}, val_accuracy {best_trial.value:.4f} -> "
-            f"{out / 'best_recipe.toml'}")
+        best = {
+            "number": best_trial.number,
+            "value": best_trial.value,
+            "params": best_trial.params,
+            "run": best_trial.user_attrs.get("run"),
+        }
+        log(
+            f"best: trial {best_trial.number}, val_accuracy {best_trial.value:.4f} -> "
+            f"{out / 'best_recipe.toml'}"
+        )
     return {"study": st.study_name, "best": best, "counts": counts, "out": str(out)}
 
 
 def write_trials_csv(all_trials, space: Space, path: Path) -> Path:
-    fields = ["number", "state", "val_accuracy", *space.params, "epochs", "seconds", "run",
-              "worker", "retry_of"]
+    fields = [
+        "number",
+        "state",
+        "val_accuracy",
+        *space.params,
+        "epochs",
+        "seconds",
+        "run",
+        "worker",
+        "retry_of",
+    ]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for t in all_trials:
-        seconds = ((t.datetime_complete - t.datetime_start).total_seconds()
-                   if t.datetime_complete and t.datetime_start else "")
-        w.writerow({"number": t.number, "state": t.state.name,
-                    "val_accuracy": "" if t.value is None else t.value,
-                    **{k: t.params.get(k, "") for k in space.params},
-                    "epochs": len(t.intermediate_values), "seconds": seconds,
-                    "run": t.user_attrs.get("run", ""), "worker": t.user_attrs.get("worker", ""),
-                    "retry_of": t.system_attrs.get("failed_trial", "")})
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else ""
+        )
+        w.writerow(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "val_accuracy": "" if t.value is None else t.value,
+                **{k: t.params.get(k, "") for k in space.params},
+                "epochs": len(t.intermediate_values),
+                "seconds": seconds,
+                "run": t.user_attrs.get("run", ""),
+                "worker": t.user_attrs.get("worker", ""),
+                "retry_of": t.system_attrs.get("failed_trial", ""),
+            }
+        )
     atomic_write_text(path, buf.getvalue())
     return path

@@ -68,22 +68,49 @@ class ServeError(MnistlabError):
 def _schemas() -> dict[str, Any]:
     """Request and answer schemas for the OpenAPI document (the handlers parse by hand: cheaper
     than validating 784 numbers through pydantic, and the errors name the field)."""
-    row = {"type": "array", "minItems": SIZE, "maxItems": SIZE,
-           "items": {"type": "number", "minimum": 0, "maximum": 255}}
-    pixels = {"type": "object", "required": ["image"], "additionalProperties": False,
-              "properties": {
-                  "image": {"type": "array", "minItems": SIZE, "maxItems": SIZE, "items": row,
-                            "description": "28 rows of 28 pixels, bright ink (255) on black (0)"},
-                  "prepare": {"type": "boolean", "default": False,
-                              "description": "prepare it as a photo (crop, scale, centre) first"}}}
-    upload = {"type": "object", "required": ["file"],
-              "properties": {"file": {"type": "string", "format": "binary"}}}
+    row = {
+        "type": "array",
+        "minItems": SIZE,
+        "maxItems": SIZE,
+        "items": {"type": "number", "minimum": 0, "maximum": 255},
+    }
+    pixels = {
+        "type": "object",
+        "required": ["image"],
+        "additionalProperties": False,
+        "properties": {
+            "image": {
+                "type": "array",
+                "minItems": SIZE,
+                "maxItems": SIZE,
+                "items": row,
+                "description": "28 rows of 28 pixels, bright ink (255) on black (0)",
+            },
+            "prepare": {
+                "type": "boolean",
+                "default": False,
+                "description": "prepare it as a photo (crop, scale, centre) first",
+            },
+        },
+    }
+    upload = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    }
     binary = {"type": "string", "format": "binary"}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": pixels},
-        "multipart/form-data": {"schema": upload},
-        "image/png": {"schema": binary}, "image/jpeg": {"schema": binary},
-        "application/octet-stream": {"schema": binary}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": pixels},
+                "multipart/form-data": {"schema": upload},
+                "image/png": {"schema": binary},
+                "image/jpeg": {"schema": binary},
+                "application/octet-stream": {"schema": binary},
+            },
+        }
+    }
 
 
 def _models():
@@ -115,8 +142,14 @@ def _models():
     return Answer, Error, Health, ModelInfo
 
 
-def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
-               timeout: float = TIMEOUT, threads: int = THREADS):
+def create_app(
+    run,
+    *,
+    max_body: int = MAX_BODY,
+    max_pixels: int = MAX_PIXELS,
+    timeout: float = TIMEOUT,
+    threads: int = THREADS,
+):
     """A FastAPI app serving ``run`` (a folder or a loaded Run); loads and checks it now."""
     import anyio
     from fastapi import FastAPI, Request
@@ -131,25 +164,49 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
     run = run if isinstance(run, Run) else load_run(run)
     probe = run.predict_proba(np.zeros((1, SIZE, SIZE), np.uint8))  # also builds the predictor
     if not np.all(np.isfinite(probe)):
-        raise RunError(f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
-                       "probabilities (training diverged?); retrain it before serving")
+        raise RunError(
+            f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
+            "probabilities (training diverged?); retrain it before serving"
+        )
     names = list(run.class_names)
     recipe = run.recipe.to_dict()
     recipe.get("data", {}).pop("data_dir", None)  # a path on the server: no client's business
     health = _json({"status": "ok", "run": Path(run.path).name})
-    info = _json({"run": Path(run.path).name, "dataset": run.dataset_name, "engine": run.engine,
-                  "classes": names, "recipe": recipe, "metrics": run.metrics,
-                  "input": {"shape": [SIZE, SIZE], "range": [0, 255],
-                            "form": "bright ink on black, as in MNIST"}})
+    info = _json(
+        {
+            "run": Path(run.path).name,
+            "dataset": run.dataset_name,
+            "engine": run.engine,
+            "classes": names,
+            "recipe": recipe,
+            "metrics": run.metrics,
+            "input": {
+                "shape": [SIZE, SIZE],
+                "range": [0, 255],
+                "form": "bright ink on black, as in MNIST",
+            },
+        }
+    )
     limiter = anyio.CapacityLimiter(threads)
     Answer, Error, Health, ModelInfo = _models()
-    errors = {code: {"model": Error, "description": why} for code, why in (
-        (400, "malformed body"), (413, "body or image too large"),
-        (415, "neither an image nor JSON"), (422, "unusable image or array"),
-        (503, "time limit ran out"))}
+    errors = {
+        code: {"model": Error, "description": why}
+        for code, why in (
+            (400, "malformed body"),
+            (413, "body or image too large"),
+            (415, "neither an image nor JSON"),
+            (422, "unusable image or array"),
+            (503, "time limit ran out"),
+        )
+    }
 
-    app = FastAPI(title="mnistlab", version=__version__, docs_url=None, redoc_url=None,
-                  description=f"Predictions of run {Path(run.path).name} ({run.dataset_name}).")
+    app = FastAPI(
+        title="mnistlab",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        description=f"Predictions of run {Path(run.path).name} ({run.dataset_name}).",
+    )
     app.add_middleware(BodyLimit, limit=max_body)
 
     def compute(image: np.ndarray, prepare: bool, name: str) -> bytes:
@@ -157,8 +214,15 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
         if not np.all(np.isfinite(p)):
             raise Reject(500, "the model predicted NaN/inf for this image")
         k = int(np.argmax(p))
-        return _json({"predicted": k, "label": names[k], "probability": float(p[k]),
-                      "probabilities": dict(zip(names, p.tolist())), "image": x.tolist()})
+        return _json(
+            {
+                "predicted": k,
+                "label": names[k],
+                "probability": float(p[k]),
+                "probabilities": dict(zip(names, p.tolist())),
+                "image": x.tolist(),
+            }
+        )
 
     async def answer(request: Request) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -175,8 +239,11 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
                         raise Reject(422, "file: expected a multipart file field named 'file'")
                     body = await upload.read()
             elif not (ctype.startswith("image/") or ctype == "application/octet-stream"):
-                raise Reject(415, f"content-type: expected application/json, multipart/form-"
-                                  f"data or image/*, got {ctype or 'none'!r}")
+                raise Reject(
+                    415,
+                    f"content-type: expected application/json, multipart/form-"
+                    f"data or image/*, got {ctype or 'none'!r}",
+                )
             img = open_image(body, max_pixels)
             work = functools.partial(lambda img: compute(to_array(img), True, "file"), img)
             size = img.size[0] * img.size[1]
@@ -185,8 +252,13 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
         # Larger images go to a thread, which the time limit can abandon.
         return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
 
-    @app.post("/predict", response_model=Answer, openapi_extra=_schemas(), responses=errors,
-              summary="Predict the class of one image")
+    @app.post(
+        "/predict",
+        response_model=Answer,
+        openapi_extra=_schemas(),
+        responses=errors,
+        summary="Predict the class of one image",
+    )
     async def predict(request: Request) -> Response:
         with anyio.move_on_after(timeout):
             try:
@@ -219,9 +291,11 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
     async def http_error(request: Request, exc: HTTPException) -> Response:
         message = str(exc.detail)
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
-            message = (f"{request.method} {request.url.path}: no such endpoint" if
-                       exc.status_code == 404 else f"{request.url.path}: {request.method} not "
-                       f"allowed") + " (the API is described at /docs)"
+            message = (
+                f"{request.method} {request.url.path}: no such endpoint"
+                if exc.status_code == 404
+                else f"{request.url.path}: {request.method} not allowed"
+            ) + " (the API is described at /docs)"
         return error(exc.status_code, message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -237,8 +311,12 @@ def create_app(run, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
 def error(status: int, message: str, headers: dict[str, str] | None = None):
     from fastapi.responses import Response
 
-    return Response(_json({"error": message}), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(
+        _json({"error": message}),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def _json(obj: Any) -> bytes:
@@ -295,16 +373,27 @@ def _app_from_env():
     return create_app(config.pop("run"), **config)
 
 
-def serve(run, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          timeout: float = TIMEOUT, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS) -> None:
+def serve(
+    run,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    timeout: float = TIMEOUT,
+    max_body: int = MAX_BODY,
+    max_pixels: int = MAX_PIXELS,
+) -> None:
     """Serve ``run`` until interrupted. The run is loaded and the address checked first, so a
     bad run folder or a taken port is a one-line error before anything listens."""
     import uvicorn
 
     from mnistlab.runs import load_run
 
-    for flag, value in (("--workers", workers), ("--max-body", max_body),
-                        ("--max-pixels", max_pixels), ("--timeout", timeout)):
+    for flag, value in (
+        ("--workers", workers),
+        ("--max-body", max_body),
+        ("--max-pixels", max_pixels),
+        ("--timeout", timeout),
+    ):
         if not value > 0:
             raise ServeError(f"{flag}: expected a number > 0, got {value}")
     loaded = load_run(run)
@@ -324,14 +413,12 @@ def _check_address(host: str, port: int) -> None:
     if not 1 <= port <= 65535:
         raise ServeError(f"--port: expected 1-65535, got {port}")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port,
-                                                             type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             s.bind(address)
     except OSError as exc:
-        raise ServeError(f"{host}:{port}: cannot listen there "
-                         f"({exc.strerror or exc})") from None
+        raise ServeError(f"{host}:{port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -349,8 +436,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...] = ()
-            ) -> Iterator[Served]:
+def serving(
+    run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...] = ()
+) -> Iterator[Served]:
     """Run ``mnistlab serve`` in a child process on a free loopback port; yields it once /health
     answers, and stops the process on exit (for scripts, benchmarks and tests).
 
@@ -361,8 +449,18 @@ def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...]
     import urllib.request
 
     port = free_port()
-    cmd = [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port),
-           "--workers", str(workers), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistlab",
+        "serve",
+        str(run),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *extra,
+    ]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -371,8 +469,10 @@ def serving(run, workers: int = 1, startup: float = 60.0, extra: tuple[str, ...]
             while True:
                 if proc.poll() is not None:
                     log.seek(0)
-                    raise ServeError(f"server exited with {proc.returncode}: "
-                                     f"{log.read().decode(errors='replace').strip()[-400:]}")
+                    raise ServeError(
+                        f"server exited with {proc.returncode}: "
+                        f"{log.read().decode(errors='replace').strip()[-400:]}"
+                    )
                 try:
                     with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
                         if r.status == 200:

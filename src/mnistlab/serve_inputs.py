@@ -51,14 +51,17 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS):
         img = Image.open(io.BytesIO(data))
         width, height = img.size
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused at open
-        raise Reject(413, f"file: more than the limit of {max_pixels:,} pixels ({exc})") \
-            from None
+        raise Reject(413, f"file: more than the limit of {max_pixels:,} pixels ({exc})") from None
     except Exception:  # noqa: BLE001 - Pillow raises many types for bytes that are no image
-        raise Reject(422, "file: not an image Pillow can read (expected PNG, JPEG, BMP, ...)") \
-            from None
+        raise Reject(
+            422, "file: not an image Pillow can read (expected PNG, JPEG, BMP, ...)"
+        ) from None
     if width * height > max_pixels:
-        raise Reject(413, f"file: {width}x{height} is {width * height:,} pixels, more than "
-                          f"the limit of {max_pixels:,}")
+        raise Reject(
+            413,
+            f"file: {width}x{height} is {width * height:,} pixels, more than "
+            f"the limit of {max_pixels:,}",
+        )
     return img
 
 
@@ -83,13 +86,17 @@ def to_array(img) -> np.ndarray:
     a = np.asarray(img)
     if deep:  # stretch to 0..255: a cast would clip everything above 255 to white
         lo, hi = float(a.min()), float(a.max())
-        a = ((a.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32) if hi > lo \
+        a = (
+            ((a.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+            if hi > lo
             else np.zeros_like(a)
+        )
     return a
 
 
-def see_and_predict(run, image: np.ndarray, prepare: bool, name: str) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+def see_and_predict(
+    run, image: np.ndarray, prepare: bool, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(the 28x28 uint8 the model saw, class probabilities) for a decoded image or a 28x28;
     the one place that calls predict's preparation."""
     from mnistlab import predict as pr
@@ -124,8 +131,11 @@ def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
     except (ValueError, TypeError):  # ragged rows
         a = np.empty(0, dtype=object)
     if a.shape != (SIZE, SIZE) or a.dtype.kind not in "iuf":
-        raise Reject(422, f"image: expected a {SIZE}x{SIZE} array of numbers 0-255 (rows of "
-                          f"pixels), got {_describe(obj['image'], a)}")
+        raise Reject(
+            422,
+            f"image: expected a {SIZE}x{SIZE} array of numbers 0-255 (rows of "
+            f"pixels), got {_describe(obj['image'], a)}",
+        )
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise Reject(422, "image: expected numbers 0-255, got NaN or infinity")
     lo, hi = a.min(), a.max()

@@ -80,13 +80,18 @@ class EarlyStopping:
 
     def load(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Take the ``best.`` tensors out of a checkpoint's state; return the rest."""
-        best = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
+        best = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
         self.best_weights = best or None
         return {k: v for k, v in state.items() if not k.startswith(PREFIX)}
 
     def record(self) -> dict[str, Any]:
         """What metrics.json says about it."""
         restored = self.best_epoch if self.restore_best and self.best_weights is not None else None
-        return {"monitor": self.monitor, "patience": self.patience, "best": self.best,
-                "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
-                "restored_epoch": restored}
+        return {
+            "monitor": self.monitor,
+            "patience": self.patience,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "restored_epoch": restored,
+        }

@@ -33,10 +33,14 @@ def storage_url(url: str | None, out: Path) -> str:
         return f"sqlite:///{(out / 'study.db').resolve()}"
     scheme = url.split(":", 1)[0].lower()
     file_ok = scheme != "sqlite" or (url.startswith("sqlite:///") and len(url) > 10)
-    if not (scheme == "sqlite" or scheme.startswith("postgresql")) or "://" not in url \
-            or not file_ok:  # workers share a study through a file, never an in-memory one
-        raise MnistlabError(f"--storage: expected sqlite:///FILE or postgresql://user@host:port/db"
-                            f", got {url!r}")
+    if (
+        not (scheme == "sqlite" or scheme.startswith("postgresql"))
+        or "://" not in url
+        or not file_ok
+    ):  # workers share a study through a file, never an in-memory one
+        raise MnistlabError(
+            f"--storage: expected sqlite:///FILE or postgresql://user@host:port/db, got {url!r}"
+        )
     return url
 
 
@@ -65,13 +69,18 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-                                  grace_period=GRACE * heartbeat,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                      max_retry=3))
+                return RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=GRACE * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
             except ImportError as exc:  # the database driver is an extra
-                raise MnistlabError(f"--storage {safe_url(url)}: no database driver ({exc}); "
-                                    "install mnistlab[postgres] for PostgreSQL") from None
+                raise MnistlabError(
+                    f"--storage {safe_url(url)}: no database driver ({exc}); "
+                    "install mnistlab[postgres] for PostgreSQL"
+                ) from None
             except (IntegrityError, ProgrammingError):
                 # Workers started together on an empty database all create Optuna's tables;
                 # the losers of that race see duplicate keys. The tables exist now: try again.
@@ -79,8 +88,10 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
                     raise
                 time.sleep(0.2 * (attempt + 1))
             except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
-                raise MnistlabError(f"--storage {safe_url(url)}: cannot open the study storage "
-                                    f"({type(exc).__name__}: {_first_line(exc)})") from None
+                raise MnistlabError(
+                    f"--storage {safe_url(url)}: cannot open the study storage "
+                    f"({type(exc).__name__}: {_first_line(exc)})"
+                ) from None
     raise AssertionError("unreachable")
 
 
@@ -144,11 +155,18 @@ def open_study(url: str, study_name: str, heartbeat: int, pruner=None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = make_storage(url, heartbeat)
     try:
-        st = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize",
-                                 load_if_exists=True, pruner=pruner)
+        st = optuna.create_study(
+            storage=rdb,
+            study_name=study_name,
+            direction="maximize",
+            load_if_exists=True,
+            pruner=pruner,
+        )
     except (SQLAlchemyError, ValueError) as exc:
-        raise MnistlabError(f"--storage {safe_url(url)}: cannot open study {study_name!r} "
-                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+        raise MnistlabError(
+            f"--storage {safe_url(url)}: cannot open study {study_name!r} "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     return rdb, st
 
 
@@ -222,8 +240,11 @@ def tell(st, trial, log, *args, **kwargs) -> bool:
         return True
     except (UpdateFinishedTrialError, ValueError) as exc:  # optuna raises either, by version
         text = str(exc).lower()
-        if not (isinstance(exc, UpdateFinishedTrialError) or "cannot tell a" in text
-                or "finished" in text):
+        if not (
+            isinstance(exc, UpdateFinishedTrialError)
+            or "cannot tell a" in text
+            or "finished" in text
+        ):
             raise
         log(f"trial {trial.number}: already finished elsewhere ({_first_line(exc)})")
         return False

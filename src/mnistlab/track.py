@@ -51,8 +51,9 @@ def require_mlflow():
     try:
         import mlflow
     except ImportError:
-        raise TrackError("--track mlflow needs MLflow, which is not installed: "
-                         "pip install 'mnistlab[track]'") from None
+        raise TrackError(
+            "--track mlflow needs MLflow, which is not installed: pip install 'mnistlab[track]'"
+        ) from None
     return mlflow
 
 
@@ -62,7 +63,7 @@ def _experiment_id(client, name: str, uri: str) -> str:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):  # beside the database, not wherever the command ran
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         location = (db.resolve().parent / "mlruns").as_uri()
     return client.create_experiment(name, artifact_location=location)
 
@@ -73,7 +74,7 @@ def _params(run_dir: Path) -> dict[str, str]:
     recipe = Recipe.from_toml(run_dir / "recipe.toml")
     out = {}
     for key, value in recipe.to_dict().items():
-        for k, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+        for k, v in value.items() if isinstance(value, dict) else [(key, value)]:
             out[k] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
     return out
 
@@ -93,8 +94,13 @@ def _final(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def log_run(run_dir: str | Path, uri: str | None = None, *, experiment: str = EXPERIMENT,
-            tags: dict[str, str] | None = None) -> str:
+def log_run(
+    run_dir: str | Path,
+    uri: str | None = None,
+    *,
+    experiment: str = EXPERIMENT,
+    tags: dict[str, str] | None = None,
+) -> str:
     """Log the finished run in ``run_dir`` to the MLflow store at ``uri`` (default
     ``sqlite:///mlflow.db``) under ``experiment``; return the MLflow run id."""
     from mnistlab import runs
@@ -111,25 +117,37 @@ def log_run(run_dir: str | Path, uri: str | None = None, *, experiment: str = EX
     env = runs.read_json(path / runs.ENVIRONMENT)
     verdict = health_verdict(metrics)
     dataset = env.get("dataset") if isinstance(env.get("dataset"), dict) else {}
-    all_tags = {"mnistlab.run_dir": str(path.resolve()), "mnistlab.dataset": str(dataset.get("name", "")),
-                "mnistlab.engine": str(env.get("engine", "")),
-                "mnistlab.health": verdict[0] if verdict else "unknown", **(tags or {})}
+    all_tags = {
+        "mnistlab.run_dir": str(path.resolve()),
+        "mnistlab.dataset": str(dataset.get("name", "")),
+        "mnistlab.engine": str(env.get("engine", "")),
+        "mnistlab.health": verdict[0] if verdict else "unknown",
+        **(tags or {}),
+    }
 
     uri = uri or DEFAULT_URI
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter
     client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(_experiment_id(client, experiment, uri), run_name=path.name,
-                            tags=all_tags)
+    run = client.create_run(
+        _experiment_id(client, experiment, uri), run_name=path.name, tags=all_tags
+    )
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        points = [Metric(k, float(row[k]), now, int(row["epoch"])) for row in history
-                  for k in _EPOCH_METRICS if row.get(k) is not None]
+        points = [
+            Metric(k, float(row[k]), now, int(row["epoch"]))
+            for row in history
+            for k in _EPOCH_METRICS
+            if row.get(k) is not None
+        ]
         points += [Metric(k, v, now, len(history)) for k, v in _final(metrics).items()]
-        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
-                         tags=[RunTag("mnistlab.epochs", str(len(history)))])
+        client.log_batch(
+            run_id,
+            params=[Param(k, v) for k, v in params.items()],
+            tags=[RunTag("mnistlab.epochs", str(len(history)))],
+        )
         for start in range(0, len(points), 1000):  # MLflow takes at most 1000 metrics a batch
-            client.log_batch(run_id, metrics=points[start:start + 1000])
+            client.log_batch(run_id, metrics=points[start : start + 1000])
         for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".lock"):
             parent = file.parent.relative_to(path).as_posix()
             client.log_artifact(run_id, str(file), artifact_path=None if parent == "." else parent)

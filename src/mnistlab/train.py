@@ -59,8 +59,10 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
         return x, y, x[:0], y[:0]
     split_at = int(math.floor(len(x) * (1.0 - fraction)))  # Keras' own rounding (2 and 3)
     if split_at == 0:
-        raise RecipeError(f"recipe field 'validation_split': {fraction} of {len(x)} training "
-                          "images leaves none to train on; use a smaller split or more data")
+        raise RecipeError(
+            f"recipe field 'validation_split': {fraction} of {len(x)} training "
+            "images leaves none to train on; use a smaller split or more data"
+        )
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
@@ -91,9 +93,15 @@ def _environment(recipe: Recipe, ds: Dataset, engine: Engine, data_dir) -> dict[
         "engine": engine.name,
         "engine_reason": engine.reason,
         "device": engine.device,
-        "dataset": {"name": ds.name, "source": ds.source, "checksums": dict(ds.checksums),
-                    "note": ds.note, "data_dir": None if data_dir is None else str(data_dir),
-                    "train": int(len(ds.x_train)), "test": int(len(ds.x_test))},
+        "dataset": {
+            "name": ds.name,
+            "source": ds.source,
+            "checksums": dict(ds.checksums),
+            "note": ds.note,
+            "data_dir": None if data_dir is None else str(data_dir),
+            "train": int(len(ds.x_train)),
+            "test": int(len(ds.x_test)),
+        },
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     env.update(_imported(engine))
@@ -149,9 +157,15 @@ class _Reporter:
             TimeElapsedColumn,
         )
 
-        with Progress(TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"),
-                      console=self.console, transient=True) as bar:
+        with Progress(
+            TextColumn(f"Epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("", total=steps, metrics="")
 
             def update(done: int, loss: float, acc: float) -> None:
@@ -161,8 +175,13 @@ class _Reporter:
 
 
 def _summary(row: dict[str, Any], epochs: int, steps: int) -> str:
-    parts = [f"Epoch {row['epoch']}/{epochs}", f"{steps}/{steps}", f"{row['seconds']:.1f}s",
-             f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
+    parts = [
+        f"Epoch {row['epoch']}/{epochs}",
+        f"{steps}/{steps}",
+        f"{row['seconds']:.1f}s",
+        f"loss: {row['loss']:.4f}",
+        f"accuracy: {row['accuracy']:.4f}",
+    ]
     if row.get("val_loss") is not None:
         parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
     return " - ".join(parts)
@@ -173,17 +192,31 @@ def _out_of_memory(run_dir: Path | None, epoch: int | None) -> RunError:
     if run_dir is None:
         return RunError(f"out of memory before training started; free memory or {smaller}")
     where = f" in epoch {epoch + 1}" if epoch is not None else ""
-    kept = ("nothing trained yet" if epoch == 0 else "it keeps its last checkpoint" if epoch is None
-            else f"it keeps the checkpoint after epoch {epoch}")
-    return RunError(f"out of memory{where}: free memory and continue with mnistlab train "
-                    f"--resume {run_dir} ({kept}), or {smaller}")
+    kept = (
+        "nothing trained yet"
+        if epoch == 0
+        else "it keeps its last checkpoint"
+        if epoch is None
+        else f"it keeps the checkpoint after epoch {epoch}"
+    )
+    return RunError(
+        f"out of memory{where}: free memory and continue with mnistlab train "
+        f"--resume {run_dir} ({kept}), or {smaller}"
+    )
 
 
-def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
-        out: str | Path | None = None, *, quiet: bool = False, resume: bool = False,
-        stop_on_divergence: bool = False, data_dir: str | Path | None = None,
-        device: str | None = None,
-        on_epoch: Callable[[dict[str, Any]], bool | None] | None = None) -> runs.Run:
+def fit(
+    recipe: Recipe | None = None,
+    dataset: Dataset | str | None = None,
+    out: str | Path | None = None,
+    *,
+    quiet: bool = False,
+    resume: bool = False,
+    stop_on_divergence: bool = False,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> runs.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
     ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the
@@ -201,9 +234,18 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             held.append(run_dir)
 
         try:
-            return _fit(recipe, dataset, out, quiet=quiet, resume=resume,
-                        stop_on_divergence=stop_on_divergence, data_dir=data_dir, device=device,
-                        on_epoch=on_epoch, hold=hold)
+            return _fit(
+                recipe,
+                dataset,
+                out,
+                quiet=quiet,
+                resume=resume,
+                stop_on_divergence=stop_on_divergence,
+                data_dir=data_dir,
+                device=device,
+                on_epoch=on_epoch,
+                hold=hold,
+            )
         except (FileSystemError, MemoryError) as exc:
             if not held:  # nothing made yet: the message alone says it
                 raise _out_of_memory(None, None) if isinstance(exc, MemoryError) else exc from None
@@ -214,8 +256,9 @@ def fit(recipe: Recipe | None = None, dataset: Dataset | str | None = None,
             raise
 
 
-def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, on_epoch,
-         hold):
+def _fit(
+    recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, device, on_epoch, hold
+):
     report = _Reporter(quiet)
     restart = False
     checkpoint = None
@@ -224,12 +267,16 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
             raise RunError("resume needs the run folder to continue")
         run_dir = normalize(out)
         if not (run_dir / runs.RECIPE).is_file():
-            raise RunError(f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
-                           "folder that can be resumed")
+            raise RunError(
+                f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
+                "folder that can be resumed"
+            )
         saved = Recipe.from_toml(run_dir / runs.RECIPE)
         if recipe is not None and recipe != saved:
-            raise RunError(f"{run_dir}: the recipe given differs from the run's recipe.toml; "
-                           "resume continues a run exactly as it started")
+            raise RunError(
+                f"{run_dir}: the recipe given differs from the run's recipe.toml; "
+                "resume continues a run exactly as it started"
+            )
         recipe = saved
         # Killed before anything but recipe.toml was written: nothing to continue, start over.
         restart = not any((run_dir / f).exists() for f in (runs.ENVIRONMENT, runs.CHECKPOINT))
@@ -240,10 +287,14 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
     elif resume:
         env = runs.read_json(run_dir / runs.ENVIRONMENT)
         recorded, engine_name = env.get("dataset"), env.get("engine")
-        if not (isinstance(recorded, dict) and isinstance(recorded.get("name"), str)
-                and isinstance(engine_name, str)):
-            raise RunError(f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' (with its 'name') "
-                           "or 'engine'")
+        if not (
+            isinstance(recorded, dict)
+            and isinstance(recorded.get("name"), str)
+            and isinstance(engine_name, str)
+        ):
+            raise RunError(
+                f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' (with its 'name') or 'engine'"
+            )
         if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
             report.line(f"{run_dir}: the run is already complete; nothing to resume")
             return runs.load_run(run_dir)
@@ -270,15 +321,21 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
 
     ds = _load_dataset(dataset, recipe, data_dir)
     if resume and not restart and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
-        raise RunError(f"{run_dir}: dataset {ds.name!r} differs from the one the run started "
-                       "with (checksums changed)")
-    first = (f"dataset: {ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images"
-             + (f", from {ds.source}" if ds.source else "") + ")")
+        raise RunError(
+            f"{run_dir}: dataset {ds.name!r} differs from the one the run started "
+            "with (checksums changed)"
+        )
+    first = (
+        f"dataset: {ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images"
+        + (f", from {ds.source}" if ds.source else "")
+        + ")"
+    )
     report.line(first + (f" - note: {ds.note}" if ds.note else ""))
 
     xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
-    memory.check(recipe, len(xtr_u8), len(xval_u8), len(ds.x_test), len(ds.class_names),
-                 new_run=not resume)
+    memory.check(
+        recipe, len(xtr_u8), len(xval_u8), len(ds.x_test), len(ds.class_names), new_run=not resume
+    )
     mean, std = normalization_stats(xtr_u8, recipe.normalize)
     x_train = preprocess(xtr_u8, mean, std)
     y_train = np.asarray(ytr, dtype=np.int64)
@@ -294,8 +351,10 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
     start = 0
     stopper = EarlyStopping.for_recipe(recipe)
     if run_dir is None or restart:
-        files = {runs.RECIPE: recipe.to_toml().encode(),
-                 runs.ENVIRONMENT: runs.json_bytes(_environment(recipe, ds, engine, data_dir))}
+        files = {
+            runs.RECIPE: recipe.to_toml().encode(),
+            runs.ENVIRONMENT: runs.json_bytes(_environment(recipe, ds, engine, data_dir)),
+        }
         if run_dir is None:
             run_dir = runs.new_run_dir(recipe, out, files)  # appears whole or not at all
             hold(run_dir)
@@ -306,8 +365,7 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         engine.load_state(stopper.load(state) if stopper is not None else state)
         runs.write_history(run_dir / runs.HISTORY, history)
         report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
-    report.line(f"run: {run_dir}  engine: {engine.name} ({engine.reason}) "
-                f"on {engine.device}")
+    report.line(f"run: {run_dir}  engine: {engine.name} ({engine.reason}) on {engine.device}")
 
     pixel_std = None
     if recipe.normalize == "none":
@@ -328,17 +386,25 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
             with report.epoch(epoch + 1, recipe.epochs, steps) as on_progress:
                 loss, acc = engine.train_epoch(x_epoch, y_train, order, lrs, epoch, on_progress)
         except KeyboardInterrupt:
-            report.warn(f"interrupted in epoch {epoch + 1}; continue with: "
-                        f"mnistlab train --resume {run_dir}")
+            report.warn(
+                f"interrupted in epoch {epoch + 1}; continue with: "
+                f"mnistlab train --resume {run_dir}"
+            )
             raise
         except MemoryError:
             raise _out_of_memory(run_dir, epoch) from None
         val_loss = val_acc = None
         if len(x_val):
             val_loss, val_acc = engine.evaluate(x_val, y_val)
-        row = {"epoch": epoch + 1, "loss": float(loss), "accuracy": float(acc),
-               "val_loss": val_loss, "val_accuracy": val_acc,
-               "learning_rate": float(lrs[-1]), "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(loss),
+            "accuracy": float(acc),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "learning_rate": float(lrs[-1]),
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         report.line(_summary(row, recipe.epochs, steps))
         early_stop = stopper is not None and stopper.update(row)
@@ -349,8 +415,9 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
             state.update(stopper.tensors())
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
         # The checkpoint (which carries the history) first: the larger write fails first.
-        runs.write_checkpoint(run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name,
-                              recipe)
+        runs.write_checkpoint(
+            run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name, recipe
+        )
         runs.write_history(run_dir / runs.HISTORY, history)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
@@ -361,9 +428,11 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
             report.warn(stopped)
             break
         if early_stop:
-            report.line(f"early stopping after epoch {epoch + 1}: {recipe.monitor} did not "
-                        f"improve for {recipe.early_stopping} epochs (best: epoch "
-                        f"{stopper.best_epoch})")
+            report.line(
+                f"early stopping after epoch {epoch + 1}: {recipe.monitor} did not "
+                f"improve for {recipe.early_stopping} epochs (best: epoch "
+                f"{stopper.best_epoch})"
+            )
             break
         if on_epoch is not None and on_epoch(dict(row)):
             stopped = f"stopped after epoch {epoch + 1} by on_epoch"
@@ -375,27 +444,36 @@ def _fit(recipe, dataset, out, *, quiet, resume, stop_on_divergence, data_dir, d
         state.update(stopper.best_weights)
         engine.load_state(state)
         final = history[stopper.best_epoch - 1]
-        report.line(f"restored the weights of epoch {stopper.best_epoch} ({recipe.monitor} "
-                    f"{stopper.best:.4f})")
+        report.line(
+            f"restored the weights of epoch {stopper.best_epoch} ({recipe.monitor} "
+            f"{stopper.best:.4f})"
+        )
 
-    test_loss, test_acc = engine.evaluate(preprocess(ds.x_test, mean, std),
-                                          np.asarray(ds.y_test, dtype=np.int64))
-    runs.write_model(run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names),
-                     recipe, ds.name)
+    test_loss, test_acc = engine.evaluate(
+        preprocess(ds.x_test, mean, std), np.asarray(ds.y_test, dtype=np.int64)
+    )
+    runs.write_model(
+        run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names), recipe, ds.name
+    )
     env = runs.read_json(run_dir / runs.ENVIRONMENT)
     env.update(_imported(engine))
     if start > 0:
         env.setdefault("resumed", []).append(
-            {"after_epoch": start, "at": datetime.now(UTC).isoformat(timespec="seconds")})
+            {"after_epoch": start, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
     runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
-    runs.update_metrics(run_dir, {
-        "train": {k: final.get(k)
-                  for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")},
-        "test": {"loss": test_loss, "accuracy": test_acc},
-        "health": [w.message for w in warnings],
-        "stopped": stopped,
-        "early_stopping": stopper.record() if stopper is not None else None,
-    })
+    runs.update_metrics(
+        run_dir,
+        {
+            "train": {
+                k: final.get(k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+            },
+            "test": {"loss": test_loss, "accuracy": test_acc},
+            "health": [w.message for w in warnings],
+            "stopped": stopped,
+            "early_stopping": stopper.record() if stopper is not None else None,
+        },
+    )
     report.line(f"test: loss {test_loss:.4f} - accuracy {test_acc:.4f}  ->  {run_dir}")
     run = runs.load_run(run_dir)
     run.warnings = [w.message for w in warnings]

@@ -8,7 +8,6 @@ import typer
 
 from mnistlab import __version__
 from mnistlab._io import fs_error
-from mnistlab.errors import MnistlabError
 from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
@@ -16,9 +15,10 @@ from mnistlab.cli import explore as _explore
 from mnistlab.cli import export as _export
 from mnistlab.cli import predict as _predict
 from mnistlab.cli import report as _report
-from mnistlab.cli import serve as _serve
 from mnistlab.cli import search as _search
+from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
+from mnistlab.errors import MnistlabError
 
 app = typer.Typer(
     name="mnistlab",
@@ -37,7 +37,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """The MNIST deep-learning workflow: data, explore, train, evaluate."""
 
@@ -61,6 +63,7 @@ def main() -> None:
         from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
     except ImportError:  # older typer: click itself
         from click.exceptions import UsageError
+
         NoArgsIsHelpError = ()
     try:
         with warnings.catch_warnings():
@@ -76,8 +79,11 @@ def main() -> None:
         typer.echo(f"error: {fs_error(exc, doing='use')}", err=True)
         raise SystemExit(2) from None
     except MemoryError:
-        typer.echo("error: out of memory; use a smaller recipe (hidden, batch_size) or free "
-                   "memory and try again", err=True)
+        typer.echo(
+            "error: out of memory; use a smaller recipe (hidden, batch_size) or free "
+            "memory and try again",
+            err=True,
+        )
         raise SystemExit(2) from None
     except NoArgsIsHelpError as exc:  # bare `mnistlab` / `mnistlab data`: the help is the answer
         exc.show()

@@ -17,12 +17,17 @@ import typer
 
 from mnistlab import datasets
 
-app = typer.Typer(help="Datasets: fetch, import, info, verify, path.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Datasets: fetch, import, info, verify, path.", no_args_is_help=True, add_completion=False
+)
 
 DATASET_HELP = f"One of: {', '.join(datasets.NAMES)}."
-DataDir = typer.Option(None, "--data-dir", help="Folder holding the four files (or a <name>/ "
-                       "folder of them); default: $MNISTLAB_DATA_DIR, the cache, system copies.")
+DataDir = typer.Option(
+    None,
+    "--data-dir",
+    help="Folder holding the four files (or a <name>/ "
+    "folder of them); default: $MNISTLAB_DATA_DIR, the cache, system copies.",
+)
 
 
 def _console():
@@ -34,10 +39,12 @@ def _console():
 @app.command()
 def fetch(
     dataset: str = typer.Option("mnist", "--dataset", "-d", help=DATASET_HELP),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
-                                            help="Download into this folder instead of the cache."),
-    mirror: Optional[list[str]] = typer.Option(None, "--mirror", help="Base URL to try instead of "
-                                               "the built-in ones (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Download into this folder instead of the cache."
+    ),
+    mirror: Optional[list[str]] = typer.Option(
+        None, "--mirror", help="Base URL to try instead of the built-in ones (repeatable)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Download the dataset (what is missing), verify it, keep it in the cache."""
@@ -57,11 +64,16 @@ def import_(
 
 @app.command()
 def info(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=DATASET_HELP + " Default: "
-                                          "mnist, or the bundled sample when mnist is unavailable."),
+    dataset: Optional[str] = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help=DATASET_HELP + " Default: mnist, or the bundled sample when mnist is unavailable.",
+    ),
     data_dir: Optional[Path] = DataDir,
-    download: bool = typer.Option(False, "--download/--no-download",
-                                  help="Download the dataset if it is missing."),
+    download: bool = typer.Option(
+        False, "--download/--no-download", help="Download the dataset if it is missing."
+    ),
 ) -> None:
     """Shapes, class balance, source and checksum status of a dataset."""
     from rich.table import Table

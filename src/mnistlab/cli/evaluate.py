@@ -10,17 +10,19 @@ import typer
 
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by `mnistlab train`."),
-    split: str = typer.Option("test", "--split",
-                              help="test, or val (the validation part held out in training)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the figures.",
-                                       show_default="the run folder"),
+    split: str = typer.Option(
+        "test", "--split", help="test, or val (the validation part held out in training)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Where to write the figures.", show_default="the run folder"
+    ),
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R²."""
     from mnistlab import evaluate as ev
 
     result = ev.evaluate(run, split=split, out=out)
     ev.print_evaluation(result)
-    typer.echo(f"saved under \"evaluation\".\"{split}\" in {Path(run) / 'metrics.json'}")
+    typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / "metrics.json"}')
 
 
 def register(root: typer.Typer) -> None:

@@ -9,9 +9,22 @@ import typer
 
 
 def explore(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: full MNIST if present, else the bundled sample)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the four MNIST-format .gz files."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the figures and summary.json.", show_default="explore-<dataset>"),
+    dataset: Optional[str] = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="Dataset name (default: full MNIST if present, else the bundled sample).",
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Folder holding the four MNIST-format .gz files."
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the figures and summary.json.",
+        show_default="explore-<dataset>",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random sample grid."),
 ) -> None:
     """Explore a dataset: class balance, pixel distribution, per-pixel and per-class mean images, samples."""
@@ -20,8 +33,13 @@ def explore(
 
     summary = ex.explore(dataset, data_dir=data_dir, seed=seed)
     ex.print_summary(summary)
-    files = ex.write_report(summary, out if out is not None else Path(f"explore-{summary['dataset']}"))
-    typer.echo(f"wrote {len(files)} files to {files['summary'].parent}: " + ", ".join(p.name for p in files.values()))
+    files = ex.write_report(
+        summary, out if out is not None else Path(f"explore-{summary['dataset']}")
+    )
+    typer.echo(
+        f"wrote {len(files)} files to {files['summary'].parent}: "
+        + ", ".join(p.name for p in files.values())
+    )
 
 
 def register(root: typer.Typer) -> None:

@@ -18,14 +18,18 @@ import typer
 def export(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder written by `mnistlab train`."),
     format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write.", show_default="RUN/model.onnx"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="File to write.", show_default="RUN/model.onnx"
+    ),
 ) -> None:
     """Export a trained run: raw 0-255 pixels (N, 28, 28) in, probabilities out."""
     from mnistlab import export as ex
 
     path = ex.export(run, format=format, out=out)
-    typer.echo(f"wrote {path} (input 'pixels': float32 (N, 28, 28) raw 0-255; output "
-               "'probabilities': (N, classes))")
+    typer.echo(
+        f"wrote {path} (input 'pixels': float32 (N, 28, 28) raw 0-255; output "
+        "'probabilities': (N, classes))"
+    )
 
 
 def register(root: typer.Typer) -> None:

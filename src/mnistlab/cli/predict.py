@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 
 def predict(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder written by `mnistlab train`."),
-    images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files (PNG, JPEG, ...): dark ink on light paper or light on dark."),
+    images: list[Path] = typer.Argument(
+        ...,
+        metavar="IMAGE...",
+        help="Image files (PNG, JPEG, ...): dark ink on light paper or light on dark.",
+    ),
     top: int = typer.Option(3, "--top", min=1, help="How many of the most likely classes to list."),
-    as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON instead of a table."),
-    show: Optional[Path] = typer.Option(None, "--show", help="Also write a PNG: each prepared 28x28 input beside its probabilities."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the predictions as JSON instead of a table."
+    ),
+    show: Optional[Path] = typer.Option(
+        None, "--show", help="Also write a PNG: each prepared 28x28 input beside its probabilities."
+    ),
 ) -> None:
     """Predict the class of each image, prepared the way MNIST's digits were."""
     from mnistlab import predict as pr

@@ -10,10 +10,13 @@ import typer
 
 
 def report(
-    folder: Path = typer.Argument(..., help="A run folder (from `mnistlab train`) or a compare "
-                                  "folder (holding leaderboard.json)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write.",
-                                       show_default="FOLDER/report.html"),
+    folder: Path = typer.Argument(
+        ...,
+        help="A run folder (from `mnistlab train`) or a compare folder (holding leaderboard.json).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="HTML file to write.", show_default="FOLDER/report.html"
+    ),
 ) -> None:
     """Write one self-contained HTML report: figures embedded, readable offline, on a phone,
     on paper."""

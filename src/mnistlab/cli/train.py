@@ -50,10 +50,20 @@ def _recipe_params() -> list[inspect.Parameter]:
         text = help_ + (f" (one of: {', '.join(choices)})" if choices else "")
         if typing.get_origin(hints[name]) is list:
             text += " (comma-separated, e.g. 128,128,128; empty for none)"
-        params.append(inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-            default=typer.Option(None, *names, help=text, show_default=False,
-                                 rich_help_panel="Recipe fields (override the recipe)")))
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=annotation,
+                default=typer.Option(
+                    None,
+                    *names,
+                    help=text,
+                    show_default=False,
+                    rich_help_panel="Recipe fields (override the recipe)",
+                ),
+            )
+        )
     return params
 
 
@@ -61,14 +71,19 @@ def _parse_list(name: str, text: str) -> list[int]:
     try:
         return [int(p) for p in text.replace(" ", "").split(",") if p]
     except ValueError:
-        raise RecipeError(f"--{name.replace('_', '-')}: expected comma-separated integers such "
-                          f"as 128,128,128, got {text!r}") from None
+        raise RecipeError(
+            f"--{name.replace('_', '-')}: expected comma-separated integers such "
+            f"as 128,128,128, got {text!r}"
+        ) from None
 
 
 def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
     """The recipe fields given on the command line, converted to the Recipe's types."""
-    list_fields = {f.name for f in dataclasses.fields(Recipe)
-                   if typing.get_origin(typing.get_type_hints(Recipe)[f.name]) is list}
+    list_fields = {
+        f.name
+        for f in dataclasses.fields(Recipe)
+        if typing.get_origin(typing.get_type_hints(Recipe)[f.name]) is list
+    }
     out = {}
     for name, value in values.items():
         if value is None:
@@ -78,22 +93,35 @@ def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_command(
-    recipe_file: Optional[Path] = typer.Option(None, "--recipe", help="Recipe TOML file to start "
-                                               "from (default: the notebook's recipe)."),
+    recipe_file: Optional[Path] = typer.Option(
+        None, "--recipe", help="Recipe TOML file to start from (default: the notebook's recipe)."
+    ),
     preset: Optional[str] = typer.Option(None, "--preset", help="A shipped recipe by name."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder to create (default: "
-                                       "runs/<UTC time>-<name>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from "
-                                          "its last checkpoint."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (warnings still "
-                               "go to stderr)."),
-    stop_on_divergence: bool = typer.Option(False, "--stop-on-divergence", help="Stop (exit 1) "
-                                            "when the health check flags a NaN or stuck loss."),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device for the reference "
-                                         "engine: cpu, cuda, cuda:N (default: cuda if present)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run folder to create (default: runs/<UTC time>-<name>)."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue this run folder from its last checkpoint."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (warnings still go to stderr)."
+    ),
+    stop_on_divergence: bool = typer.Option(
+        False,
+        "--stop-on-divergence",
+        help="Stop (exit 1) when the health check flags a NaN or stuck loss.",
+    ),
+    device: Optional[str] = typer.Option(
+        None,
+        "--device",
+        help="torch device for the reference engine: cpu, cuda, cuda:N (default: cuda if present).",
+    ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    track: Optional[str] = typer.Option(None, "--track", help="Also log the run to MLflow: mlflow "
-                                        "or mlflow:URI (default URI sqlite:///mlflow.db)."),
+    track: Optional[str] = typer.Option(
+        None,
+        "--track",
+        help="Also log the run to MLflow: mlflow or mlflow:URI (default URI sqlite:///mlflow.db).",
+    ),
     **fields: Any,
 ) -> None:
     """Train a recipe (the notebook's by default) and write a run folder."""
@@ -112,19 +140,30 @@ def train_command(
 def _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, fields):
     from mnistlab.train import fit
 
-    recipe = Recipe.compose(recipe_file, preset, resume=resume is not None,
-                            **overrides_from_flags(fields))
+    recipe = Recipe.compose(
+        recipe_file, preset, resume=resume is not None, **overrides_from_flags(fields)
+    )
     if resume is not None and out is not None:
         raise RecipeError("--resume continues the run in its own folder; drop --out")
-    return fit(recipe, out=resume if resume is not None else out, resume=resume is not None,
-               quiet=quiet, stop_on_divergence=stop_on_divergence, device=device)
+    return fit(
+        recipe,
+        out=resume if resume is not None else out,
+        resume=resume is not None,
+        quiet=quiet,
+        stop_on_divergence=stop_on_divergence,
+        device=device,
+    )
 
 
 # typer reads the signature: the fixed options above plus one keyword option per Recipe field.
-_fixed = [p for p in inspect.signature(train_command).parameters.values()
-          if p.kind is not inspect.Parameter.VAR_KEYWORD]
+_fixed = [
+    p
+    for p in inspect.signature(train_command).parameters.values()
+    if p.kind is not inspect.Parameter.VAR_KEYWORD
+]
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _fixed] + _recipe_params())
+    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _fixed] + _recipe_params()
+)
 
 
 def register(root: typer.Typer) -> None:

@@ -29,8 +29,18 @@ from mnistlab.datasets import registry, store
 from mnistlab.datasets.registry import NAMES
 from mnistlab.errors import DataError
 
-__all__ = ["Dataset", "load", "fetch", "import_dir", "info", "verify", "path", "NAMES",
-           "DataError", "MNIST_CLASSES"]
+__all__ = [
+    "Dataset",
+    "load",
+    "fetch",
+    "import_dir",
+    "info",
+    "verify",
+    "path",
+    "NAMES",
+    "DataError",
+    "MNIST_CLASSES",
+]
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 PathLike = str | os.PathLike[str]
@@ -63,16 +73,25 @@ def _load(name: str, data_dir: PathLike | None, download: bool, quiet: bool) -> 
     a = store.arrays(resolved)
     spec = resolved.spec
     return Dataset(
-        name=spec.name, x_train=a["train_images"], y_train=a["train_labels"],
-        x_test=a["test_images"], y_test=a["test_labels"], class_names=spec.class_names,
+        name=spec.name,
+        x_train=a["train_images"],
+        y_train=a["train_labels"],
+        x_test=a["test_images"],
+        y_test=a["test_labels"],
+        class_names=spec.class_names,
         source=resolved.source,
         checksums={f.name: f.payload_sha256 or f.gz_sha256 for f in spec.files},
         verified_by={resolved.files[role].name: h for role, h in how.items()},
     )
 
 
-def load(name: str | None = None, data_dir: PathLike | None = None, *, download: bool = True,
-         quiet: bool = False) -> Dataset:
+def load(
+    name: str | None = None,
+    data_dir: PathLike | None = None,
+    *,
+    download: bool = True,
+    quiet: bool = False,
+) -> Dataset:
     """Load a dataset by name (``mnist``, ``fashion-mnist``, ``kmnist``, ``mnist-sample``).
 
     ``name=None`` means full MNIST when it can be had, else the bundled sample (``note`` says
@@ -90,14 +109,21 @@ def load(name: str | None = None, data_dir: PathLike | None = None, *, download:
         sample = _load("mnist-sample", None, False, True)
         why = f"looked in {'; '.join(exc.looked)}"
         why += f"; download failed: {exc.download_error}" if exc.download_error else ""
-        note = (f"full MNIST not found ({why}); using the bundled sample mnist-sample "
-                f"({len(sample.y_train):,} train / {len(sample.y_test):,} test images); "
-                "run `mnistlab data fetch` or `mnistlab data import DIR` for the full set")
+        note = (
+            f"full MNIST not found ({why}); using the bundled sample mnist-sample "
+            f"({len(sample.y_train):,} train / {len(sample.y_test):,} test images); "
+            "run `mnistlab data fetch` or `mnistlab data import DIR` for the full set"
+        )
         return dataclasses.replace(sample, note=note)
 
 
-def fetch(name: str = "mnist", data_dir: PathLike | None = None, *,
-          mirrors: list[str] | None = None, quiet: bool = False) -> Path:
+def fetch(
+    name: str = "mnist",
+    data_dir: PathLike | None = None,
+    *,
+    mirrors: list[str] | None = None,
+    quiet: bool = False,
+) -> Path:
     """Download whatever the cache lacks (verified, resumable, locked); return the folder.
 
     ``data_dir`` downloads into that folder instead of the cache. ``mirrors`` overrides the base
@@ -163,22 +189,32 @@ def path(name: str = "mnist", data_dir: PathLike | None = None) -> Path:
         return store.cache_dir(name)
 
 
-def info(name: str | None = None, data_dir: PathLike | None = None, *,
-         download: bool = False) -> dict:
+def info(
+    name: str | None = None, data_dir: PathLike | None = None, *, download: bool = False
+) -> dict:
     """What ``load`` would give, summarised: shapes, class balance, source, checksum status."""
     ds = load(name, data_dir, download=download, quiet=True)
     spec = registry.get(ds.name)
     n = len(ds.class_names)
     return {
-        "name": ds.name, "title": spec.title, "source": ds.source, "note": ds.note,
-        "shapes": {k: tuple(getattr(ds, k).shape) for k in ("x_train", "y_train", "x_test", "y_test")},
+        "name": ds.name,
+        "title": spec.title,
+        "source": ds.source,
+        "note": ds.note,
+        "shapes": {
+            k: tuple(getattr(ds, k).shape) for k in ("x_train", "y_train", "x_test", "y_test")
+        },
         "class_names": ds.class_names,
         "train_counts": np.bincount(ds.y_train, minlength=n).tolist(),
         "test_counts": np.bincount(ds.y_test, minlength=n).tolist(),
-        "checksums": ds.checksums, "verified_by": ds.verified_by,
-        "files": [{"file": fname, "how": how, "sha256": _matched_hash(spec, fname, how)}
-                  for fname, how in ds.verified_by.items()],
-        "license": spec.license, "attribution": spec.attribution,
+        "checksums": ds.checksums,
+        "verified_by": ds.verified_by,
+        "files": [
+            {"file": fname, "how": how, "sha256": _matched_hash(spec, fname, how)}
+            for fname, how in ds.verified_by.items()
+        ],
+        "license": spec.license,
+        "attribution": spec.attribution,
     }
 
 

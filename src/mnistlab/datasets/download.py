@@ -25,9 +25,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from mnistlab import __version__
@@ -133,8 +133,7 @@ class Session:
                 self.dead_hosts.add(netloc)
                 self.why_dead[netloc] = reason
 
-    def fetch(self, name: str, urls: list[str], dest: Path,
-              check: Callable[[Path], None]) -> str:
+    def fetch(self, name: str, urls: list[str], dest: Path, check: Callable[[Path], None]) -> str:
         """Download ``name`` from the first good base URL into ``dest``; return the URL used.
 
         ``check(path)`` raises DataError when the bytes are wrong (checksum); then the mirror
@@ -202,8 +201,10 @@ class Session:
             raise _BadMirror(f"HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
             raise _Unreachable(f"cannot connect ({exc.reason})") from None
-        except (TimeoutError, socket.timeout) as exc:
-            raise _Unreachable(f"cannot connect (timed out after {self.timeout:g} s: {exc})") from None
+        except TimeoutError as exc:
+            raise _Unreachable(
+                f"cannot connect (timed out after {self.timeout:g} s: {exc})"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Unreachable(f"cannot connect ({exc})") from None
         with resp:
@@ -235,8 +236,9 @@ class Session:
                         done += len(chunk)
                         if self.on_progress:
                             self.on_progress(name, done, total)
-                except (TimeoutError, socket.timeout, ConnectionError,
-                        http.client.IncompleteRead) as exc:
-                    raise _Interrupted(f"transfer interrupted after {done:,} bytes ({exc})") from None
+                except (TimeoutError, ConnectionError, http.client.IncompleteRead) as exc:
+                    raise _Interrupted(
+                        f"transfer interrupted after {done:,} bytes ({exc})"
+                    ) from None
             if total is not None and done < total:
                 raise _Interrupted(f"truncated body: {done:,} of {total:,} bytes")

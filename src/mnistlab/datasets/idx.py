@@ -26,8 +26,14 @@ import numpy as np
 from mnistlab._io import atomic_path
 from mnistlab.errors import DataError
 
-DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
-          0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 CODES = {dt.newbyteorder("="): code for code, dt in DTYPES.items()}
 # 2 GiB: 40x the largest real file (47 MB). Declared sizes above this are refused up front.
 MAX_PAYLOAD = 2 << 30
@@ -61,33 +67,47 @@ def _read(path: Path) -> tuple[tuple[int, ...], np.dtype, bytes]:
         with _open(path) as fh:
             head = fh.read(4)
             if len(head) < 4:
-                raise DataError(f"{path}: not an IDX file: {len(head)} bytes, expected a 4-byte "
-                                "magic number (00 00 <dtype> <ndim>)")
+                raise DataError(
+                    f"{path}: not an IDX file: {len(head)} bytes, expected a 4-byte "
+                    "magic number (00 00 <dtype> <ndim>)"
+                )
             zero, code, ndim = struct.unpack(">HBB", head)
             if zero != 0:
-                raise DataError(f"{path}: bad IDX magic number 0x{head.hex()}: expected the first "
-                                "two bytes to be 0 (is this an IDX file?)")
+                raise DataError(
+                    f"{path}: bad IDX magic number 0x{head.hex()}: expected the first "
+                    "two bytes to be 0 (is this an IDX file?)"
+                )
             if code not in DTYPES:
-                raise DataError(f"{path}: unknown IDX dtype code 0x{code:02x}: expected one of "
-                                + ", ".join(f"0x{c:02x}" for c in DTYPES))
+                raise DataError(
+                    f"{path}: unknown IDX dtype code 0x{code:02x}: expected one of "
+                    + ", ".join(f"0x{c:02x}" for c in DTYPES)
+                )
             if not 1 <= ndim <= 4:
                 raise DataError(f"{path}: IDX header declares {ndim} dimensions, expected 1 to 4")
             shape = struct.unpack(f">{ndim}I", _read_exact(fh, 4 * ndim, path, "IDX header"))
             dtype = DTYPES[code]
             size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if size > MAX_PAYLOAD:
-                raise DataError(f"{path}: IDX header declares shape {shape} ({size:,} bytes); "
-                                f"refusing anything above {MAX_PAYLOAD:,} bytes")
+                raise DataError(
+                    f"{path}: IDX header declares shape {shape} ({size:,} bytes); "
+                    f"refusing anything above {MAX_PAYLOAD:,} bytes"
+                )
             if not is_gzip(path) and path.stat().st_size != 4 + 4 * ndim + size:
-                raise DataError(f"{path}: IDX header declares shape {shape} = {size:,} data bytes, "
-                                f"but the file holds {path.stat().st_size - 4 - 4 * ndim:,}")
+                raise DataError(
+                    f"{path}: IDX header declares shape {shape} = {size:,} data bytes, "
+                    f"but the file holds {path.stat().st_size - 4 - 4 * ndim:,}"
+                )
             data = _read_exact(fh, size, path, f"IDX data for shape {shape}")
             if fh.read(1):
-                raise DataError(f"{path}: trailing bytes after the {size:,} data bytes that the "
-                                f"header's shape {shape} declares")
+                raise DataError(
+                    f"{path}: trailing bytes after the {size:,} data bytes that the "
+                    f"header's shape {shape} declares"
+                )
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); "
-                        "delete the file and fetch or import it again") from None
+        raise DataError(
+            f"{path}: truncated or corrupt gzip stream ({exc}); "
+            "delete the file and fetch or import it again"
+        ) from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -99,7 +119,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Any IDX file (raw or gzip) as a native-endian array of the declared shape and dtype."""
     path = Path(path)
     shape, dtype, data = _read(path)
-    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return (
+        np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    )
 
 
 def read_images(path: str | os.PathLike[str], rows: int = 28, cols: int = 28) -> np.ndarray:
@@ -107,9 +129,11 @@ def read_images(path: str | os.PathLike[str], rows: int = 28, cols: int = 28) ->
     path = Path(path)
     shape, dtype, data = _read(path)
     if dtype != DTYPES[0x08] or len(shape) != 3 or shape[1:] != (rows, cols):
-        raise DataError(f"{path}: expected unsigned-byte images of shape (N, {rows}, {cols}), "
-                        f"header declares dtype code 0x{CODES[dtype.newbyteorder('=')]:02x} "
-                        f"shape {shape}")
+        raise DataError(
+            f"{path}: expected unsigned-byte images of shape (N, {rows}, {cols}), "
+            f"header declares dtype code 0x{CODES[dtype.newbyteorder('=')]:02x} "
+            f"shape {shape}"
+        )
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
@@ -118,21 +142,27 @@ def read_labels(path: str | os.PathLike[str], n_classes: int = 10) -> np.ndarray
     path = Path(path)
     shape, dtype, data = _read(path)
     if dtype != DTYPES[0x08] or len(shape) != 1:
-        raise DataError(f"{path}: expected unsigned-byte labels of shape (N,), header declares "
-                        f"dtype code 0x{CODES[dtype.newbyteorder('=')]:02x} shape {shape}")
+        raise DataError(
+            f"{path}: expected unsigned-byte labels of shape (N,), header declares "
+            f"dtype code 0x{CODES[dtype.newbyteorder('=')]:02x} shape {shape}"
+        )
     labels = np.frombuffer(data, dtype=np.uint8)
     if labels.size and int(labels.max()) >= n_classes:
         bad = int(np.argmax(labels >= n_classes))
-        raise DataError(f"{path}: label {int(labels[bad])} at index {bad} is out of range; "
-                        f"expected 0..{n_classes - 1}")
+        raise DataError(
+            f"{path}: label {int(labels[bad])} at index {bad} is out of range; "
+            f"expected 0..{n_classes - 1}"
+        )
     return labels
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, images_path, labels_path) -> None:
     """Images and labels of one split must have the same count."""
     if len(images) != len(labels):
-        raise DataError(f"{labels_path}: {len(labels)} labels but {images_path} holds "
-                        f"{len(images)} images; expected the same count")
+        raise DataError(
+            f"{labels_path}: {len(labels)} labels but {images_path} holds "
+            f"{len(images)} images; expected the same count"
+        )
 
 
 def encode(array: np.ndarray) -> bytes:
@@ -140,8 +170,10 @@ def encode(array: np.ndarray) -> bytes:
     array = np.asarray(array)
     native = array.dtype.newbyteorder("=") if array.dtype.byteorder not in "=|" else array.dtype
     if native not in CODES:
-        raise DataError(f"cannot write dtype {array.dtype} as IDX; expected one of "
-                        + ", ".join(str(d) for d in CODES))
+        raise DataError(
+            f"cannot write dtype {array.dtype} as IDX; expected one of "
+            + ", ".join(str(d) for d in CODES)
+        )
     if not 1 <= array.ndim <= 4:
         raise DataError(f"cannot write a {array.ndim}-d array as IDX; expected 1 to 4 dimensions")
     code = CODES[native]
@@ -149,7 +181,9 @@ def encode(array: np.ndarray) -> bytes:
     return head + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
 
 
-def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None) -> None:
+def write_idx(
+    path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None
+) -> None:
     """Write ``array`` as IDX, gzipped when ``path`` ends in .gz (or ``compress``), atomically.
 
     Gzip output is reproducible: no file name, mtime 0, so equal arrays give equal bytes.
@@ -177,8 +211,10 @@ def payload_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
                 h.update(chunk)
                 n += len(chunk)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); "
-                        "delete the file and fetch or import it again") from None
+        raise DataError(
+            f"{path}: truncated or corrupt gzip stream ({exc}); "
+            "delete the file and fetch or import it again"
+        ) from None
     return h.hexdigest(), n
 
 

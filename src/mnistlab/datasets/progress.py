@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from mnistlab.datasets.download import Session
 
@@ -23,8 +23,14 @@ def progress_hook(session: Session, quiet: bool = False) -> Iterator[None]:
         yield
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -33,8 +39,15 @@ def progress_hook(session: Session, quiet: bool = False) -> Iterator[None]:
         def plain(name: str, done: int, total: int | None) -> None:
             if name not in started:  # logs stay readable: one line per file, no bar spam
                 started.add(name)
-                size = "" if not total else (f" ({total / 1e6:.1f} MB)" if total >= 100_000
-                                             else f" ({total / 1e3:.1f} kB)")
+                size = (
+                    ""
+                    if not total
+                    else (
+                        f" ({total / 1e6:.1f} MB)"
+                        if total >= 100_000
+                        else f" ({total / 1e3:.1f} kB)"
+                    )
+                )
                 print(f"downloading {name}{size}", file=sys.stderr, flush=True)
 
         session.on_progress = plain
@@ -43,8 +56,13 @@ def progress_hook(session: Session, quiet: bool = False) -> Iterator[None]:
         finally:
             session.on_progress = None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 

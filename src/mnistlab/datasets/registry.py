@@ -78,8 +78,12 @@ class DatasetSpec:
 
 
 def _files(n_train: int, n_test: int, gz: dict[str, tuple], payload: dict[str, str | None]):
-    sizes = {"train_images": 16 + n_train * 784, "train_labels": 8 + n_train,
-             "test_images": 16 + n_test * 784, "test_labels": 8 + n_test}
+    sizes = {
+        "train_images": 16 + n_train * 784,
+        "train_labels": 8 + n_train,
+        "test_images": 16 + n_test * 784,
+        "test_labels": 8 + n_test,
+    }
     return tuple(
         FileSpec(role, FILE_NAMES[role], sizes[role], payload[role], *gz[role]) for role in ROLES
     )
@@ -89,16 +93,29 @@ _MNIST = DatasetSpec(
     name="mnist",
     title="MNIST handwritten digits",
     files=_files(
-        60000, 10000,
+        60000,
+        10000,
         gz={  # (sha256, md5, size) of the official .gz
-            "train_images": ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                             "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9912422),
-            "train_labels": ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                             "d53e105ee54ea40749a09fcbcd1e9432", 28881),
-            "test_images": ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                            "9fb629c4189551a2d022fa330f9573f3", 1648877),
-            "test_labels": ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                            "ec29112dd5afa0611ce80d1b7f02629c", 4542),
+            "train_images": (
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                9912422,
+            ),
+            "train_labels": (
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                28881,
+            ),
+            "test_images": (
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "9fb629c4189551a2d022fa330f9573f3",
+                1648877,
+            ),
+            "test_labels": (
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+                4542,
+            ),
         },
         payload={
             "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -125,16 +142,29 @@ _FASHION = DatasetSpec(
     name="fashion-mnist",
     title="Fashion-MNIST (Zalando article images)",
     files=_files(
-        60000, 10000,
+        60000,
+        10000,
         gz={
-            "train_images": ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                             "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26421880),
-            "train_labels": ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                             "25c81989df183df01b3e8a0aad5dffbe", 29515),
-            "test_images": ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                            "bef4ecab320f06d8554ea6380940ec79", 4422102),
-            "test_labels": ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                            "bb300cfdad3c16e7a12a480ee83cd310", 5148),
+            "train_images": (
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                26421880,
+            ),
+            "train_labels": (
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                29515,
+            ),
+            "test_images": (
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "bef4ecab320f06d8554ea6380940ec79",
+                4422102,
+            ),
+            "test_labels": (
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+                5148,
+            ),
         },
         payload={
             "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -147,8 +177,18 @@ _FASHION = DatasetSpec(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # official
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
-    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     license="MIT",
     attribution="Fashion-MNIST by Han Xiao, Kashif Rasul and Roland Vollgraf, Zalando Research, "
     "https://github.com/zalandoresearch/fashion-mnist, MIT License.",
@@ -162,16 +202,29 @@ _KMNIST = DatasetSpec(
     name="kmnist",
     title="Kuzushiji-MNIST (cursive Japanese hiragana)",
     files=_files(
-        60000, 10000,
+        60000,
+        10000,
         gz={
-            "train_images": ("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-                             "bdb82020997e1d708af4cf47b453dcf7", None),
-            "train_labels": ("e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-                             "e144d726b3acfaa3e44228e80efcd344", None),
-            "test_images": ("edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-                            "5c965bf0a639b31b8f53240b1b52f4d7", None),
-            "test_labels": ("20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
-                            "7320c461ea6c1c855c0b718fb2a4b134", None),
+            "train_images": (
+                "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+                "bdb82020997e1d708af4cf47b453dcf7",
+                None,
+            ),
+            "train_labels": (
+                "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+                "e144d726b3acfaa3e44228e80efcd344",
+                None,
+            ),
+            "test_images": (
+                "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+                "5c965bf0a639b31b8f53240b1b52f4d7",
+                None,
+            ),
+            "test_labels": (
+                "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+                "7320c461ea6c1c855c0b718fb2a4b134",
+                None,
+            ),
         },
         # Unknown: see the module docstring. Only the official .gz bytes can verify KMNIST.
         payload={role: None for role in ROLES},
@@ -201,16 +254,23 @@ def _sample() -> DatasetSpec:
         manifest = json.loads(manifest_path.read_text())
         entries = manifest["files"]
         files = tuple(
-            FileSpec(role, FILE_NAMES[role], int(entries[FILE_NAMES[role]]["payload_size"]),
-                     entries[FILE_NAMES[role]]["payload_sha256"],
-                     entries[FILE_NAMES[role]]["gz_sha256"], None,
-                     int(entries[FILE_NAMES[role]]["gz_size"]))
+            FileSpec(
+                role,
+                FILE_NAMES[role],
+                int(entries[FILE_NAMES[role]]["payload_size"]),
+                entries[FILE_NAMES[role]]["payload_sha256"],
+                entries[FILE_NAMES[role]]["gz_sha256"],
+                None,
+                int(entries[FILE_NAMES[role]]["gz_size"]),
+            )
             for role in ROLES
         )
         n_train, n_test = int(manifest["n_train"]), int(manifest["n_test"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{manifest_path}: bundled sample manifest missing or unreadable ({exc}); "
-                        "reinstall mnistlab or run scripts/make_sample.py") from None
+        raise DataError(
+            f"{manifest_path}: bundled sample manifest missing or unreadable ({exc}); "
+            "reinstall mnistlab or run scripts/make_sample.py"
+        ) from None
     return DatasetSpec(
         name="mnist-sample",
         title=f"MNIST sample bundled with mnistlab ({n_train:,} train / {n_test:,} test images)",

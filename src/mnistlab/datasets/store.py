@@ -96,13 +96,20 @@ def _dataset_folder(root: Path, spec: DatasetSpec) -> Path:
 
 def where_to_put(spec: DatasetSpec) -> str:
     names = ", ".join(f.name for f in spec.files)
-    return (f"put the four files ({names}; .gz or uncompressed) into {cache_dir(spec.name)}, "
-            f"or run `mnistlab data import DIR --dataset {spec.name}`, or pass --data-dir DIR / "
-            "set MNISTLAB_DATA_DIR")
+    return (
+        f"put the four files ({names}; .gz or uncompressed) into {cache_dir(spec.name)}, "
+        f"or run `mnistlab data import DIR --dataset {spec.name}`, or pass --data-dir DIR / "
+        "set MNISTLAB_DATA_DIR"
+    )
 
 
-def resolve(name: str, data_dir: str | os.PathLike[str] | None = None, *,
-            allow_download: bool = True, quiet: bool = False) -> Resolved:
+def resolve(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    allow_download: bool = True,
+    quiet: bool = False,
+) -> Resolved:
     """Find (or download) the four files of ``name``; they are not verified yet."""
     spec = registry.get(name)
     if spec.bundled:
@@ -111,8 +118,10 @@ def resolve(name: str, data_dir: str | os.PathLike[str] | None = None, *,
         folder = _dataset_folder(Path(data_dir).expanduser(), spec)
         found = locate(folder, spec)
         if len(found) < 4:
-            raise DataError(f"{folder}: missing {spec.name} files: {_missing(spec, found)} "
-                            "(expected the four files, .gz or uncompressed)")
+            raise DataError(
+                f"{folder}: missing {spec.name} files: {_missing(spec, found)} "
+                "(expected the four files, .gz or uncompressed)"
+            )
         return Resolved(spec, folder, "data_dir", found)
     looked = []
     env = os.environ.get("MNISTLAB_DATA_DIR")
@@ -125,24 +134,35 @@ def resolve(name: str, data_dir: str | os.PathLike[str] | None = None, *,
         if len(found) == 4:
             return Resolved(spec, folder, origin, found)
         if found and origin == "MNISTLAB_DATA_DIR":
-            raise DataError(f"{folder} (MNISTLAB_DATA_DIR): missing {spec.name} files: "
-                            f"{_missing(spec, found)}")
+            raise DataError(
+                f"{folder} (MNISTLAB_DATA_DIR): missing {spec.name} files: {_missing(spec, found)}"
+            )
         looked.append(f"{origin} {folder}")
     if not allow_download:
-        raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}); "
-                           + where_to_put(spec), looked, None)
+        raise NotAvailable(
+            f"{spec.name} not found (looked in {'; '.join(looked)}); " + where_to_put(spec),
+            looked,
+            None,
+        )
     from mnistlab.datasets import download
 
     try:
         fetched = fetch(name, quiet=quiet)
     except NoCache as exc:  # nowhere to download to: as unavailable as without a network
-        raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and cannot be "
-                           f"downloaded: {exc}", looked, str(exc)) from None
+        raise NotAvailable(
+            f"{spec.name} not found (looked in {'; '.join(looked)}) and cannot be "
+            f"downloaded: {exc}",
+            looked,
+            str(exc),
+        ) from None
     except download.DownloadError as exc:
         hint = "To use it offline, " if exc.unreachable else "Alternatively, "
-        raise NotAvailable(f"{spec.name} not found (looked in {'; '.join(looked)}) and download "
-                           f"failed: {exc.reason}. {hint}" + where_to_put(spec),
-                           looked, exc.reason) from None
+        raise NotAvailable(
+            f"{spec.name} not found (looked in {'; '.join(looked)}) and download "
+            f"failed: {exc.reason}. {hint}" + where_to_put(spec),
+            looked,
+            exc.reason,
+        ) from None
     fetched.origin = "download"
     return fetched
 
@@ -161,12 +181,17 @@ class Memo:
     @staticmethod
     def _stamp(path: Path, f: FileSpec) -> dict:
         st = path.stat()
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "identity": f.payload_sha256 or f.gz_sha256}
+        return {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "identity": f.payload_sha256 or f.gz_sha256,
+        }
 
     def known(self, path: Path, f: FileSpec) -> str | None:
         entry = self.data.get(str(path.resolve()))
-        if entry and {k: entry.get(k) for k in ("size", "mtime_ns", "identity")} == self._stamp(path, f):
+        if entry and {k: entry.get(k) for k in ("size", "mtime_ns", "identity")} == self._stamp(
+            path, f
+        ):
             return entry.get("how")
         return None
 
@@ -188,19 +213,26 @@ class Memo:
 
 def verify_file(path: Path, f: FileSpec, dataset: str) -> str:
     """Hash ``path``; return how it matched ("gz-sha256" / "payload-sha256") or raise DataError."""
-    fix = (f"delete it and run `mnistlab data fetch --dataset {dataset}` or import a good copy"
-           if dataset != "mnist-sample" else "reinstall mnistlab")
+    fix = (
+        f"delete it and run `mnistlab data fetch --dataset {dataset}` or import a good copy"
+        if dataset != "mnist-sample"
+        else "reinstall mnistlab"
+    )
     if f.gz_sha256 and idx.is_gzip(path) and idx.file_sha256(path) == f.gz_sha256:
         return "gz-sha256"
     if f.payload_sha256 is None:
-        raise DataError(f"{path}: cannot verify: it is not byte-identical to the official "
-                        f"{f.name} (sha256 {f.gz_sha256}) and the SHA-256 of {dataset}'s "
-                        f"decompressed data is not known; use the official .gz file ({fix})")
+        raise DataError(
+            f"{path}: cannot verify: it is not byte-identical to the official "
+            f"{f.name} (sha256 {f.gz_sha256}) and the SHA-256 of {dataset}'s "
+            f"decompressed data is not known; use the official .gz file ({fix})"
+        )
     got, size = idx.payload_sha256(path)
     if got != f.payload_sha256:
-        raise DataError(f"{path}: checksum mismatch: decompressed data has sha256 {got[:16]}... "
-                        f"({size:,} bytes), expected {f.payload_sha256[:16]}... "
-                        f"({f.payload_size:,} bytes) for {dataset} {f.name}; {fix}")
+        raise DataError(
+            f"{path}: checksum mismatch: decompressed data has sha256 {got[:16]}... "
+            f"({size:,} bytes), expected {f.payload_sha256[:16]}... "
+            f"({f.payload_size:,} bytes) for {dataset} {f.name}; {fix}"
+        )
     return "payload-sha256"
 
 
@@ -226,8 +258,14 @@ def verify(resolved: Resolved, *, rehash: bool = False) -> dict[str, str]:
     return result
 
 
-def fetch(name: str, *, mirrors: list[str] | None = None, quiet: bool = False,
-          session: download.Session | None = None, folder: Path | None = None) -> Resolved:
+def fetch(
+    name: str,
+    *,
+    mirrors: list[str] | None = None,
+    quiet: bool = False,
+    session: download.Session | None = None,
+    folder: Path | None = None,
+) -> Resolved:
     """Make the cache (or ``folder``) hold a verified copy of every file, downloading what lacks."""
     from filelock import FileLock, Timeout
 
@@ -241,8 +279,10 @@ def fetch(name: str, *, mirrors: list[str] | None = None, quiet: bool = False,
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NoCache(f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
-                      "MNISTLAB_HOME (or --data-dir) to a writable folder") from None
+        raise NoCache(
+            f"{folder}: cannot create the dataset folder ({exc.strerror}); set "
+            "MNISTLAB_HOME (or --data-dir) to a writable folder"
+        ) from None
     urls = download.mirrors(name, spec.urls, mirrors)
     session = session or download.Session()
     try:
@@ -262,32 +302,48 @@ def fetch(name: str, *, mirrors: list[str] | None = None, quiet: bool = False,
                     if download.offline():
                         raise download.DownloadError(
                             f"could not download {f.name}: downloads are disabled "
-                            "(MNISTLAB_OFFLINE is set)", unreachable=True)
+                            "(MNISTLAB_OFFLINE is set)",
+                            unreachable=True,
+                        )
                     session.probe(urls)
                     dest = folder / f.name
                     how_got: list[str] = []
-                    session.fetch(f.name, urls, dest,
-                                  lambda p, f=f: how_got.append(verify_file(p, f, name)))
+                    session.fetch(
+                        f.name, urls, dest, lambda p, f=f: how_got.append(verify_file(p, f, name))
+                    )
                     memo.remember(dest, f, how_got[-1])  # rename keeps size and mtime
                     if path is not None and path != dest:
                         path.unlink(missing_ok=True)  # the corrupt raw copy
             finally:
                 memo.save()
     except download.DownloadError as exc:
-        reason = (f"no network (cannot reach {', '.join(sorted(session.dead_hosts))})"
-                  if exc.unreachable and session.dead_hosts else str(exc))
+        reason = (
+            f"no network (cannot reach {', '.join(sorted(session.dead_hosts))})"
+            if exc.unreachable and session.dead_hosts
+            else str(exc)
+        )
         hint = "To use it offline, " if exc.unreachable else "Alternatively, "
-        raise download.DownloadError(f"{name}: download failed: {reason}. {hint}"
-                                     + where_to_put(spec), exc.unreachable, reason) from None
+        raise download.DownloadError(
+            f"{name}: download failed: {reason}. {hint}" + where_to_put(spec),
+            exc.unreachable,
+            reason,
+        ) from None
     except Timeout:
-        raise DataError(f"{folder / '.lock'}: another mnistlab process has held this lock for "
-                        f"{LOCK_TIMEOUT} s; if none is running, delete the lock file") from None
-    return Resolved(spec, folder, "cache" if folder == cache_dir(name) else "data_dir",
-                    locate(folder, spec))
+        raise DataError(
+            f"{folder / '.lock'}: another mnistlab process has held this lock for "
+            f"{LOCK_TIMEOUT} s; if none is running, delete the lock file"
+        ) from None
+    return Resolved(
+        spec, folder, "cache" if folder == cache_dir(name) else "data_dir", locate(folder, spec)
+    )
 
 
-_ARRAYS = {"train_images": "x_train", "train_labels": "y_train",
-           "test_images": "x_test", "test_labels": "y_test"}
+_ARRAYS = {
+    "train_images": "x_train",
+    "train_labels": "y_train",
+    "test_images": "x_test",
+    "test_labels": "y_test",
+}
 
 
 def _identity(f: FileSpec) -> str:
@@ -307,8 +363,9 @@ def _npy_stamp(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _cached_arrays(spec: DatasetSpec, folder: Path
-                   ) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def _cached_arrays(
+    spec: DatasetSpec, folder: Path
+) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """(arrays, None) from an intact cache; (None, why) when a cache is there but cannot be
     trusted; (None, None) when there is none for these source files (first load, other data).
 
@@ -320,8 +377,12 @@ def _cached_arrays(spec: DatasetSpec, folder: Path
         meta = json.loads((folder / "arrays.json").read_text())
     except (OSError, ValueError):
         return None, None
-    if (not isinstance(meta, dict) or meta.get("format") != ARRAYS_FORMAT
-            or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("source"), dict)):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != ARRAYS_FORMAT
+        or not isinstance(meta.get("files"), dict)
+        or not isinstance(meta.get("source"), dict)
+    ):
         return None, None  # an older layout, without stamps: rebuilt like a first load
     if any(meta["source"].get(f.role) != _identity(f) for f in spec.files):
         return None, None
@@ -354,13 +415,19 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
         if cached is not None:
             return cached
     files, n = resolved.files, len(spec.class_names)
-    out = {"train_images": idx.read_images(files["train_images"]),
-           "train_labels": idx.read_labels(files["train_labels"], n),
-           "test_images": idx.read_images(files["test_images"]),
-           "test_labels": idx.read_labels(files["test_labels"], n)}
+    out = {
+        "train_images": idx.read_images(files["train_images"]),
+        "train_labels": idx.read_labels(files["train_labels"], n),
+        "test_images": idx.read_images(files["test_images"]),
+        "test_labels": idx.read_labels(files["test_labels"], n),
+    }
     for split in ("train", "test"):
-        idx.check_pair(out[f"{split}_images"], out[f"{split}_labels"],
-                       files[f"{split}_images"], files[f"{split}_labels"])
+        idx.check_pair(
+            out[f"{split}_images"],
+            out[f"{split}_labels"],
+            files[f"{split}_images"],
+            files[f"{split}_labels"],
+        )
     if spec.bundled:  # the sample parses in ~0.1 s; not worth a cache entry per MNISTLAB_HOME
         return out
     why = f"the array cache in {folder}: {problem}; " if problem else ""
@@ -373,17 +440,24 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
             with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
             stamps[name] = _npy_stamp(folder / name)
-        atomic_write_json(folder / "arrays.json", {
-            "format": ARRAYS_FORMAT, "source": {f.role: _identity(f) for f in spec.files},
-            "files": stamps})
+        atomic_write_json(
+            folder / "arrays.json",
+            {
+                "format": ARRAYS_FORMAT,
+                "source": {f.role: _identity(f) for f in spec.files},
+                "files": stamps,
+            },
+        )
     except (OSError, MnistlabError) as exc:  # the data is fine; only the next load is slower
-        warnings.warn(f"{why}cannot write the array cache in {folder} ({exc}); using the "
-                      f"verified files in {resolved.folder}, and loads stay slow until "
-                      "MNISTLAB_HOME points at a writable folder", stacklevel=3)
+        warnings.warn(
+            f"{why}cannot write the array cache in {folder} ({exc}); using the "
+            f"verified files in {resolved.folder}, and loads stay slow until "
+            "MNISTLAB_HOME points at a writable folder",
+            stacklevel=3,
+        )
         return out
     if problem:
-        warnings.warn(f"{why}rebuilt it from the verified files in {resolved.folder}",
-                      stacklevel=3)
+        warnings.warn(f"{why}rebuilt it from the verified files in {resolved.folder}", stacklevel=3)
     return out
 
 

@@ -57,8 +57,10 @@ def choose_engine(recipe: Recipe, device: str | None = None) -> tuple[str, str]:
         reason = f"it runs on the CPU only (device {device!r} was asked for)"
     if recipe.engine == "fast":
         if reason is not None:
-            raise RecipeError(f"recipe field 'engine': 'fast' cannot train this recipe: {reason}; "
-                              "use engine 'reference' or 'auto'")
+            raise RecipeError(
+                f"recipe field 'engine': 'fast' cannot train this recipe: {reason}; "
+                "use engine 'reference' or 'auto'"
+            )
         return "fast", "asked for in the recipe"
     if reason is not None:
         return "reference", f"auto: fast engine not used ({reason})"
@@ -67,8 +69,9 @@ def choose_engine(recipe: Recipe, device: str | None = None) -> tuple[str, str]:
     return "fast", "auto: fast engine supports this recipe on the CPU"
 
 
-def make_engine(recipe: Recipe, weights: dict[str, np.ndarray], device: str | None = None
-                ) -> Engine:
+def make_engine(
+    recipe: Recipe, weights: dict[str, np.ndarray], device: str | None = None
+) -> Engine:
     """An engine for ``recipe`` starting from ``weights``; its ``reason`` says why it was picked."""
     name, why = choose_engine(recipe, device)
     if name == "fast":

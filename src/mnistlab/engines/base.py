@@ -34,19 +34,32 @@ import numpy as np
 from mnistlab.errors import RunError
 
 # ---- Keras' constants (Keras 3 defaults) ------------------------------------------------------
-ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7   # adam, adamw, nadam; EPSILON for all
-NADAM_DECAY = 0.96                                   # Nadam's momentum-cache schedule
+ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7  # adam, adamw, nadam; EPSILON for all
+NADAM_DECAY = 0.96  # Nadam's momentum-cache schedule
 RMSPROP_RHO, ADAGRAD_INITIAL, ADADELTA_RHO = 0.9, 0.1, 0.95
-BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3                 # BatchNormalization
-MAXNORM_EPSILON = 1e-7                               # keras.constraints.MaxNorm (backend.epsilon)
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # BatchNormalization
+MAXNORM_EPSILON = 1e-7  # keras.constraints.MaxNorm (backend.epsilon)
 
 # Optimizer-state slots, named as Keras names them; both engines keep the same names, so a run's
 # state moves between engines.
-SLOTS = {"sgd": ("momentum",), "adam": ("m", "v"), "adamw": ("m", "v"), "nadam": ("m", "v"),
-         "rmsprop": ("velocity", "momentum"), "adagrad": ("accumulator",),
-         "adadelta": ("accumulated_grad", "accumulated_delta_var")}
-OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 1, "nadam": 2, "rmsprop": 3, "adagrad": 4,
-                   "adadelta": 5}
+SLOTS = {
+    "sgd": ("momentum",),
+    "adam": ("m", "v"),
+    "adamw": ("m", "v"),
+    "nadam": ("m", "v"),
+    "rmsprop": ("velocity", "momentum"),
+    "adagrad": ("accumulator",),
+    "adadelta": ("accumulated_grad", "accumulated_delta_var"),
+}
+OPTIMIZER_CODES = {
+    "sgd": 0,
+    "adam": 1,
+    "adamw": 1,
+    "nadam": 2,
+    "rmsprop": 3,
+    "adagrad": 4,
+    "adadelta": 5,
+}
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "gelu": 3}
 
 
@@ -69,12 +82,19 @@ class Hyper:
     @classmethod
     def of(cls, recipe) -> Hyper:
         r = recipe.resolved()
-        return cls(optimizer=r.optimizer, activation=r.activation, l2=float(r.l2),
-                   label_smoothing=float(r.label_smoothing), momentum=float(r.momentum),
-                   nesterov=bool(r.nesterov),
-                   weight_decay=float(r.weight_decay) if r.optimizer == "adamw" else 0.0,
-                   dropout=float(r.dropout), batch_norm=bool(r.batch_norm),
-                   max_norm=float(r.max_norm), seed=int(r.seed))
+        return cls(
+            optimizer=r.optimizer,
+            activation=r.activation,
+            l2=float(r.l2),
+            label_smoothing=float(r.label_smoothing),
+            momentum=float(r.momentum),
+            nesterov=bool(r.nesterov),
+            weight_decay=float(r.weight_decay) if r.optimizer == "adamw" else 0.0,
+            dropout=float(r.dropout),
+            batch_norm=bool(r.batch_norm),
+            max_norm=float(r.max_norm),
+            seed=int(r.seed),
+        )
 
 
 def optimizer_slots(recipe) -> tuple[list[str], float]:
@@ -85,22 +105,29 @@ def optimizer_slots(recipe) -> tuple[list[str], float]:
     (['velocity'], 0.0)
     """
     recipe = recipe.resolved()
-    names = [s for s in SLOTS[recipe.optimizer]   # rmsprop keeps momentum only when > 0
-             if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)]
+    names = [
+        s
+        for s in SLOTS[recipe.optimizer]  # rmsprop keeps momentum only when > 0
+        if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)
+    ]
     return names, (ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0)
 
 
 def slots_of(h: Hyper) -> list[str]:
-    return [s for s in SLOTS[h.optimizer]
-            if not (h.optimizer == "rmsprop" and s == "momentum" and h.momentum == 0)]
+    return [
+        s
+        for s in SLOTS[h.optimizer]
+        if not (h.optimizer == "rmsprop" and s == "momentum" and h.momentum == 0)
+    ]
 
 
 # ---- per-step optimizer scalars -----------------------------------------------------------------
 N_SCALARS = 4
 
 
-def step_scalars(h: Hyper, lrs32: np.ndarray, iterations: int, u_product: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def step_scalars(
+    h: Hyper, lrs32: np.ndarray, iterations: int, u_product: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(scalars (steps, 4) float64, nadam's u_product after each step) for the next steps.
 
     Everything of an update that is the same for every weight, computed once per step in
@@ -123,24 +150,30 @@ def step_scalars(h: Hyper, lrs32: np.ndarray, iterations: int, u_product: float
         out[:, 0], out[:, 1] = lr, h.momentum
         out[:, 2], out[:, 3] = (h.momentum, 1.0) if h.nesterov else (1.0, 0.0)
     elif opt in ("adam", "adamw"):
-        out[:, 0] = lr * np.sqrt(1 - ADAM_BETA2 ** t) / (1 - ADAM_BETA1 ** t)
-        shrink = 1.0 - (np.float32(h.weight_decay) * np.asarray(lrs32, np.float32)).astype(
-            np.float32).astype(np.float64) if h.weight_decay > 0 else 1.0
+        out[:, 0] = lr * np.sqrt(1 - ADAM_BETA2**t) / (1 - ADAM_BETA1**t)
+        shrink = (
+            1.0
+            - (np.float32(h.weight_decay) * np.asarray(lrs32, np.float32))
+            .astype(np.float32)
+            .astype(np.float64)
+            if h.weight_decay > 0
+            else 1.0
+        )
         out[:, 1] = shrink
     elif opt == "nadam":
-        u = ADAM_BETA1 * (1.0 - 0.5 * NADAM_DECAY ** t)
+        u = ADAM_BETA1 * (1.0 - 0.5 * NADAM_DECAY**t)
         u_next = ADAM_BETA1 * (1.0 - 0.5 * NADAM_DECAY ** (t + 1))
         p = u_product
-        for k in range(steps):   # Keras keeps the running product as state: so do we
+        for k in range(steps):  # Keras keeps the running product as state: so do we
             p *= u[k]
             prods[k] = p
         out[:, 0] = lr
         out[:, 1] = u_next / (1.0 - prods * u_next)
         out[:, 2] = (1.0 - u) / (1.0 - prods)
-        out[:, 3] = 1.0 / (1.0 - ADAM_BETA2 ** t)
+        out[:, 3] = 1.0 / (1.0 - ADAM_BETA2**t)
     elif opt == "rmsprop":
         out[:, 0], out[:, 1] = lr, h.momentum
-    else:   # adagrad, adadelta
+    else:  # adagrad, adadelta
         out[:, 0] = lr
     if opt != "nadam":
         prods[:] = u_product
@@ -151,7 +184,7 @@ def step_scalars(h: Hyper, lrs32: np.ndarray, iterations: int, u_product: float
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
-_DROPOUT_STREAM = 7_740_291   # keeps dropout's stream apart from init and shuffling
+_DROPOUT_STREAM = 7_740_291  # keeps dropout's stream apart from init and shuffling
 
 
 def mix64(z):
@@ -162,7 +195,7 @@ def mix64(z):
 
 
 def _mix_int(z: int) -> int:
-    return int(mix64(np.array([z % 2 ** 64], np.uint64))[0])
+    return int(mix64(np.array([z % 2**64], np.uint64))[0])
 
 
 def dropout_keys(seed: int, epoch: int, steps: int, n_hidden: int) -> np.ndarray:
@@ -193,8 +226,9 @@ def keep_mask(key, rows: int, width: int, rate: float) -> np.ndarray:
     return ((h >> _S40) >= np.uint64(dropout_threshold(rate))).reshape(rows, width)
 
 
-def dropout_keep(seed: int, epoch: int, step: int, layer: int, rows: int, width: int,
-                 rate: float) -> np.ndarray:
+def dropout_keep(
+    seed: int, epoch: int, step: int, layer: int, rows: int, width: int, rate: float
+) -> np.ndarray:
     """The keep-mask of hidden layer ``layer`` at ``step`` of ``epoch`` (rows of that batch)."""
     key = dropout_keys(seed, epoch, step + 1, layer + 1)[step, layer]
     return keep_mask(key, rows, width, rate)
@@ -205,10 +239,11 @@ class State:
     """Weights, optimizer slots, iteration count, nadam's product and batch norm's moving
     statistics of an MLP, in flat float32 vectors (see the module docstring)."""
 
-    LAYOUT_COLUMNS = 8   # kernel, bias, gamma, beta offsets; fan_in, fan_out; mean, var offsets
+    LAYOUT_COLUMNS = 8  # kernel, bias, gamma, beta offsets; fan_in, fan_out; mean, var offsets
 
-    def __init__(self, sizes: list[int], batch_norm: bool, slots: list[str], fill: float,
-                 nadam: bool = False):
+    def __init__(
+        self, sizes: list[int], batch_norm: bool, slots: list[str], fill: float, nadam: bool = False
+    ):
         self.sizes = list(sizes)
         self.n_layers = len(sizes) - 1
         self.batch_norm = batch_norm
@@ -226,12 +261,15 @@ class State:
                 layout[i, col] = pos
                 pos += math.prod(shape)
             layout[i, 4], layout[i, 5] = fi, fo
-        self.ends = [int(layout[i + 1, 0]) if i + 1 < self.n_layers else pos
-                     for i in range(self.n_layers)]
+        self.ends = [
+            int(layout[i + 1, 0]) if i + 1 < self.n_layers else pos for i in range(self.n_layers)
+        ]
         self.names = list(self.shapes)
         self.theta = np.zeros(pos, np.float32)
-        self.view = {n: self.theta[o:o + math.prod(self.shapes[n])].reshape(self.shapes[n])
-                     for n, o in offsets.items()}
+        self.view = {
+            n: self.theta[o : o + math.prod(self.shapes[n])].reshape(self.shapes[n])
+            for n, o in offsets.items()
+        }
         self.offsets = offsets
         # moving statistics: mean then variance of each hidden layer with batch norm
         self.moving_names: list[str] = []
@@ -247,19 +285,24 @@ class State:
                     layout[i, col] = mpos
                     mpos += fo
         self.moving = np.zeros(max(mpos, 1), np.float32)
-        self.moving_view = {n: self.moving[o:o + w] for n, (o, w) in mshapes.items()}
+        self.moving_view = {n: self.moving[o : o + w] for n, (o, w) in mshapes.items()}
         self.layout = layout
         self.slot_names = list(slots)
         self.slots = {s: np.full(pos, fill, np.float32) for s in slots}
         self.iterations = 0
         self.nadam = nadam
-        self.u_product = 1.0   # nadam: Keras' running product of the momentum schedule
+        self.u_product = 1.0  # nadam: Keras' running product of the momentum schedule
 
     @classmethod
     def for_recipe(cls, recipe, n_inputs: int = 784, n_classes: int = 10) -> State:
         slots, fill = optimizer_slots(recipe)
-        return cls([n_inputs, *recipe.hidden, n_classes], bool(recipe.batch_norm), slots, fill,
-                   nadam=recipe.optimizer == "nadam")
+        return cls(
+            [n_inputs, *recipe.hidden, n_classes],
+            bool(recipe.batch_norm),
+            slots,
+            fill,
+            nadam=recipe.optimizer == "nadam",
+        )
 
     def kernel(self, i: int) -> np.ndarray:
         return self.view[f"dense_{i}.kernel"]
@@ -272,8 +315,10 @@ class State:
         names = {k for k in weights if not k.startswith("opt.")}
         expected = set(self.all_names())
         if names != expected:
-            raise RunError(f"weights do not fit the recipe's network: missing "
-                           f"{sorted(expected - names)}, unexpected {sorted(names - expected)}")
+            raise RunError(
+                f"weights do not fit the recipe's network: missing "
+                f"{sorted(expected - names)}, unexpected {sorted(names - expected)}"
+            )
         for name in self.all_names():
             target = self.view.get(name)
             if target is None:
@@ -295,8 +340,9 @@ class State:
         for slot, flat in self.slots.items():
             for n in self.names:
                 o = self.offsets[n]
-                out[f"opt.{slot}.{n}"] = flat[o:o + self.view[n].size].reshape(
-                    self.shapes[n]).copy()
+                out[f"opt.{slot}.{n}"] = (
+                    flat[o : o + self.view[n].size].reshape(self.shapes[n]).copy()
+                )
         out["opt.iterations"] = np.array(self.iterations, dtype=np.int64)
         if self.nadam:
             out["opt.u_product"] = np.array(self.u_product, dtype=np.float64)
@@ -307,11 +353,15 @@ class State:
             for n in self.names:
                 key = f"opt.{slot}.{n}"
                 if key not in state:
-                    raise RunError(f"optimizer state {key!r} is missing (was the run trained "
-                                   f"with another optimizer?)")
+                    raise RunError(
+                        f"optimizer state {key!r} is missing (was the run trained "
+                        f"with another optimizer?)"
+                    )
                 if np.shape(state[key]) != self.shapes[n]:
-                    raise RunError(f"optimizer state {key!r} has shape {np.shape(state[key])}, "
-                                   f"expected {self.shapes[n]}")
+                    raise RunError(
+                        f"optimizer state {key!r} has shape {np.shape(state[key])}, "
+                        f"expected {self.shapes[n]}"
+                    )
         for key in ("opt.iterations",) + (("opt.u_product",) if self.nadam else ()):
             if key not in state:
                 raise RunError(f"optimizer state {key!r} is missing")
@@ -319,7 +369,7 @@ class State:
         for slot, flat in self.slots.items():
             for n in self.names:
                 o = self.offsets[n]
-                flat[o:o + self.view[n].size] = np.asarray(state[f"opt.{slot}.{n}"]).reshape(-1)
+                flat[o : o + self.view[n].size] = np.asarray(state[f"opt.{slot}.{n}"]).reshape(-1)
         self.iterations = int(state["opt.iterations"])
         self.u_product = float(state.get("opt.u_product", 1.0))
 
@@ -347,12 +397,12 @@ class Workspace:
         self.h_flat = np.zeros(rows * width_sum, np.float32)
         self.d_flat = np.zeros(rows * width_sum, np.float32)
         self.z_flat = np.zeros(max(rows * sum(hidden), 1), np.float32)
-        self.pre_flat = np.zeros(max(rows * sum(hidden), 1), np.float32)   # gelu's input
+        self.pre_flat = np.zeros(max(rows * sum(hidden), 1), np.float32)  # gelu's input
         self.a_flat = np.zeros(max(rows * sum(hidden), 1), np.float32) if dropout else self.h_flat
         self.mask_flat = np.zeros(max(rows * sum(hidden), 1) if dropout else 1, np.float32)
         self.stats = np.zeros(max(3 * sum(hidden), 1), np.float32)
-        self.tmp_flat = np.zeros(max(rows * max(sizes), 1), np.float32)   # NumPy back end
-        self.col = np.zeros(max(sizes), np.float32)                       # max-norm's norms
+        self.tmp_flat = np.zeros(max(rows * max(sizes), 1), np.float32)  # NumPy back end
+        self.col = np.zeros(max(sizes), np.float32)  # max-norm's norms
         self.grad = np.zeros(n_params, np.float32)
         self.scratch = np.zeros(n_params, np.float32)
         # offsets table: h, d, z, a, mask, stats (per layer; hidden-only entries 0 for the last)
@@ -371,7 +421,7 @@ class Workspace:
         self.offsets = off
 
     def _v(self, flat: np.ndarray, off: int, b: int, w: int) -> np.ndarray:
-        return flat[off:off + b * w].reshape(b, w)
+        return flat[off : off + b * w].reshape(b, w)
 
     def h(self, i: int, b: int) -> np.ndarray:
         return self._v(self.h_flat, int(self.offsets[i, 0]), b, self.sizes[i])
@@ -399,7 +449,7 @@ class Workspace:
         """(3, width): batch mean, biased variance, 1/sqrt(var + eps) of hidden layer i."""
         w = self.sizes[i + 1]
         o = int(self.offsets[i, 5])
-        return self.stats[o:o + 3 * w].reshape(3, w)
+        return self.stats[o : o + 3 * w].reshape(3, w)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,15 +487,21 @@ class Engine(Protocol):
     statistics). ``weights()`` are Keras-named; ``state()`` adds ``opt.*``.
     """
 
-    name: str          # "fast" or "reference"
-    device: str        # "cpu", "cuda", ...
-    backend: str       # "numba", "numpy" or "torch"
+    name: str  # "fast" or "reference"
+    device: str  # "cpu", "cuda", ...
+    backend: str  # "numba", "numpy" or "torch"
     threads: int | None
-    reason: str        # why make_engine picked it
+    reason: str  # why make_engine picked it
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, lrs: np.ndarray,
-                    epoch: int, on_progress: Callable[[int, float, float], None] | None = None
-                    ) -> tuple[float, float]: ...
+    def train_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        order: np.ndarray,
+        lrs: np.ndarray,
+        epoch: int,
+        on_progress: Callable[[int, float, float], None] | None = None,
+    ) -> tuple[float, float]: ...
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]: ...
 

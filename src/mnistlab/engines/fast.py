@@ -49,7 +49,7 @@ from mnistlab.engines.base import (
 )
 from mnistlab.errors import RecipeError
 
-EVAL_BATCH = 10_000       # big products run near sgemm's peak; 10k x 784 float32 is 31 MB
+EVAL_BATCH = 10_000  # big products run near sgemm's peak; 10k x 784 float32 is 31 MB
 ACTIVATIONS = tuple(ACTIVATION_CODES)
 NUMBA_MAX_BATCH = 32
 
@@ -98,16 +98,17 @@ def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size
     n_out = w[f"dense_{sum(k.endswith('.kernel') for k in w) - 1}.bias"].shape[0]
     out = np.empty((len(x), n_out), np.float32)
     for s in range(0, len(x), batch_size):
-        z = fast_numpy.logits(h, w, np.asarray(x[s:s + batch_size], np.float32))
-        z -= z.max(axis=1, keepdims=True)      # stable: the largest exponent is 0
+        z = fast_numpy.logits(h, w, np.asarray(x[s : s + batch_size], np.float32))
+        z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
-        out[s:s + len(z)] = z
+        out[s : s + len(z)] = z
     return out
 
 
-def predict_proba(recipe, weights: dict[str, np.ndarray], x: np.ndarray,
-                  batch_size: int = EVAL_BATCH) -> np.ndarray:
+def predict_proba(
+    recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
     """Softmax probabilities (N, n_classes) float32 of an MLP recipe's weights; torch-free.
 
     >>> from mnistlab.recipe import Recipe
@@ -133,14 +134,20 @@ class FastEngine:
     reason = ""
     unsupported = staticmethod(unsupported)
 
-    def __init__(self, recipe, weights: dict[str, np.ndarray], device: str | None = None,
-                 backend: str | None = None, numpy_blas: bool = True):
+    def __init__(
+        self,
+        recipe,
+        weights: dict[str, np.ndarray],
+        device: str | None = None,
+        backend: str | None = None,
+        numpy_blas: bool = True,
+    ):
         reason = unsupported(recipe)
         if reason is not None:
             raise RecipeError(f"the fast engine cannot train this recipe: {reason}")
         if device not in (None, "cpu"):
             raise RecipeError(f"the fast engine runs on the CPU only, not {device!r}")
-        if backend is None:   # both are tested equal to the spec; self.backend records it
+        if backend is None:  # both are tested equal to the spec; self.backend records it
             backend = default_backend(recipe)
         if backend not in ("numpy", "numba"):
             raise ValueError(f"backend {backend!r}: expected 'numpy' or 'numba'")
@@ -148,7 +155,7 @@ class FastEngine:
             raise RecipeError("the fast engine's numba backend needs numba installed")
         self.backend = backend
         self._numba = None
-        if backend == "numba":   # loads numba and its BLAS now, outside any thread limit
+        if backend == "numba":  # loads numba and its BLAS now, outside any thread limit
             from mnistlab.engines import fast_numba
 
             self._numba = fast_numba
@@ -158,7 +165,7 @@ class FastEngine:
         self.hyper = Hyper.of(recipe)
         self.threads = recipe.threads if recipe.threads is not None else default_threads()
         last = f"dense_{len(recipe.hidden)}.bias"
-        n_out = len(weights[last]) if last in weights else 10   # load_weights names a gap
+        n_out = len(weights[last]) if last in weights else 10  # load_weights names a gap
         self.st = State.for_recipe(recipe, n_classes=n_out)
         self.st.load_weights(weights)
         self.n_layers = self.st.n_layers
@@ -195,15 +202,23 @@ class FastEngine:
         backend): a diverging run shows in its loss, which train.py's health check reads."""
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=self.threads, user_api="blas"), \
-                np.errstate(over="ignore", invalid="ignore"):
+        with (
+            threadpool_limits(limits=self.threads, user_api="blas"),
+            np.errstate(over="ignore", invalid="ignore"),
+        ):
             yield
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, lrs: np.ndarray,
-                    epoch: int, on_progress: Callable[[int, float, float], None] | None = None
-                    ) -> tuple[float, float]:
+    def train_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        order: np.ndarray,
+        lrs: np.ndarray,
+        epoch: int,
+        on_progress: Callable[[int, float, float], None] | None = None,
+    ) -> tuple[float, float]:
         """One epoch of steps over ``x[order]``; returns (mean loss, accuracy) as Keras reports."""
-        x = np.ascontiguousarray(x, dtype=np.float32)   # no copy when already so (the contract)
+        x = np.ascontiguousarray(x, dtype=np.float32)  # no copy when already so (the contract)
         y = np.ascontiguousarray(y, dtype=np.int64)
         order = np.ascontiguousarray(order, dtype=np.int64)
         n, bs = len(order), self.recipe.batch_size
@@ -220,10 +235,21 @@ class FastEngine:
             raise ValueError(f"labels outside [0, {n_out})")
         st, h = self.st, self.hyper
         scalars, prods = step_scalars(h, np.asarray(lrs, np.float32), st.iterations, st.u_product)
-        keys = (dropout_keys(h.seed, epoch, steps, st.n_layers - 1) if h.dropout > 0
-                else np.zeros((steps, 0), np.uint64))
-        s = Steps(x=x, y=y, order=order, batch_size=bs, scalars=scalars, keys=keys,
-                  losses=np.zeros(steps, np.float64), correct=np.zeros(steps, np.int64))
+        keys = (
+            dropout_keys(h.seed, epoch, steps, st.n_layers - 1)
+            if h.dropout > 0
+            else np.zeros((steps, 0), np.uint64)
+        )
+        s = Steps(
+            x=x,
+            y=y,
+            order=order,
+            batch_size=bs,
+            scalars=scalars,
+            keys=keys,
+            losses=np.zeros(steps, np.float64),
+            correct=np.zeros(steps, np.int64),
+        )
         ws = self._workspace(n)
         every = max(1, steps // 20)
         with self._thread_limit():
@@ -237,8 +263,11 @@ class FastEngine:
                 st.u_product = float(prods[k1 - 1])
                 if on_progress is not None:
                     seen = min(k1 * bs, n)
-                    on_progress(k1, self._weighted(s.losses, k1, n) * n / seen,
-                                int(s.correct[:k1].sum()) / seen)
+                    on_progress(
+                        k1,
+                        self._weighted(s.losses, k1, n) * n / seen,
+                        int(s.correct[:k1].sum()) / seen,
+                    )
         return self._weighted(s.losses, steps, n), int(s.correct.sum()) / n
 
     def _weighted(self, losses: np.ndarray, k: int, n: int) -> float:
@@ -262,8 +291,8 @@ class FastEngine:
         total, correct = 0.0, 0
         with self._thread_limit():
             for s in range(0, len(x), EVAL_BATCH):
-                z = fast_numpy.logits(self.hyper, w, np.asarray(x[s:s + EVAL_BATCH], np.float32))
-                yb = y[s:s + len(z)]
+                z = fast_numpy.logits(self.hyper, w, np.asarray(x[s : s + EVAL_BATCH], np.float32))
+                yb = y[s : s + len(z)]
                 correct += int((z.argmax(axis=1) == yb).sum())
                 z -= z.max(axis=1, keepdims=True)
                 z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -279,5 +308,9 @@ class FastEngine:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         with self._thread_limit():
-            return _probabilities(self.hyper, {**self.st.view, **self.st.moving_view},
-                                  np.asarray(x).reshape(len(x), -1), EVAL_BATCH)
+            return _probabilities(
+                self.hyper,
+                {**self.st.view, **self.st.moving_view},
+                np.asarray(x).reshape(len(x), -1),
+                EVAL_BATCH,
+            )

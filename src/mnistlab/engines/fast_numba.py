@@ -80,8 +80,22 @@ def _numpy_sgemm():
 # cblas_sgemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); pointers
 # travel as int64 (same register as a pointer in every 64-bit C ABI), from arr.ctypes.data.
 _I64 = ctypes.c_int64
-_SGEMM_ARGS = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _I64, _I64, _I64, ctypes.c_float, _I64,
-               _I64, _I64, _I64, ctypes.c_float, _I64, _I64]
+_SGEMM_ARGS = [
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    _I64,
+    _I64,
+    _I64,
+    ctypes.c_float,
+    _I64,
+    _I64,
+    _I64,
+    _I64,
+    ctypes.c_float,
+    _I64,
+    _I64,
+]
 NUMPY_SGEMM = _numpy_sgemm()
 # Same signature, never called: keeps one compiled specialization when NUMPY_SGEMM is None.
 _UNUSED_SGEMM = ctypes.CFUNCTYPE(None, *_SGEMM_ARGS)(lambda *args: None)
@@ -95,7 +109,7 @@ Config = namedtuple("Config", "bs act opt l2 ls dropout thr inv_keep bn max_norm
 _mix64 = njit(inline="always")(mix64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S40 = np.uint64(40)
-_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
+_SQRT_HALF, _INV_SQRT_2PI = 0.5**0.5, (2 * np.pi) ** -0.5
 
 
 @njit(cache=True, error_model="numpy")
@@ -104,9 +118,22 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
     if use_sgemm:
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
-        sgemm(101, 112 if trans_a else 111, 112 if trans_b else 111, m, n, k, np.float32(1.0),
-              a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], np.float32(0.0),
-              out.ctypes.data, out.shape[1])
+        sgemm(
+            101,
+            112 if trans_a else 111,
+            112 if trans_b else 111,
+            m,
+            n,
+            k,
+            np.float32(1.0),
+            a.ctypes.data,
+            a.shape[1],
+            b.ctypes.data,
+            b.shape[1],
+            np.float32(0.0),
+            out.ctypes.data,
+            out.shape[1],
+        )
     elif trans_a:
         np.dot(a.T, b, out)
     elif trans_b:
@@ -115,21 +142,41 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
         np.dot(a, b, out)
 
 
-def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int,
-              numpy_blas: bool = True) -> None:
+def run_steps(
+    state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int, numpy_blas: bool = True
+) -> None:
     """Steps k0..k1-1 of the epoch (same contract as ``fast_numpy.run_steps``)."""
     slots = list(state.slots.values())
-    s1 = slots[0] if len(slots) > 0 else ws.scratch   # unused slots: scratch (never read)
+    s1 = slots[0] if len(slots) > 0 else ws.scratch  # unused slots: scratch (never read)
     s2 = slots[1] if len(slots) > 1 else ws.scratch
-    net = Net(state.theta, state.moving, s1, s2, ws.grad, state.layout,
-              np.asarray(state.ends, np.int64))
-    work = Work(ws.h_flat, ws.d_flat, ws.z_flat, ws.pre_flat, ws.a_flat, ws.mask_flat, ws.stats, ws.col,
-                ws.offsets)
+    net = Net(
+        state.theta, state.moving, s1, s2, ws.grad, state.layout, np.asarray(state.ends, np.int64)
+    )
+    work = Work(
+        ws.h_flat,
+        ws.d_flat,
+        ws.z_flat,
+        ws.pre_flat,
+        ws.a_flat,
+        ws.mask_flat,
+        ws.stats,
+        ws.col,
+        ws.offsets,
+    )
     data = Data(s.x, s.y, s.order, s.scalars, s.keys, s.losses, s.correct)
-    cfg = Config(s.batch_size, ACTIVATION_CODES[h.activation], OPTIMIZER_CODES[h.optimizer],
-                 h.l2, h.label_smoothing, h.dropout > 0, dropout_threshold(h.dropout),
-                 1.0 / (1.0 - h.dropout), h.batch_norm, h.max_norm,
-                 h.optimizer == "rmsprop" and h.momentum > 0)
+    cfg = Config(
+        s.batch_size,
+        ACTIVATION_CODES[h.activation],
+        OPTIMIZER_CODES[h.optimizer],
+        h.l2,
+        h.label_smoothing,
+        h.dropout > 0,
+        dropout_threshold(h.dropout),
+        1.0 / (1.0 - h.dropout),
+        h.batch_norm,
+        h.max_norm,
+        h.optimizer == "rmsprop" and h.momentum > 0,
+    )
     use_sgemm = NUMPY_SGEMM is not None and numpy_blas
     _steps(NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg, k0, k1)
 
@@ -140,7 +187,7 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
     c0, c1, c2, c3 = np.float32(sc[0]), np.float32(sc[1]), np.float32(sc[2]), np.float32(sc[3])
     l2c = np.float32(l2c)
     eps = np.float32(EPSILON)
-    if opt == 0:    # sgd: v = m*v - lr*g; w += a*v - c*lr*g
+    if opt == 0:  # sgd: v = m*v - lr*g; w += a*v - c*lr*g
         for i in range(w.size):
             lg = (g[i] + l2c * w[i]) * c0
             v = s1[i] * c1 - lg
@@ -186,7 +233,7 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
             acc = s1[i] + gi * gi
             s1[i] = acc
             w[i] -= gi * c0 / np.sqrt(acc + eps)
-    else:           # adadelta; s1 = accumulated_grad, s2 = accumulated_delta_var
+    else:  # adadelta; s1 = accumulated_grad, s2 = accumulated_delta_var
         rho, one_rho = np.float32(ADADELTA_RHO), np.float32(1.0 - ADADELTA_RHO)
         for i in range(w.size):
             gi = g[i] + l2c * w[i]
@@ -216,7 +263,7 @@ def _max_norm(w, col, cap):
 
 @njit(cache=True, error_model="numpy")
 def _block(flat, off, rows, width):
-    return flat[off:off + rows * width].reshape(rows, width)
+    return flat[off : off + rows * width].reshape(rows, width)
 
 
 # nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
@@ -233,19 +280,19 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
         start = k * bs
         b = min(bs, n_total - start)
         sc = data.scalars[k]
-        xb = _block(work.h, off[0, 0], b, lay[0, 4])   # gather the batch rows
+        xb = _block(work.h, off[0, 0], b, lay[0, 4])  # gather the batch rows
         for r in range(b):
             xb[r, :] = data.x[data.order[start + r], :]
         penalty = 0.0
-        if cfg.l2 > 0.0:   # weights before the update
+        if cfg.l2 > 0.0:  # weights before the update
             for i in range(n):
-                wf = net.theta[lay[i, 0]:lay[i, 0] + lay[i, 4] * lay[i, 5]]
+                wf = net.theta[lay[i, 0] : lay[i, 0] + lay[i, 4] * lay[i, 5]]
                 penalty += np.dot(wf, wf)
         # forward
         for i in range(n):
             fi, fo = lay[i, 4], lay[i, 5]
-            w = net.theta[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
-            bias = net.theta[lay[i, 1]:lay[i, 1] + fo]
+            w = net.theta[lay[i, 0] : lay[i, 0] + fi * fo].reshape(fi, fo)
+            bias = net.theta[lay[i, 1] : lay[i, 1] + fo]
             hin = _block(work.h, off[i, 0], b, fi)
             if i == n - 1:
                 out = _block(work.h, off[n, 0], b, fo)
@@ -262,8 +309,11 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
             a = _block(work.a, off[i, 3], b, fo)
             if cfg.bn:
                 so = off[i, 5]
-                mean, var, inv = (work.stats[so:so + fo], work.stats[so + fo:so + 2 * fo],
-                                  work.stats[so + 2 * fo:so + 3 * fo])
+                mean, var, inv = (
+                    work.stats[so : so + fo],
+                    work.stats[so + fo : so + 2 * fo],
+                    work.stats[so + 2 * fo : so + 3 * fo],
+                )
                 mean[:] = 0.0
                 var[:] = 0.0
                 for r in range(b):
@@ -275,15 +325,15 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                     for c in range(fo):
                         dv = out[r, c] - mean[c]
                         var[c] += dv * dv
-                mm = net.moving[lay[i, 6]:lay[i, 6] + fo]
-                mv = net.moving[lay[i, 7]:lay[i, 7] + fo]
+                mm = net.moving[lay[i, 6] : lay[i, 6] + fo]
+                mv = net.moving[lay[i, 7] : lay[i, 7] + fo]
                 for c in range(fo):
                     var[c] /= np.float32(b)
                     inv[c] = np.float32(1.0) / np.sqrt(var[c] + np.float32(BN_EPSILON))
                     mm[c] = mm[c] * np.float32(BN_MOMENTUM) + np.float32(1 - BN_MOMENTUM) * mean[c]
                     mv[c] = mv[c] * np.float32(BN_MOMENTUM) + np.float32(1 - BN_MOMENTUM) * var[c]
-                gamma = net.theta[lay[i, 2]:lay[i, 2] + fo]
-                beta = net.theta[lay[i, 3]:lay[i, 3] + fo]
+                gamma = net.theta[lay[i, 2] : lay[i, 2] + fo]
+                beta = net.theta[lay[i, 3] : lay[i, 3] + fo]
                 for r in range(b):
                     for c in range(fo):
                         xh = (out[r, c] - mean[c]) * inv[c]
@@ -299,7 +349,7 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                         v = np.tanh(v)
                     elif cfg.act == 2:
                         v = np.float32(0.5) * np.tanh(np.float32(0.5) * v) + np.float32(0.5)
-                    else:   # gelu, exact; its derivative needs the input
+                    else:  # gelu, exact; its derivative needs the input
                         pre[r, c] = v
                         v = v * np.float32(0.5 * (1.0 + math.erf(v * _SQRT_HALF)))
                     a[r, c] = v
@@ -357,12 +407,12 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
         # backward; each layer is updated right after its weights served the next delta
         for i in range(n - 1, -1, -1):
             fi, fo = lay[i, 4], lay[i, 5]
-            w = net.theta[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
+            w = net.theta[lay[i, 0] : lay[i, 0] + fi * fo].reshape(fi, fo)
             d = _block(work.d, off[i + 1, 1], b, fo)
-            gw = net.grad[lay[i, 0]:lay[i, 0] + fi * fo].reshape(fi, fo)
-            gb = net.grad[lay[i, 1]:lay[i, 1] + fo]
+            gw = net.grad[lay[i, 0] : lay[i, 0] + fi * fo].reshape(fi, fo)
+            gb = net.grad[lay[i, 1] : lay[i, 1] + fo]
             gb[:] = 0.0
-            if not (cfg.bn and i < n - 1):   # exactly 0 under batch norm (spec.py)
+            if not (cfg.bn and i < n - 1):  # exactly 0 under batch norm (spec.py)
                 for r in range(b):
                     for c in range(fo):
                         gb[c] += d[r, c]
@@ -387,17 +437,19 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                             v *= np.float32(1.0) - ac * ac
                         elif cfg.act == 2:
                             v *= (np.float32(1.0) - ac) * ac
-                        else:   # Phi(z) + z phi(z)
+                        else:  # Phi(z) + z phi(z)
                             zc = float(pre[r, c])
-                            v *= np.float32(0.5 * (1.0 + math.erf(zc * _SQRT_HALF))
-                                            + zc * math.exp(-0.5 * zc * zc) * _INV_SQRT_2PI)
+                            v *= np.float32(
+                                0.5 * (1.0 + math.erf(zc * _SQRT_HALF))
+                                + zc * math.exp(-0.5 * zc * zc) * _INV_SQRT_2PI
+                            )
                         dp[r, c] = v
                 if cfg.bn:
                     xhat = _block(work.z, off[j, 2], b, fi)
-                    inv = work.stats[off[j, 5] + 2 * fi:off[j, 5] + 3 * fi]
-                    gamma = net.theta[lay[j, 2]:lay[j, 2] + fi]
-                    dgamma = net.grad[lay[j, 2]:lay[j, 2] + fi]
-                    dbeta = net.grad[lay[j, 3]:lay[j, 3] + fi]
+                    inv = work.stats[off[j, 5] + 2 * fi : off[j, 5] + 3 * fi]
+                    gamma = net.theta[lay[j, 2] : lay[j, 2] + fi]
+                    dgamma = net.grad[lay[j, 2] : lay[j, 2] + fi]
+                    dbeta = net.grad[lay[j, 3] : lay[j, 3] + fi]
                     dgamma[:] = 0.0
                     dbeta[:] = 0.0
                     for r in range(b):
@@ -406,12 +458,29 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                             dbeta[c] += dp[r, c]
                     for r in range(b):
                         for c in range(fi):
-                            dp[r, c] = ((dp[r, c] - xhat[r, c] * (dgamma[c] * inv_b)
-                                         - dbeta[c] * inv_b) * (gamma[c] * inv[c]))
+                            dp[r, c] = (
+                                dp[r, c] - xhat[r, c] * (dgamma[c] * inv_b) - dbeta[c] * inv_b
+                            ) * (gamma[c] * inv[c])
             ko, bo, end = lay[i, 0], lay[i, 1], net.ends[i]
-            _update(net.theta[ko:bo], net.grad[ko:bo], net.s1[ko:bo], net.s2[ko:bo], sc, cfg.opt,
-                    2.0 * cfg.l2, cfg.rms_momentum)
-            _update(net.theta[bo:end], net.grad[bo:end], net.s1[bo:end], net.s2[bo:end], sc,
-                    cfg.opt, 0.0, cfg.rms_momentum)
+            _update(
+                net.theta[ko:bo],
+                net.grad[ko:bo],
+                net.s1[ko:bo],
+                net.s2[ko:bo],
+                sc,
+                cfg.opt,
+                2.0 * cfg.l2,
+                cfg.rms_momentum,
+            )
+            _update(
+                net.theta[bo:end],
+                net.grad[bo:end],
+                net.s1[bo:end],
+                net.s2[bo:end],
+                sc,
+                cfg.opt,
+                0.0,
+                cfg.rms_momentum,
+            )
             if cfg.max_norm > 0.0:
                 _max_norm(w, work.col, cfg.max_norm)

@@ -31,7 +31,7 @@ from mnistlab.engines.base import (
 )
 
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
-_SQRT_HALF, _INV_SQRT_2PI = 0.5 ** 0.5, (2 * np.pi) ** -0.5
+_SQRT_HALF, _INV_SQRT_2PI = 0.5**0.5, (2 * np.pi) ** -0.5
 
 
 def activate(name: str, z: np.ndarray) -> None:
@@ -40,7 +40,7 @@ def activate(name: str, z: np.ndarray) -> None:
         np.maximum(z, _ZERO, out=z)
     elif name == "tanh":
         np.tanh(z, out=z)
-    elif name == "gelu":   # exact: z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
+    elif name == "gelu":  # exact: z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
         from scipy.special import erf
 
         t = erf(z * np.float32(_SQRT_HALF))
@@ -54,10 +54,11 @@ def activate(name: str, z: np.ndarray) -> None:
         z += _HALF
 
 
-def activation_grad(name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray,
-                    z: np.ndarray | None = None) -> None:
+def activation_grad(
+    name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray, z: np.ndarray | None = None
+) -> None:
     """d *= activation'(z), written with the activation's output ``a`` (gelu: its input z)."""
-    if name == "gelu":     # Phi(z) + z phi(z)
+    if name == "gelu":  # Phi(z) + z phi(z)
         from scipy.special import erf
 
         np.multiply(z, z, out=tmp)
@@ -70,13 +71,13 @@ def activation_grad(name: str, d: np.ndarray, a: np.ndarray, tmp: np.ndarray,
         t *= _HALF
         tmp += t
         d *= tmp
-    elif name == "relu":     # zero where a <= 0, as torch's relu backward (keeps it NaN-exact)
+    elif name == "relu":  # zero where a <= 0, as torch's relu backward (keeps it NaN-exact)
         np.copyto(d, _ZERO, where=a <= _ZERO)
-    elif name == "tanh":   # 1 - a^2
+    elif name == "tanh":  # 1 - a^2
         np.multiply(a, a, out=tmp)
         np.subtract(_ONE, tmp, out=tmp)
         d *= tmp
-    else:                  # a (1 - a)
+    else:  # a (1 - a)
         np.subtract(_ONE, a, out=tmp)
         tmp *= a
         d *= tmp
@@ -93,8 +94,9 @@ def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
             return out
         if h.batch_norm:
             out -= w[f"bn_{i}.moving_mean"]
-            out *= (w[f"bn_{i}.gamma"]
-                    / np.sqrt(w[f"bn_{i}.moving_variance"] + np.float32(BN_EPSILON)))
+            out *= w[f"bn_{i}.gamma"] / np.sqrt(
+                w[f"bn_{i}.moving_variance"] + np.float32(BN_EPSILON)
+            )
             out += w[f"bn_{i}.beta"]
         activate(h.activation, out)
     return out
@@ -104,9 +106,10 @@ def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int)
     """Steps k0..k1-1 of the epoch; writes each step's loss and correct count into ``s``."""
     bs = s.batch_size
     for k in range(k0, k1):
-        idx = s.order[k * bs:(k + 1) * bs]
-        s.losses[k], s.correct[k] = step(state, ws, h, s.x, s.y, idx, s.scalars[k],
-                                         s.keys[k] if h.dropout > 0 else None)
+        idx = s.order[k * bs : (k + 1) * bs]
+        s.losses[k], s.correct[k] = step(
+            state, ws, h, s.x, s.y, idx, s.scalars[k], s.keys[k] if h.dropout > 0 else None
+        )
 
 
 def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[float, int]:
@@ -114,9 +117,10 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
     yb = y[idx]
     np.take(x, idx, axis=0, out=ws.h(0, b))
     penalty = 0.0
-    if h.l2 > 0:   # the weights the loss sees, before the update
-        penalty = h.l2 * float(sum(np.dot(state.kernel(i).ravel(), state.kernel(i).ravel())
-                                   for i in range(n)))
+    if h.l2 > 0:  # the weights the loss sees, before the update
+        penalty = h.l2 * float(
+            sum(np.dot(state.kernel(i).ravel(), state.kernel(i).ravel()) for i in range(n))
+        )
     # forward
     for i in range(n):
         last = i == n - 1
@@ -136,7 +140,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             np.add(var, np.float32(BN_EPSILON), out=inv)
             np.sqrt(inv, out=inv)
             np.divide(_ONE, inv, out=inv)
-            out *= inv                                   # x-hat, kept for the backward pass
+            out *= inv  # x-hat, kept for the backward pass
             for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
                 moving = state.moving_view[f"bn_{i}.{stat}"]
                 moving *= np.float32(BN_MOMENTUM)
@@ -181,10 +185,10 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
         ko, bo = state.offsets[f"dense_{i}.kernel"], state.offsets[f"dense_{i}.bias"]
         gw = g[ko:bo].reshape(kernel.shape)
         np.matmul(ws.h(i, b).T, d, out=gw)
-        if h.batch_norm and i < n - 1:   # exactly 0: batch norm removes the bias (spec.py)
-            g[bo:bo + d.shape[1]] = 0
+        if h.batch_norm and i < n - 1:  # exactly 0: batch norm removes the bias (spec.py)
+            g[bo : bo + d.shape[1]] = 0
         else:
-            np.sum(d, axis=0, out=g[bo:bo + d.shape[1]])
+            np.sum(d, axis=0, out=g[bo : bo + d.shape[1]])
         if i > 0:
             j = i - 1
             dp = ws.d(i, b)
@@ -195,7 +199,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             if h.batch_norm:
                 xhat, inv = ws.z(j, b), ws.stat(j)[2]
                 go, beo = state.offsets[f"bn_{j}.gamma"], state.offsets[f"bn_{j}.beta"]
-                dgamma, dbeta = g[go:go + dp.shape[1]], g[beo:beo + dp.shape[1]]
+                dgamma, dbeta = g[go : go + dp.shape[1]], g[beo : beo + dp.shape[1]]
                 tmp = ws.tmp(b, dp.shape[1])
                 np.multiply(dp, xhat, out=tmp)
                 np.sum(tmp, axis=0, out=dgamma)
@@ -226,7 +230,7 @@ def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
     slot = {k: a[lo:hi] for k, a in state.slots.items()}
     c0, c1, c2, c3 = (np.float32(c) for c in sc)
     opt = h.optimizer
-    if opt == "sgd":                              # v = m*v - lr*g; w += a*v - c*lr*g
+    if opt == "sgd":  # v = m*v - lr*g; w += a*v - c*lr*g
         g *= c0
         vel = slot["momentum"]
         vel *= c1
@@ -238,15 +242,15 @@ def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
     elif opt in ("adam", "adamw", "nadam"):
         m, vv = slot["m"], slot["v"]
         if opt != "nadam" and c1 != _ONE:
-            w *= c1                               # adamw's decay (its gradient came before)
+            w *= c1  # adamw's decay (its gradient came before)
         np.subtract(g, m, out=tmp)
         tmp *= np.float32(1 - ADAM_BETA1)
-        m += tmp                                  # m += (g - m)(1 - b1)
+        m += tmp  # m += (g - m)(1 - b1)
         np.multiply(g, g, out=tmp)
         tmp -= vv
         tmp *= np.float32(1 - ADAM_BETA2)
-        vv += tmp                                 # v += (g^2 - v)(1 - b2)
-        if opt == "nadam":                        # m_hat = cm*m + cg*g; v_hat = v*c3
+        vv += tmp  # v += (g^2 - v)(1 - b2)
+        if opt == "nadam":  # m_hat = cm*m + cg*g; v_hat = v*c3
             g *= c2
             np.multiply(m, c1, out=tmp)
             g += tmp
@@ -266,11 +270,11 @@ def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
         vel *= np.float32(RMSPROP_RHO)
         np.multiply(g, g, out=tmp)
         tmp *= np.float32(1 - RMSPROP_RHO)
-        vel += tmp                                # vel = rho*vel + (1-rho) g^2
+        vel += tmp  # vel = rho*vel + (1-rho) g^2
         np.add(vel, np.float32(EPSILON), out=tmp)
         np.sqrt(tmp, out=tmp)
         g *= c0
-        np.divide(g, tmp, out=tmp)                # inc = lr*g / sqrt(vel + eps)
+        np.divide(g, tmp, out=tmp)  # inc = lr*g / sqrt(vel + eps)
         if "momentum" in slot:
             mom = slot["momentum"]
             mom *= c1
@@ -293,13 +297,13 @@ def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
         acc_g *= rho
         np.multiply(g, g, out=tmp)
         tmp *= one_rho
-        acc_g += tmp                              # acc_g = rho*acc_g + (1-rho) g^2
+        acc_g += tmp  # acc_g = rho*acc_g + (1-rho) g^2
         np.add(acc_d, np.float32(EPSILON), out=tmp)
         np.sqrt(tmp, out=tmp)
-        g *= tmp                                  # sqrt(acc_d + eps) * g
+        g *= tmp  # sqrt(acc_d + eps) * g
         np.add(acc_g, np.float32(EPSILON), out=tmp)
         np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=g)                  # delta = -g (sign folded into the last line)
+        np.divide(g, tmp, out=g)  # delta = -g (sign folded into the last line)
         acc_d *= rho
         np.multiply(g, g, out=tmp)
         tmp *= one_rho

@@ -80,10 +80,11 @@ class ReferenceEngine:
         self.net = models.build_model(recipe, weights, self.device)
         self.params = models.trainable(self.net)
         self.iterations = 0
-        self.u_product = 1.0   # nadam's running product (Keras state)
+        self.u_product = 1.0  # nadam's running product (Keras state)
         slots, fill = optimizer_slots(recipe)
-        self.slots = {s: {k: torch.full_like(p, fill).detach() for k, p in self.params.items()}
-                      for s in slots}
+        self.slots = {
+            s: {k: torch.full_like(p, fill).detach() for k, p in self.params.items()} for s in slots
+        }
         self._cache: dict[str, tuple[np.ndarray, object]] = {}
 
     # ---- data --------------------------------------------------------------------------
@@ -100,12 +101,19 @@ class ReferenceEngine:
     def _loss(self, logits, y, reduction: str = "mean"):
         import torch.nn.functional as F
 
-        return F.cross_entropy(logits, y, reduction=reduction,
-                               label_smoothing=self.recipe.label_smoothing)
+        return F.cross_entropy(
+            logits, y, reduction=reduction, label_smoothing=self.recipe.label_smoothing
+        )
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, lrs: np.ndarray,
-                    epoch: int, on_progress: Callable[[int, float, float], None] | None = None
-                    ) -> tuple[float, float]:
+    def train_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        order: np.ndarray,
+        lrs: np.ndarray,
+        epoch: int,
+        on_progress: Callable[[int, float, float], None] | None = None,
+    ) -> tuple[float, float]:
         torch = self._torch
         X, Y = self._tensor("x", x), self._tensor("y", np.asarray(y, dtype=np.int64))
         idx_all = torch.from_numpy(np.asarray(order, dtype=np.int64)).to(self.device)
@@ -114,8 +122,9 @@ class ReferenceEngine:
         if steps != -(-n // bs):
             raise ValueError(f"{steps} learning rates for {-(-n // bs)} steps")
         h = self.hyper
-        scalars, prods = step_scalars(h, np.asarray(lrs, np.float32), self.iterations,
-                                      self.u_product)
+        scalars, prods = step_scalars(
+            h, np.asarray(lrs, np.float32), self.iterations, self.u_product
+        )
         n_hidden = len(self.recipe.hidden)
         keys = dropout_keys(h.seed, epoch, steps, n_hidden) if h.dropout > 0 else None
         scale = np.float32(1.0 / (1.0 - h.dropout)) if h.dropout > 0 else None
@@ -126,14 +135,17 @@ class ReferenceEngine:
         every = max(1, steps // 20)
         names = list(self.params)
         ws = [self.params[k] for k in names]
-        zero_bias = list(self.net.dense)[:len(self.net.bns)]
+        zero_bias = list(self.net.dense)[: len(self.net.bns)]
         for k in range(steps):
-            idx = idx_all[k * bs:(k + 1) * bs]
+            idx = idx_all[k * bs : (k + 1) * bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
-            if keys is not None:   # the fast engine's masks, bit for bit
-                self.net.masks = [torch.from_numpy(
-                    keep_mask(keys[k, j], len(idx), width, h.dropout) * scale).to(self.device)
-                    for j, width in enumerate(self.recipe.hidden)]
+            if keys is not None:  # the fast engine's masks, bit for bit
+                self.net.masks = [
+                    torch.from_numpy(keep_mask(keys[k, j], len(idx), width, h.dropout) * scale).to(
+                        self.device
+                    )
+                    for j, width in enumerate(self.recipe.hidden)
+                ]
             logits = self.net(xb)
             loss = self._loss(logits, yb)
             if l2 > 0:
@@ -141,7 +153,7 @@ class ReferenceEngine:
             for w in ws:
                 w.grad = None
             loss.backward()
-            for layer in zero_bias:   # exactly 0 under batch norm, as spec.py has it
+            for layer in zero_bias:  # exactly 0 under batch norm, as spec.py has it
                 layer.bias.grad.zero_()
             self._step([w.grad for w in ws], ws, names, scalars[k])
             self.u_product = float(prods[k])
@@ -174,9 +186,9 @@ class ReferenceEngine:
             if opt == "sgd":
                 vs = slot["momentum"]
                 torch._foreach_mul_(vs, c1)
-                torch._foreach_add_(vs, gs, alpha=-c0)          # v = m*v - lr*g
+                torch._foreach_add_(vs, gs, alpha=-c0)  # v = m*v - lr*g
                 upd = torch._foreach_mul(vs, c2)
-                torch._foreach_add_(upd, gs, alpha=-c0 * c3)    # a*v - c*lr*g
+                torch._foreach_add_(upd, gs, alpha=-c0 * c3)  # a*v - c*lr*g
                 torch._foreach_add_(ws, upd)
             elif opt in ("adam", "adamw", "nadam"):
                 if opt == "adamw" and c1 != 1.0:
@@ -184,7 +196,7 @@ class ReferenceEngine:
                 ms, vs = slot["m"], slot["v"]
                 self._lerp_(ms, gs, 1 - ADAM_BETA1)
                 self._lerp_(vs, torch._foreach_mul(gs, gs), 1 - ADAM_BETA2)
-                if opt == "nadam":   # m_hat = c1*m + c2*g, v_hat = c3*v
+                if opt == "nadam":  # m_hat = c1*m + c2*g, v_hat = c3*v
                     num = torch._foreach_mul(ms, c1)
                     torch._foreach_add_(num, gs, alpha=c2)
                     denom = torch._foreach_mul(vs, c3)
@@ -222,12 +234,11 @@ class ReferenceEngine:
                 rms_g = torch._foreach_add(acc_g, EPSILON)
                 torch._foreach_sqrt_(rms_g)
                 delta = torch._foreach_mul(gs, rms_d)
-                torch._foreach_div_(delta, rms_g)               # -delta of spec.update
+                torch._foreach_div_(delta, rms_g)  # -delta of spec.update
                 torch._foreach_mul_(acc_d, ADADELTA_RHO)
-                torch._foreach_add_(acc_d, torch._foreach_mul(delta, delta),
-                                    alpha=1 - ADADELTA_RHO)
+                torch._foreach_add_(acc_d, torch._foreach_mul(delta, delta), alpha=1 - ADADELTA_RHO)
                 torch._foreach_add_(ws, delta, alpha=-c0)
-            if r.max_norm > 0:   # Keras MaxNorm(axis=0) on Dense kernels: torch's dim 1
+            if r.max_norm > 0:  # Keras MaxNorm(axis=0) on Dense kernels: torch's dim 1
                 for layer in self.net.dense:
                     w = layer.weight
                     norms = w.square().sum(1, keepdim=True).sqrt()
@@ -239,7 +250,7 @@ class ReferenceEngine:
         self.net.eval()
         with torch.no_grad():
             for s in range(0, len(x), EVAL_BATCH):
-                xb = torch.from_numpy(np.ascontiguousarray(x[s:s + EVAL_BATCH], dtype=np.float32))
+                xb = torch.from_numpy(np.ascontiguousarray(x[s : s + EVAL_BATCH], dtype=np.float32))
                 yield s, self.net(xb.to(self.device))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -249,7 +260,7 @@ class ReferenceEngine:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for s, logits in self._logits_batches(x):
-            yb = y_t[s:s + len(logits)]
+            yb = y_t[s : s + len(logits)]
             loss_sum += self._loss(logits, yb, reduction="sum").double()
             correct += (logits.argmax(1) == yb).sum()
         n = len(x)
@@ -262,7 +273,7 @@ class ReferenceEngine:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         out = np.empty((len(x), self.net.dense[-1].out_features), np.float32)
         for s, logits in self._logits_batches(x):
-            out[s:s + len(logits)] = self._torch.softmax(logits, 1).cpu().numpy()
+            out[s : s + len(logits)] = self._torch.softmax(logits, 1).cpu().numpy()
         return out
 
     # ---- state -------------------------------------------------------------------------
@@ -293,8 +304,10 @@ class ReferenceEngine:
             for k, t in tensors.items():
                 key = f"opt.{slot}.{k}"
                 if key not in state:
-                    raise RunError(f"optimizer state {key!r} is missing (was the run trained "
-                                   f"with another optimizer?)")
+                    raise RunError(
+                        f"optimizer state {key!r} is missing (was the run trained "
+                        f"with another optimizer?)"
+                    )
                 value = np.ascontiguousarray(_torch_layout(k, state[key]), dtype=np.float32)
                 if value.shape != tuple(t.shape):
                     raise RunError(f"optimizer state {key!r} has shape {state[key].shape}")

@@ -48,14 +48,21 @@ from mnistlab.engines.base import (
 )
 
 _erf = np.vectorize(math.erf)
-ACT = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh,
-       "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-       "gelu": lambda z: 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))}   # exact (erf) form
+ACT = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "gelu": lambda z: 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0))),
+}  # exact (erf) form
 # derivative, from the activation's input z and output a
-ACT_GRAD = {"relu": lambda z, a: (a > 0).astype(float), "tanh": lambda z, a: 1.0 - a * a,
-            "sigmoid": lambda z, a: a * (1.0 - a),
-            "gelu": lambda z, a: (0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
-                                  + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi))}
+ACT_GRAD = {
+    "relu": lambda z, a: (a > 0).astype(float),
+    "tanh": lambda z, a: 1.0 - a * a,
+    "sigmoid": lambda z, a: a * (1.0 - a),
+    "gelu": lambda z, a: (
+        0.5 * (1.0 + _erf(z / math.sqrt(2.0))) + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    ),
+}
 
 
 def n_layers(p: dict) -> int:
@@ -74,7 +81,7 @@ def forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True)
         c = {}
         if h.batch_norm:
             if training:
-                mean, var = z.mean(0), z.var(0)            # biased, as Keras
+                mean, var = z.mean(0), z.var(0)  # biased, as Keras
                 stats[i] = (mean, var)
             else:
                 mean, var = p[f"bn_{i}.moving_mean"], p[f"bn_{i}.moving_variance"]
@@ -116,7 +123,7 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
         g[f"dense_{i}.bias"] = np.zeros(d.shape[1]) if h.batch_norm and i < n - 1 else d.sum(0)
         if i == 0:
             break
-        c = cache[i - 1]                                   # hidden layer i-1
+        c = cache[i - 1]  # hidden layer i-1
         d = d @ p[f"dense_{i}.kernel"].T
         if "scale" in c:
             d = d * c["scale"]
@@ -136,8 +143,10 @@ def _layer_output(c: dict, h: Hyper) -> np.ndarray:
 def init_slots(p: dict, h: Hyper) -> dict:
     """Optimizer state: one array per slot and trainable weight, plus nadam's running product."""
     fill = ADAGRAD_INITIAL if h.optimizer == "adagrad" else 0.0
-    slots = {s: {k: np.full_like(v, fill) for k, v in p.items() if "moving" not in k}
-             for s in slots_of(h)}
+    slots = {
+        s: {k: np.full_like(v, fill) for k, v in p.items() if "moving" not in k}
+        for s in slots_of(h)
+    }
     slots["u_product"] = 1.0
     return slots
 
@@ -145,8 +154,8 @@ def init_slots(p: dict, h: Hyper) -> dict:
 def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
     """One optimizer step in place (``t`` counts from 1), then the max-norm constraint."""
     opt, b1, b2, eps = h.optimizer, ADAM_BETA1, ADAM_BETA2, EPSILON
-    if opt == "nadam":   # Keras' momentum-cache schedule, its running product kept as state
-        u_t = b1 * (1.0 - 0.5 * NADAM_DECAY ** t)
+    if opt == "nadam":  # Keras' momentum-cache schedule, its running product kept as state
+        u_t = b1 * (1.0 - 0.5 * NADAM_DECAY**t)
         u_next = b1 * (1.0 - 0.5 * NADAM_DECAY ** (t + 1))
         slots["u_product"] *= u_t
         prod_t = slots["u_product"]
@@ -163,12 +172,12 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
                 w -= w * h.weight_decay * lr
             s["m"] += (gk - s["m"]) * (1 - b1)
             s["v"] += (gk * gk - s["v"]) * (1 - b2)
-            w -= lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * s["m"] / (np.sqrt(s["v"]) + eps)
+            w -= lr * np.sqrt(1 - b2**t) / (1 - b1**t) * s["m"] / (np.sqrt(s["v"]) + eps)
         elif opt == "nadam":
             s["m"] += (gk - s["m"]) * (1 - b1)
             s["v"] += (gk * gk - s["v"]) * (1 - b2)
             m_hat = u_next * s["m"] / (1 - prod_next) + (1 - u_t) * gk / (1 - prod_t)
-            v_hat = s["v"] / (1 - b2 ** t)
+            v_hat = s["v"] / (1 - b2**t)
             w -= lr * m_hat / (np.sqrt(v_hat) + eps)
         elif opt == "rmsprop":
             s["velocity"][...] = RMSPROP_RHO * s["velocity"] + (1 - RMSPROP_RHO) * gk * gk
@@ -193,8 +202,9 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
                 p[k] *= np.clip(norms, 0, h.max_norm) / (MAXNORM_EPSILON + norms)
 
 
-def step(p: dict, slots: dict, x: np.ndarray, y: np.ndarray, t: int, lr: float, h: Hyper,
-         masks=None) -> float:
+def step(
+    p: dict, slots: dict, x: np.ndarray, y: np.ndarray, t: int, lr: float, h: Hyper, masks=None
+) -> float:
     """One training step in place: gradients, moving statistics, update. Returns the loss."""
     loss, g, stats = gradients(p, x, y, h, masks)
     for i, (mean, var) in stats.items():

@@ -2,8 +2,10 @@
 
 Starts a throwaway PostgreSQL server in a temp folder (Debian's binaries in
 /usr/lib/postgresql/*/bin; as the `postgres` user when run as root), then for each worker count
-runs that many `mnistlab search` processes on one fresh study of small fixed trials (one hidden
-layer of 64, 1 epoch, batch 64, single-threaded, on the bundled sample) until the study holds
+runs that many `mnistlab search` processes on one fresh study of fixed-size trials (by default
+two hidden layers of 256, 3 epochs, batch 64, single-threaded, on the bundled sample's 10,000
+training images: about a second of training each, so that the study's own overhead - claiming a
+trial, the database round trips - is small next to the work) until the study holds
 ``--trials`` finished trials. Two rates are printed per worker count: over the wall time from
 launch to the last worker's exit (what a user waits, interpreter start-up included), and over
 the study's own clock, first trial start to last trial end (the steady state). Then the ratio
@@ -11,6 +13,7 @@ of 2 workers to 1. On a 2-core machine the ideal is 2.0; a busy machine gets les
 
     python bench/search_scaling.py                 # 12 trials per worker count
     python bench/search_scaling.py --trials 24
+    python bench/search_scaling.py --epochs 1 --hidden 64 --train-images 3000   # overhead-bound
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ from pathlib import Path
 
 SPACE = """
 [base]
-hidden = [64]
-epochs = 1
+hidden = {hidden}
+epochs = {epochs}
 batch_size = 64
 threads = 1
 [space]
-learning_rate = { low = 1e-3, high = 0.1, log = true }
-optimizer = { choices = ["sgd", "adam"] }
+learning_rate = {{ low = 1e-3, high = 0.1, log = true }}
+optimizer = {{ choices = ["sgd", "adam"] }}
 """
 
 
@@ -89,11 +92,12 @@ def temporary_postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def measure(url: str, workers: int, trials: int, work: Path) -> dict:
+def measure(url: str, workers: int, trials: int, work: Path, args) -> dict:
     import optuna
 
     space = work / "space.toml"
-    space.write_text(SPACE)
+    hidden = "[" + ", ".join(str(int(h)) for h in args.hidden.split(",")) + "]"
+    space.write_text(SPACE.format(hidden=hidden, epochs=args.epochs))
     name = f"scaling-{workers}"
     t0 = time.monotonic()
     procs = [
@@ -115,7 +119,7 @@ def measure(url: str, workers: int, trials: int, work: Path) -> dict:
                 "--dataset",
                 "mnist-sample",
                 "--train-images",
-                "3000",
+                str(args.train_images),
                 "--quiet",
             ],
             stdout=subprocess.DEVNULL,
@@ -149,9 +153,12 @@ def measure(url: str, workers: int, trials: int, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per trial")
+    ap.add_argument("--hidden", default="256,256", help="hidden widths of every trial")
+    ap.add_argument("--train-images", type=int, default=10000, help="training images per trial")
     args = ap.parse_args()
     with temporary_postgres() as url, tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(url, w, args.trials, Path(tmp)) for w in (1, 2)]
+        rows = [measure(url, w, args.trials, Path(tmp), args) for w in (1, 2)]
     for r in rows:
         print(
             f"{r['workers']} worker(s): {r['trials']} trials in {r['wall_s']:.1f} s: "

@@ -1,4 +1,5 @@
-"""The notebook's recipe in mnistlab and in the frameworks a user would otherwise pick, side by side.
+"""The notebook's recipe in mnistlab and in the frameworks a user would otherwise pick, side
+by side.
 
 Same data (one split, standardized with the training part's mean/std), same initial weights,
 same optimizer (SGD lr 0.01, momentum 0.9, nesterov, inverse-time decay 1e-6), batch 32, the

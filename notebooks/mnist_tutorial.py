@@ -354,7 +354,8 @@ label_r2 = r2_score(ds.y_test, proba.argmax(axis=1))
 prob_r2 = metrics["r2"]["probabilities_vs_onehot"]
 print(f"R² on the labels (meaningless): {label_r2:.3f}")
 print(
-    f"R² of probabilities vs one-hot targets: {prob_r2:.3f} (Brier score {metrics['r2']['brier']:.4f})"
+    f"R² of probabilities vs one-hot targets: {prob_r2:.3f} "
+    f"(Brier score {metrics['r2']['brier']:.4f})"
 )
 results["R² of probabilities"] = round(prob_r2, 4)
 

@@ -12,7 +12,8 @@ from mnistlab.errors import DataError
 
 
 def _synthetic(n_train=5000, n_test=701, seed=0):
-    """More rows than one statistics block (4096), mostly-zero images like MNIST, unequal classes."""
+    """More rows than one statistics block (4096), mostly-zero images like MNIST, unequal
+    classes."""
     rng = np.random.default_rng(seed)
     y = rng.choice(10, size=n_train, p=[0.2] + [0.8 / 9] * 9).astype(np.uint8)
     x = (rng.random((n_train, 28, 28)) < 0.25) * rng.integers(0, 256, (n_train, 28, 28))

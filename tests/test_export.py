@@ -1,4 +1,5 @@
-"""export: ONNX models that predict exactly like the run (normalization, batch norm, softmax inside)."""
+"""export: ONNX models that predict exactly like the run (normalization, batch norm,
+softmax inside)."""
 
 import builtins
 import dataclasses

@@ -80,8 +80,9 @@ def test_plateau_watches_accuracy_upwards_and_respects_min_lr_and_cooldown():
     rows = [{"val_accuracy": a} for a in (0.9, 0.8, 0.85, 0.85, 0.85, 0.95, 0.9, 0.9, 0.9, 0.9)]
     got = [round(learning_rates(r, e, 1, rows)[0], 6) for e in range(11)]
     # falling accuracy is a stall: drop after rows 1-2; the cooldown swallows row 3 (Keras
-    # counts the epoch that ends a cooldown of 2 already), so rows 3-4 are not two stalls; 0.95 improves; rows 6-7 stall -> 0.0025, clipped to min_lr 0.003,
-    # and rows 8-9 cannot go lower
+    # counts the epoch that ends a cooldown of 2 already), so rows 3-4 are not two stalls;
+    # 0.95 improves; rows 6-7 stall -> 0.0025, clipped to min_lr 0.003, and rows 8-9 cannot
+    # go lower
     assert got == [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005, 0.005, 0.003, 0.003, 0.003]
     no_cooldown = dataclasses.replace(r, plateau_cooldown=0)
     assert learning_rates(no_cooldown, 5, 1, rows)[0] == pytest.approx(0.003)  # rows 3-4 count

@@ -115,53 +115,67 @@ CSS = """
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; color: var(--ink); background: var(--bg); line-height: 1.5;
-       font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+       font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+             sans-serif; }
 main { max-width: 68rem; margin: 0 auto; padding: 1rem; }
 header.page { border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
 h1 { font-size: 1.6rem; margin: .3rem 0; overflow-wrap: anywhere; }
-h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid var(--line); }
+h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .2rem;
+     border-bottom: 1px solid var(--line); }
 h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
 p, li { max-width: 48rem; }
 a { color: var(--accent); }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em;
        overflow-wrap: anywhere; }
 .muted, figcaption, .why { color: var(--muted); }
-nav.toc ul { display: flex; flex-wrap: wrap; gap: .3rem .9rem; padding: 0; margin: .5rem 0; list-style: none; }
-.headline { display: grid; grid-template-columns: repeat(auto-fit, minmax(9.5rem, 1fr)); gap: .6rem; margin: .8rem 0; }
-.stat { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: .5rem .7rem; }
+nav.toc ul { display: flex; flex-wrap: wrap; gap: .3rem .9rem; padding: 0; margin: .5rem 0;
+             list-style: none; }
+.headline { display: grid; grid-template-columns: repeat(auto-fit, minmax(9.5rem, 1fr)); gap: .6rem;
+            margin: .8rem 0; }
+.stat { background: var(--soft); border: 1px solid var(--line); border-radius: 6px;
+        padding: .5rem .7rem; }
 .stat b { display: block; font-size: 1.3rem; }
 .stat span { color: var(--muted); font-size: .85rem; }
-.badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-weight: 600; font-size: .9rem;
-         background: var(--soft); border: 1px solid var(--line); }
+.badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-weight: 600;
+         font-size: .9rem; background: var(--soft); border: 1px solid var(--line); }
 .ok { color: var(--good); } .bad { color: var(--bad); } .warn { color: var(--warn); }
-.badge.ok { background: #dafbe1; } .badge.bad { background: #ffebe9; } .badge.warn { background: #fff8c5; }
-.missing { border-left: 4px solid var(--warn); background: #fff8c5; padding: .6rem .8rem; margin: .6rem 0;
-           overflow-wrap: anywhere; }
-.warning { border-left: 4px solid var(--bad); background: #ffebe9; padding: .6rem .8rem; margin: .6rem 0; }
-.healthy { border-left: 4px solid var(--good); background: #dafbe1; padding: .6rem .8rem; margin: .6rem 0; }
+.badge.ok { background: #dafbe1; } .badge.bad { background: #ffebe9; }
+.badge.warn { background: #fff8c5; }
+.missing { border-left: 4px solid var(--warn); background: #fff8c5; padding: .6rem .8rem;
+           margin: .6rem 0; overflow-wrap: anywhere; }
+.warning { border-left: 4px solid var(--bad); background: #ffebe9; padding: .6rem .8rem;
+           margin: .6rem 0; }
+.healthy { border-left: 4px solid var(--good); background: #dafbe1; padding: .6rem .8rem;
+           margin: .6rem 0; }
 figure { margin: .8rem 0; }
-figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
+             border-radius: 4px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(19rem, 1fr)); gap: .8rem; }
 .grid figure { margin: 0; }
-.grid.tables { grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr)); align-items: start; }
+.grid.tables { grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr));
+               align-items: start; }
 .grid.tables .scroll { margin: 0; }
 figure.narrow img { max-width: min(100%, 44rem); }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .6rem 0; }
 table { border-collapse: collapse; font-size: .92rem; }
-th, td { border-bottom: 1px solid var(--line); padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid var(--line); padding: .3rem .6rem; text-align: left;
+         vertical-align: top; }
 th { background: var(--soft); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-dl.kv { display: grid; grid-template-columns: minmax(7rem, max-content) 1fr; gap: .2rem 1rem; margin: .5rem 0; }
+dl.kv { display: grid; grid-template-columns: minmax(7rem, max-content) 1fr; gap: .2rem 1rem;
+         margin: .5rem 0; }
 dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; overflow-wrap: anywhere; }
-.digits { display: flex; flex-wrap: wrap; gap: .5rem; margin: .5rem 0; padding: 0; list-style: none; }
+.digits { display: flex; flex-wrap: wrap; gap: .5rem; margin: .5rem 0; padding: 0;
+          list-style: none; }
 .digits li { width: 5.2rem; text-align: center; font-size: .78rem; line-height: 1.25; }
 .digits img { width: 56px; height: 56px; image-rendering: pixelated; border: 1px solid var(--line);
               display: block; margin: 0 auto .15rem; }
-.pair { display: grid; grid-template-columns: minmax(8rem, 12rem) 1fr; gap: .3rem 1rem; align-items: center;
-        border-bottom: 1px solid var(--line); padding: .4rem 0; }
+.pair { display: grid; grid-template-columns: minmax(8rem, 12rem) 1fr; gap: .3rem 1rem;
+        align-items: center; border-bottom: 1px solid var(--line); padding: .4rem 0; }
 .pair .digits { margin: 0; }
 .pair .digits li { width: auto; }
-footer { color: var(--muted); font-size: .85rem; border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .6rem; }
+footer { color: var(--muted); font-size: .85rem; border-top: 1px solid var(--line);
+         margin-top: 2rem; padding-top: .6rem; }
 @media (max-width: 40rem) {
   main { padding: .6rem; }
   h1 { font-size: 1.3rem; }

@@ -229,7 +229,10 @@ def write_figures(
             np.asarray(proba)[idx, pred[idx]],
             names,
             out / files["misclassified"],
-            title=f"{prefix}most confident mistakes ({len(idx)} of {int(np.sum(pred != np.asarray(y_true)))} shown)",
+            title=(
+                f"{prefix}most confident mistakes ({len(idx)} of "
+                f"{int(np.sum(pred != np.asarray(y_true)))} shown)"
+            ),
         ),
     }
 

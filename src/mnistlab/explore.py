@@ -164,10 +164,14 @@ def training_advice(pixels: dict[str, Any]) -> str:
     """The notebook's lesson in one line, with this dataset's numbers."""
     m, s = pixels["mean"], pixels["std"]
     return (
-        f"Raw pixels have mean {m:.2f} and std {s:.2f} (0-255 scale; {pixels['zero_share']:.0%} are exactly 0): "
-        f"inputs ~{s:.0f}x larger than unit scale make the first layer's pre-activations and gradients huge, "
-        f"which is why the notebook's SGD at lr 0.01 on raw MNIST pixels diverges (NaN loss, ~10% accuracy). Standardize with the "
-        f"training statistics, (x - {m:.2f}) / {s:.2f} (normalize='standardize', the default), or scale to [0, 1]."
+        f"Raw pixels have mean {m:.2f} and std {s:.2f} (0-255 scale; "
+        f"{pixels['zero_share']:.0%} are exactly 0): "
+        f"inputs ~{s:.0f}x larger than unit scale make the first layer's pre-activations and "
+        "gradients huge, "
+        "which is why the notebook's SGD at lr 0.01 on raw MNIST pixels diverges (NaN loss, "
+        "~10% accuracy). Standardize with the "
+        f"training statistics, (x - {m:.2f}) / {s:.2f} (normalize='standardize', the default), "
+        "or scale to [0, 1]."
     )
 
 
@@ -192,7 +196,8 @@ def explore(
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
         if x.ndim != 3 or len(x) != len(y):
             raise DataError(
-                f"{ds.name} {split}: expected images (N, H, W) and N labels, got {x.shape} and {y.shape}"
+                f"{ds.name} {split}: expected images (N, H, W) and N labels, "
+                f"got {x.shape} and {y.shape}"
             )
     pixels = {"train": pixel_distribution(ds.x_train), "test": pixel_distribution(ds.x_test)}
     mean_img, std_img, cls_means = pixel_images(ds.x_train, ds.y_train, n_classes)
@@ -304,7 +309,10 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         )
     fmt = lambda r: "n/a (empty class)" if r is None else f"{r:.3f}"  # noqa: E731
     t.add_row("total", f"{tr['n']:,}", "100.00", f"{te['n']:,}", "100.00", style="bold")
-    t.caption = f"imbalance ratio (largest/smallest class): train {fmt(tr['imbalance_ratio'])}, test {fmt(te['imbalance_ratio'])}"
+    t.caption = (
+        "imbalance ratio (largest/smallest class): "
+        f"train {fmt(tr['imbalance_ratio'])}, test {fmt(te['imbalance_ratio'])}"
+    )
     console.print(t)
 
     p = Table(title=f"{summary['dataset']}: pixel distribution (all pixels)")
@@ -327,7 +335,8 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     console.print(p)
     pp = summary["per_pixel"]
     console.print(
-        f"{pp['always_zero_pixels']} of {int(np.prod(summary['image_shape']))} pixel positions are 0 in every training image."
+        f"{pp['always_zero_pixels']} of {int(np.prod(summary['image_shape']))} pixel positions "
+        "are 0 in every training image."
     )
     if summary.get("note"):
         console.print(f"[yellow]note:[/] {summary['note']}")

@@ -103,18 +103,23 @@ def check_epoch(
     chance = 1.0 / n_classes
     floor = round(chance_loss(n_classes), 2)  # 2.30: the level the notebook talks about
     # The val pair too: rmsprop at lr 0.01 thrashes to 17 % train accuracy but 12 % on val.
-    for which, loss, acc in (
+    for which, pair_loss, pair_acc in (
         ("loss", loss, acc),
         ("val_loss", row.get("val_loss"), row.get("val_accuracy")),
     ):
-        if loss is None or acc is None or loss < floor or acc > chance + NEAR_CHANCE_MARGIN:
+        if (
+            pair_loss is None
+            or pair_acc is None
+            or pair_loss < floor
+            or pair_acc > chance + NEAR_CHANCE_MARGIN
+        ):
             continue
         return HealthWarning(
             "stuck",
             epoch,
-            f"epoch {epoch}: the {which} is stuck at {loss:.3f} (>= ln({n_classes}) "
+            f"epoch {epoch}: the {which} is stuck at {pair_loss:.3f} (>= ln({n_classes}) "
             f"= {chance_loss(n_classes):.2f}, the loss of a uniform guess) with "
-            f"{acc:.1%} accuracy (chance: {chance:.0%}): the network learns "
+            f"{pair_acc:.1%} accuracy (chance: {chance:.0%}): the network learns "
             f"nothing. Likely cause: {cause}. Fix: {fix}.",
         )
     return None

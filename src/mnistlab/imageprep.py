@@ -213,8 +213,9 @@ def ink_map(channels: np.ndarray, local: bool = True) -> np.ndarray:
     (signed: the paper's own noise goes both ways).
 
     Colour ink is read in the channel where it shows: blue ink on white is as dark in red as
-    black ink is, and only averaging it with the other channels (luminance) makes it faint. ``local``: the paper's level per region
-    (strokes); else one level, the border's median (solid objects filling whole regions).
+    black ink is, and only averaging it with the other channels (luminance) makes it faint.
+    ``local``: the paper's level per region (strokes); else one level, the border's median (solid
+    objects filling whole regions).
     """
     lum = _luminance(channels)
     dark = ink_is_dark(lum)

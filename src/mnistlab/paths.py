@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def home() -> Path:
-    """The cache root: ``$MNISTLAB_HOME``, else ``$XDG_CACHE_HOME/mnistlab``, else ``~/.cache/mnistlab``."""
+    """The cache root: ``$MNISTLAB_HOME``, else ``$XDG_CACHE_HOME/mnistlab``, else
+    ``~/.cache/mnistlab``."""
     env = os.environ.get("MNISTLAB_HOME")
     if env:
         return Path(env).expanduser()

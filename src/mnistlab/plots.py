@@ -42,7 +42,8 @@ def _save(fig, path):
 
 
 def _short(names: Sequence[str], width: int = 11) -> list[str]:
-    """Class names trimmed to fit under a bar or a thumbnail ("Ankle boot" fits, long ones get ...)."""
+    """Class names trimmed to fit under a bar or a thumbnail ("Ankle boot" fits, long ones
+    get ...)."""
     return [n if len(n) <= width else n[: width - 1] + "\u2026" for n in names]
 
 
@@ -120,7 +121,8 @@ def pixel_histogram(
 def pixel_mean_std(
     mean_img, std_img, path, title: str = "Per-pixel statistics over the training set"
 ) -> Path:
-    """Two heat maps side by side (mean, std of every pixel position) with colorbars in pixel units."""
+    """Two heat maps side by side (mean, std of every pixel position) with colorbars in pixel
+    units."""
     fig = _figure(8.0, 3.8)
     for i, (img, name) in enumerate(((mean_img, "mean"), (std_img, "std"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -135,8 +137,8 @@ def pixel_mean_std(
 
 def _mosaic(tiles: np.ndarray, pad: int = 2, pad_top: int = 0) -> np.ndarray:
     """(R, C, H, W) tiles -> one image with blank (0) gutters of ``pad`` pixels between tiles and
-    ``pad_top`` above every row (room for labels). Tile (r, c) starts at row r*(H+pad+pad_top)+pad_top,
-    column c*(W+pad).
+    ``pad_top`` above every row (room for labels). Tile (r, c) starts at row
+    r*(H+pad+pad_top)+pad_top, column c*(W+pad).
 
     One imshow of a mosaic renders ~10x faster than a hundred small axes."""
     r, c, h, w = tiles.shape
@@ -238,7 +240,8 @@ def confusion_matrix(cm, class_names: Sequence[str], path, title: str = "Confusi
 def misclassified_grid(
     images, true, pred, prob, class_names: Sequence[str], path, title: str = "Misclassified"
 ) -> Path:
-    """Thumbnails of wrong predictions, each labelled 'true X' / 'pred Y p' (p = predicted probability)."""
+    """Thumbnails of wrong predictions, each labelled 'true X' / 'pred Y p' (p = predicted
+    probability)."""
     images = np.asarray(images)
     n = len(images)
     cols = min(8, max(n, 1))

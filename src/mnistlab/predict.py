@@ -11,8 +11,10 @@ still gets its ``Prediction``.
 >>> paper[20:100, 40:52] = 20                   # a dark vertical stroke: a "1"
 >>> prepare(paper).shape                        # what the model will see
 (28, 28)
->>> results = predict("runs/my-run", ["my_seven.jpg", "empty.png"], on_error="collect")  # doctest: +SKIP
->>> results[0].label, round(results[0].probability, 2), results[1].error                      # doctest: +SKIP
+>>> results = predict(                                                # doctest: +SKIP
+...     "runs/my-run", ["my_seven.jpg", "empty.png"], on_error="collect"
+... )
+>>> results[0].label, round(results[0].probability, 2), results[1].error  # doctest: +SKIP
 ('7', 0.98, 'empty.png: the image is blank (no ink found: ...)')
 """
 

@@ -294,7 +294,10 @@ def render_compare(
                 tag("code", baseline or "\u2014"),
                 f"; best by {selection} accuracy: ",
                 tag("b", best["name"]),
-                f" ({_pm(best.get('val_accuracy'))} validation, {_pm(best.get('test_accuracy'))} test).",
+                (
+                    f" ({_pm(best.get('val_accuracy'))} validation, "
+                    f"{_pm(best.get('test_accuracy'))} test)."
+                ),
             ),
             tag(
                 "nav",

@@ -113,7 +113,8 @@ def _dataset_section(p: dict[str, Piece]) -> Html:
     split = recipe.validation_split if recipe is not None else None
     n_train = ds.get("train")
     held = (
-        f"{math.floor(n_train * (1 - split)):,} trained on, {n_train - math.floor(n_train * (1 - split)):,} "
+        f"{math.floor(n_train * (1 - split)):,} trained on, "
+        f"{n_train - math.floor(n_train * (1 - split)):,} "
         "held out for validation (the last part)"
         if isinstance(n_train, int) and split is not None
         else None
@@ -473,7 +474,8 @@ def _environment_section(p: dict[str, Piece]) -> Html:
                         (
                             "per epoch",
                             (
-                                f"median {float(np.median(secs)):.2f} s, first {secs[0]:.2f} s (the "
+                                f"median {float(np.median(secs)):.2f} s, "
+                                f"first {secs[0]:.2f} s (the "
                                 "first may include compiling the engine)"
                             ),
                         ),

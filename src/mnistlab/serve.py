@@ -16,8 +16,9 @@ Limits: the request body (``max_body`` bytes, else 413), the pixels of an upload
 (``timeout`` seconds, else 503: reading the body, and preparing an image larger than
 ``INLINE_PIXELS``, which happens in a thread that the limit abandons; smaller images and 28x28
 arrays take a few milliseconds at most and are answered on the event loop, saving the hop).
-Nothing in a request names a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400 malformed, 404, 405, 413,
-415 (neither an image nor JSON), 422 well-formed but unusable (blank image, wrong shape), 503.
+Nothing in a request names a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400
+malformed, 404, 405, 413, 415 (neither an image nor JSON), 422 well-formed but unusable (blank
+image, wrong shape), 503.
 
 >>> from fastapi.testclient import TestClient                       # doctest: +SKIP
 >>> client = TestClient(create_app("runs/my-run"))                  # doctest: +SKIP

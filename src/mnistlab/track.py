@@ -1,4 +1,5 @@
-"""Experiment tracking: log a finished run folder to MLflow (the optional extra ``mnistlab[track]``).
+"""Experiment tracking: log a finished run folder to MLflow (the optional extra
+``mnistlab[track]``).
 
 One call per run, after the fact: the run folder already holds everything, so tracking never
 slows or changes training, and compare or search can log each of their runs the same way.

@@ -1,4 +1,5 @@
-"""The ``mnistlab`` command: a thin typer layer; every command calls one function of the Python API."""
+"""The ``mnistlab`` command: a thin typer layer; every command calls one function of the
+Python API."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def explore(
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random sample grid."),
 ) -> None:
-    """Explore a dataset: class balance, pixel distribution, per-pixel and per-class mean images, samples."""
+    """Explore a dataset: class balance, pixel distribution, per-pixel and per-class mean images, samples."""  # noqa: E501 (one line in the command list)
     # Imported here, not at module level: `mnistlab train` must not pay for numpy/matplotlib setup.
     from mnistlab import explore as ex
 

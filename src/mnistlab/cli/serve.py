@@ -33,7 +33,7 @@ def serve(
         show_default="40 million",
     ),
 ) -> None:
-    """Serve a run: POST /predict, GET /health, GET /model, API docs at /docs, a drawing page at /."""
+    """Serve a run: POST /predict, GET /health, GET /model, API docs at /docs, a drawing page at /."""  # noqa: E501 (one line in the command list)
     from mnistlab import serve as sv
 
     limits = {"timeout": timeout, "max_body": max_body, "max_pixels": max_pixels}

@@ -308,8 +308,12 @@ def fetch(
                     session.probe(urls)
                     dest = folder / f.name
                     how_got: list[str] = []
+                    # Defaults bind this file's spec and list: the check never sees a later file's.
                     session.fetch(
-                        f.name, urls, dest, lambda p, f=f: how_got.append(verify_file(p, f, name))
+                        f.name,
+                        urls,
+                        dest,
+                        lambda p, f=f, got=how_got: got.append(verify_file(p, f, name)),
                     )
                     memo.remember(dest, f, how_got[-1])  # rename keeps size and mtime
                     if path is not None and path != dest:

@@ -89,7 +89,8 @@ class ReferenceEngine:
 
     # ---- data --------------------------------------------------------------------------
     def _tensor(self, key: str, a: np.ndarray):
-        """``a`` as a device tensor, uploaded once per array (the epoch loop passes the same one)."""
+        """``a`` as a device tensor, uploaded once per array (the epoch loop passes the
+        same one)."""
         hit = self._cache.get(key)
         if hit is not None and hit[0] is a:
             return hit[1]

@@ -23,7 +23,8 @@ from mnistlab.errors import MnistlabError
 
 app = typer.Typer(
     name="mnistlab",
-    help="The MNIST deep-learning workflow: data, explore, train, evaluate, predict.",
+    help="The MNIST deep-learning workflow: data, explore, train, evaluate, compare, "
+    "predict, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -42,7 +43,7 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    """The MNIST deep-learning workflow: data, explore, train, evaluate."""
+    """The MNIST deep-learning workflow: data, explore, train, evaluate, compare, predict."""
 
 
 app.add_typer(_data.app, name="data")

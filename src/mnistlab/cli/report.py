@@ -18,8 +18,7 @@ def report(
         None, "--out", "-o", help="HTML file to write.", show_default="FOLDER/report.html"
     ),
 ) -> None:
-    """Write one self-contained HTML report: figures embedded, readable offline, on a phone,
-    on paper."""
+    """Write one self-contained HTML report (figures embedded; offline, phone, print)."""
     from mnistlab import report as rep
     from mnistlab.report_compare import LEADERBOARD
 

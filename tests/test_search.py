@@ -388,7 +388,9 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
     import optuna
     from optuna.trial import TrialState
 
-    space = _space(tmp_path, SPACE.replace("epochs = 1", "epochs = 2"))
+    # Trials of ~1 s (many short epochs, each ending in a checkpoint): long enough that worker A
+    # is always caught inside one, however fast the machine.
+    space = _space(tmp_path, SPACE.replace("epochs = 1", "epochs = 40"))
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
     a, b = _worker(space, postgres_url, outs[0]), _worker(space, postgres_url, outs[1])
     killed = None
@@ -420,7 +422,9 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
                 killed = mine[0].number
             else:
                 os.kill(a.pid, signal.SIGCONT)
-        assert killed is not None, "worker A finished before it could be killed mid-trial"
+        if killed is None:
+            err_a = a.communicate(timeout=60)[1] if a.poll() is not None else "(still running)"
+            pytest.fail(f"worker A was never caught inside a trial (exit {a.poll()}): {err_a}")
         _, err_b = b.communicate(timeout=180)
         assert b.returncode == 0, err_b
     finally:

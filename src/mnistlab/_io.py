@@ -13,11 +13,12 @@ import errno
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import FileSystemError, MnistlabError
+from mnistlab.errors import FileSystemError, MnistlabError, RecipeError
 
 
 @contextlib.contextmanager
@@ -138,3 +139,19 @@ def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(dest: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_toml(path: str | os.PathLike[str], what: str = "recipe") -> dict[str, Any]:
+    """The TOML table in ``path``; an unreadable or invalid file is one RecipeError line naming
+    it and ``what`` it should have been (recipes, variants and search spaces are all TOML)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError:  # e.g. a binary file passed by mistake
+        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None

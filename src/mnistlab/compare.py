@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab._io import make_dirs
+from mnistlab._io import make_dirs, read_toml
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.leaderboard import leaderboard, write_leaderboard
 from mnistlab.recipe import SECTIONS, Recipe
@@ -72,14 +72,7 @@ class Variants:
 def load_variants(path: str | Path) -> Variants:
     """Parse and validate a variants TOML file; any problem is one RecipeError line."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read variants file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "variants file")
     return parse_variants(data, source=str(path), default_name=path.stem)
 
 

@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mnistlab._io import atomic_write_text
+from mnistlab._io import atomic_write_text, read_toml
 from mnistlab.errors import RecipeError
 
 NORMALIZE = ("standardize", "scale", "none")
@@ -276,18 +276,7 @@ class Recipe:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Recipe:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
-        except UnicodeDecodeError:  # e.g. a binary file passed by mistake
-            raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RecipeError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_toml(path, "recipe"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Sectioned, TOML-ready (unset optional fields left out)."""

@@ -37,13 +37,12 @@ import math
 import os
 import re
 import socket
-import tomllib
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mnistlab._io import atomic_write_text, make_dirs
+from mnistlab._io import atomic_write_text, make_dirs, read_toml
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.recipe import Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
@@ -104,15 +103,7 @@ class Space:
 def load_space(path: str | Path) -> Space:
     """Parse and validate a space TOML file; any problem is one RecipeError line."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read space file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not valid TOML (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
-    return parse_space(data, source=str(path), default_name=path.stem)
+    return parse_space(read_toml(path, "space file"), source=str(path), default_name=path.stem)
 
 
 def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Space:

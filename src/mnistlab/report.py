@@ -128,13 +128,7 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
     """Every piece of a run folder the report shows, each read on its own."""
     from mnistlab.recipe import Recipe
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise RunError(
-            f"{path}: is a file, expected a run folder"
-            if path.exists()
-            else f"{path}: no such run folder"
-        )
+    path = runs.run_folder(run_dir)
     parts = {
         "recipe": _read(Recipe.from_toml, path / runs.RECIPE),
         "history": _read(runs.read_history, path / runs.HISTORY),

@@ -426,8 +426,8 @@ def new_run_dir(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_run(path: str | Path) -> Run:
-    """Read and verify a finished run folder; any problem is a RunError naming the file."""
+def run_folder(path: str | Path) -> Path:
+    """``path`` as a Path when it is a folder, else a RunError saying what is there instead."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(
@@ -435,6 +435,12 @@ def load_run(path: str | Path) -> Run:
             if path.exists()
             else f"{path}: no such run folder"
         )
+    return path
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and verify a finished run folder; any problem is a RunError naming the file."""
+    path = run_folder(path)
     for name in REQUIRED:
         if not (path / name).is_file():
             raise RunError(

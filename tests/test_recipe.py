@@ -189,3 +189,13 @@ def test_early_stopping_fields_are_validated(changes, words):
 def test_sizes_a_folder_or_a_cpu_cannot_take_are_refused(field, value, expected):
     with pytest.raises(RecipeError, match=f"field '{field}': expected {expected}"):
         Recipe(**{field: value}).validate()
+
+
+def test_a_relative_data_dir_in_a_recipe_file_is_relative_to_the_file(tmp_path, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "r.toml").write_text('[data]\ndata_dir = "../mnist"\n')
+    monkeypatch.chdir("/")  # the command runs somewhere else
+    r = Recipe.from_toml(tmp_path / "exp" / "r.toml")
+    assert r.data_dir == str((tmp_path / "mnist").resolve())
+    (tmp_path / "abs.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert Recipe.from_toml(tmp_path / "abs.toml").data_dir == str(tmp_path / "data")

@@ -276,7 +276,14 @@ class Recipe:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Recipe:
-        return cls.from_dict(read_toml(path, "recipe"), source=str(path))
+        """Read a recipe file; a relative ``data_dir`` in it is relative to the file's folder
+        (so a recipe and its data can move together), not to wherever the command runs."""
+        recipe = cls.from_dict(read_toml(path, "recipe"), source=str(path))
+        if recipe.data_dir is not None and not Path(recipe.data_dir).is_absolute():
+            recipe = dataclasses.replace(
+                recipe, data_dir=str((Path(path).parent / recipe.data_dir).resolve())
+            )
+        return recipe
 
     def to_dict(self) -> dict[str, Any]:
         """Sectioned, TOML-ready (unset optional fields left out)."""

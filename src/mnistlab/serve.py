@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -58,6 +59,7 @@ TIMEOUT = 10.0  # seconds per request
 THREADS = 2  # predictions at once per process; more only queue for the same cores
 INLINE_PIXELS = 512 * 512  # images up to this are predicted on the event loop (<~10 ms)
 STATIC = Path(__file__).resolve().parent / "static"
+ENV_CONFIG = "MNISTLAB_SERVE_CONFIG"  # how uvicorn's `--workers N` hands the settings over
 
 
 class ServeError(MnistlabError):
@@ -367,6 +369,12 @@ class _TooLarge(Exception):
 
 
 # ---- running it ---------------------------------------------------------------------------
+def _app_from_env():
+    """App factory for uvicorn's worker processes (``--workers`` > 1 off Linux)."""
+    config = json.loads(os.environ[ENV_CONFIG])
+    return create_app(config.pop("run"), **config)
+
+
 def _worker(run: str, settings: dict, host: str, port: int, options: dict, ready) -> None:
     """One of ``--workers N`` processes: its own listening socket on the shared port."""
     import uvicorn
@@ -461,8 +469,11 @@ def serve(
     options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(loaded, **settings), **options)
-    else:
+    elif sys.platform.startswith("linux"):  # SO_REUSEPORT balances connections only there
         _run_workers(Path(run).resolve(), settings, host, port, workers, options)
+    else:
+        os.environ[ENV_CONFIG] = json.dumps({"run": str(Path(run).resolve()), **settings})
+        uvicorn.run("mnistlab.serve:_app_from_env", factory=True, workers=workers, **options)
 
 
 def _check_address(host: str, port: int) -> None:

@@ -399,6 +399,33 @@ def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
     assert json.loads(too_big.text)["error"].startswith("body:")
 
 
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if str(fd.readlink()).startswith("socket:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts sockets in /proc (Linux)")
+def test_workers_share_kept_alive_connections(run_dir):
+    # A burst of connections must not all land on one worker: kept alive, they would stay
+    # there while the other worker idles.
+    with sv.serving(run_dir, workers=2) as server:
+        pid = server.process.pid
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        before = {k: _sockets(k) for k in kids}
+        host, port = server.url.rsplit("/", 1)[-1].split(":")
+        conns = [socket.create_connection((host, int(port)), timeout=30) for _ in range(16)]
+        try:
+            for c in conns:
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            for c in conns:
+                assert c.recv(4096).startswith(b"HTTP/1.1 200 ")
+            held = [_sockets(k) - before[k] for k in kids]
+        finally:
+            for c in conns:
+                c.close()
+    assert sum(h > 0 for h in held) == 2, f"new connections per child process: {held}"
+
+
 def test_load_benchmark_runs_without_errors(run_dir):
     bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
     r = subprocess.run(

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ TIMEOUT = 10.0  # seconds per request
 THREADS = 2  # predictions at once per process; more only queue for the same cores
 INLINE_PIXELS = 512 * 512  # images up to this are predicted on the event loop (<~10 ms)
 STATIC = Path(__file__).resolve().parent / "static"
-ENV_CONFIG = "MNISTLAB_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker
+ENV_CONFIG = "MNISTLAB_SERVE_CONFIG"  # how uvicorn's `--workers N` hands the settings over
 
 
 class ServeError(MnistlabError):
@@ -369,9 +370,72 @@ class _TooLarge(Exception):
 
 # ---- running it ---------------------------------------------------------------------------
 def _app_from_env():
-    """App factory for uvicorn's worker processes (``--workers`` > 1)."""
+    """App factory for uvicorn's worker processes (``--workers`` > 1 off Linux)."""
     config = json.loads(os.environ[ENV_CONFIG])
     return create_app(config.pop("run"), **config)
+
+
+def _worker(run: str, settings: dict, host: str, port: int, options: dict, ready) -> None:
+    """One of ``--workers N`` processes: its own listening socket on the shared port."""
+    import uvicorn
+
+    app = create_app(run, **settings)
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    try:  # none answers before every worker listens: the kernel spreads from the start
+        ready.wait()
+    except threading.BrokenBarrierError:  # the server is stopping before it started
+        return
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+
+
+def _run_workers(run, settings: dict, host: str, port: int, workers: int, options: dict) -> None:
+    """``workers`` processes, each with its own SO_REUSEPORT socket on ``host:port``.
+
+    One shared socket (uvicorn's ``--workers``) lets whichever process wakes first accept a
+    whole burst of connections; kept alive, they all stay on that one process while the others
+    idle. With a socket each, the kernel spreads new connections over the processes. A worker
+    that dies stops the server (with an error), as a bad run would stop a single process.
+    """
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(workers)
+    procs = [
+        ctx.Process(target=_worker, args=(str(run), settings, host, port, options, ready))
+        for _ in range(workers)
+    ]
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for proc in procs:
+            proc.start()
+        from multiprocessing.connection import wait
+
+        wait([proc.sentinel for proc in procs])  # returns when the first one ends
+        code = next(proc.exitcode for proc in procs if proc.exitcode is not None)
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM):  # not a Ctrl+C or a stop
+            raise ServeError(f"a server worker exited with {code}; stopped the others")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ready.abort()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
 
 
 def serve(
@@ -405,6 +469,8 @@ def serve(
     options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(loaded, **settings), **options)
+    elif sys.platform.startswith("linux"):  # SO_REUSEPORT balances connections only there
+        _run_workers(Path(run).resolve(), settings, host, port, workers, options)
     else:
         os.environ[ENV_CONFIG] = json.dumps({"run": str(Path(run).resolve()), **settings})
         uvicorn.run("mnistlab.serve:_app_from_env", factory=True, workers=workers, **options)

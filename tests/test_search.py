@@ -78,6 +78,14 @@ def test_space_parses_ranges_and_choices(tmp_path):
         ("[space]\ndataset = { choices = ['mnist'] }\n", ["dataset", "cannot be searched"]),
         ("[space]\nlr = { low = 0.1, high = 0.2, lg = true }\n", ["unknown key 'lg'"]),
         ("[base]\nepochs = 2\n", ["[space]"]),
+        (
+            "[base]\npreset = 3\n[space]\nlr = { low = 0.1, high = 0.2 }\n",
+            ["expected a preset name"],
+        ),
+        (
+            "[base]\nvalidation_split = 0.0\n[space]\nlr = { low = 0.1, high = 0.2 }\n",
+            ["validation_split", "trials are scored"],
+        ),
         ("[space\n", ["not valid TOML"]),
     ],
 )

@@ -115,30 +115,37 @@ def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
-    unknown = [k for k in data if k not in _TOP_KEYS]
-    if unknown:
-        raise RecipeError(
-            f"{source}: unknown key '{unknown[0]}'; allowed keys: " + ", ".join(_TOP_KEYS)
-        )
-    base_table = data.get("base", {})
-    if not isinstance(base_table, dict):
+def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
+    """The ``[base]`` table of a variants or space file (an optional ``preset`` plus recipe
+    fields), validated; it must hold out a validation split, since ``scored`` on it."""
+    table = data.get("base", {})
+    if not isinstance(table, dict):
         raise RecipeError(f"{source} [base]: expected a table of recipe fields")
-    base_table = dict(base_table)
-    preset = base_table.pop("preset", None)
+    table = dict(table)
+    preset = table.pop("preset", None)
     if preset is not None and not isinstance(preset, str):
         raise RecipeError(f"{source} [base] preset: expected a preset name")
     base = load_recipe_preset(preset) if preset else Recipe()
     try:
-        base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
+        base = Recipe(**{**_fields(base), **_flat(table, f"{source} [base]")})
     except TypeError as exc:
         raise RecipeError(f"{source} [base]: {exc}") from None
     base.validate(f"{source} [base]")
     if not base.validation_split > 0:
         raise RecipeError(
             f"{source} [base] field 'validation_split': expected a number in "
-            "(0, 1): variants are ranked on the validation split"
+            f"(0, 1): {scored} on the validation split"
         )
+    return base
+
+
+def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        raise RecipeError(
+            f"{source}: unknown key '{unknown[0]}'; allowed keys: " + ", ".join(_TOP_KEYS)
+        )
+    base = base_recipe(data, source, "variants are ranked")
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise RecipeError(f"{source}: expected at least one [variants.NAME] table")

@@ -45,7 +45,6 @@ from typing import Any
 from mnistlab._io import atomic_write_text, make_dirs, read_toml
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.recipe import Recipe
-from mnistlab.recipe import load_preset as load_recipe_preset
 from mnistlab.studies import (
     GRACE,
     HEARTBEAT,
@@ -107,24 +106,12 @@ def load_space(path: str | Path) -> Space:
 
 
 def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Space:
-    from mnistlab.compare import _fields, _flat
+    from mnistlab.compare import _fields, base_recipe
 
     unknown = [k for k in data if k not in ("name", "base", "space")]
     if unknown:
         raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: name, base, space")
-    base_table = data.get("base", {})
-    if not isinstance(base_table, dict):
-        raise RecipeError(f"{source} [base]: expected a table of recipe fields")
-    base_table = dict(base_table)
-    preset = base_table.pop("preset", None)
-    base = load_recipe_preset(preset) if isinstance(preset, str) else Recipe()
-    base = Recipe(**{**_fields(base), **_flat(base_table, f"{source} [base]")})
-    base.validate(f"{source} [base]")
-    if not base.validation_split > 0:
-        raise RecipeError(
-            f"{source} [base] field 'validation_split': expected a number in "
-            "(0, 1): trials are scored on the validation split"
-        )
+    base = base_recipe(data, source, "trials are scored")
     space = data.get("space")
     if not isinstance(space, dict) or not space:
         raise RecipeError(f"{source}: expected a [space] table with at least one recipe field")

@@ -59,6 +59,10 @@ def test_presets_load_as_declared():
         0.2,
         True,
     )
+    ablation = cmp.load_preset("best-mlp-ablation")
+    assert ablation.baseline == "best-mlp" and ablation.recipes["best-mlp"].hidden == [512, 512]
+    assert ablation.recipes["no-augment"].augment_shift == 0.0
+    assert ablation.recipes["wider-1024"].validation_split == 0.1
     scaling = cmp.load_preset("scaling-not-learning-rate")
     lrs = {n: (r.normalize, r.learning_rate) for n, r in scaling.recipes.items()}
     assert lrs == {

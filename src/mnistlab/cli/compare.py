@@ -21,7 +21,8 @@ def compare_command(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="A shipped variants file: beat-the-baseline, scaling-not-learning-rate.",
+        help="A shipped variants file: beat-the-baseline, scaling-not-learning-rate, "
+        "best-mlp-ablation.",
     ),
     seeds: int | None = typer.Option(
         None, "--seeds", help="Seeds per variant (default: the file's `seeds`, else 3)."

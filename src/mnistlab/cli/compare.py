@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from mnistlab.cli.report import track_option
+
 
 def compare_command(
     variants_file: Path | None = typer.Argument(
@@ -65,13 +67,7 @@ def compare_command(
         help="With --storage: seconds between a "
         "run's heartbeats; silent for 3x this, it is retried.",
     ),
-    track: str | None = typer.Option(
-        None,
-        "--track",
-        help="Also log each finished run to "
-        "MLflow: mlflow or mlflow:URI (default URI "
-        "sqlite:///mlflow.db).",
-    ),
+    track: str | None = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
 ) -> None:
     """Compare recipe variants over seeds: validation ranks, paired McNemar tests on test images."""

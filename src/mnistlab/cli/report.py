@@ -33,6 +33,15 @@ def register(root: typer.Typer) -> None:
     root.command("report")(report)
 
 
+def track_option(what: str = "each finished run"):
+    """The ``--track`` option train, compare and search share (checked by ``tracking_uri``)."""
+    return typer.Option(
+        None,
+        "--track",
+        help=f"Also log {what} to MLflow: mlflow or mlflow:URI (default URI sqlite:///mlflow.db).",
+    )
+
+
 def tracking_uri(track: Optional[str]) -> Optional[str]:
     """The MLflow URI of a --track value (None without one); checks MLflow is installed."""
     if track is None:

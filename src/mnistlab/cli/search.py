@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from mnistlab.cli.report import track_option
+
 
 def search_command(
     space_file: Path = typer.Argument(
@@ -55,13 +57,7 @@ def search_command(
         help="Seconds between a running trial's "
         "heartbeats; silent for 3x this, it is failed and retried.",
     ),
-    track: Optional[str] = typer.Option(
-        None,
-        "--track",
-        help="Also log each finished run to "
-        "MLflow: mlflow or mlflow:URI (default URI "
-        "sqlite:///mlflow.db).",
-    ),
+    track: Optional[str] = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
 ) -> None:
     """Search recipe fields with Optuna (pruning on validation accuracy); resumable, scales out."""

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import typer
 
+from mnistlab.cli.report import track_option
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import ALIASES, Recipe, fields_help
 
@@ -117,11 +118,7 @@ def train_command(
         help="torch device for the reference engine: cpu, cuda, cuda:N (default: cuda if present).",
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    track: Optional[str] = typer.Option(
-        None,
-        "--track",
-        help="Also log the run to MLflow: mlflow or mlflow:URI (default URI sqlite:///mlflow.db).",
-    ),
+    track: Optional[str] = track_option("the run"),
     **fields: Any,
 ) -> None:
     """Train a recipe (the notebook's by default) and write a run folder."""

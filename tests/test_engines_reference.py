@@ -137,6 +137,33 @@ def test_cnn_and_batch_norm_train_and_predict():
         assert p.shape == (4, 10) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
+def test_cnn_on_two_threads_is_reproducible_and_chunked_evaluation_is_exact():
+    """CPU kernels need no deterministic-algorithms flag: two runs on 2 threads agree bit for
+    bit; evaluation in CONV_EVAL_BATCH chunks gives the one-batch answer."""
+    from mnistlab.engines import reference
+
+    r = Recipe(kind="cnn", conv_channels=[4, 8], hidden=[16], batch_size=8, threads=2)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    runs = []
+    for _ in range(2):
+        eng = ReferenceEngine(r, init_weights(r), device="cpu")
+        fit = eng.train_epoch(x, y, np.arange(64), np.full(8, 0.01), epoch=0)
+        runs.append((fit, eng.state()))
+    assert runs[0][0] == runs[1][0]
+    for k, v in runs[0][1].items():
+        np.testing.assert_array_equal(v, runs[1][1][k], err_msg=k)
+    xe = rng.normal(size=(reference.CONV_EVAL_BATCH + 37, 784)).astype(np.float32)
+    chunked = eng.predict_proba(xe)
+    eng.net.eval()
+    import torch
+
+    with torch.no_grad():
+        whole = torch.softmax(eng.net(torch.from_numpy(xe)), 1).numpy()
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
 # ---- device and engine choice -----------------------------------------------------------
 def test_device_defaults_to_cpu_without_cuda(monkeypatch):
     import torch

@@ -63,6 +63,32 @@ def test_cnn_matches_keras_layout_computed_in_numpy():
     np.testing.assert_allclose(got, _numpy_cnn(x.astype(np.float64), w), rtol=1e-4, atol=1e-4)
 
 
+def test_cnn_pools_before_relu_with_the_gradients_of_relu_then_pool():
+    """Net pools first (relu on 4x fewer values); forward and weight gradients must equal the
+    textbook order conv -> relu -> pool."""
+    r = Recipe(kind="cnn", conv_channels=[3, 4], kernel_size=3, hidden=[5])
+    net = build_model(r, init_weights(r))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(6, 784)).astype(np.float32))
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+
+    def textbook(x):
+        h = x.view(-1, 1, 28, 28)
+        for conv in net.convs:
+            h = torch.nn.functional.max_pool2d(torch.relu(conv(h)), 2)
+        h = h.permute(0, 2, 3, 1).flatten(1)
+        return net.dense[1](torch.relu(net.dense[0](h)))
+
+    grads = []
+    for forward in (net, textbook):
+        net.zero_grad()
+        logits = forward(x)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_keras_batch_norm_uses_biased_variance_and_momentum_099():
     r = Recipe(hidden=[4], batch_norm=True)
     net = build_model(r, init_weights(r))

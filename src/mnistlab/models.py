@@ -101,7 +101,10 @@ class Net(nn.Module):
             # batch 128, [32, 64] channels) and makes the Keras-order flatten below a view.
             x = x.view(-1, 1, self.side, self.side).contiguous(memory_format=torch.channels_last)
             for conv in self.convs:
-                x = F.max_pool2d(F.relu(conv(x)), 2)
+                # relu(max_pool(z)) == max_pool(relu(z)) (relu is non-decreasing), and this
+                # order runs relu and its backward on 4x fewer values: those memory-bound
+                # passes were ~10 % of a small CNN's training step on 2 cores.
+                x = F.relu(F.max_pool2d(conv(x), 2))
             # Keras flattens channels-last: (h, w, c) order keeps dense_0's kernel layout.
             x = x.permute(0, 2, 3, 1).flatten(1)
         last = len(self.dense) - 1

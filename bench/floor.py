@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         results["numpy"] = time_products("numpy", prods, steps, args.repeats)
     mnist = None
     if not args.no_mnistlab:  # before torch: its thread pool must not be around during this
-        mnist = mnistlab_epoch(args.dataset, args.epochs, None, args.limit)
+        mnist = mnistlab_epoch(args.dataset, args.epochs, args.threads, args.limit)
     if not args.no_torch:
         import importlib.util
 

@@ -10,6 +10,7 @@ repetition (seed, seed+1, ...), and the table shows medians over repetitions:
     python bench/frameworks.py                         # 3 reps x 5 epochs, Fashion-MNIST
     python bench/frameworks.py --epochs 1 --reps 1 --peers mnistlab,torch
     python bench/frameworks.py --dataset mnist --json bench/out/frameworks.json
+    python bench/frameworks.py --peers mnistlab,keras_jax --threads 2   # mnistlab on 2 cores
 
 An epoch's time includes that epoch's validation (Keras' ``fit`` does it inside the epoch).
 "s/epoch" is the median of epochs 2..N (warm); "1st epoch" shows compile/warm-up separately.
@@ -75,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--engine", default="auto", choices=("auto", "fast", "reference"), help="mnistlab's engine"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="mnistlab's BLAS threads (default: the recipe's, 1); the peers keep their own",
     )
     p.add_argument(
         "--python",
@@ -157,6 +164,8 @@ def run_peer(args: argparse.Namespace, peer: str, data: Path, out: Path) -> dict
     ]
     if peer == "mnistlab":
         cmd += ["--engine", args.engine]
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -188,6 +197,7 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
             "test_acc": [r["test_accuracy"] for r in ok],
             "rss_mb": statistics.median(r["peak_rss_mb"] for r in ok),
             "note": ok[0].get("note", ""),
+            "threads": ok[0].get("threads"),
             "runs": len(ok),
         }
     base = rows.get("mnistlab", {}).get("epoch_s")
@@ -213,8 +223,11 @@ def print_table(rows: dict[str, dict], title: str) -> None:
         t.add_column(col, justify="left" if col.startswith(("peer", "test")) else "right")
     for peer, r in rows.items():
         accs = " ".join(f"{a * 100:.2f}" for a in r["test_acc"])
+        label = LABELS[peer]
+        if peer == "mnistlab" and r.get("threads"):
+            label += f", {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
         t.add_row(
-            LABELS[peer],
+            label,
             f"{r['epoch_s']:.3f}",
             f"{r['first_epoch_s']:.3f}",
             f"{r['samples_per_s']:,.0f}",

@@ -32,7 +32,7 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "script", ["frameworks", "floor", "inference", "time_to_accuracy", "variants"]
+    "script", ["frameworks", "floor", "inference", "time_to_accuracy", "variants", "second_core"]
 )
 def test_help(script):
     proc = _run(str(BENCH / f"{script}.py"), "--help")
@@ -244,6 +244,20 @@ def test_variants_quick_prints_ratios_to_plain_sgd(tmp_path):
         assert len(results["notebook"][engine]["epochs"][0]) == 2
     assert proc.stdout.count("1.00x") >= 2
     assert "batch_norm" in proc.stdout.split("median s/epoch")[1]
+
+
+def test_second_core_times_the_three_arrangements(tmp_path):
+    out = tmp_path / "s.json"
+    args = ["--dataset", "mnist-sample", "--limit", "300", "--epochs", "2", "--reps", "1"]
+    proc = _run(str(BENCH / "second_core.py"), *args, "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    result = json.loads(out.read_text())
+    assert set(result) == {"1 thread", "2 threads", "overlap"}
+    assert all(s > 0 for s in result.values())
+    assert "300 training images" in proc.stdout and "x 1 thread" in proc.stdout
+    assert _run(str(BENCH / "second_core.py"), "--epochs", "1").returncode == 2
 
 
 def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():

@@ -63,6 +63,11 @@ def test_presets_load_as_declared():
     assert ablation.baseline == "best-mlp" and ablation.recipes["best-mlp"].hidden == [512, 512]
     assert ablation.recipes["no-augment"].augment_shift == 0.0
     assert ablation.recipes["wider-1024"].validation_split == 0.1
+    cnn = cmp.load_preset("best-cnn-ablation")
+    assert cnn.baseline == "best-cnn" and cnn.recipes["best-cnn"].conv_channels == [16, 32, 64]
+    assert cnn.recipes["two-blocks"].conv_channels == [16, 32]
+    assert (cnn.recipes["no-dropout"].dropout, cnn.recipes["six-epochs"].epochs) == (0.0, 6)
+    assert {r.validation_split for r in cnn.recipes.values()} == {0.1}
     scaling = cmp.load_preset("scaling-not-learning-rate")
     lrs = {n: (r.normalize, r.learning_rate) for n, r in scaling.recipes.items()}
     assert lrs == {

@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--engine", default="auto", choices=("auto", "fast", "reference"))
+    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     common.require(*REQUIRES)
     t0 = time.perf_counter()
@@ -72,7 +73,7 @@ def main() -> None:
 
     import_s = time.perf_counter() - t0
     d = common.load(args.data)
-    eng, clock, _, val_acc = train(d, args.epochs, engine=args.engine)
+    eng, clock, _, val_acc = train(d, args.epochs, engine=args.engine, threads=args.threads)
     _, test_acc = eng.evaluate(d["x_test"], d["y_test"].astype("int64"))
     common.write(
         args.out,

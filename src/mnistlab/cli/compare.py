@@ -24,7 +24,7 @@ def compare_command(
         None,
         "--preset",
         help="A shipped variants file: beat-the-baseline, scaling-not-learning-rate, "
-        "best-mlp-ablation.",
+        "best-mlp-ablation, best-cnn-ablation.",
     ),
     seeds: int | None = typer.Option(
         None, "--seeds", help="Seeds per variant (default: the file's `seeds`, else 3)."

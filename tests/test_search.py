@@ -179,6 +179,24 @@ def test_sqlite_search_end_to_end_resume_and_best_recipe(tmp_path, tiny, monkeyp
     assert (tmp_path / "t" / "model.safetensors").is_file()
 
 
+def test_one_worker_search_repeats_exactly_and_trials_draw_apart(tmp_path, tiny):
+    space = srch.load_space(_space(tmp_path))
+    tables = [
+        (srch.search(space, 3, out=tmp_path / f"s{i}", dataset=tiny), tmp_path / f"s{i}")
+        for i in range(2)
+    ]
+    import csv
+
+    def drawn(out):  # everything but the wall time
+        rows = csv.DictReader((out / "trials.csv").read_text().splitlines())
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert drawn(tables[0][1]) == drawn(tables[1][1])
+    assert len({row["learning_rate"] for row in drawn(tables[0][1])}) == 3
+    assert srch.sampler_seed(0, 1) != srch.sampler_seed(0, 2) != srch.sampler_seed(1, 2)
+    assert srch.sampler_seed(0, 1) == srch.sampler_seed(0, 1) < 2**32
+
+
 def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     import optuna
 

@@ -196,10 +196,25 @@ def _endpoints(p: Param) -> tuple[Any, ...]:
     return p.choices if p.kind == "choice" else (p.low, p.high)
 
 
+def sampler_seed(seed: int, number: int) -> int:
+    """A 32-bit seed for trial ``number`` of a search whose base recipe has ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
 def suggest(trial, space: Space) -> Recipe:
     """The trial's recipe: the base with each searched field drawn by Optuna."""
+    import optuna
+
     from mnistlab.compare import _fields
 
+    # Each trial draws with a sampler seeded from (the base recipe's seed, the trial number):
+    # a one-worker search repeats exactly, and workers sharing a study never draw alike
+    # (their trial numbers differ). TPE's choice of what to draw still reads the whole study.
+    trial.study.sampler = optuna.samplers.TPESampler(
+        seed=sampler_seed(space.base.seed, trial.number)
+    )
     values: dict[str, Any] = {}
     for name, p in space.params.items():
         if p.kind == "float":

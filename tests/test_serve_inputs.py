@@ -50,34 +50,42 @@ def _png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
-def test_open_image_checks_the_size_from_the_header():
-    _reject(lambda: si.open_image(_png_header(7000, 7000)), 413, "49,000,000 pixels")
-    _reject(lambda: si.open_image(_png_header(30000, 30000)), 413, "40,000,000")
-    assert si.open_image(_png_header(6000, 6000)).size == (6000, 6000)  # under: nothing decoded
-    _reject(lambda: si.open_image(b""), 422, "empty upload")
-    _reject(lambda: si.open_image(b"GIF89a" + b"\0" * 5), 422, "not an image")
-    _reject(lambda: si.to_array(si.open_image(_png_header(6000, 6000))), 422, "damaged")
+def test_open_upload_checks_the_size_from_the_header():
+    _reject(lambda: si.open_upload(_png_header(7000, 7000)), 413, "7000x7000 pixels")
+    _reject(lambda: si.open_upload(_png_header(30000, 30000)), 413, "40,000,000")
+    _reject(lambda: si.open_upload(_png_header(300, 300), max_pixels=200 * 200), 413, "40,000")
+    assert si.open_upload(_png_header(6000, 6000)).size == (6000, 6000)  # under: nothing decoded
+    _reject(lambda: si.open_upload(b""), 422, "empty upload")
+    _reject(lambda: si.open_upload(b"GIF89a" + b"\0" * 5), 422, "not an image")
+    _reject(lambda: si.decode_upload(si.open_upload(_png_header(6000, 6000))), 422, "damaged")
 
 
-def test_to_array_modes():
-    deep = Image.fromarray(np.arange(100, dtype=np.uint16).reshape(10, 10) * 600)
-    a = si.to_array(si.open_image(_png(deep)))
-    assert a.dtype == np.float32 and a.min() == 0 and a.max() == 255  # 16-bit stretched
-    rgba = Image.new("RGBA", (30, 20), (0, 0, 0, 0))
-    assert si.to_array(si.open_image(_png(rgba))).shape == (20, 30, 4)  # alpha kept for prepare
-    palette = Image.new("P", (8, 8), 0)
-    palette.info["transparency"] = 0
-    assert si.to_array(si.open_image(_png(palette))).shape == (8, 8, 4)
-    assert si.to_array(si.open_image(_png(Image.new("RGB", (9, 7), "red")))).shape == (7, 9)
-
-
-def test_to_array_turns_photos_upright_and_reduces_large_ones():
+def test_decode_upload_turns_photos_upright_and_reduces_large_ones():
     img = Image.new("L", (60, 40), 255)
     exif = img.getexif()
     exif[0x0112] = 6  # "rotate 90 degrees": how phones store a portrait photo
-    assert si.to_array(si.open_image(_png(img, "JPEG", exif=exif))).shape == (60, 40)
-    big = si.to_array(si.open_image(_png(Image.new("L", (4000, 1000), 200))))
-    assert big.shape == (500, 2000) and int(big[0, 0]) == 200  # box-averaged by 2
+    assert si.decode_upload(si.open_upload(_png(img, "JPEG", exif=exif))).size == (40, 60)
+    big = si.decode_upload(si.open_upload(_png(Image.new("L", (4000, 1000), 200))))
+    assert big.size == (1334, 334) and big.getpixel((0, 0)) == 200  # box-averaged by 3
+
+
+def test_an_upload_is_seen_as_mnistlab_predict_sees_the_file():
+    from mnistlab.imageprep import load_image
+
+    class Run:
+        dataset_name = "mnist"
+
+        @staticmethod
+        def predict_proba(x):
+            return np.full((len(x), 10), 0.1, np.float32)
+
+    page = np.full((90, 70, 4), 0, np.uint8)  # a transparent canvas with an opaque stroke
+    page[20:70, 30:38] = (20, 20, 20, 255)
+    deep = ((np.arange(2500).reshape(50, 50) % 50 > 40) * 60000).astype(np.uint16)
+    for img in (Image.fromarray(page, "RGBA"), Image.fromarray(deep)):  # 16-bit: stretched
+        data = _png(img)
+        seen, _ = si.see_and_predict(Run, si.decode_upload(si.open_upload(data)), True, "file")
+        np.testing.assert_array_equal(seen, load_image(data))
 
 
 def test_see_and_predict_passes_28x28_through_or_prepares(tmp_path):

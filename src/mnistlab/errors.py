@@ -9,6 +9,10 @@ class DataError(MnistlabError):
     """A dataset file is missing, malformed, or fails its checksum."""
 
 
+class ImageTooLarge(DataError):
+    """An image file holds more pixels than mnistlab decodes (refused from its header)."""
+
+
 class RecipeError(MnistlabError):
     """A recipe field has an invalid value or an unknown key."""
 

@@ -22,7 +22,7 @@ import os
 import warnings
 from typing import BinaryIO
 
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, ImageTooLarge
 
 WORK_SIDE = 1024  # longest side the preparation works at: a digit needs ~200 px, not 12 MP
 MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above which we refuse
@@ -30,53 +30,68 @@ MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above w
 Source = str | os.PathLike | bytes | BinaryIO
 
 
-def read_image(source: Source, name: str | None = None):
+def read_image(source: Source, name: str | None = None, max_pixels: int = MAX_PIXELS):
     """Decode an image file (path, bytes or binary file) into a PIL image, memory bounded.
 
-    ``Image.open`` reads only the header, so the size is known before any pixel is decoded:
-    images above ``MAX_PIXELS`` are refused with one line (a 13000 x 13000 PNG compresses to
-    200 KB yet decodes to 500 MB+). A JPEG decodes at 1/2..1/8 scale directly (``draft``); other
-    formats decode whole and are box-reduced to ``WORK_SIDE`` at once. Errors name ``name``.
+    ``open_image``, then ``decode``: the size is checked from the header before any pixel is
+    decoded. Errors are DataError (ImageTooLarge for the size) naming ``name``.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else "<upload>"
+    return decode(open_image(source, name, max_pixels), name)
+
+
+def open_image(source: Source, name: str, max_pixels: int = MAX_PIXELS):
+    """The image's header only: a PIL image whose size is known and within ``max_pixels``
+    (after a JPEG's draft reduction), nothing decoded yet, so a small file that would unpack
+    to gigabytes costs nothing to refuse (ImageTooLarge)."""
+    from PIL import Image, UnidentifiedImageError
+
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    too_large = f"more than mnistlab decodes ({max_pixels:,} pixels); scale it down first"
     try:
         with warnings.catch_warnings():
             # The size limit below is ours; Pillow's own warning would print raw on stderr.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
-        with img:
-            w, h = img.size
-            if img.format == "JPEG" and max(w, h) > WORK_SIDE:
-                s = WORK_SIDE / max(w, h)
-                img.draft(img.mode, (max(1, int(w * s)), max(1, int(h * s))))
-            if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise DataError(
-                    f"{name}: {w}x{h} pixels is more than mnistlab decodes "
-                    f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first"
-                )
-            img.load()  # decode now, inside the try: truncated files fail here, not later
-            img = _reduce(img)
-            img = ImageOps.exif_transpose(img)
+        w, h = img.size
+        if img.format == "JPEG" and max(w, h) > WORK_SIDE:
+            s = WORK_SIDE / max(w, h)
+            img.draft(img.mode, (max(1, int(w * s)), max(1, int(h * s))))
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{name}: is a folder, expected an image file") from None
-    except Image.DecompressionBombError:
-        raise DataError(
-            f"{name}: more pixels than mnistlab decodes "
-            f"({MAX_PIXELS // 1_000_000} megapixels); scale it down first"
-        ) from None
+    except Image.DecompressionBombError:  # over twice Pillow's own limit: refused at open
+        raise ImageTooLarge(f"{name}: {too_large}") from None
     except UnidentifiedImageError:
         raise DataError(
             f"{name}: not an image Pillow can read (expected PNG, JPEG, BMP, ...)"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # damage inside a known format
-        raise DataError(f"{name}: damaged image file ({exc})") from None
+        raise DataError(f"{name}: damaged image file ({_first_line(exc)})") from None
+    if img.size[0] * img.size[1] > max_pixels:
+        img.close()
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels is {too_large}")
     return img
+
+
+def decode(img, name: str):
+    """Decode an ``open_image`` result: upright (EXIF), box-reduced to about ``WORK_SIDE``."""
+    from PIL import ImageOps
+
+    try:
+        with img:
+            img.load()  # decode now, inside the try: truncated files fail here, not later
+            img = _reduce(img)
+            img = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(f"{name}: damaged image file ({_first_line(exc)})") from None
+    return img
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _reduce(img):

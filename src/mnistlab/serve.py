@@ -48,10 +48,10 @@ from mnistlab.serve_inputs import (
     MAX_PIXELS,
     SIZE,
     Reject,
-    open_image,
+    decode_upload,
+    open_upload,
     parse_pixels,
     see_and_predict,
-    to_array,
 )
 
 MAX_BODY = 8 * 2**20  # bytes: a phone photo is 2-5 MB
@@ -246,8 +246,8 @@ def create_app(
                     f"content-type: expected application/json, multipart/form-"
                     f"data or image/*, got {ctype or 'none'!r}",
                 )
-            img = open_image(body, max_pixels)
-            work = functools.partial(lambda img: compute(to_array(img), True, "file"), img)
+            img = open_upload(body, max_pixels)
+            work = functools.partial(lambda img: compute(decode_upload(img), True, "file"), img)
             size = img.size[0] * img.size[1]
         if size <= INLINE_PIXELS:  # a few ms at most: cheaper here than a hop to a thread
             return work()

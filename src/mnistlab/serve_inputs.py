@@ -1,8 +1,8 @@
 """What a request to ``mnistlab serve`` carries, turned into what the model sees.
 
-An uploaded image file is opened (its header only) and its size checked against a pixel limit
-before anything is decoded; then decoded upright and at most about DRAFT_SIDE on its longer side;
-then prepared as ``mnistlab predict`` prepares a photo. A JSON body is checked field by field.
+An uploaded image file is read as ``mnistlab predict`` reads one (``mnistlab.imagefile``): its
+header first, its size checked against a pixel limit before anything is decoded, then decoded
+upright at a bounded size, then prepared as a photo. A JSON body is checked field by field.
 Anything unusable raises ``Reject``: an HTTP status and a one-line reason naming the field.
 
 ``see_and_predict`` is the one place that calls into predict's preparation.
@@ -17,17 +17,16 @@ Anything unusable raises ``Reject``: an HTTP status and a one-line reason naming
 422 image: expected a 28x28 array of numbers 0-255 (rows of pixels), got numbers of shape 1x2
 """
 
-import io
 import json
 from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import DataError
+from mnistlab import imagefile
+from mnistlab.errors import DataError, ImageTooLarge
 
 SIZE = 28
-MAX_PIXELS = 40_000_000  # a 40-megapixel camera; decoding stays below ~200 MB
-DRAFT_SIDE = 1600  # longer side images are reduced to (JPEGs decode at 1/2..1/8 scale)
+MAX_PIXELS = imagefile.MAX_PIXELS
 
 
 class Reject(Exception):
@@ -39,65 +38,35 @@ class Reject(Exception):
 
 
 # ---- image files --------------------------------------------------------------------------
-def open_image(data: bytes, max_pixels: int = MAX_PIXELS):
+# Uploads are read by ``mnistlab.imagefile``, as ``mnistlab predict`` reads files: the same
+# limits, the same decoding, so a file gets the same answer from the page and from the CLI.
+def open_upload(data: bytes, max_pixels: int = MAX_PIXELS):
     """Image file bytes -> a Pillow image whose header is read and whose size is within
-    ``max_pixels``; nothing is decoded yet, so a small file that would unpack to gigabytes is
-    refused cheaply."""
-    from PIL import Image
-
+    ``max_pixels`` (else 413); nothing is decoded yet, so a small file that would unpack to
+    gigabytes is refused cheaply."""
     if not data:
         raise Reject(422, "file: empty upload")
     try:
-        img = Image.open(io.BytesIO(data))
-        width, height = img.size
-    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused at open
-        raise Reject(413, f"file: more than the limit of {max_pixels:,} pixels ({exc})") from None
-    except Exception:  # noqa: BLE001 - Pillow raises many types for bytes that are no image
-        raise Reject(
-            422, "file: not an image Pillow can read (expected PNG, JPEG, BMP, ...)"
-        ) from None
-    if width * height > max_pixels:
-        raise Reject(
-            413,
-            f"file: {width}x{height} is {width * height:,} pixels, more than "
-            f"the limit of {max_pixels:,}",
-        )
-    return img
+        return imagefile.open_image(data, "file", max_pixels)
+    except ImageTooLarge as exc:
+        raise Reject(413, str(exc)) from None
+    except DataError as exc:
+        raise Reject(422, str(exc)) from None
 
 
-def to_array(img) -> np.ndarray:
-    """An opened image -> (H, W) grayscale or (H, W, 4) RGBA array, as predict's ``prepare``
-    takes it: upright (EXIF), and at most about DRAFT_SIDE on its longer side (JPEGs decode at
-    reduced scale, others are box-averaged down), so what follows takes bounded time and memory."""
-    from PIL import ImageOps
-
+def decode_upload(img):
+    """An ``open_upload`` image, decoded (upright, reduced to imagefile's working size)."""
     try:
-        img.draft("L", (DRAFT_SIDE, DRAFT_SIDE))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        deep = img.mode in ("I", "I;16", "I;16B", "I;16L", "F")  # 16-bit or float scans
-        alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        img = img.convert("F" if deep else "RGBA" if alpha else "L")  # RGBA: prepare composites
-        factor = max(img.size) // DRAFT_SIDE
-        if factor >= 2:
-            img = img.reduce(factor)
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data in a known format
-        raise Reject(422, f"file: damaged image ({str(exc).splitlines()[0][:200]})") from None
-    a = np.asarray(img)
-    if deep:  # stretch to 0..255: a cast would clip everything above 255 to white
-        lo, hi = float(a.min()), float(a.max())
-        a = (
-            ((a.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
-            if hi > lo
-            else np.zeros_like(a)
-        )
-    return a
+        return imagefile.decode(img, "file")
+    except DataError as exc:
+        raise Reject(422, str(exc)) from None
 
 
 def see_and_predict(
     run, image: np.ndarray, prepare: bool, name: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(the 28x28 uint8 the model saw, class probabilities) for a decoded image or a 28x28;
+    """(the 28x28 uint8 the model saw, class probabilities) for a decoded image (a PIL image
+    or an array) or a 28x28;
     the one place that calls predict's preparation."""
     from mnistlab import predict as pr
 

@@ -66,7 +66,7 @@ def test_presets_load_as_declared():
     cnn = cmp.load_preset("best-cnn-ablation")
     assert cnn.baseline == "best-cnn" and cnn.recipes["best-cnn"].conv_channels == [16, 32, 64]
     assert cnn.recipes["two-blocks"].conv_channels == [16, 32]
-    assert (cnn.recipes["no-dropout"].dropout, cnn.recipes["six-epochs"].epochs) == (0.0, 6)
+    assert (cnn.recipes["dropout-0.3"].dropout, cnn.recipes["six-epochs"].epochs) == (0.3, 6)
     assert {r.validation_split for r in cnn.recipes.values()} == {0.1}
     scaling = cmp.load_preset("scaling-not-learning-rate")
     lrs = {n: (r.normalize, r.learning_rate) for n, r in scaling.recipes.items()}
@@ -82,6 +82,7 @@ def test_presets_load_as_declared():
     "text,words",
     [
         ("[variants.a]\nlearning_rat = 0.1\n", ["variant 'a'", "did you mean 'learning_rate'"]),
+        ("[variants.lr-0.1]\nlr = 0.1\n", ["variant 'lr-0'", '[variants."lr-0.1"]']),
         ("[variants.a]\ndropout = 1.5\n", ["variant 'a'", "'dropout'", "[0, 1)"]),
         ("[variants.a]\nseed = 3\n", ["variant 'a'", "'seed'", "--seeds"]),
         ("[variants.a]\ndataset = 'mnist'\n", ["variant 'a'", "'dataset'", "same images"]),

@@ -158,6 +158,12 @@ def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> V
             raise RecipeError(f"{where}: expected a name of {_NAME_OK}")
         if not isinstance(changes, dict):
             raise RecipeError(f"{where}: expected a table of recipe-field changes")
+        dotted = [k for k, v in changes.items() if isinstance(v, dict) and k not in SECTIONS]
+        if dotted:  # TOML reads [variants.lr-0.1] as variant 'lr-0' holding a table '1'
+            raise RecipeError(
+                f"{where}: holds a table '{dotted[0]}'; a name with a dot needs quotes: "
+                f'[variants."{name}.{dotted[0]}"]'
+            )
         flat = _flat(changes, where)
         for key in SHARED:
             if key in flat:

@@ -38,8 +38,6 @@ ARRANGEMENTS = ("1 thread", "2 threads", "overlap")
 
 def _epochs(arrangement: str, data, epochs: int) -> list[float]:
     """Seconds per epoch (``overlap``: the mean, since epochs interleave)."""
-    import numpy as np
-
     from mnistlab.engines import make_engine
     from mnistlab.initializers import init_weights
     from mnistlab.recipe import Recipe
@@ -65,7 +63,7 @@ def _epochs(arrangement: str, data, epochs: int) -> list[float]:
             continue
         if pending is not None:
             pending.join()
-        checker.load_state({k: np.copy(v) for k, v in engine.state().items()})
+        checker.load_state(engine.state())  # state() copies: epoch k+1 cannot touch it
         pending = threading.Thread(target=checker.evaluate, args=(xv, yv))
         pending.start()
     if pending is not None:

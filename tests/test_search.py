@@ -197,6 +197,29 @@ def test_one_worker_search_repeats_exactly_and_trials_draw_apart(tmp_path, tiny)
     assert srch.sampler_seed(0, 1) == srch.sampler_seed(0, 1) < 2**32
 
 
+def test_a_study_refuses_a_worker_with_another_space(tmp_path, tiny):
+    out = tmp_path / "s"
+    srch.search(srch.load_space(_space(tmp_path)), 1, out=out, dataset=tiny)
+    other = srch.load_space(_space(tmp_path, SPACE.replace("high = 0.1", "high = 0.2")))
+    with pytest.raises(MnistlabError, match="searches another space; give another --study"):
+        srch.search(other, 2, out=out, dataset=tiny, study="space")
+
+
+def test_pin_records_once_and_refuses_a_different_value():
+    class Study:
+        user_attrs: dict = {}
+
+        def set_user_attr(self, key, value):
+            self.user_attrs = {**self.user_attrs, key: value}
+
+    st = Study()
+    studies.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
+    studies.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
+    assert st.user_attrs == {"compare": "A"}
+    with pytest.raises(MnistlabError, match="study 's' in .* compares other variants; give"):
+        studies.pin(st, "compare", "B", "sqlite:///x.db", "s", "compares other variants")
+
+
 def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
     import optuna
 

@@ -414,14 +414,7 @@ def _shared(
         },
         sort_keys=True,
     )
-    known = st.user_attrs.get("compare")
-    if known is None:
-        st.set_user_attr("compare", described)
-    elif known != described:
-        raise MnistlabError(
-            f"study {name!r} in {studies.safe_url(url)} compares other variants "
-            "or data; give another --study name"
-        )
+    studies.pin(st, "compare", described, url, name, "compares other variants or data")
     with studies.claim_lock(url, name, rdb):  # queue each missing (variant, seed) once
         have = {
             (t.user_attrs.get("variant"), t.user_attrs.get("seed"))

@@ -50,6 +50,7 @@ from mnistlab.studies import (
     HEARTBEAT,
     claims,
     open_study,
+    pin,
     running,
     safe_url,
     storage_url,
@@ -274,15 +275,7 @@ def search(
     rdb, st = open_study(
         url, study_name, heartbeat, pruner or optuna.pruners.MedianPruner(n_startup_trials=5)
     )
-    described = space.describe()
-    known = st.user_attrs.get("space")
-    if known is None:
-        st.set_user_attr("space", described)
-    elif known != described:
-        raise MnistlabError(
-            f"study {study_name!r} in {safe_url(url)} searches another space; give "
-            "another --study name"
-        )
+    pin(st, "space", space.describe(), url, study_name, "searches another space")
     if not isinstance(dataset, datasets.Dataset):
         dataset = datasets.load(dataset or space.base.dataset, data_dir=space.base.data_dir)
     ds = slice_dataset(dataset, train_images, test_images)

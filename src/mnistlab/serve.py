@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.imagefile import MAX_PIXELS
 from mnistlab.serve_inputs import (
-    MAX_PIXELS,
     SIZE,
     Reject,
     decode_upload,

@@ -26,7 +26,6 @@ from mnistlab import imagefile
 from mnistlab.errors import DataError, ImageTooLarge
 
 SIZE = 28
-MAX_PIXELS = imagefile.MAX_PIXELS
 
 
 class Reject(Exception):
@@ -40,7 +39,7 @@ class Reject(Exception):
 # ---- image files --------------------------------------------------------------------------
 # Uploads are read by ``mnistlab.imagefile``, as ``mnistlab predict`` reads files: the same
 # limits, the same decoding, so a file gets the same answer from the page and from the CLI.
-def open_upload(data: bytes, max_pixels: int = MAX_PIXELS):
+def open_upload(data: bytes, max_pixels: int = imagefile.MAX_PIXELS):
     """Image file bytes -> a Pillow image whose header is read and whose size is within
     ``max_pixels`` (else 413); nothing is decoded yet, so a small file that would unpack to
     gigabytes is refused cheaply."""

@@ -170,6 +170,18 @@ def open_study(url: str, study_name: str, heartbeat: int, pruner=None):
     return rdb, st
 
 
+def pin(st, key: str, value: str, url: str, study_name: str, holds: str) -> None:
+    """Record ``value`` under ``key`` in a new study; refuse a study that holds another one:
+    every worker of a study must run the same space or variants on the same data."""
+    known = st.user_attrs.get(key)
+    if known is None:
+        st.set_user_attr(key, value)
+    elif known != value:
+        raise MnistlabError(
+            f"study {study_name!r} in {safe_url(url)} {holds}; give another --study name"
+        )
+
+
 def claims(st, rdb, url: str, study_name: str, heartbeat: int, target: int | None):
     """Yield trials for this worker to run, one at a time, until the study is done.
 

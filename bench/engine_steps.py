@@ -110,9 +110,9 @@ VARIANTS = {
 def time_variants(xtr, ytr, source: str, repeats: int, backend: str) -> None:
     """CPU s/epoch of each variant's training pass, interleaved; ratio to the notebook's."""
     from mnistlab.engines.fast import FastEngine
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
     from mnistlab.recipe import Recipe
-    from mnistlab.schedules import learning_rates, steps_per_epoch
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     engines = {}
     for name, kw in VARIANTS.items():
@@ -157,9 +157,9 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from mnistlab.engines.fast import FastEngine, numba_available
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
     from mnistlab.recipe import Recipe
-    from mnistlab.schedules import learning_rates, steps_per_epoch
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     xtr, ytr, xva, yva, source = load_data(args.data_dir)
     if args.variants:

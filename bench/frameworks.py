@@ -109,10 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace, seed: int, path: Path) -> dict:
     """Write the arrays every peer trains on; return the sizes."""
     from mnistlab import datasets
-    from mnistlab.initializers import init_weights
-    from mnistlab.normalize import normalization_stats, preprocess
+    from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
+    from mnistlab.engines.init import init_weights
     from mnistlab.recipe import Recipe
-    from mnistlab.train import split_validation
 
     ds = datasets.load(args.dataset, data_dir=args.data_dir or DEFAULT_DATA / args.dataset)
     x, y, xt, yt = ds.x_train, ds.y_train, ds.x_test, ds.y_test

@@ -1,4 +1,4 @@
-"""Inference speed through mnistlab's public predict path: ``runs.Run.predict_proba``.
+"""Inference speed through mnistlab's public predict path: ``rundir.Run.predict_proba``.
 
 Batched: the 10,000 MNIST test images (raw uint8 in, probabilities out, so preprocessing
 counts) in one call; goal <= 50 ms. Single image: latency of one call per image, p50 / p99.
@@ -29,8 +29,8 @@ GOAL_MS = 50.0
 
 def quick_run(out: Path, data_dir: Path, preset: str, epochs: int):
     """Train ``preset`` for ``epochs`` on MNIST into ``out`` and return the loaded run."""
-    from mnistlab import train
     from mnistlab.recipe import load_preset
+    from mnistlab.training import fit as train
 
     recipe = load_preset(preset).replace(epochs=epochs)
     return train.fit(recipe, dataset="mnist", data_dir=data_dir, out=out, quiet=True)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected an integer >= 1")
 
-    from mnistlab import datasets, runs
+    from mnistlab import datasets, rundir
     from mnistlab.errors import MnistlabError
 
     try:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"training a quick model ({args.preset}, {args.epochs} epoch(s)) ...")
                 run = quick_run(Path(tmp) / "run", args.data_dir, args.preset, args.epochs)
             else:
-                run = runs.load_run(args.run)
+                run = rundir.load_run(args.run)
             x, y = ds.x_test[: args.limit], ds.y_test[: args.limit]
             x = np.ascontiguousarray(x)
             return measure(run, x, y, args)

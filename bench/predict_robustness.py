@@ -273,8 +273,8 @@ def test_digits(data_dir: Path, n: int, seed: int):
 
 def accuracy_under(run, name: str, x: np.ndarray, y: np.ndarray, seed: int):
     """(accuracy, number refused) of ``run`` on the digits rendered under ``name``."""
-    from mnistlab import predict as pr
     from mnistlab.errors import MnistlabError
+    from mnistlab.use import predict as pr
 
     style = pr.style_for(run.dataset_name)
     prepared, refused = [], 0
@@ -326,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             f"expected some of {', '.join(CONDITIONS)}"
         )
 
-    from mnistlab import runs, train
+    from mnistlab import rundir
     from mnistlab.errors import MnistlabError
     from mnistlab.recipe import load_preset
+    from mnistlab.training import fit as train
 
     try:
         ds, x, y = test_digits(args.data_dir, args.n, args.seed)
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"training {args.preset} on {ds.name} ...", flush=True)
                 run = train.fit(load_preset(args.preset), ds, out=Path(tmp) / "run", quiet=True)
             else:
-                run = runs.load_run(args.run)
+                run = rundir.load_run(args.run)
             base = float((run.predict_proba(x).argmax(1) == y).mean())
             print(
                 f"model: {run.recipe.name} ({run.recipe.kind}); {len(x)} {ds.name} test digits, "

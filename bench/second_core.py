@@ -39,10 +39,10 @@ ARRANGEMENTS = ("1 thread", "2 threads", "overlap")
 def _epochs(arrangement: str, data, epochs: int) -> list[float]:
     """Seconds per epoch (``overlap``: the mean, since epochs interleave)."""
     from mnistlab.engines import make_engine
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
     from mnistlab.recipe import Recipe
-    from mnistlab.schedules import learning_rates, steps_per_epoch
-    from mnistlab.train import epoch_order
+    from mnistlab.training.fit import epoch_order
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     x, y, xv, yv = data
     threads = 2 if arrangement == "2 threads" else 1

@@ -125,7 +125,7 @@ def own_cpu() -> float:
 def quick_run(out: Path) -> Path:
     from mnistlab import datasets
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     fit(Recipe(epochs=1), datasets.load("mnist-sample"), out=out, quiet=True)
     return out
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds or set(kinds) - set(GOALS):
         p.error(f"--kinds: expected upload and/or json, got {args.kinds!r}")
 
-    from mnistlab import serve
     from mnistlab.errors import MnistlabError
+    from mnistlab.web import app as serve
 
     failed, capacity = False, {}
     try:

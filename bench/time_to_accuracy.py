@@ -33,12 +33,12 @@ def child(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mnistlab import datasets
+    from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
     from mnistlab.engines import make_engine
-    from mnistlab.initializers import init_weights
-    from mnistlab.normalize import normalization_stats, preprocess
+    from mnistlab.engines.init import init_weights
     from mnistlab.recipe import Recipe, load_preset
-    from mnistlab.schedules import learning_rates, steps_per_epoch
-    from mnistlab.train import epoch_order, split_validation
+    from mnistlab.training.fit import epoch_order
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     recipe = Recipe.from_toml(args.recipe) if args.recipe else load_preset(args.preset)
     ds = datasets.load("mnist", data_dir=args.data_dir, download=False, quiet=True)

@@ -55,8 +55,7 @@ def prepare(dataset: str, data_dir: Path | None, limit: int | None, validation_s
     import numpy as np
 
     from mnistlab import datasets
-    from mnistlab.normalize import normalization_stats, preprocess
-    from mnistlab.train import split_validation
+    from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
 
     ds = datasets.load(dataset, data_dir=data_dir, download=False, quiet=True)
     x, y = ds.x_train, ds.y_train
@@ -76,8 +75,8 @@ def prepare(dataset: str, data_dir: Path | None, limit: int | None, validation_s
 def make(variant: str, engine: str, changes: dict, threads: int | None):
     """(engine object, None) or (None, why it cannot run)."""
     from mnistlab.engines import make_engine
+    from mnistlab.engines.init import init_weights
     from mnistlab.errors import MnistlabError
-    from mnistlab.initializers import init_weights
     from mnistlab.recipe import Recipe
 
     try:
@@ -89,8 +88,8 @@ def make(variant: str, engine: str, changes: dict, threads: int | None):
 
 def run_pair(engine, recipe, data, epochs: int) -> list[float]:
     """Seconds of each epoch (training pass + validation), as fit runs them."""
-    from mnistlab.schedules import learning_rates, steps_per_epoch
-    from mnistlab.train import epoch_order
+    from mnistlab.training.fit import epoch_order
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     x, y, xv, yv = data
     steps = steps_per_epoch(len(x), recipe.batch_size)

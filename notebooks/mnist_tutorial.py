@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -44,10 +44,12 @@ import numpy as np
 from IPython.display import Image, Markdown, display
 
 import mnistlab
-from mnistlab import datasets, evaluate, explore, report
-from mnistlab.initializers import init_weights
+from mnistlab import datasets
+from mnistlab.engines.init import init_weights
+from mnistlab.evaluation.evaluate import print_evaluation
+from mnistlab.exploration import print_summary, write_report
+from mnistlab.pages.run_page import architecture
 from mnistlab.recipe import Recipe
-from mnistlab.train import fit
 
 FULL = os.environ.get("MNISTLAB_TUTORIAL_FULL") == "1"
 OUT = Path(os.environ.get("MNISTLAB_TUTORIAL_OUT", "tutorial-out"))
@@ -60,7 +62,9 @@ def train(name, recipe, data=None):
     folder = OUT / "runs" / name
     if folder.exists():
         shutil.rmtree(folder)
-    return fit(recipe.replace(name=name), data if data is not None else ds, out=folder, quiet=True)
+    return mnistlab.fit(
+        recipe.replace(name=name), data if data is not None else ds, out=folder, quiet=True
+    )
 
 
 print(f"full MNIST: {FULL}, epochs per run: {EPOCHS}, outputs in {OUT.resolve()}")
@@ -95,9 +99,9 @@ plt.show()
 # matters more than you might think.
 
 # %%
-summary = explore.explore(ds)
-explore.print_summary(summary)
-figures = explore.write_report(summary, OUT / "explore")
+summary = mnistlab.explore(ds)
+print_summary(summary)
+figures = write_report(summary, OUT / "explore")
 display(
     Image(filename=str(figures["class_balance"])), Image(filename=str(figures["pixel_histogram"]))
 )
@@ -131,7 +135,7 @@ display(
 
 # %%
 recipe = Recipe(epochs=EPOCHS)
-print("network:", report.architecture(recipe))
+print("network:", architecture(recipe))
 for field in (
     "optimizer",
     "learning_rate",
@@ -231,7 +235,7 @@ print(f"the run's own statistics: mean {baseline.mean:.2f}, std {baseline.std:.2
 # browser (or on your phone): learning curves, confusion matrix, the mistakes it makes, and more.
 
 # %%
-print("report:", report.write(baseline.path))
+print("report:", mnistlab.report(baseline))
 
 # %% [markdown]
 # ## 6. Try to beat this
@@ -246,8 +250,7 @@ print("report:", report.write(baseline.path))
 # seeds and tests each one against the baseline on the very same test images.
 
 # %%
-from mnistlab import compare  # noqa: E402
-from mnistlab.runs import load_run  # noqa: E402
+from mnistlab.experiments.compare import parse_variants  # noqa: E402
 
 contenders = {
     "baseline": "sgd",
@@ -261,8 +264,8 @@ contenders = {
     },
 }
 SEEDS = 3 if FULL else 2
-variants = compare.parse_variants(contenders, source="the notebook", default_name="beat-this")
-board = compare.compare(
+variants = parse_variants(contenders, source="the notebook", default_name="beat-this")
+board = mnistlab.compare(
     variants,
     seeds=SEEDS,
     out=OUT / "compare",
@@ -311,7 +314,7 @@ display(Image(filename=str(Path(board["folder"]) / "leaderboard.png")))
 # %%
 best = board["variants"][0]  # rank 1: the best mean validation accuracy
 best_seed = max(best["runs"], key=lambda run: run["val_accuracy"])
-best_run = load_run(Path(board["folder"]) / best_seed["path"])
+best_run = mnistlab.load_run(Path(board["folder"]) / best_seed["path"])
 results["best variant (by validation)"] = best["name"]
 results["test accuracy, best variant"] = best["test_accuracy"]["mean"]
 for v in board["variants"]:
@@ -334,7 +337,7 @@ print(
 
 # %%
 metrics = mnistlab.evaluate(best_run, split="test")
-evaluate.print_evaluation(metrics)
+print_evaluation(metrics)
 display(Image(filename=metrics["figures"]["confusion_matrix"]))
 
 # %% [markdown]

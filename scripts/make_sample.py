@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_write_bytes, atomic_write_text
 from mnistlab.datasets import idx, registry
+from mnistlab.fsio import atomic_write_bytes, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"

@@ -5,10 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnistlab import augment, datasets, runs
+from mnistlab import datasets, rundir
+from mnistlab.datasets import preprocess
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe
-from mnistlab.train import epoch_order, fit
+from mnistlab.training import augment
+from mnistlab.training.fit import epoch_order, fit
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def _all_on(**kw):
 def test_same_seed_epoch_step_same_augmentation_else_different(digits):
     r = _all_on()
     order = epoch_order(0, 0, len(digits))
-    x = runs.preprocess(digits, 33.0, 78.0)
+    x = preprocess.preprocess(digits, 33.0, 78.0)
     a = augment.epoch_images(r, digits, order, 0, x, 33.0, 78.0)
     b = augment.epoch_images(r, digits, order, 0, x, 33.0, 78.0)
     np.testing.assert_array_equal(a, b)
@@ -89,7 +91,7 @@ def test_epoch_images_follow_the_batches_of_the_order(digits):
     """Row i is image i transformed with its batch's parameters, whatever the chunking."""
     r = _all_on()
     order = epoch_order(3, 2, len(digits))
-    x = runs.preprocess(digits, 0.0, 1.0)
+    x = preprocess.preprocess(digits, 0.0, 1.0)
     got = augment.epoch_images(r, digits, order, 2, x, 0.0, 1.0)
     for k in range(4):
         idx = order[k * 16 : (k + 1) * 16]
@@ -104,7 +106,7 @@ def test_epoch_images_follow_the_batches_of_the_order(digits):
 
 
 def test_off_returns_the_training_array_itself(digits):
-    x = runs.preprocess(digits, 0.0, 1.0)
+    x = preprocess.preprocess(digits, 0.0, 1.0)
     assert augment.epoch_images(Recipe(), digits, np.arange(64), 0, x, 0.0, 1.0) is x
 
 
@@ -117,7 +119,7 @@ def test_a_large_batch_is_one_vectorized_call(monkeypatch):
     )
     monkeypatch.setattr(augment, "CHUNK", 10_000)
     imgs = np.random.default_rng(0).integers(0, 256, (10_000, 28, 28), dtype=np.uint8)
-    x = runs.preprocess(imgs, 0.0, 1.0)
+    x = preprocess.preprocess(imgs, 0.0, 1.0)
     out = augment.epoch_images(_all_on(batch_size=10_000), imgs, np.arange(10_000), 0, x, 0, 1)
     assert calls == [10_000] and out.shape == (10_000, 784)
 
@@ -148,7 +150,7 @@ def test_augment_section_round_trips_through_toml(tmp_path):
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_fit_trains_with_augmentation_and_resumes_exactly(tmp_path, kind, monkeypatch):
-    from mnistlab import train
+    from mnistlab.training import fit as train
 
     ds = datasets.load("mnist-sample")
     small = dataclasses.replace(ds, x_train=ds.x_train[:400], y_train=ds.y_train[:400])
@@ -218,7 +220,7 @@ def test_cli_flags_train_with_augmentation_or_fail_in_one_line(tmp_path, monkeyp
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code in (0, None)
-    assert runs.load_run(tmp_path / "r").recipe.augment_rotate == 5.0
+    assert rundir.load_run(tmp_path / "r").recipe.augment_rotate == 5.0
     monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--augment-scale", "1.5"])
     with pytest.raises(SystemExit) as exc:
         main()
@@ -237,6 +239,6 @@ def test_best_presets_load_and_say_what_they_measured():
     assert mlp.kind == "mlp" and FastEngine.unsupported(mlp) is None and augment.active(mlp)
     assert cnn.kind == "cnn" and augment.active(cnn)
     for name in ("best-mlp", "best-cnn"):
-        lines = (resources.files("mnistlab") / "presets" / f"{name}.toml").read_text().splitlines()
+        lines = (resources.files("mnistlab.recipe") / "presets" / f"{name}.toml").read_text().splitlines()
         comments = " ".join(line[2:] for line in lines if line.startswith("# "))
         assert "test accuracy seed 0 / 1 / 2: 99." in comments and "How it was found" in comments

@@ -176,7 +176,7 @@ def test_time_to_accuracy_tiny_recipe_reaches_a_low_target(mnist_dir, tmp_path):
 
 
 def test_inference_on_a_run_folder(mnist_dir, tmp_path):
-    from mnistlab import train
+    from mnistlab.training import fit as train
 
     run = tmp_path / "run"
     train.fit(

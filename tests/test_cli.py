@@ -58,7 +58,7 @@ def _one_line_error(code, out, err, *words):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     return fit(
         Recipe(dataset="mnist-sample", hidden=[8], epochs=1),
@@ -183,7 +183,7 @@ def test_train_resume_of_a_held_run_names_the_holder(monkeypatch, capsys, tiny_r
         [
             sys_.executable,
             "-c",
-            "import time; from mnistlab import runlock\n"
+            "import time; from mnistlab.rundir import lock as runlock\n"
             f"with runlock.hold({str(run)!r}, command='mnistlab train'):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],

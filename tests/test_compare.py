@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from mnistlab import compare as cmp
 from mnistlab import datasets
-from mnistlab import leaderboard as lb
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.experiments import compare as cmp
+from mnistlab.experiments import leaderboard as lb
 
 TINY = """
 [base]

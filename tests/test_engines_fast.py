@@ -16,10 +16,10 @@ import pytest
 from mnistlab.engines import fast, spec
 from mnistlab.engines.base import Hyper, dropout_keys, keep_mask
 from mnistlab.engines.fast import FastEngine, numba_available
+from mnistlab.engines.init import init_weights
 from mnistlab.errors import RecipeError, RunError
-from mnistlab.initializers import init_weights
 from mnistlab.recipe import Recipe
-from mnistlab.schedules import learning_rates, steps_per_epoch
+from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
 BACKENDS = [
     "numpy",
@@ -362,8 +362,8 @@ def test_raw_pixels_diverge_to_nan_as_in_keras(backend):
 def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
     """A run killed mid-epoch and resumed ends with the very weights (batch norm's moving
     statistics included) and history of an uninterrupted one: dropout masks replay."""
-    from mnistlab import runs
-    from mnistlab.train import fit
+    from mnistlab import rundir
+    from mnistlab.training.fit import fit
 
     flags = [
         "--dataset",
@@ -389,7 +389,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    ckpt = run_dir / runs.CHECKPOINT
+    ckpt = run_dir / rundir.CHECKPOINT
     deadline = time.monotonic() + 120
     try:
         while not ckpt.exists():  # written atomically: existing means complete
@@ -399,7 +399,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (run_dir / runs.MODEL).exists(), "the run finished before the kill"
+    assert not (run_dir / rundir.MODEL).exists(), "the run finished before the kill"
     resumed = fit(out=run_dir, resume=True, quiet=True)
     whole = fit(
         Recipe(
@@ -584,7 +584,7 @@ def test_importing_and_training_does_not_import_torch():
         "import sys, numpy as np\n"
         "from mnistlab.engines import fast\n"
         "from mnistlab.recipe import Recipe\n"
-        "from mnistlab.initializers import init_weights\n"
+        "from mnistlab.engines.init import init_weights\n"
         "r = Recipe(hidden=[8, 8, 8], batch_size=4)\n"
         f"e = fast.FastEngine(r, init_weights(r), backend={backend!r})\n"
         "x = np.ones((8, 784), np.float32)\n"

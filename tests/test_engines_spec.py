@@ -16,8 +16,8 @@ from mnistlab.engines.base import (
     keep_mask,
     step_scalars,
 )
+from mnistlab.engines.init import init_weights
 from mnistlab.errors import RunError
-from mnistlab.initializers import init_weights
 from mnistlab.recipe import Recipe
 
 RNG = np.random.default_rng(3)

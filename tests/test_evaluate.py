@@ -10,8 +10,8 @@ from PIL import Image
 from sklearn.metrics import r2_score
 from typer.testing import CliRunner
 
-from mnistlab import evaluate as ev
 from mnistlab.errors import RunError
+from mnistlab.evaluation import evaluate as ev
 
 
 def _onehot_proba(pred, n_classes, conf=1.0):
@@ -217,7 +217,7 @@ def tiny_run(tmp_path_factory):
 
     from mnistlab import datasets
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     ds = datasets.load("mnist-sample")
     small = dataclasses.replace(ds, x_train=ds.x_train[:2000], y_train=ds.y_train[:2000])

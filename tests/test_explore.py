@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnistlab import datasets, explore
+from mnistlab import datasets
+from mnistlab import exploration as explore
 from mnistlab.errors import DataError
 
 

@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from mnistlab import datasets
-from mnistlab import export as ex
 from mnistlab.recipe import Recipe
-from mnistlab.train import fit
+from mnistlab.training.fit import fit
+from mnistlab.use import export as ex
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from mnistlab import datasets
-from mnistlab.health import chance_loss, check_epoch, check_history, likely_cause
 from mnistlab.recipe import Recipe
+from mnistlab.training.health import chance_loss, check_epoch, check_history, likely_cause
 
 RAW = Recipe(normalize="none")
 
@@ -75,7 +75,7 @@ def small():
 
 
 def test_real_training_on_raw_pixels_warns_and_standardized_is_silent(small, tmp_path, capsys):
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     bad = fit(
         Recipe(normalize="none", epochs=1, hidden=[64]), small, out=tmp_path / "raw", quiet=True
@@ -90,7 +90,7 @@ def test_real_training_on_raw_pixels_warns_and_standardized_is_silent(small, tmp
 
 
 def test_stop_on_divergence_stops_after_the_first_bad_epoch(small, tmp_path):
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     run = fit(
         Recipe(normalize="none", epochs=3, hidden=[32]),

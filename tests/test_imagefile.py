@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab import imagefile
+from mnistlab.use import imagefile
 
 
 def test_reads_bytes_and_reduces_large_images_at_once():
@@ -54,7 +54,7 @@ def huge(tmp_path_factory):
 
 
 LOAD = (
-    "import sys\nfrom mnistlab import imageprep\nfrom mnistlab.errors import DataError\n"
+    "import sys\nfrom mnistlab.use import imageprep\nfrom mnistlab.errors import DataError\n"
     "try:\n    x = imageprep.load_image(sys.argv[1])\n    print('ink', int(x.max()))\n"
     "except DataError as exc:\n    print('error:', exc)\n"
 )

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnistlab import datasets
-from mnistlab import imageprep as pr
 from mnistlab.errors import DataError
+from mnistlab.use import imageprep as pr
 
 N_REAL = 20
 
@@ -236,7 +236,7 @@ DIGITS = 8  # test digits per condition
 def model(sample, tmp_path_factory):
     """The notebook recipe, 2 epochs on the bundled sample (~93 % test accuracy)."""
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     return fit(Recipe(epochs=2), sample, out=tmp_path_factory.mktemp("run") / "r", quiet=True)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mnistlab.initializers import flat_features, init_weights
+from mnistlab.engines.init import flat_features, init_weights
 from mnistlab.recipe import Recipe
 
 

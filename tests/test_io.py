@@ -2,8 +2,8 @@
 
 import pytest
 
-from mnistlab._io import atomic_path, atomic_write_json, atomic_write_text, make_dirs
 from mnistlab.errors import MnistlabError
+from mnistlab.fsio import atomic_path, atomic_write_json, atomic_write_text, make_dirs
 
 
 def test_write_replaces_whole_file(tmp_path):

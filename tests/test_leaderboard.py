@@ -2,7 +2,7 @@
 
 import pytest
 
-from mnistlab import leaderboard as lb
+from mnistlab.experiments import leaderboard as lb
 
 
 # ---- statistics with known answers -------------------------------------------------------

@@ -2,9 +2,9 @@
 
 import pytest
 
-from mnistlab import memory
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe
+from mnistlab.training import budget as memory
 
 
 def test_the_notebook_recipe_is_counted_exactly():

@@ -5,9 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from mnistlab.engines.init import init_weights  # noqa: E402
+from mnistlab.engines.torch_net import build_model, export_weights  # noqa: E402
 from mnistlab.errors import RunError  # noqa: E402
-from mnistlab.initializers import init_weights  # noqa: E402
-from mnistlab.models import build_model, export_weights  # noqa: E402
 from mnistlab.recipe import Recipe  # noqa: E402
 
 

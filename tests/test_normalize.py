@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnistlab.normalize import normalization_stats, preprocess
+from mnistlab.datasets.preprocess import normalization_stats, preprocess
 
 
 def test_normalization_stats_match_numpy():

@@ -12,9 +12,9 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from mnistlab import datasets
-from mnistlab import predict as pr
 from mnistlab.cli import predict as cli_predict
 from mnistlab.errors import DataError
+from mnistlab.use import predict as pr
 
 N_REAL = 20
 
@@ -28,7 +28,7 @@ def sample():
 def run(sample, tmp_path_factory):
     """A briefly trained notebook recipe (2 epochs on the bundled sample, ~92-95 % test)."""
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     return fit(Recipe(epochs=2), sample, out=tmp_path_factory.mktemp("run") / "r", quiet=True)
 

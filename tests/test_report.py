@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import datasets, report, runs
+from mnistlab import datasets, rundir
 from mnistlab.errors import RunError
+from mnistlab.pages import run_page as report
 from mnistlab.recipe import Recipe
-from mnistlab.train import fit
+from mnistlab.training.fit import fit
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source"}
 RUN_FIGURES = {"loss", "accuracy", "learning-rate", "confusion", "per-class", "gallery", "pair"}
@@ -133,9 +134,9 @@ def test_report_has_every_section_and_figure(run_dir):
     assert "Healthy" in page.text("health")
     assert "labels are nominal" in page.text("r2") and "Brier score" in page.text("r2")
     # the R² shown is the evaluation's, recomputed from the model
-    from mnistlab.evaluate import evaluate_predictions
+    from mnistlab.evaluation.evaluate import evaluate_predictions
 
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     ds = datasets.load("mnist-sample")
     r2 = evaluate_predictions(ds.y_test, run.predict_proba(ds.x_test))["r2"][
         "probabilities_vs_onehot"
@@ -162,7 +163,7 @@ def test_missing_history_and_damaged_metrics_are_named_and_the_rest_renders(copy
 
 
 def test_unusable_model_falls_back_to_the_stored_evaluation_and_says_so(copy_run):
-    from mnistlab.evaluate import evaluate
+    from mnistlab.evaluation.evaluate import evaluate
 
     run = copy_run()
     evaluate(run, split="test", out=run / "figs")  # stores "evaluation"."test" in metrics.json
@@ -182,9 +183,9 @@ def test_unusable_model_falls_back_to_the_stored_evaluation_and_says_so(copy_run
 
 def test_diverged_model_and_missing_everything_but_the_recipe(copy_run):
     run = copy_run("diverged")
-    model = runs.read_model(run / "model.safetensors")
+    model = rundir.read_model(run / "model.safetensors")
     weights = {k: np.full_like(v, np.nan) for k, v in model["weights"].items()}
-    runs.write_model(
+    rundir.write_model(
         run / "model.safetensors",
         weights,
         model["mean"],
@@ -195,7 +196,7 @@ def test_diverged_model_and_missing_everything_but_the_recipe(copy_run):
     )
     page = Page(report.write(run).read_text(encoding="utf-8"))
     assert "NaN" in page.text("confusion") and "diverged" in page.text("confusion")
-    from mnistlab.report_sections import _num
+    from mnistlab.pages.run_sections import _num
 
     assert (
         _num(8131101244742864.0) == "8.131e+15"

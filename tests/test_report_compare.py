@@ -16,10 +16,10 @@ from test_report import Page, check_self_contained
 
 from mnistlab import datasets
 from mnistlab.errors import RunError
+from mnistlab.pages.compare_page import read_leaderboard, render_compare, write_compare
+from mnistlab.pages.run_page import write as write_run_report
 from mnistlab.recipe import Recipe
-from mnistlab.report import write as write_run_report
-from mnistlab.report_compare import read_leaderboard, render_compare, write_compare
-from mnistlab.train import fit
+from mnistlab.training.fit import fit
 
 SEEDS = [0, 1]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import runs
+from mnistlab import fsio, rundir
+from mnistlab.engines.init import init_weights
 from mnistlab.errors import RunError
-from mnistlab.initializers import init_weights
 from mnistlab.recipe import Recipe
 
 CLASSES = tuple("0123456789")
@@ -21,12 +21,12 @@ def _fake_run(d: Path, recipe=None) -> Path:
     """A complete run folder written with the module's own writers (no training needed)."""
     recipe = recipe or Recipe(hidden=[8])
     d.mkdir(parents=True, exist_ok=True)
-    recipe.to_toml(d / runs.RECIPE)
-    runs.write_model(
-        d / runs.MODEL, init_weights(recipe), 33.3, 78.6, CLASSES, recipe, "mnist-sample"
+    recipe.to_toml(d / rundir.RECIPE)
+    rundir.write_model(
+        d / rundir.MODEL, init_weights(recipe), 33.3, 78.6, CLASSES, recipe, "mnist-sample"
     )
-    runs.write_history(
-        d / runs.HISTORY,
+    rundir.write_history(
+        d / rundir.HISTORY,
         [
             {
                 "epoch": 1,
@@ -39,15 +39,15 @@ def _fake_run(d: Path, recipe=None) -> Path:
             }
         ],
     )
-    runs.update_metrics(d, {"test": {"loss": 0.3, "accuracy": 0.91}})
-    runs.atomic_write_json(
-        d / runs.ENVIRONMENT, {"engine": "fast", "dataset": {"name": "mnist-sample"}}
+    rundir.update_metrics(d, {"test": {"loss": 0.3, "accuracy": 0.91}})
+    fsio.atomic_write_json(
+        d / rundir.ENVIRONMENT, {"engine": "fast", "dataset": {"name": "mnist-sample"}}
     )
     return d
 
 
 def test_load_run_reads_back_everything(tmp_path):
-    run = runs.load_run(_fake_run(tmp_path / "r"))
+    run = rundir.load_run(_fake_run(tmp_path / "r"))
     assert run.recipe == Recipe(hidden=[8])
     assert (run.mean, run.std, run.class_names) == (33.3, 78.6, CLASSES)
     assert run.dataset_name == "mnist-sample" and run.engine == "fast"
@@ -72,61 +72,61 @@ def test_history_csv_round_trips_floats_exactly(tmp_path):
             "seconds": 1.5,
         }
     ]
-    runs.write_history(tmp_path / "h.csv", rows)
-    back = runs.read_history(tmp_path / "h.csv")
+    rundir.write_history(tmp_path / "h.csv", rows)
+    back = rundir.read_history(tmp_path / "h.csv")
     assert back[0]["loss"] == 0.1 + 0.2 and back[0]["accuracy"] == 1 / 3
     assert np.isnan(back[0]["val_loss"])
 
 
 def test_tampered_model_is_detected(tmp_path):
     d = _fake_run(tmp_path / "r")
-    data = bytearray((d / runs.MODEL).read_bytes())
+    data = bytearray((d / rundir.MODEL).read_bytes())
     data[-100] ^= 0x01  # one bit of one weight
-    (d / runs.MODEL).write_bytes(bytes(data))
+    (d / rundir.MODEL).write_bytes(bytes(data))
     with pytest.raises(RunError, match=r"model.safetensors: checksum mismatch"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
 def test_tampered_model_metadata_is_detected(tmp_path):
     """A changed class name is still valid JSON: only the metadata's checksum catches it."""
     d = _fake_run(tmp_path / "r")
-    data = (d / runs.MODEL).read_bytes()
+    data = (d / rundir.MODEL).read_bytes()
     tampered = data.replace(b'\\"7\\"', b'\\"X\\"', 1)  # the escaped "7" of class_names
     assert tampered != data and len(tampered) == len(data)
-    (d / runs.MODEL).write_bytes(tampered)
+    (d / rundir.MODEL).write_bytes(tampered)
     with pytest.raises(RunError, match=r"model.safetensors: metadata checksum mismatch"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
 def test_truncated_model_is_detected(tmp_path):
     d = _fake_run(tmp_path / "r")
-    data = (d / runs.MODEL).read_bytes()
-    (d / runs.MODEL).write_bytes(data[: len(data) // 2])
+    data = (d / rundir.MODEL).read_bytes()
+    (d / rundir.MODEL).write_bytes(data[: len(data) // 2])
     with pytest.raises(RunError, match=r"model.safetensors: damaged or truncated"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
-@pytest.mark.parametrize("name", runs.REQUIRED)
+@pytest.mark.parametrize("name", rundir.REQUIRED)
 def test_missing_file_is_named(tmp_path, name):
     d = _fake_run(tmp_path / "r")
     (d / name).unlink()
     with pytest.raises(RunError, match=f"{name}: file is missing"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
 def test_model_of_another_recipe_is_rejected(tmp_path):
     d = _fake_run(tmp_path / "r")
-    Recipe(hidden=[16]).to_toml(d / runs.RECIPE)
+    Recipe(hidden=[16]).to_toml(d / rundir.RECIPE)
     with pytest.raises(RunError, match="recipe differs"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
 def test_update_metrics_keeps_other_writers_keys(tmp_path):
-    runs.update_metrics(tmp_path, {"train": {"loss": 1.0}, "test": {"accuracy": 0.5}})
-    runs.update_metrics(
+    rundir.update_metrics(tmp_path, {"train": {"loss": 1.0}, "test": {"accuracy": 0.5}})
+    rundir.update_metrics(
         tmp_path, {"evaluation": {"test": {"f1": 0.4}}, "test": {"loss": float("nan")}}
     )
-    got = json.loads((tmp_path / runs.METRICS).read_text())
+    got = json.loads((tmp_path / rundir.METRICS).read_text())
     assert got == {
         "train": {"loss": 1.0},
         "test": {"accuracy": 0.5, "loss": None},
@@ -138,18 +138,18 @@ def test_new_run_dir_refuses_a_used_folder_and_names_default(tmp_path, monkeypat
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
     with pytest.raises(RunError, match="not an empty folder"):
-        runs.new_run_dir(Recipe(), tmp_path / "used")
+        rundir.new_run_dir(Recipe(), tmp_path / "used")
     monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(tmp_path / "runs"))
-    a, b = runs.new_run_dir(Recipe(name="exp")), runs.new_run_dir(Recipe(name="exp"))
+    a, b = rundir.new_run_dir(Recipe(name="exp")), rundir.new_run_dir(Recipe(name="exp"))
     assert a.name.endswith("-exp") and a != b and a.parent == tmp_path / "runs"
 
 
 def test_load_run_on_a_file_or_nothing_says_which(tmp_path):
     (tmp_path / "recipe.toml").write_text("")  # `evaluate RUN/recipe.toml` by mistake
     with pytest.raises(RunError, match="recipe.toml: is a file, expected a run folder"):
-        runs.load_run(tmp_path / "recipe.toml")
+        rundir.load_run(tmp_path / "recipe.toml")
     with pytest.raises(RunError, match="nope: no such run folder"):
-        runs.load_run(tmp_path / "nope")
+        rundir.load_run(tmp_path / "nope")
 
 
 def test_new_run_dir_under_a_file_is_a_one_line_error(tmp_path):
@@ -157,16 +157,16 @@ def test_new_run_dir_under_a_file_is_a_one_line_error(tmp_path):
 
     (tmp_path / "f.png").write_text("x")
     with pytest.raises(MnistlabError, match="f.png/run: cannot create this folder"):
-        runs.new_run_dir(Recipe(), tmp_path / "f.png" / "run")
+        rundir.new_run_dir(Recipe(), tmp_path / "f.png" / "run")
 
 
 def test_cli_reports_a_damaged_run_in_one_line(tmp_path):
     """`mnistlab train --resume` on a run whose checkpoint was cut short: exit 2, no traceback."""
     d = _fake_run(tmp_path / "r")
-    (d / runs.MODEL).unlink()  # unfinished run, so resume reads the checkpoint
-    runs.write_checkpoint(d / runs.CHECKPOINT, init_weights(Recipe(hidden=[8])), 1, [], "fast")
-    data = (d / runs.CHECKPOINT).read_bytes()
-    (d / runs.CHECKPOINT).write_bytes(data[:-10])
+    (d / rundir.MODEL).unlink()  # unfinished run, so resume reads the checkpoint
+    rundir.write_checkpoint(d / rundir.CHECKPOINT, init_weights(Recipe(hidden=[8])), 1, [], "fast")
+    data = (d / rundir.CHECKPOINT).read_bytes()
+    (d / rundir.CHECKPOINT).write_bytes(data[:-10])
     env = {**os.environ, "MNISTLAB_HOME": str(tmp_path / "home")}
     p = subprocess.run(
         [sys.executable, "-m", "mnistlab", "train", "--resume", str(d)],
@@ -195,14 +195,14 @@ def test_cli_damaged_model_exits_2_without_traceback(tmp_path, monkeypatch, caps
     from mnistlab.cli import main
 
     d = _fake_run(tmp_path / "r")
-    data = bytearray((d / runs.MODEL).read_bytes())
+    data = bytearray((d / rundir.MODEL).read_bytes())
     if damage == "tamper":
         data[-5] ^= 0x40
-        (d / runs.MODEL).write_bytes(bytes(data))
+        (d / rundir.MODEL).write_bytes(bytes(data))
     elif damage == "truncate":
-        (d / runs.MODEL).write_bytes(bytes(data[:40]))
+        (d / rundir.MODEL).write_bytes(bytes(data[:40]))
     else:
-        (d / runs.HISTORY).unlink()
+        (d / rundir.HISTORY).unlink()
     monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--resume", str(d)])
     with pytest.raises(SystemExit) as exc:
         main()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnistlab.recipe import Recipe
-from mnistlab.schedules import learning_rates, steps_per_epoch
+from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
 
 def test_steps_keep_the_last_partial_batch():
@@ -144,7 +144,8 @@ def test_plateau_on_validation_numbers_needs_a_validation_split():
 
 def test_plateau_run_resumes_bit_identical(tmp_path, monkeypatch):
     """A run interrupted after 2 epochs continues with the plateau factor its history implies."""
-    from mnistlab import datasets, train
+    from mnistlab import datasets
+    from mnistlab.training import fit as train
 
     ds = datasets.load("mnist-sample")
     small = dataclasses.replace(ds, x_train=ds.x_train[:600], y_train=ds.y_train[:600])

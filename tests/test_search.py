@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import datasets, studies
-from mnistlab import search as srch
+from mnistlab import datasets
 from mnistlab.cli import main
-from mnistlab.compare import slice_dataset
 from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.experiments import search as srch
+from mnistlab.experiments import studies
+from mnistlab.experiments.compare import slice_dataset
 
 SPACE = """
 [base]
@@ -256,10 +257,10 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
 def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
     import optuna
 
-    import mnistlab.train
+    import mnistlab.training.fit
 
     space = srch.load_space(_space(tmp_path))
-    real_fit = mnistlab.train.fit
+    real_fit = mnistlab.training.fit.fit
     calls = []
 
     def interrupted_second_fit(*args, **kwargs):
@@ -268,13 +269,13 @@ def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(mnistlab.train, "fit", interrupted_second_fit)
+    monkeypatch.setattr(mnistlab.training.fit, "fit", interrupted_second_fit)
     with pytest.raises(KeyboardInterrupt):
         srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
     url = studies.storage_url(None, tmp_path / "s")
     states = [t.state.name for t in optuna.load_study(study_name="space", storage=url).trials]
     assert states == ["COMPLETE", "FAIL", "WAITING"]  # queued at once, no grace period
-    monkeypatch.setattr(mnistlab.train, "fit", real_fit)
+    monkeypatch.setattr(mnistlab.training.fit, "fit", real_fit)
     result = srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
     trials = optuna.load_study(study_name="space", storage=url).trials
     assert result["counts"]["COMPLETE"] == 3 and len(trials) == 4

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from mnistlab import datasets
-from mnistlab import predict as pr
-from mnistlab import serve as sv
-from mnistlab.runs import load_run
+from mnistlab.rundir import load_run
+from mnistlab.use import predict as pr
+from mnistlab.web import app as sv
 
 with warnings.catch_warnings():  # starlette asks for httpx2 over httpx; both work
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -32,7 +32,7 @@ def trained_run(tmp_path_factory) -> Path:
     """A small run (2 epochs on the bundled sample), trained once per session for every
     serve test module."""
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     path = tmp_path_factory.getbasetemp() / "serve-run"
     if not (path / "model.safetensors").exists():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnistlab import datasets
-from mnistlab import serve as sv
+from mnistlab.web import app as sv
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -30,7 +30,7 @@ ONE = [[(0.54, 0.86), (0.55, 0.5), (0.56, 0.16)], [(0.56, 0.16), (0.45, 0.3)]]  
 def trained_run(tmp_path_factory) -> Path:
     """The same small run as test_serve's (shared through the session's temp folder)."""
     from mnistlab.recipe import Recipe
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     path = tmp_path_factory.getbasetemp() / "serve-run"
     if not (path / "model.safetensors").exists():

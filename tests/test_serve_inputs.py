@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import serve_inputs as si
+from mnistlab.web import inputs as si
 
 
 def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -70,7 +70,7 @@ def test_decode_upload_turns_photos_upright_and_reduces_large_ones():
 
 
 def test_an_upload_is_seen_as_mnistlab_predict_sees_the_file():
-    from mnistlab.imageprep import load_image
+    from mnistlab.use.imageprep import load_image
 
     class Run:
         dataset_name = "mnist"

@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from mnistlab import runs
-from mnistlab import train as train_module
-from mnistlab.evaluate import evaluate
+from mnistlab import rundir
+from mnistlab.evaluation.evaluate import evaluate
 from mnistlab.recipe import Recipe
-from mnistlab.stopping import EarlyStopping
-from mnistlab.train import fit
+from mnistlab.training import fit as train_module
+from mnistlab.training.fit import fit
+from mnistlab.training.stopping import EarlyStopping
 
 # 1,000 training images and a high learning rate: val_loss is best at epoch 2, then stalls,
 # so patience 2 stops after epoch 4 (seen in the history, not assumed: the tests read it).
@@ -75,7 +75,7 @@ def test_fit_stops_and_restores_the_best_epoch(tmp_path, engine):
 
 def _interrupted(monkeypatch, where, when):
     """Make fit raise KeyboardInterrupt once, as a kill would stop it there."""
-    real = getattr(train_module if where != "write_model" else runs, where)
+    real = getattr(train_module if where != "write_model" else rundir, where)
     calls = {"n": 0}
 
     def once(*args, **kwargs):
@@ -84,9 +84,9 @@ def _interrupted(monkeypatch, where, when):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module if where != "write_model" else runs, where, once)
+    monkeypatch.setattr(train_module if where != "write_model" else rundir, where, once)
     return lambda: monkeypatch.setattr(
-        train_module if where != "write_model" else runs, where, real
+        train_module if where != "write_model" else rundir, where, real
     )
 
 
@@ -103,7 +103,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, where, whe
     with pytest.raises(KeyboardInterrupt):
         fit(STALLS, out=tmp_path / "cut", quiet=True)
     undo()
-    assert not (tmp_path / "cut" / runs.MODEL).exists()
+    assert not (tmp_path / "cut" / rundir.MODEL).exists()
     resumed = fit(out=tmp_path / "cut", resume=True, quiet=True)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole.history]
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import datasets, track
+from mnistlab import datasets
 from mnistlab.errors import RunError
+from mnistlab.experiments import track
 from mnistlab.recipe import Recipe
-from mnistlab.train import fit
+from mnistlab.training.fit import fit
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ import tomllib
 import numpy as np
 import pytest
 
-from mnistlab import datasets, runs
+from mnistlab import datasets, fsio, rundir
+from mnistlab.datasets.preprocess import split_validation
 from mnistlab.engines import _fast_module
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.recipe import Recipe
-from mnistlab.train import epoch_order, fit, split_validation
+from mnistlab.training.fit import epoch_order, fit
 
 ENGINES = ["reference"] + (["fast"] if _fast_module() is not None else [])
 
@@ -86,16 +87,16 @@ def test_run_folder_contents(small, tmp_path, capsys):
     first = out.splitlines()[0]
     assert first.startswith("dataset: mnist-sample") and "using the bundled sample" in first
     assert "Epoch 1/1" in out and "val_accuracy:" in out
-    for name in (*runs.REQUIRED, runs.CHECKPOINT):
+    for name in (*rundir.REQUIRED, rundir.CHECKPOINT):
         assert (tmp_path / "r" / name).is_file(), name
-    env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
+    env = json.loads((tmp_path / "r" / rundir.ENVIRONMENT).read_text())
     assert (
         env["dataset"]["name"] == "mnist-sample" and env["dataset"]["checksums"] == small.checksums
     )
     assert env["dataset"]["note"] == noted.note and env["seed"] == 0 and env["engine"] == run.engine
     if run.engine == "fast":  # which compiled/plain backend ran is part of reproducing it
         assert env["engine_backend"] in ("numba", "numpy") and env["engine_threads"] >= 1
-    assert list(run.history[0]) == list(runs.HISTORY_FIELDS)
+    assert list(run.history[0]) == list(rundir.HISTORY_FIELDS)
     assert run.metrics["train"]["accuracy"] == run.history[-1]["accuracy"]
     assert 0 <= run.metrics["test"]["accuracy"] <= 1
     # the run's own prediction path reproduces the test accuracy train.fit measured
@@ -149,7 +150,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, engine, hidden, epo
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    ckpt = run_dir / runs.CHECKPOINT
+    ckpt = run_dir / rundir.CHECKPOINT
     deadline = time.monotonic() + 120
     try:
         while not ckpt.exists():  # written atomically: existing means complete
@@ -159,11 +160,11 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, engine, hidden, epo
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (run_dir / runs.MODEL).exists(), "the run finished before the kill"
-    _, done, _ = runs.read_checkpoint(ckpt)
+    assert not (run_dir / rundir.MODEL).exists(), "the run finished before the kill"
+    _, done, _ = rundir.read_checkpoint(ckpt)
     assert 1 <= done < epochs
     with pytest.raises(RunError, match="file is missing.*--resume"):  # incomplete until resumed
-        runs.load_run(run_dir)
+        rundir.load_run(run_dir)
 
     resumed = fit(out=run_dir, resume=True, quiet=True)
     whole = fit(recipe, out=tmp_path / "whole", quiet=True)
@@ -182,7 +183,7 @@ def test_fast_path_never_imports_torch(tmp_path):
         "import sys, dataclasses\n"
         "from mnistlab import datasets\n"
         "from mnistlab.recipe import Recipe\n"
-        "from mnistlab.train import fit\n"
+        "from mnistlab.training.fit import fit\n"
         "ds = datasets.load('mnist-sample')\n"
         "ds = dataclasses.replace(ds, x_train=ds.x_train[:500], y_train=ds.y_train[:500])\n"
         f"run = fit(Recipe(epochs=1, hidden=[8]), ds, out={str(tmp_path / 'r')!r}, quiet=True)\n"
@@ -220,10 +221,10 @@ def test_cli_train_recipe_file_flags_and_alias(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("dataset: mnist-sample")
     assert "Epoch 1/1" in p.stdout and "val_accuracy" in p.stdout
-    saved = tomllib.loads((tmp_path / "run" / runs.RECIPE).read_text())
+    saved = tomllib.loads((tmp_path / "run" / rundir.RECIPE).read_text())
     assert saved["optimizer"]["learning_rate"] == 0.05 and saved["optimizer"]["nesterov"] is False
     assert saved["model"]["hidden"] == [16] and saved["name"] == "exp"
-    assert runs.load_run(tmp_path / "run").recipe.validation_split == 0.2
+    assert rundir.load_run(tmp_path / "run").recipe.validation_split == 0.2
 
 
 def test_cli_train_quiet_prints_nothing(tmp_path):
@@ -281,7 +282,7 @@ def test_cli_stop_on_divergence_exits_1(tmp_path):
     )
     assert p.returncode == 1, p.stderr
     assert "normalize='standardize'" in p.stderr and "stop-on-divergence" in p.stderr
-    assert len(runs.load_run(tmp_path / "run").history) == 1
+    assert len(rundir.load_run(tmp_path / "run").history) == 1
 
 
 def test_no_validation_split_trains_on_everything_and_says_so(small, tmp_path):
@@ -293,7 +294,7 @@ def test_no_validation_split_trains_on_everything_and_says_so(small, tmp_path):
     assert (
         run.metrics["train"]["val_accuracy"] is None and 0 <= run.metrics["test"]["accuracy"] <= 1
     )
-    loaded = runs.load_run(tmp_path / "r")
+    loaded = rundir.load_run(tmp_path / "r")
     assert loaded.history[0]["val_loss"] is None
 
 
@@ -316,19 +317,19 @@ def test_relative_data_dir_is_recorded_absolute(mnist_dir, tmp_path, monkeypatch
         data_dir="mn",
     )
     want = str((tmp_path / "w" / "mn").resolve())
-    assert runs.load_run(tmp_path / "r").recipe.data_dir == want
-    env = json.loads((tmp_path / "r" / runs.ENVIRONMENT).read_text())
+    assert rundir.load_run(tmp_path / "r").recipe.data_dir == want
+    env = json.loads((tmp_path / "r" / rundir.ENVIRONMENT).read_text())
     assert env["dataset"]["data_dir"] == want
 
 
 def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path):
     fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
-    (tmp_path / "r" / runs.MODEL).unlink()  # incomplete again, so resume reads environment.json
+    (tmp_path / "r" / rundir.MODEL).unlink()  # incomplete again, so resume reads environment.json
     for env in (
         {"engine": "fast", "dataset": "mnist-sample"},  # not an object
         {"engine": "fast", "dataset": {"checksums": {}}},
     ):  # no name
-        (tmp_path / "r" / runs.ENVIRONMENT).write_text(json.dumps(env))
+        (tmp_path / "r" / rundir.ENVIRONMENT).write_text(json.dumps(env))
         with pytest.raises(RunError, match="environment.json.*'dataset'"):
             fit(out=tmp_path / "r", resume=True, quiet=True)
 
@@ -336,7 +337,7 @@ def test_resume_with_a_damaged_environment_json_is_a_clear_error(small, tmp_path
 # ---- failure modes: resources, concurrent writers, edited or half-made run folders ----------
 import errno  # noqa: E402
 
-from mnistlab import runlock  # noqa: E402
+from mnistlab.rundir import lock as runlock  # noqa: E402
 
 
 def _fail_in_epoch(monkeypatch, epoch, action):
@@ -365,13 +366,20 @@ def _listing(d):
 
 
 FINISHED = sorted(
-    [runs.RECIPE, runs.HISTORY, runs.METRICS, runs.MODEL, runs.ENVIRONMENT, runs.CHECKPOINT]
+    [
+        rundir.RECIPE,
+        rundir.HISTORY,
+        rundir.METRICS,
+        rundir.MODEL,
+        rundir.ENVIRONMENT,
+        rundir.CHECKPOINT,
+    ]
 )
 
 
 def test_a_finished_run_folder_holds_only_its_files(tmp_path, small):
     run = fit(Recipe(epochs=1, hidden=[8]), small, out=tmp_path / "r", quiet=True)
-    runs.update_metrics(run.path, {"extra": 1})
+    rundir.update_metrics(run.path, {"extra": 1})
     assert _listing(run.path) == FINISHED  # no .lock, no metrics.json.lock
 
 
@@ -414,8 +422,8 @@ def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(
         fail_writes(run_dir, errno.ENOSPC)  # the disk fills up
 
     if cause.endswith("at the end"):  # writing the model, after the last checkpoint
-        real = runs.write_model
-        monkeypatch.setattr(runs, "write_model", lambda *a: (action(), real(*a)))
+        real = rundir.write_model
+        monkeypatch.setattr(rundir, "write_model", lambda *a: (action(), real(*a)))
     else:
         _fail_in_epoch(monkeypatch, 1, action)
     expected = {
@@ -428,7 +436,7 @@ def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(
         fit(recipe, small, out=run_dir, quiet=True)
     assert "\n" not in str(info.value)
     monkeypatch.undo()
-    assert not (run_dir / runs.MODEL).exists()
+    assert not (run_dir / rundir.MODEL).exists()
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     resumed = fit(out=run_dir, resume=True, quiet=True, dataset=small)
     whole = fit(recipe, small, out=tmp_path / "whole", quiet=True)
@@ -439,8 +447,8 @@ def test_out_of_memory_or_disk_mid_run_is_one_line_and_resumable(
 def _unfinished(tmp_path, small, recipe):
     """A run killed after its last checkpoint: everything but the model and metrics."""
     run = fit(recipe, small, out=tmp_path / "r", quiet=True)
-    (run.path / runs.MODEL).unlink()
-    (run.path / runs.METRICS).unlink()
+    (run.path / rundir.MODEL).unlink()
+    (run.path / rundir.METRICS).unlink()
     return run.path
 
 
@@ -449,7 +457,7 @@ def _unfinished(tmp_path, small, recipe):
 )
 def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit, field):
     run_dir = _unfinished(tmp_path, small, Recipe(epochs=2, hidden=[8], learning_rate=0.02))
-    toml = run_dir / runs.RECIPE
+    toml = run_dir / rundir.RECIPE
     key = edit.split(" = ")[0]
     lines = toml.read_text().splitlines()
     new = {"learning_rate": "learning_rate = 0.05", "epochs": "epochs = 1"}[key]
@@ -460,7 +468,7 @@ def test_resume_refuses_an_edited_recipe_naming_the_field(tmp_path, small, edit,
         r"epoch 2 was made with .*set it back",
     ):
         fit(out=run_dir, resume=True, quiet=True, dataset=small)
-    assert not (run_dir / runs.MODEL).exists()
+    assert not (run_dir / rundir.MODEL).exists()
 
 
 def test_a_second_writer_is_told_who_holds_the_run(tmp_path, small):
@@ -469,7 +477,7 @@ def test_a_second_writer_is_told_who_holds_the_run(tmp_path, small):
         [
             sys.executable,
             "-c",
-            "import sys, time; from mnistlab import runlock\n"
+            "import sys, time; from mnistlab.rundir import lock as runlock\n"
             f"with runlock.hold({str(run_dir)!r}, command='mnistlab train'):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],
@@ -499,7 +507,7 @@ def test_a_second_writer_is_told_who_holds_the_run(tmp_path, small):
 def test_a_folder_with_only_its_recipe_restarts_from_epoch_0(tmp_path, small):
     recipe = Recipe(epochs=1, hidden=[8]).resolved()
     (tmp_path / "r").mkdir()
-    recipe.to_toml(tmp_path / "r" / runs.RECIPE)
+    recipe.to_toml(tmp_path / "r" / rundir.RECIPE)
     resumed = fit(out=tmp_path / "r", resume=True, quiet=True, dataset=small)
     whole = fit(recipe, small, out=tmp_path / "whole", quiet=True)
     assert _without_seconds(resumed.history) == _without_seconds(whole.history)
@@ -507,7 +515,7 @@ def test_a_folder_with_only_its_recipe_restarts_from_epoch_0(tmp_path, small):
 
 
 def test_a_new_run_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
-    real = runs.atomic_write_bytes
+    real = fsio.atomic_write_bytes
     calls = []
 
     def second_fails(path, data):
@@ -516,12 +524,12 @@ def test_a_new_run_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # killed between the first two writes
         real(path, data)
 
-    monkeypatch.setattr(runs, "atomic_write_bytes", second_fails)
+    monkeypatch.setattr(rundir.folder, "atomic_write_bytes", second_fails)
     with pytest.raises(KeyboardInterrupt):
-        runs.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
+        rundir.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
     assert _listing(tmp_path) == []
     monkeypatch.undo()
-    d = runs.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
+    d = rundir.new_run_dir(Recipe(), tmp_path / "r", {"a.txt": b"a", "b.txt": b"b"})
     assert _listing(d) == ["a.txt", "b.txt"] and _listing(tmp_path) == ["r"]
     assert d.stat().st_mode & 0o777 == 0o777 & ~_umask()
 
@@ -533,12 +541,12 @@ def _umask():
 
 
 def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeypatch):
-    import mnistlab.initializers
+    import mnistlab.engines.init
 
     def no_memory(*a, **k):
         raise MemoryError
 
-    monkeypatch.setattr(mnistlab.initializers, "init_weights", no_memory)
+    monkeypatch.setattr(mnistlab.engines.init, "init_weights", no_memory)
     with pytest.raises(
         RunError,
         match=r"^out of memory before training started; free memory or "

@@ -1,4 +1,4 @@
-"""mnistlab itself, through the engine API that ``mnistlab.train.fit`` drives.
+"""mnistlab itself, through the engine API that ``mnistlab.training.fit.fit`` drives.
 
 Timed exactly like the peers: an epoch is its training pass plus that epoch's validation. The
 shuffling and learning rates are fit's (permutation from ``(seed, epoch)``, schedules module).
@@ -20,8 +20,8 @@ def train(d: dict, epochs: int, engine: str = "auto", threads: int | None = None
 
     from mnistlab.engines import make_engine
     from mnistlab.recipe import Recipe
-    from mnistlab.schedules import learning_rates, steps_per_epoch
-    from mnistlab.train import epoch_order
+    from mnistlab.training.fit import epoch_order
+    from mnistlab.training.schedules import learning_rates, steps_per_epoch
 
     recipe = Recipe(
         seed=d["seed"],

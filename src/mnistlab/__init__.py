@@ -1,13 +1,13 @@
 """mnistlab: the classic deep-learning-on-MNIST workflow as one command or one call per step.
 
-One verb per step, each taking a dataset or a run folder::
+The public API is the plain functions below, one per step of the workflow; each imports its
+step on first use, so ``import mnistlab`` loads NumPy only::
 
     summary = mnistlab.explore("mnist")                  # dataset (name or Dataset) -> dict
-    run = mnistlab.fit(mnistlab.Recipe(epochs=5))        # recipe (+ dataset) -> run folder
-    metrics = mnistlab.evaluate(run.path, split="test")  # run -> metrics.json "evaluation"
-    answers = mnistlab.predict(run.path, ["seven.jpg"])  # run + images -> top classes
-
-Importing mnistlab is light (numpy only): each verb imports its step when first used.
+    run = mnistlab.fit(mnistlab.Recipe(epochs=5))        # recipe (+ dataset) -> Run
+    metrics = mnistlab.evaluate(run, split="test")       # run -> metrics
+    answers = mnistlab.predict(run, ["seven.jpg"])       # run + images -> top classes
+    page = mnistlab.report(run)                          # folder -> report.html
 
 >>> import mnistlab
 >>> ds = mnistlab.datasets.load("mnist-sample")
@@ -15,32 +15,130 @@ Importing mnistlab is light (numpy only): each verb imports its step when first 
 (28, 28)
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
-import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mnistlab import datasets  # noqa: E402  (light: numpy only)
+from mnistlab import datasets  # light: NumPy only
 
-# name -> (module, attribute); attribute None: the step module itself, which is callable
-_LAZY = {
-    "explore": ("mnistlab.explore", None),
-    "fit": ("mnistlab.train", "fit"),
-    "evaluate": ("mnistlab.evaluate", None),
-    "predict": ("mnistlab.predict", None),
-    "Recipe": ("mnistlab.recipe", "Recipe"),
-    "load_run": ("mnistlab.runs", "load_run"),
-}
+if TYPE_CHECKING:  # for readers and type checkers; at run time each verb imports on first use
+    from mnistlab.recipe import Recipe
+    from mnistlab.rundir import Run
 
-__all__ = ["datasets", "__version__", *_LAZY]
+__all__ = [
+    "Recipe",
+    "__version__",
+    "compare",
+    "datasets",
+    "evaluate",
+    "explore",
+    "export",
+    "fit",
+    "load_run",
+    "predict",
+    "report",
+    "resume",
+    "search",
+    "serve",
+]
+
+
+def fit(recipe: Recipe | None = None, dataset=None, out=None, **options: Any) -> Run:
+    """Train ``recipe`` (default: the notebook's) on ``dataset`` and return the finished Run.
+
+    Options: see :func:`mnistlab.training.fit.fit`.
+    """
+    from mnistlab.training.fit import fit as _fit
+
+    return _fit(recipe, dataset, out, **options)
+
+
+def resume(run, **options: Any) -> Run:
+    """Continue the run folder ``run`` from its last checkpoint, exactly as it started."""
+    from mnistlab.training.fit import fit as _fit
+
+    return _fit(None, out=getattr(run, "path", run), resume=True, **options)
+
+
+def explore(dataset=None, **options: Any) -> dict[str, Any]:
+    """Class balance and pixel statistics of a dataset (a name or a Dataset), as a dict."""
+    from mnistlab.exploration import explore as _explore
+
+    return _explore(dataset, **options)
+
+
+def evaluate(run, split: str = "test", out=None) -> dict[str, Any]:
+    """Precision, recall, confusion and R² of a run (a folder or a Run) on ``split``."""
+    from mnistlab.evaluation.evaluate import evaluate as _evaluate
+
+    return _evaluate(run, split=split, out=out)
+
+
+def predict(run, images, top: int = 3, **options: Any):
+    """The ``top`` classes a run sees in each image (files, arrays or PIL images)."""
+    from mnistlab.use.predict import predict as _predict
+
+    return _predict(run, images, top=top, **options)
+
+
+def compare(variants, **options: Any):
+    """Train variants x seeds and rank them with paired tests; ``variants`` is a TOML file,
+    a preset name or a parsed ``Variants``.
+
+    Options: :func:`mnistlab.experiments.compare.compare`.
+    """
+    from mnistlab.experiments.compare import compare as _compare
+    from mnistlab.experiments.compare import load_preset, load_variants
+
+    if isinstance(variants, (str, Path)):
+        variants = load_variants(variants) if Path(variants).suffix else load_preset(variants)
+    return _compare(variants, **options)
+
+
+def search(space, trials: int, **options: Any):
+    """An Optuna study over a space (a TOML file or a parsed ``Space``) for ``trials`` trials."""
+    from mnistlab.experiments.search import load_space
+    from mnistlab.experiments.search import search as _search
+
+    if isinstance(space, (str, Path)):
+        space = load_space(space)
+    return _search(space, trials, **options)
+
+
+def report(folder, out=None) -> Path:
+    """Write the HTML page of a run or compare folder; returns the page's path."""
+    from mnistlab.pages import write
+
+    return write(getattr(folder, "path", folder), out)
+
+
+def export(run, format: str = "onnx", out=None) -> Path:
+    """Write a run as a self-contained model file (ONNX); returns the file's path."""
+    from mnistlab.use.export import export as _export
+
+    return _export(run, format, out)
+
+
+def serve(run, **options: Any) -> None:
+    """Serve a run over HTTP (API + draw-a-digit page) until interrupted."""
+    from mnistlab.web.app import serve as _serve
+
+    _serve(getattr(run, "path", run), **options)
+
+
+def load_run(path) -> Run:
+    """A finished run folder, read and verified."""
+    from mnistlab.rundir import load_run as _load_run
+
+    return _load_run(path)
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(module_name)
-    return module if attribute is None else getattr(module, attribute)
+    if name == "Recipe":  # a class, not a verb: imported on first use like the rest
+        from mnistlab.recipe import Recipe
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+        return Recipe
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_path
+from mnistlab.fsio import atomic_path
 
 DPI = 110
 

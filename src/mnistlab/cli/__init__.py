@@ -8,7 +8,6 @@ import warnings
 import typer
 
 from mnistlab import __version__
-from mnistlab._io import fs_error
 from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate
@@ -20,6 +19,7 @@ from mnistlab.cli import search as _search
 from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
 from mnistlab.errors import MnistlabError
+from mnistlab.fsio import fs_error
 
 app = typer.Typer(
     name="mnistlab",

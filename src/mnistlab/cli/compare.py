@@ -73,10 +73,10 @@ def compare_command(
     """Compare recipe variants over seeds: validation ranks, paired McNemar tests on test images."""
     from rich.console import Console
 
-    from mnistlab import compare as cmp
     from mnistlab.cli.report import run_tracker, tracking_uri
     from mnistlab.errors import RecipeError
-    from mnistlab.leaderboard import print_leaderboard
+    from mnistlab.experiments import compare as cmp
+    from mnistlab.experiments.leaderboard import print_leaderboard
 
     track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
 

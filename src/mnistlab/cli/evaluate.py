@@ -18,7 +18,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R²."""
-    from mnistlab import evaluate as ev
+    from mnistlab.evaluation import evaluate as ev
 
     result = ev.evaluate(run, split=split, out=out)
     ev.print_evaluation(result)

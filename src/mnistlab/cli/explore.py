@@ -29,7 +29,7 @@ def explore(
 ) -> None:
     """Explore a dataset: class balance, pixel distribution, per-pixel and per-class mean images, samples."""  # noqa: E501 (one line in the command list)
     # Imported here, not at module level: `mnistlab train` must not pay for numpy/matplotlib setup.
-    from mnistlab import explore as ex
+    from mnistlab import exploration as ex
 
     summary = ex.explore(dataset, data_dir=data_dir, seed=seed)
     ex.print_summary(summary)

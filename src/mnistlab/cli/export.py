@@ -23,7 +23,7 @@ def export(
     ),
 ) -> None:
     """Export a trained run: raw 0-255 pixels (N, 28, 28) in, probabilities out."""
-    from mnistlab import export as ex
+    from mnistlab.use import export as ex
 
     path = ex.export(run, format=format, out=out)
     typer.echo(

@@ -33,8 +33,8 @@ def predict(
     ),
 ) -> None:
     """Predict the class of each image, prepared the way MNIST's digits were."""
-    from mnistlab import predict as pr
-    from mnistlab.runs import load_run
+    from mnistlab.rundir import load_run
+    from mnistlab.use import predict as pr
 
     loaded = load_run(run)
     top = min(top, len(loaded.class_names))  # --top 20 on 10 classes: list them all

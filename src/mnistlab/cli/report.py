@@ -19,13 +19,9 @@ def report(
     ),
 ) -> None:
     """Write one self-contained HTML report (figures embedded; offline, phone, print)."""
-    from mnistlab import report as rep
-    from mnistlab.report_compare import LEADERBOARD
+    from mnistlab.pages import write
 
-    if (folder / LEADERBOARD).is_file():
-        path = rep.write_compare(folder, out, run_reports=True)  # every run link works
-    else:
-        path = rep.write(folder, out)
+    path = write(folder, out)
     typer.echo(f"report: {path}")
 
 
@@ -46,7 +42,7 @@ def tracking_uri(track: Optional[str]) -> Optional[str]:
     """The MLflow URI of a --track value (None without one); checks MLflow is installed."""
     if track is None:
         return None
-    from mnistlab.track import parse_target, require_mlflow
+    from mnistlab.experiments.track import parse_target, require_mlflow
 
     uri = parse_target(track)
     require_mlflow()
@@ -58,7 +54,7 @@ def run_tracker(track_uri: Optional[str], echo: Optional[Callable[[str], None]])
     MLflow with its tags (None without --track); ``echo`` says so (None: quietly)."""
     if track_uri is None:
         return None
-    from mnistlab.track import log_run
+    from mnistlab.experiments.track import log_run
 
     def on_run(run_dir: Path, tags: dict[str, str]) -> None:
         run_id = log_run(run_dir, track_uri, tags=tags)
@@ -71,13 +67,13 @@ def run_tracker(track_uri: Optional[str], echo: Optional[Callable[[str], None]])
 def after_train(run_dir: Path, write_report: bool, track_uri: Optional[str], quiet: bool) -> None:
     """What `mnistlab train` does once the run folder is complete: the report, then tracking."""
     if write_report:
-        from mnistlab import report as rep
+        from mnistlab.pages import write
 
-        path = rep.write(run_dir)
+        path = write(run_dir)
         if not quiet:
             typer.echo(f"report: {path}")
     if track_uri is not None:
-        from mnistlab.track import log_run
+        from mnistlab.experiments.track import log_run
 
         run_id = log_run(run_dir, track_uri)
         if not quiet:

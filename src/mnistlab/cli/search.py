@@ -63,8 +63,8 @@ def search_command(
     """Search recipe fields with Optuna (pruning on validation accuracy); resumable, scales out."""
     from rich.console import Console
 
-    from mnistlab import search as srch
     from mnistlab.cli.report import run_tracker, tracking_uri
+    from mnistlab.experiments import search as srch
 
     track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
     space = srch.load_space(space_file)

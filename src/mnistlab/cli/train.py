@@ -135,7 +135,7 @@ def train_command(
 
 
 def _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, fields):
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     recipe = Recipe.compose(
         recipe_file, preset, resume=resume is not None, **overrides_from_flags(fields)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_path, make_dirs
 from mnistlab.datasets import registry, store
 from mnistlab.datasets.registry import NAMES
 from mnistlab.errors import DataError
+from mnistlab.fsio import atomic_path, make_dirs
 
 __all__ = [
     "Dataset",

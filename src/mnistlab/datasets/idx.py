@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_path
 from mnistlab.errors import DataError
+from mnistlab.fsio import atomic_path
 
 DTYPES = {
     0x08: np.dtype(">u1"),

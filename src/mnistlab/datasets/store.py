@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnistlab import paths
-from mnistlab._io import atomic_path, atomic_write_json
 from mnistlab.datasets import idx, registry
 from mnistlab.datasets.registry import SAMPLE_DIR, DatasetSpec, FileSpec
 from mnistlab.errors import DataError, MnistlabError
+from mnistlab.fsio import atomic_path, atomic_write_json
 
 if TYPE_CHECKING:  # download pulls in urllib/http.client (~0.1 s): imported only to download
     from mnistlab.datasets import download

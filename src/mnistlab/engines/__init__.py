@@ -16,7 +16,7 @@ What every engine provides is the ``Engine`` protocol of ``engines/base.py`` (wi
 state, workspace, constants and dropout masks); ``engines/device.py`` chooses the device.
 
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> r = Recipe(engine="reference")
 >>> make_engine(r, init_weights(r), device="cpu").name
 'reference'
@@ -90,7 +90,7 @@ def predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
     NumPy when the fast engine covers the recipe at inference (no torch import, ~2 s saved),
     else the torch model of the reference engine.
 
-    >>> from mnistlab.initializers import init_weights
+    >>> from mnistlab.engines.init import init_weights
     >>> r = Recipe(hidden=[8])
     >>> predictor(r, init_weights(r))(np.zeros((2, 784), np.float32)).shape
     (2, 10)

@@ -10,7 +10,7 @@ layer, ``bn_i.gamma`` and ``bn_i.beta``. Gradients and every optimizer slot use 
 so an optimizer update is one flat elementwise loop per layer, and the compiled back end takes
 the offsets table ``layout`` instead of tuples of arrays (one compiled function for every depth).
 Batch norm's moving statistics (``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second
-vector ``moving``. Names are Keras' (``mnistlab.initializers``), so runs load unchanged.
+vector ``moving``. Names are Keras' (``mnistlab.engines.init``), so runs load unchanged.
 
 >>> from mnistlab.recipe import Recipe
 >>> s = State.for_recipe(Recipe(hidden=[4], batch_norm=True))

@@ -17,7 +17,7 @@ State (weights, optimizer slots, iterations, batch norm's moving statistics) and
 are ``engines/base.py``'s; the back ends are functions of them and of a ``base.Steps`` record.
 
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> r = Recipe(hidden=[16], batch_size=4)
 >>> eng = FastEngine(r, init_weights(r), backend="numpy")
 >>> x = np.zeros((8, 784), np.float32); y = np.arange(8) % 10
@@ -112,7 +112,7 @@ def predict_proba(
     """Softmax probabilities (N, n_classes) float32 of an MLP recipe's weights; torch-free.
 
     >>> from mnistlab.recipe import Recipe
-    >>> from mnistlab.initializers import init_weights
+    >>> from mnistlab.engines.init import init_weights
     >>> r = Recipe(hidden=[8], batch_norm=True)
     >>> p = predict_proba(r, init_weights(r), np.ones((3, 784), np.float32))
     >>> p.shape, bool(np.allclose(p.sum(1), 1))

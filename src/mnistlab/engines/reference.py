@@ -13,7 +13,7 @@ bias correction); ``engines/spec.py`` has the exact formulas, and the per-step s
 (``base.dropout_keys``/``keep_mask``), so both engines stay equal with dropout on.
 
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> import numpy as np
 >>> r = Recipe(hidden=[16], batch_size=4)
 >>> eng = ReferenceEngine(r, init_weights(r), device="cpu")
@@ -66,7 +66,7 @@ class ReferenceEngine:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         import torch
 
-        from mnistlab import models
+        from mnistlab.engines import torch_net as models
 
         self._torch = torch
         if recipe.threads is not None:
@@ -287,12 +287,12 @@ class ReferenceEngine:
 
     # ---- state -------------------------------------------------------------------------
     def weights(self) -> dict[str, np.ndarray]:
-        from mnistlab.models import export_weights
+        from mnistlab.engines.torch_net import export_weights
 
         return export_weights(self.net)
 
     def state(self) -> dict[str, np.ndarray]:
-        from mnistlab.models import _keras_layout
+        from mnistlab.engines.torch_net import _keras_layout
 
         out = self.weights()
         for slot, tensors in self.slots.items():
@@ -304,8 +304,8 @@ class ReferenceEngine:
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        from mnistlab.engines.torch_net import _torch_layout, load_weights
         from mnistlab.errors import RunError
-        from mnistlab.models import _torch_layout, load_weights
 
         torch = self._torch
         load_weights(self.net, {k: v for k, v in state.items() if not k.startswith("opt.")})

@@ -1,7 +1,7 @@
 """The maths of training an MLP, once, in plain float64 NumPy: the oracle every engine is tested
 against, and the documentation of what they compute (Keras 3's semantics throughout).
 
-Network (``p``: Keras-named weights, see ``mnistlab.initializers``): for each hidden layer i,
+Network (``p``: Keras-named weights, see ``mnistlab.engines.init``): for each hidden layer i,
 ``z = h @ dense_i.kernel + dense_i.bias``; with batch norm ``z = gamma*(z-mean)/sqrt(var+eps)+beta``
 (batch mean and BIASED variance in training, the moving statistics at inference, eps 1e-3); then
 the activation; then, in training, inverted dropout ``h = where(keep, a/(1-rate), 0)`` with the
@@ -17,7 +17,7 @@ Dense kernel is rescaled as Keras' MaxNorm(axis=0): ``w *= clip(n, 0, c)/(1e-7 +
 the norm of each column (each output unit's incoming weights).
 
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> from mnistlab.engines.base import Hyper
 >>> r = Recipe(hidden=[8])
 >>> p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}

@@ -104,8 +104,8 @@ def log_run(
 ) -> str:
     """Log the finished run in ``run_dir`` to the MLflow store at ``uri`` (default
     ``sqlite:///mlflow.db``) under ``experiment``; return the MLflow run id."""
-    from mnistlab import runs
-    from mnistlab.report import health_verdict
+    from mnistlab import rundir
+    from mnistlab.pages.run_page import health_verdict
 
     require_mlflow()
     from mlflow.entities import Metric, Param, RunTag
@@ -113,9 +113,9 @@ def log_run(
 
     path = Path(run_dir)
     params = _params(path)  # read everything first: a broken folder logs nothing
-    history = runs.read_history(path / runs.HISTORY)
-    metrics = runs.read_json(path / runs.METRICS)
-    env = runs.read_json(path / runs.ENVIRONMENT)
+    history = rundir.read_history(path / rundir.HISTORY)
+    metrics = rundir.read_json(path / rundir.METRICS)
+    env = rundir.read_json(path / rundir.ENVIRONMENT)
     verdict = health_verdict(metrics)
     dataset = env.get("dataset") if isinstance(env.get("dataset"), dict) else {}
     all_tags = {

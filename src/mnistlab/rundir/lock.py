@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mnistlab._io import fs_errors
 from mnistlab.errors import RunError
+from mnistlab.fsio import fs_errors
 
 try:
     import fcntl

@@ -1,4 +1,5 @@
-"""Input scaling: the statistics a run learns from its training part, and how images use them.
+"""The validation split and input scaling: the statistics a run learns from its training
+part, and how images use them.
 
 The notebook's lesson is that raw pixels (0..255) stall training while standardized ones train;
 a run stores ``(mean, std)`` in pixel units in its model file, so every later step (evaluate,
@@ -14,8 +15,11 @@ predict, resume) scales its inputs exactly as training did.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from mnistlab.errors import RecipeError
 from mnistlab.recipe import NORMALIZE as MODES
 
 
@@ -53,3 +57,21 @@ def preprocess(x: np.ndarray, mean: float, std: float) -> np.ndarray:
     out -= np.float32(mean)
     out /= np.float32(std)
     return out
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
+    """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
+
+    >>> xt, yt, xv, yv = split_validation(np.arange(10), np.arange(10), 0.3)
+    >>> xv.tolist()
+    [7, 8, 9]
+    """
+    if fraction <= 0:
+        return x, y, x[:0], y[:0]
+    split_at = int(math.floor(len(x) * (1.0 - fraction)))  # Keras' own rounding (2 and 3)
+    if split_at == 0:
+        raise RecipeError(
+            f"recipe field 'validation_split': {fraction} of {len(x)} training "
+            "images leaves none to train on; use a smaller split or more data"
+        )
+    return x[:split_at], y[:split_at], x[split_at:], y[split_at:]

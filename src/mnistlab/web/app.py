@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.imagefile import MAX_PIXELS
-from mnistlab.serve_inputs import (
+from mnistlab.use.imagefile import MAX_PIXELS
+from mnistlab.web.inputs import (
     SIZE,
     Reject,
     decode_upload,
@@ -161,7 +161,7 @@ def create_app(
     from starlette.exceptions import HTTPException
 
     from mnistlab import __version__
-    from mnistlab.runs import Run, load_run
+    from mnistlab.rundir import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
     probe = run.predict_proba(np.zeros((1, SIZE, SIZE), np.uint8))  # also builds the predictor
@@ -451,7 +451,7 @@ def serve(
     bad run folder or a taken port is a one-line error before anything listens."""
     import uvicorn
 
-    from mnistlab.runs import load_run
+    from mnistlab.rundir import load_run
 
     for flag, value in (
         ("--workers", workers),
@@ -473,7 +473,7 @@ def serve(
         _run_workers(Path(run).resolve(), settings, host, port, workers, options)
     else:
         os.environ[ENV_CONFIG] = json.dumps({"run": str(Path(run).resolve()), **settings})
-        uvicorn.run("mnistlab.serve:_app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("mnistlab.web.app:_app_from_env", factory=True, workers=workers, **options)
 
 
 def _check_address(host: str, port: int) -> None:

@@ -13,7 +13,8 @@ changes on top of the base::
     lr = 0.001
 
 With ``storage`` (``--storage URL``) the runs are the queued trials of a shared study
-(``mnistlab.studies``): start the same command on several machines and they share the work.
+(``mnistlab.experiments.studies``): start the same command on several machines and they
+share the work.
 
 Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<seed>`` (seeds are
 ``base.seed + 0 .. N-1``), so an interrupted compare run again with the same ``--out`` skips the
@@ -30,7 +31,7 @@ has 2 degrees of freedom). Holm's step-down correction runs over the variants; a
 called real when its Holm-adjusted p-value is below ``ALPHA``. Pooling treats each (image, seed)
 disagreement as independent evidence, so it speaks of these seeds on this test set, not of every
 possible seed; the per-seed p-values are kept in ``leaderboard.json`` to show how consistent the
-direction is. The statistics and the files live in ``mnistlab.leaderboard``.
+direction is. The statistics and the files live in ``mnistlab.experiments.leaderboard``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab._io import make_dirs, read_toml
 from mnistlab.errors import MnistlabError, RecipeError
-from mnistlab.leaderboard import leaderboard, write_leaderboard
+from mnistlab.experiments.leaderboard import leaderboard, write_leaderboard
+from mnistlab.fsio import make_dirs, read_toml
 from mnistlab.recipe import SECTIONS, Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
 
@@ -78,7 +79,7 @@ def load_variants(path: str | Path) -> Variants:
 
 def preset_names() -> list[str]:
     """Names of the variants files shipped in ``mnistlab/presets/compare``."""
-    root = resources.files("mnistlab") / "presets" / "compare"
+    root = resources.files("mnistlab.experiments") / "presets"
     if not root.is_dir():
         return []
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
@@ -90,7 +91,7 @@ def load_preset(name: str) -> Variants:
         raise RecipeError(
             f"unknown compare preset {name!r}: expected one of {', '.join(names) or '(none)'}"
         )
-    text = (resources.files("mnistlab") / "presets" / "compare" / f"{name}.toml").read_text(
+    text = (resources.files("mnistlab.experiments") / "presets" / f"{name}.toml").read_text(
         encoding="utf-8"
     )
     return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
@@ -208,7 +209,7 @@ def _init_worker(dataset) -> None:
 
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
     """Train (or resume) one (variant, seed) run; module-level so spawned workers can run it."""
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     ds = dataset if dataset is not None else _WORKER_DATASET
     if resume:
@@ -243,18 +244,18 @@ def planned_recipe(recipe: Recipe, seed: int) -> Recipe:
 
 def _state(run_dir: Path, recipe: Recipe) -> str:
     """'done', 'resume' or 'new' for a planned run folder; a foreign recipe there is an error."""
-    from mnistlab import runs
+    from mnistlab import rundir
 
-    if not (run_dir / runs.RECIPE).is_file():
+    if not (run_dir / rundir.RECIPE).is_file():
         if run_dir.exists():  # killed between mkdir and the first write: nothing to keep
             shutil.rmtree(run_dir)
         return "new"
-    if Recipe.from_toml(run_dir / runs.RECIPE) != recipe:
+    if Recipe.from_toml(run_dir / rundir.RECIPE) != recipe:
         raise MnistlabError(
             f"{run_dir}: holds a run of another recipe than this compare "
             "declares now; use another --out"
         )
-    done = (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file()
+    done = (run_dir / rundir.MODEL).is_file() and (run_dir / rundir.METRICS).is_file()
     return "done" if done else "resume"
 
 
@@ -283,7 +284,7 @@ def compare(
     compare; each writes the leaderboard once all runs are finished.
     ``on_run(run_dir, tags)`` is called once per run this process finishes (with --storage:
     once per run it reports to the study), tags naming the compare, variant and seed; e.g.
-    ``lambda d, tags: mnistlab.track.log_run(d, uri, tags=tags)``.
+    ``lambda d, tags: mnistlab.experiments.track.log_run(d, uri, tags=tags)``.
     """
     from mnistlab import datasets
 
@@ -393,7 +394,8 @@ def _shared(
     finished,
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
-    `mnistlab compare` processes share (see mnistlab.studies); returns every run's record."""
+    `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
+    run's record."""
     import base64
     import json
     import os
@@ -401,7 +403,7 @@ def _shared(
 
     from optuna.trial import TrialState
 
-    from mnistlab import studies
+    from mnistlab.experiments import studies
 
     url = studies.storage_url(storage, out)
     name = study or f"compare-{variants.name}"
@@ -468,9 +470,9 @@ def _shared(
 def run_record(run_dir: Path, ds) -> dict[str, Any]:
     """What the leaderboard needs of one finished run: validation and test accuracy, training
     seconds, and which test images it classified right (for the paired test)."""
-    from mnistlab import runs
+    from mnistlab import rundir
 
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
     val = run.metrics.get("train", {}).get("val_accuracy")
     return {

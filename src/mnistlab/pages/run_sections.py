@@ -1,5 +1,5 @@
 """What each section of the run report shows, one function per section (see
-:mod:`mnistlab.report`, which gathers the run folder's pieces and assembles the page).
+:mod:`mnistlab.pages.run_page`, which gathers the run folder's pieces and assembles the page).
 
 Every function takes the gathered pieces and returns the section's body: its content, or a
 "missing" box naming the absent or damaged file when it cannot be drawn.
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import runs
-from mnistlab._html import Html, definitions, figure, join, missing, table, tag
-from mnistlab.report import SECTIONS, Piece, architecture, health_verdict
+from mnistlab import rundir
+from mnistlab.pages.html import Html, definitions, figure, join, missing, table, tag
+from mnistlab.pages.run_page import SECTIONS, Piece, architecture, health_verdict
 
 GALLERY = 32  # most confident mistakes shown
 PAIR_EXAMPLES = 8  # digits shown per confused pair
@@ -50,7 +50,7 @@ def _digit_png(img: np.ndarray) -> bytes:
 
 
 def _digit(img: np.ndarray, alt: str, *lines: Any) -> Html:
-    from mnistlab._html import data_uri
+    from mnistlab.pages.html import data_uri
 
     caption = []
     for line in lines:
@@ -106,7 +106,7 @@ def _dataset_section(p: dict[str, Piece]) -> Html:
     ds = env.value.get("dataset") if isinstance(env.value, dict) else None
     if not isinstance(ds, dict):
         return _missing_piece(
-            env if env.problem else Piece(problem=f"{runs.ENVIRONMENT} has no 'dataset' entry"),
+            env if env.problem else Piece(problem=f"{rundir.ENVIRONMENT} has no 'dataset' entry"),
             "environment.json's dataset record",
         )
     recipe = p["recipe"].value
@@ -370,7 +370,7 @@ def _pairs_section(p: dict[str, Piece]) -> Html:
 
 
 def _mistakes_section(p: dict[str, Piece]) -> Html:
-    from mnistlab import evaluate
+    from mnistlab.evaluation import evaluate
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no gallery)", needs_images=True)
     if ev is None:
@@ -404,7 +404,7 @@ def _mistakes_section(p: dict[str, Piece]) -> Html:
 
 
 def _r2_section(p: dict[str, Piece]) -> Html:
-    from mnistlab.evaluate import R2_HOW_TO_READ, R2_LABELS_WHY
+    from mnistlab.evaluation.evaluate import R2_HOW_TO_READ, R2_LABELS_WHY
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no R\u00b2)")
     if ev is None:

@@ -3,10 +3,11 @@
 What it does, in order: load the dataset, hold out the LAST ``validation_split`` of the training
 set (as Keras does), standardize with statistics of the training part only, build the engine
 (``mnistlab.engines``), then per epoch: a permutation from ``(seed, epoch)``, the learning rates
-of every step (``mnistlab.schedules``), one ``train_epoch``, a large-batch validation, the health
-check, and an atomic checkpoint. Finally the test set is evaluated and the run folder completed
-(``mnistlab.runs``). A run killed at any moment continues with ``fit(out=RUN, resume=True)`` and
-ends with the same weights and history as if never interrupted: all randomness is a function of
+of every step (``mnistlab.training.schedules``), one ``train_epoch``, a large-batch
+validation, the health check, and an atomic checkpoint. Finally the test set is evaluated and
+the run folder completed (``mnistlab.rundir``). A run killed at any moment continues with
+``fit(out=RUN, resume=True)`` and ends with the same weights and history as if never
+interrupted: all randomness is a function of
 ``(seed, epoch)`` and the checkpoint holds the whole engine state.
 
 torch is imported only if the chosen engine needs it.
@@ -24,7 +25,6 @@ torch is imported only if the chosen engine needs it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 import sys
@@ -36,34 +36,19 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, augment, memory, runlock, runs
-from mnistlab._io import normalize
+from mnistlab import __version__, fsio, rundir
 from mnistlab.datasets import Dataset
+from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
 from mnistlab.engines.base import Engine
-from mnistlab.errors import FileSystemError, RecipeError, RunError
-from mnistlab.health import HealthWarning, check_epoch, check_history
-from mnistlab.normalize import normalization_stats, preprocess
+from mnistlab.errors import FileSystemError, RunError
+from mnistlab.fsio import normalize
 from mnistlab.recipe import Recipe
-from mnistlab.schedules import learning_rates, steps_per_epoch
-from mnistlab.stopping import EarlyStopping
-
-
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float):
-    """(x_train, y_train, x_val, y_val): the LAST ``fraction`` is validation, as in Keras.
-
-    >>> xt, yt, xv, yv = split_validation(np.arange(10), np.arange(10), 0.3)
-    >>> xv.tolist()
-    [7, 8, 9]
-    """
-    if fraction <= 0:
-        return x, y, x[:0], y[:0]
-    split_at = int(math.floor(len(x) * (1.0 - fraction)))  # Keras' own rounding (2 and 3)
-    if split_at == 0:
-        raise RecipeError(
-            f"recipe field 'validation_split': {fraction} of {len(x)} training "
-            "images leaves none to train on; use a smaller split or more data"
-        )
-    return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
+from mnistlab.rundir import lock as runlock
+from mnistlab.training import augment
+from mnistlab.training import budget as memory
+from mnistlab.training.health import HealthWarning, check_epoch, check_history
+from mnistlab.training.schedules import learning_rates, steps_per_epoch
+from mnistlab.training.stopping import EarlyStopping
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -216,7 +201,7 @@ def fit(
     data_dir: str | Path | None = None,
     device: str | None = None,
     on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
-) -> runs.Run:
+) -> rundir.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
     ``dataset``: a Dataset, a name, or None (the recipe's, else full MNIST with fallback to the
@@ -266,12 +251,12 @@ def _fit(
         if out is None:
             raise RunError("resume needs the run folder to continue")
         run_dir = normalize(out)
-        if not (run_dir / runs.RECIPE).is_file():
+        if not (run_dir / rundir.RECIPE).is_file():
             raise RunError(
-                f"{run_dir / runs.RECIPE}: file is missing; {run_dir} is not a run "
+                f"{run_dir / rundir.RECIPE}: file is missing; {run_dir} is not a run "
                 "folder that can be resumed"
             )
-        saved = Recipe.from_toml(run_dir / runs.RECIPE)
+        saved = Recipe.from_toml(run_dir / rundir.RECIPE)
         if recipe is not None and recipe != saved:
             raise RunError(
                 f"{run_dir}: the recipe given differs from the run's recipe.toml; "
@@ -279,13 +264,13 @@ def _fit(
             )
         recipe = saved
         # Killed before anything but recipe.toml was written: nothing to continue, start over.
-        restart = not any((run_dir / f).exists() for f in (runs.ENVIRONMENT, runs.CHECKPOINT))
+        restart = not any((run_dir / f).exists() for f in (rundir.ENVIRONMENT, rundir.CHECKPOINT))
     if restart:
         hold(run_dir)
         report.line(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
         engine_recipe = recipe
     elif resume:
-        env = runs.read_json(run_dir / runs.ENVIRONMENT)
+        env = rundir.read_json(run_dir / rundir.ENVIRONMENT)
         recorded, engine_name = env.get("dataset"), env.get("engine")
         if not (
             isinstance(recorded, dict)
@@ -293,17 +278,17 @@ def _fit(
             and isinstance(engine_name, str)
         ):
             raise RunError(
-                f"{run_dir / runs.ENVIRONMENT}: missing 'dataset' (with its 'name') or 'engine'"
+                f"{run_dir / rundir.ENVIRONMENT}: missing 'dataset' (with its 'name') or 'engine'"
             )
-        if (run_dir / runs.MODEL).is_file() and (run_dir / runs.METRICS).is_file():
+        if (run_dir / rundir.MODEL).is_file() and (run_dir / rundir.METRICS).is_file():
             report.line(f"{run_dir}: the run is already complete; nothing to resume")
-            return runs.load_run(run_dir)
+            return rundir.load_run(run_dir)
         hold(run_dir)  # before the checkpoint is read: a second trainer stops here
         if not isinstance(dataset, Dataset):
             dataset = recorded["name"]
             data_dir = data_dir or recorded.get("data_dir")
-        if (run_dir / runs.CHECKPOINT).is_file():
-            checkpoint = runs.read_checkpoint(run_dir / runs.CHECKPOINT, recipe)
+        if (run_dir / rundir.CHECKPOINT).is_file():
+            checkpoint = rundir.read_checkpoint(run_dir / rundir.CHECKPOINT, recipe)
         # The same engine as before: "auto" could pick differently on a changed installation.
         engine_recipe = recipe.replace(engine=engine_name)
     else:
@@ -317,7 +302,7 @@ def _fit(
         run_dir = None
         if out is not None:
             out = normalize(out)  # x/../y: no stray x
-            runs.check_free(out)  # fail before the data is loaded, not after
+            rundir.check_free(out)  # fail before the data is loaded, not after
 
     ds = _load_dataset(dataset, recipe, data_dir)
     if resume and not restart and dict(ds.checksums) != dict(recorded.get("checksums") or {}):
@@ -344,7 +329,7 @@ def _fit(
     n_classes = len(ds.class_names)
 
     from mnistlab.engines import make_engine
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
 
     engine = make_engine(engine_recipe, init_weights(recipe, n_classes=n_classes), device=device)
     history: list[dict[str, Any]] = []
@@ -352,18 +337,18 @@ def _fit(
     stopper = EarlyStopping.for_recipe(recipe)
     if run_dir is None or restart:
         files = {
-            runs.RECIPE: recipe.to_toml().encode(),
-            runs.ENVIRONMENT: runs.json_bytes(_environment(recipe, ds, engine, data_dir)),
+            rundir.RECIPE: recipe.to_toml().encode(),
+            rundir.ENVIRONMENT: rundir.json_bytes(_environment(recipe, ds, engine, data_dir)),
         }
         if run_dir is None:
-            run_dir = runs.new_run_dir(recipe, out, files)  # appears whole or not at all
+            run_dir = rundir.new_run_dir(recipe, out, files)  # appears whole or not at all
             hold(run_dir)
         else:
-            runs.atomic_write_bytes(run_dir / runs.ENVIRONMENT, files[runs.ENVIRONMENT])
+            fsio.atomic_write_bytes(run_dir / rundir.ENVIRONMENT, files[rundir.ENVIRONMENT])
     if checkpoint is not None:
         state, start, history = checkpoint
         engine.load_state(stopper.load(state) if stopper is not None else state)
-        runs.write_history(run_dir / runs.HISTORY, history)
+        rundir.write_history(run_dir / rundir.HISTORY, history)
         report.line(f"resuming {run_dir} after epoch {start}/{recipe.epochs}")
     report.line(f"run: {run_dir}  engine: {engine.name} ({engine.reason}) on {engine.device}")
 
@@ -415,10 +400,10 @@ def _fit(
             state.update(stopper.tensors())
         # History and state go to disk together, every epoch: a kill loses one epoch at most.
         # The checkpoint (which carries the history) first: the larger write fails first.
-        runs.write_checkpoint(
-            run_dir / runs.CHECKPOINT, state, epoch + 1, history, engine.name, recipe
+        rundir.write_checkpoint(
+            run_dir / rundir.CHECKPOINT, state, epoch + 1, history, engine.name, recipe
         )
-        runs.write_history(run_dir / runs.HISTORY, history)
+        rundir.write_history(run_dir / rundir.HISTORY, history)
         warning = check_epoch(row, recipe, pixel_std, n_classes)
         if warning is not None and warning.kind not in {w.kind for w in warnings}:
             warnings.append(warning)
@@ -452,17 +437,17 @@ def _fit(
     test_loss, test_acc = engine.evaluate(
         preprocess(ds.x_test, mean, std), np.asarray(ds.y_test, dtype=np.int64)
     )
-    runs.write_model(
-        run_dir / runs.MODEL, engine.weights(), mean, std, tuple(ds.class_names), recipe, ds.name
+    rundir.write_model(
+        run_dir / rundir.MODEL, engine.weights(), mean, std, tuple(ds.class_names), recipe, ds.name
     )
-    env = runs.read_json(run_dir / runs.ENVIRONMENT)
+    env = rundir.read_json(run_dir / rundir.ENVIRONMENT)
     env.update(_imported(engine))
     if start > 0:
         env.setdefault("resumed", []).append(
             {"after_epoch": start, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         )
-    runs.atomic_write_json(run_dir / runs.ENVIRONMENT, env)
-    runs.update_metrics(
+    fsio.atomic_write_json(run_dir / rundir.ENVIRONMENT, env)
+    rundir.update_metrics(
         run_dir,
         {
             "train": {
@@ -475,7 +460,7 @@ def _fit(
         },
     )
     report.line(f"test: loss {test_loss:.4f} - accuracy {test_acc:.4f}  ->  {run_dir}")
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     run.warnings = [w.message for w in warnings]
     run.stopped = stopped
     return run

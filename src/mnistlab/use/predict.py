@@ -1,6 +1,6 @@
 """Use a trained run on your own handwriting: photos, scans or canvas drawings in, top-k out.
 
-Each image is first made the way MNIST's digits were made (``mnistlab.imageprep``: paper and
+Each image is first made the way MNIST's digits were made (``mnistlab.use.imageprep``: paper and
 lighting removed, cropped, 20 px box, centre of mass), then the run classifies the 28x28 batch.
 A batch of files keeps going past a bad one: with ``on_error="collect"`` each unreadable or
 blank file becomes a ``Failed`` entry (its one-line reason) in its place, and every good file
@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import _verbs
 from mnistlab.errors import DataError, MnistlabError, RunError
-from mnistlab.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
+from mnistlab.use.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
 
 ImageLike = str | os.PathLike | bytes | np.ndarray | Any  # Any: a PIL image
 
@@ -80,7 +79,7 @@ class Failed:
 
 
 def _load(run):
-    from mnistlab.runs import Run, load_run
+    from mnistlab.rundir import Run, load_run
 
     return run if isinstance(run, Run) else load_run(run)
 
@@ -215,6 +214,3 @@ def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], pat
 def _class(index: int, name: str) -> str:
     """'7' for digits, '9 (Ankle boot)' where the name is not the index."""
     return name if name == str(index) else f"{index} ({name})"
-
-
-_verbs.make_callable(__name__)  # mnistlab.predict(...) is predict.predict(...)

@@ -42,10 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mnistlab._io import atomic_write_text, make_dirs, read_toml
 from mnistlab.errors import MnistlabError, RecipeError
-from mnistlab.recipe import Recipe
-from mnistlab.studies import (
+from mnistlab.experiments.studies import (
     GRACE,
     HEARTBEAT,
     claims,
@@ -56,6 +54,8 @@ from mnistlab.studies import (
     storage_url,
     tell,
 )
+from mnistlab.fsio import atomic_write_text, make_dirs, read_toml
+from mnistlab.recipe import Recipe
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
@@ -107,7 +107,7 @@ def load_space(path: str | Path) -> Space:
 
 
 def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Space:
-    from mnistlab.compare import _fields, base_recipe
+    from mnistlab.experiments.compare import _fields, base_recipe
 
     unknown = [k for k in data if k not in ("name", "base", "space")]
     if unknown:
@@ -208,7 +208,7 @@ def suggest(trial, space: Space) -> Recipe:
     """The trial's recipe: the base with each searched field drawn by Optuna."""
     import optuna
 
-    from mnistlab.compare import _fields
+    from mnistlab.experiments.compare import _fields
 
     # Each trial draws with a sampler seeded from (the base recipe's seed, the trial number):
     # a one-worker search repeats exactly, and workers sharing a study never draw alike
@@ -253,11 +253,11 @@ def search(
 
     ``on_run(run_dir, tags)`` is called once per trial this worker reports complete or pruned,
     tags naming the study, the trial number and its state (e.g. to log it with
-    ``mnistlab.track.log_run(run_dir, uri, tags=tags)``)."""
+    ``mnistlab.experiments.track.log_run(run_dir, uri, tags=tags)``)."""
     import optuna
 
     from mnistlab import datasets
-    from mnistlab.compare import slice_dataset
+    from mnistlab.experiments.compare import slice_dataset
 
     if not isinstance(trials, int) or trials < 1:
         raise MnistlabError(f"--trials: expected an integer >= 1, got {trials!r}")
@@ -306,7 +306,7 @@ def _run_trial(
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from mnistlab.train import fit
+    from mnistlab.training.fit import fit
 
     run_rel = f"trials/trial-{trial.number:04d}"
     pruned: list[int] = []

@@ -2,11 +2,11 @@
 make sense" - with the metrics from sklearn.metrics and a plain answer on R².
 
 Two entry points: :func:`evaluate_predictions` is pure (labels + probabilities in, a JSON-ready
-dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts a
-split, writes the figures and merges the result into the run's ``metrics.json``.
+dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts
+a split, writes the figures and merges the result into the run's ``metrics.json``.
 
 >>> import numpy as np
->>> from mnistlab.evaluate import evaluate_predictions
+>>> from mnistlab.evaluation.evaluate import evaluate_predictions
 >>> proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
 >>> r = evaluate_predictions(np.array([0, 1, 1]), proba, ["cat", "dog"])
 >>> round(r["accuracy"], 3), r["per_class"]["dog"]["recall"]
@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import _verbs
 from mnistlab.errors import RunError
 
 SPLITS = ("test", "val")  # "val": the validation part the run held out in training
@@ -240,8 +239,8 @@ def write_figures(
 def merge_metrics(run_dir: str | Path, split: str, result: dict[str, Any]) -> dict[str, Any]:
     """Set ``["evaluation"][split]`` in ``<run_dir>/metrics.json``; every other key - train's
     "train"/"test", other splits - is kept. Read-modify-atomic-write under the run's lock
-    (:func:`mnistlab.runs.update_metrics`, shared with training)."""
-    from mnistlab.runs import update_metrics
+    (:func:`mnistlab.rundir.files.update_metrics`, shared with training)."""
+    from mnistlab.rundir import update_metrics
 
     return update_metrics(run_dir, {"evaluation": {split: result}})
 
@@ -276,7 +275,7 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if split == "test":
         return ds.x_test, ds.y_test
-    from mnistlab.train import split_validation
+    from mnistlab.datasets.preprocess import split_validation
 
     frac = run.recipe.validation_split
     if not frac:
@@ -301,7 +300,7 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     """Evaluate a trained run (a run folder or a loaded Run) on ``split``; figures go to ``out``
     (default: the run folder) and the metrics into ``<run>/metrics.json`` under
     ``"evaluation": {split: ...}``. Returns the metrics."""
-    from mnistlab.runs import Run, load_run
+    from mnistlab.rundir import Run, load_run
 
     check_split(split)
     run = run if isinstance(run, Run) else load_run(run)
@@ -380,6 +379,3 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     console.print(r2["how_to_read"])
     for name, path in result.get("figures", {}).items():
         console.print(f"{name}: {path}")
-
-
-_verbs.make_callable(__name__)  # mnistlab.evaluate(...) is evaluate.evaluate(...)

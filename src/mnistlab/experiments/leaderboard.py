@@ -2,8 +2,8 @@
 
 Each variant is compared with the baseline on the same test images by an exact McNemar test
 (``scipy.stats.binomtest`` on the discordant pairs), per seed pair and pooled over seeds, with
-Holm's correction over the variants (see ``mnistlab.compare`` for why pooled). Ranking uses
-validation accuracy only.
+Holm's correction over the variants (see ``mnistlab.experiments.compare`` for why pooled).
+Ranking uses validation accuracy only.
 
 >>> holm([0.01, 0.04, 0.03])
 [0.03, 0.06, 0.06]
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab._io import atomic_write_json, atomic_write_text
+from mnistlab.fsio import atomic_write_json, atomic_write_text
 
 ALPHA = 0.05
 SELECTION_NOTE = (
@@ -65,7 +65,7 @@ def leaderboard(
 ) -> dict[str, Any]:
     """The leaderboard.json object from one ``run_record`` per (variant, seed) of
     ``variants`` (a ``compare.Variants``: name, baseline, recipes)."""
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
 
     correct = {key: rec["correct"] for key, rec in records.items()}
     rows = []
@@ -202,7 +202,7 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
 def write_report(out: Path) -> str:
     """The compare's HTML page, and first the report.html of every run folder that lacks one,
     so each of the page's run links leads somewhere."""
-    from mnistlab.report import write_compare
+    from mnistlab.pages.compare_page import write_compare
 
     return str(write_compare(out, run_reports=True))
 

@@ -8,7 +8,7 @@ test numbers are reported and never used to choose. The page shows accuracy +- s
 (a figure and a table), which differences are real and which are noise, and links to each run's
 own ``report.html``.
 
->>> from mnistlab.report_compare import verdict
+>>> from mnistlab.pages.compare_page import verdict
 >>> verdict({"name": "adam", "significant": True, "p_holm": 0.004}, "sgd")[0]
 'real'
 """
@@ -23,9 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 from mnistlab import __version__
-from mnistlab._html import Html, esc, figure, join, missing, page, section, table, tag
-from mnistlab._io import atomic_write_text
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.fsio import atomic_write_text
+from mnistlab.pages.html import Html, esc, figure, join, missing, page, section, table, tag
 
 LEADERBOARD = "leaderboard.json"
 REPORT = "report.html"
@@ -70,7 +70,7 @@ _MARK_CLASS = {"real": "badge ok", "noise": "badge warn", "baseline": "badge", "
 
 def read_leaderboard(compare_dir: str | Path) -> dict[str, Any]:
     """``leaderboard.json`` of a compare folder, checked enough to draw; RunError otherwise."""
-    from mnistlab.runs import read_json
+    from mnistlab.rundir import read_json
 
     path = Path(compare_dir) / LEADERBOARD
     board = read_json(path)
@@ -144,7 +144,7 @@ def _run_link(compare_dir: Path, run: dict[str, Any], run_reports: bool, page_di
         return tag("span", f"seed {seed}: no folder recorded", class_="muted")
     folder = compare_dir / rel
     if run_reports and not (folder / REPORT).is_file() and folder.is_dir():
-        from mnistlab.report import write
+        from mnistlab.pages.run_page import write
 
         write(folder)
     label = f"seed {seed}"

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import _verbs, datasets
-from mnistlab._io import atomic_write_json
+from mnistlab import datasets
 from mnistlab.errors import DataError
+from mnistlab.fsio import atomic_write_json
 
 FIGURES = {
     "class_balance": "class_balance.png",
@@ -242,7 +242,7 @@ def to_json(summary: dict[str, Any]) -> dict[str, Any]:
 def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write the five PNG figures and ``summary.json`` into ``out_dir``; returns name -> path."""
     from mnistlab import plots
-    from mnistlab._io import make_dirs
+    from mnistlab.fsio import make_dirs
 
     out = make_dirs(out_dir)
     names, img, name = summary["class_names"], summary["images"], summary["dataset"]
@@ -341,6 +341,3 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     if summary.get("note"):
         console.print(f"[yellow]note:[/] {summary['note']}")
     console.print(f"[bold]What this means for training:[/] {summary['advice']}")
-
-
-_verbs.make_callable(__name__)  # mnistlab.explore(...) is explore.explore(...)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._io import atomic_write_bytes
 from mnistlab.errors import MnistlabError
+from mnistlab.fsio import atomic_write_bytes
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -181,7 +181,7 @@ def build_onnx(
 
 def export_onnx(run, out: str | Path | None = None) -> Path:
     """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path."""
-    from mnistlab.runs import Run, load_run
+    from mnistlab.rundir import Run, load_run
 
     _onnx()  # a missing extra is the first thing to say, before reading the run
     run = run if isinstance(run, Run) else load_run(run)

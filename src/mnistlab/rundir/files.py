@@ -1,29 +1,16 @@
-"""The run folder: everything downstream (evaluate, predict, resume) takes one of these.
+"""The files of a run folder, each written atomically and read back verified.
 
-A finished run holds::
-
-    recipe.toml        the recipe, exactly as trained
-    history.csv        one row per epoch: loss, accuracy, val_loss, val_accuracy, lr, seconds
-    metrics.json       shared JSON object: "train" and "test" (train), "evaluation" (evaluate)
-    model.safetensors  weights + normalization statistics; recipe, class names, dataset and
-                       SHA-256s of the tensors and of the metadata (so tampering is detected)
-    environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
-    checkpoint.safetensors  weights + optimizer state + history after the last finished epoch,
-                       and the recipe it was made with (resume refuses an edited recipe.toml)
-    .lock              only while a process writes the run (see runlock.py)
-
-Every file is written atomically (temp file + rename). ``load_run`` checks all of them and turns
-any damage into a RunError naming the file. No torch here: a run predicts through
-``engines.predictor`` (NumPy when the fast path supports the recipe); input scaling is
-``mnistlab.normalize``.
+model.safetensors and checkpoint.safetensors carry SHA-256s of their tensors and metadata, so a
+changed byte is a RunError naming the file, never a silently different model. history.csv keeps
+every bit of each float (``repr``), so a resumed run's history compares exactly.
 
 >>> import tempfile, numpy as np
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> d = Path(tempfile.mkdtemp())
 >>> r = Recipe()
->>> write_model(d / MODEL, init_weights(r), 33.3, 78.6, tuple("0123456789"), r, "mnist")
->>> read_model(d / MODEL)["mean"]
+>>> write_model(d / "m.safetensors", init_weights(r), 33.3, 78.6, tuple("0123456789"), r, "x")
+>>> read_model(d / "m.safetensors")["mean"]
 33.3
 """
 
@@ -31,91 +18,24 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import errno
 import hashlib
 import io
 import json
 import math
-import os
-import shutil
 import struct
-import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnistlab._io import (
-    _umask,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    fs_error,
-    fs_errors,
-    make_dirs,
-    normalize,
-)
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.normalize import preprocess
+from mnistlab.fsio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mnistlab.recipe import Recipe
+from mnistlab.rundir import lock
+from mnistlab.rundir.folder import HISTORY_FIELDS, METRICS, RECIPE
 
-RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
-    "recipe.toml",
-    "history.csv",
-    "metrics.json",
-    "model.safetensors",
-    "environment.json",
-    "checkpoint.safetensors",
-)
-REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
-HISTORY_FIELDS = (
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
 MODEL_FORMAT = "mnistlab-model/1"
 CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
-
-
-# ---- the Run object ---------------------------------------------------------------------
-@dataclasses.dataclass
-class Run:
-    """A loaded run folder. ``predict_proba`` takes raw uint8 images."""
-
-    path: Path
-    recipe: Recipe
-    weights: dict[str, np.ndarray]
-    mean: float
-    std: float
-    class_names: tuple[str, ...]
-    history: list[dict[str, Any]]
-    dataset_name: str
-    engine: str
-    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-    environment: dict[str, Any] = dataclasses.field(default_factory=dict)
-    warnings: list[str] = dataclasses.field(default_factory=list)  # health check, this session
-    stopped: str | None = None  # why training stopped early, if it did
-    _predict: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
-
-    def preprocess(self, x: np.ndarray) -> np.ndarray:
-        return preprocess(x, self.mean, self.std)
-
-    def predict_proba(self, x: np.ndarray, batch_size: int = 10000) -> np.ndarray:
-        """(N, n_classes) float32 softmax probabilities for uint8 images ``x``."""
-        if self._predict is None:
-            from mnistlab.engines import predictor
-
-            self._predict = predictor(self.recipe, self.weights)
-        predict = self._predict
-        parts = [
-            predict(self.preprocess(x[s : s + batch_size])) for s in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
 
 # ---- model.safetensors ------------------------------------------------------------------
@@ -220,7 +140,7 @@ def read_model(path: Path) -> dict[str, Any]:
 def _check_weights(
     path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int
 ) -> None:
-    from mnistlab.initializers import init_weights
+    from mnistlab.engines.init import init_weights
 
     want = {k: v.shape for k, v in init_weights(recipe, n_classes=n_classes).items()}
     got = {k: v.shape for k, v in weights.items()}
@@ -352,10 +272,9 @@ def read_json(path: Path) -> dict[str, Any]:
 def update_metrics(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
     """Merge ``updates`` into the run's metrics.json (read-modify-write under the run's lock,
     atomic); other writers' keys are kept, nested dicts merged. Returns the new object."""
-    from mnistlab import runlock
 
     path = Path(run_dir) / METRICS
-    with runlock.hold(run_dir, wait=60.0, command="update metrics.json"):
+    with lock.hold(run_dir, wait=60.0, command="update metrics.json"):
         current = read_json(path) if path.exists() else {}
         atomic_write_json(path, _jsonable(_merge(current, updates)))
         return read_json(path)
@@ -366,102 +285,3 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for k, v in new.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-# ---- the folder -------------------------------------------------------------------------
-def check_free(out: str | Path) -> Path:
-    """``out`` as a Path if a new run may go there (absent or an empty folder), else RunError."""
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunError(
-            f"{path}: already exists and is not an empty folder; choose another "
-            "--out or continue it with --resume"
-        )
-    return path
-
-
-def new_run_dir(
-    recipe: Recipe, out: str | Path | None = None, files: dict[str, bytes] | None = None
-) -> Path:
-    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>.
-
-    With ``files`` (name -> content) the folder appears with them all or not at all: it is built
-    under a temporary name in the same parent and renamed into place, so a kill leaves no
-    half-made run.
-    """
-    if out is not None:
-        path = normalize(check_free(out))
-    else:
-        from mnistlab.paths import runs_dir
-
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        base = normalize(runs_dir() / f"{stamp}-{recipe.name}")
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
-    if files is None:
-        return make_dirs(path)
-    make_dirs(path.parent)
-    with fs_errors(path):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder is a plain folder
-    try:
-        for name, data in files.items():
-            atomic_write_bytes(tmp / name, data)
-        base, k = path, 1
-        while True:
-            try:
-                os.rename(tmp, path)  # onto an absent or empty folder; atomic
-                return path
-            except OSError as exc:
-                # taken meanwhile: a default name gets a suffix, an explicit --out is refused
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or out is not None:
-                    check_free(path)
-                    raise fs_error(exc, path) from None
-                k += 1
-                path = base.with_name(f"{base.name}-{k}")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def run_folder(path: str | Path) -> Path:
-    """``path`` as a Path when it is a folder, else a RunError saying what is there instead."""
-    path = Path(path)
-    if not path.is_dir():
-        raise RunError(
-            f"{path}: is a file, expected a run folder"
-            if path.exists()
-            else f"{path}: no such run folder"
-        )
-    return path
-
-
-def load_run(path: str | Path) -> Run:
-    """Read and verify a finished run folder; any problem is a RunError naming the file."""
-    path = run_folder(path)
-    for name in REQUIRED:
-        if not (path / name).is_file():
-            raise RunError(
-                f"{path / name}: file is missing (the run is incomplete; "
-                f"if training was interrupted, continue it with --resume)"
-            )
-    recipe = Recipe.from_toml(path / RECIPE)
-    model = read_model(path / MODEL)
-    if model["recipe"] != recipe:
-        raise RunError(f"{path / MODEL}: its recipe differs from {path / RECIPE}")
-    env = read_json(path / ENVIRONMENT)
-    return Run(
-        path=path,
-        recipe=recipe,
-        weights=model["weights"],
-        mean=model["mean"],
-        std=model["std"],
-        class_names=model["class_names"],
-        history=read_history(path / HISTORY),
-        dataset_name=model["dataset"],
-        engine=str(env.get("engine", "")),
-        metrics=read_json(path / METRICS),
-        environment=env,
-    )

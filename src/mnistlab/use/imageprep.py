@@ -4,7 +4,7 @@ A network trained on MNIST has only seen digits prepared one particular way (LeC
 MNIST from NIST scans), so a photo of a digit on paper must be brought into that form first.
 The steps, in order (each says why in its function):
 
-1. decode with bounded memory (``mnistlab.imagefile.read_image``): the size is checked before
+1. decode with bounded memory (``mnistlab.use.imagefile.read_image``): the size is checked before
    any pixel is decoded, JPEGs decode already downscaled, large images are box-reduced;
 2. colour to "ink" per channel (blue ink on white is as dark in red as black ink is), alpha as
    ink for a drawing app's transparent PNG;
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import DataError
-from mnistlab.imagefile import MAX_PIXELS, WORK_SIDE, Source, read_image
+from mnistlab.use.imagefile import MAX_PIXELS, WORK_SIDE, Source, read_image
 
 SIZE, BOX = 28, 20  # MNIST's field, and the box its digits' longer side was fitted into
 MIN_CONTRAST = 12.0  # grey levels (of 255) between paper and ink below which nothing is written

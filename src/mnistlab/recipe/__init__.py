@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mnistlab._io import atomic_write_text, read_toml
 from mnistlab.errors import RecipeError
+from mnistlab.fsio import atomic_write_text, read_toml
 
 NORMALIZE = ("standardize", "scale", "none")
 KINDS = ("mlp", "cnn")
@@ -41,7 +41,7 @@ ENGINES = ("auto", "fast", "reference")
 MONITORS = ("val_loss", "val_accuracy")
 ALIASES = {"lr": "learning_rate"}
 # More threads than any CPU of today has cores: a recipe is portable, so this bound is fixed
-# (train holds a new run to the machine's own CPU count, see mnistlab.memory).
+# (train holds a new run to the machine's own CPU count, see mnistlab.training.budget).
 MAX_THREADS = 256
 # Unset fields whose sensible default depends on the optimizer: sgd keeps the notebook's
 # momentum 0.9, while Keras' RMSprop has none (0.9 on top of rmsprop's own scaling diverges at
@@ -442,7 +442,7 @@ def fields_help() -> dict[str, tuple[str, tuple[str, ...] | None]]:
 
 def preset_names() -> list[str]:
     """Names of the recipes shipped in ``mnistlab/presets``."""
-    root = resources.files("mnistlab") / "presets"
+    root = resources.files("mnistlab.recipe") / "presets"
     if not root.is_dir():
         return []
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
@@ -455,7 +455,7 @@ def load_preset(name: str) -> Recipe:
         raise RecipeError(
             f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}"
         )
-    res = resources.files("mnistlab") / "presets" / f"{name}.toml"
+    res = resources.files("mnistlab.recipe") / "presets" / f"{name}.toml"
     data = tomllib.loads(res.read_text(encoding="utf-8"))
     return Recipe.from_dict(data, source=f"preset {name}")
 

@@ -8,13 +8,13 @@ check's verdict, and the environment with its timings. The test-set numbers are 
 having run. Every piece is read on its own: a run folder missing one (no history, a damaged
 metrics.json, a dataset no longer on this machine) gives a page that says what is missing in
 that section and renders everything else. What each section shows is in
-:mod:`mnistlab.report_sections`; the compare page is in :mod:`mnistlab.report_compare`
+:mod:`mnistlab.pages.run_sections`; the compare page is in :mod:`mnistlab.pages.compare_page`
 (``write_compare``).
 
 >>> import tempfile, dataclasses
 >>> from mnistlab import datasets, report
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.train import fit
+>>> from mnistlab.training.fit import fit
 >>> ds = datasets.load("mnist-sample")
 >>> small = dataclasses.replace(ds, x_train=ds.x_train[:600], y_train=ds.y_train[:600])
 >>> run = fit(Recipe(epochs=1, hidden=[16]), small, out=tempfile.mkdtemp() + "/r", quiet=True)
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, runs
-from mnistlab._html import page, section, tag
-from mnistlab._io import atomic_write_text
+from mnistlab import __version__, rundir
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.fsio import atomic_write_text
+from mnistlab.pages.html import page, section, tag
 
 REPORT = "report.html"
 SECTIONS = {
@@ -74,11 +74,11 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
     """Test-set predictions of the run's model: {"result", "x", "y", "proba"}; when the model
     or the data cannot be used but ``mnistlab evaluate`` stored a test evaluation, that one
     (without images) with ``problem`` saying why."""
-    from mnistlab import evaluate
+    from mnistlab.evaluation import evaluate
 
     try:
-        model = runs.read_model(path / runs.MODEL)
-        run = runs.Run(
+        model = rundir.read_model(path / rundir.MODEL)
+        run = rundir.Run(
             path=path,
             recipe=model["recipe"],
             weights=model["weights"],
@@ -94,7 +94,7 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
         proba = run.predict_proba(x)
         if not np.all(np.isfinite(proba)):
             raise RunError(
-                f"{path / runs.MODEL}: the model predicts NaN/inf probabilities (training "
+                f"{path / rundir.MODEL}: the model predicts NaN/inf probabilities (training "
                 "diverged), so there is nothing to evaluate"
             )
         result = evaluate.evaluate_predictions(y, proba, run.class_names)
@@ -128,12 +128,12 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
     """Every piece of a run folder the report shows, each read on its own."""
     from mnistlab.recipe import Recipe
 
-    path = runs.run_folder(run_dir)
+    path = rundir.run_folder(run_dir)
     parts = {
-        "recipe": _read(Recipe.from_toml, path / runs.RECIPE),
-        "history": _read(runs.read_history, path / runs.HISTORY),
-        "metrics": _read(runs.read_json, path / runs.METRICS),
-        "environment": _read(runs.read_json, path / runs.ENVIRONMENT),
+        "recipe": _read(Recipe.from_toml, path / rundir.RECIPE),
+        "history": _read(rundir.read_history, path / rundir.HISTORY),
+        "metrics": _read(rundir.read_json, path / rundir.METRICS),
+        "environment": _read(rundir.read_json, path / rundir.ENVIRONMENT),
     }
     parts["evaluation"] = _evaluation(path, parts["environment"], parts["metrics"])
     return parts
@@ -168,7 +168,7 @@ def health_verdict(metrics: Any) -> tuple[str, list[str]] | None:
 def render(run_dir: str | Path) -> str:
     """The report page of a run folder as an HTML string."""
     path = Path(run_dir)
-    from mnistlab.report_sections import RENDER, header
+    from mnistlab.pages.run_sections import RENDER, header
 
     parts = gather(path)
     body = [section(key, title, RENDER[key](parts)) for key, title in SECTIONS.items()]
@@ -189,12 +189,3 @@ def write(run_dir: str | Path, out: str | Path | None = None) -> Path:
     text = render(run_dir)
     atomic_write_text(dest, text)
     return dest
-
-
-def write_compare(
-    compare_dir: str | Path, out: str | Path | None = None, *, run_reports: bool = False
-) -> Path:
-    """The leaderboard page of a compare folder (see :mod:`mnistlab.report_compare`)."""
-    from mnistlab.report_compare import write_compare as _write
-
-    return _write(compare_dir, out, run_reports=run_reports)

@@ -1,13 +1,13 @@
 """The recipe's network as a torch ``nn.Module``, loaded from and saved to Keras-named weights.
 
 Weights travel through mnistlab as a ``dict[str, np.ndarray]`` in Keras names and layouts (see
-``mnistlab.initializers``): a Dense kernel is (fan_in, fan_out), a conv kernel is HWIO, and a
+``mnistlab.engines.init``): a Dense kernel is (fan_in, fan_out), a conv kernel is HWIO, and a
 CNN flattens in (h, w, c) order. This module is the only place that converts those layouts to
 torch's (a Linear weight is (out, in), a conv weight OIHW, tensors NCHW), so a run trained by
 any engine loads here unchanged. Imported lazily: it pulls in torch.
 
 >>> from mnistlab.recipe import Recipe
->>> from mnistlab.initializers import init_weights
+>>> from mnistlab.engines.init import init_weights
 >>> r = Recipe(kind="cnn", conv_channels=[4], hidden=[8])
 >>> net = build_model(r, init_weights(r))
 >>> import torch
@@ -84,7 +84,7 @@ class Net(nn.Module):
             k = recipe.kernel_size
             self.convs.append(nn.Conv2d(c_in, c_out, k, padding="same"))
             c_in = c_out
-        from mnistlab.initializers import flat_features
+        from mnistlab.engines.init import flat_features
 
         width = flat_features(recipe, self.side) if recipe.kind == "cnn" else n_inputs
         self.dense = nn.ModuleList()

@@ -4,7 +4,7 @@
 above ``MAX_PIXELS`` are refused with one line: a 13000 x 13000 PNG compresses to 200 KB yet
 decodes to 170 MB per channel. A JPEG decodes at 1/2..1/8 scale directly (``draft``). Other
 formats decode whole and are box-reduced at once to about ``WORK_SIDE``, the resolution that
-``mnistlab.imageprep`` works at. Pillow's own DecompressionBombWarning never prints: the limit
+``mnistlab.use.imageprep`` works at. Pillow's own DecompressionBombWarning never prints: the limit
 here is lower.
 
 >>> from PIL import Image

@@ -1,6 +1,6 @@
 """What a request to ``mnistlab serve`` carries, turned into what the model sees.
 
-An uploaded image file is read as ``mnistlab predict`` reads one (``mnistlab.imagefile``): its
+An uploaded image file is read as ``mnistlab predict`` reads one (``mnistlab.use.imagefile``): its
 header first, its size checked against a pixel limit before anything is decoded, then decoded
 upright at a bounded size, then prepared as a photo. A JSON body is checked field by field.
 Anything unusable raises ``Reject``: an HTTP status and a one-line reason naming the field.
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import imagefile
 from mnistlab.errors import DataError, ImageTooLarge
+from mnistlab.use import imagefile
 
 SIZE = 28
 
@@ -37,7 +37,7 @@ class Reject(Exception):
 
 
 # ---- image files --------------------------------------------------------------------------
-# Uploads are read by ``mnistlab.imagefile``, as ``mnistlab predict`` reads files: the same
+# Uploads are read by ``mnistlab.use.imagefile``, as ``mnistlab predict`` reads files: the same
 # limits, the same decoding, so a file gets the same answer from the page and from the CLI.
 def open_upload(data: bytes, max_pixels: int = imagefile.MAX_PIXELS):
     """Image file bytes -> a Pillow image whose header is read and whose size is within
@@ -67,7 +67,7 @@ def see_and_predict(
     """(the 28x28 uint8 the model saw, class probabilities) for a decoded image (a PIL image
     or an array) or a 28x28;
     the one place that calls predict's preparation."""
-    from mnistlab import predict as pr
+    from mnistlab.use import predict as pr
 
     if prepare:
         try:

@@ -48,7 +48,7 @@ from mnistlab import datasets
 from mnistlab.engines.init import init_weights
 from mnistlab.evaluation.evaluate import print_evaluation
 from mnistlab.exploration import print_summary, write_report
-from mnistlab.pages.run_page import architecture
+from mnistlab.pages.run_pieces import architecture
 from mnistlab.recipe import Recipe
 
 FULL = os.environ.get("MNISTLAB_TUTORIAL_FULL") == "1"

@@ -17,12 +17,11 @@ step on first use, so ``import mnistlab`` loads NumPy only::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnistlab import datasets  # light: NumPy only
+from mnistlab._version import __version__
 
 if TYPE_CHECKING:  # for readers and type checkers; at run time each verb imports on first use
     from mnistlab.recipe import Recipe

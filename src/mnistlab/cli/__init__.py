@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from mnistlab import __version__
+from mnistlab._version import __version__
 from mnistlab.cli import compare as _compare
 from mnistlab.cli import data as _data
 from mnistlab.cli import evaluate as _evaluate

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mnistlab import __version__
+from mnistlab._version import __version__
 from mnistlab.errors import DataError
 
 DEFAULT_TIMEOUT = 3.0

@@ -105,7 +105,7 @@ def log_run(
     """Log the finished run in ``run_dir`` to the MLflow store at ``uri`` (default
     ``sqlite:///mlflow.db``) under ``experiment``; return the MLflow run id."""
     from mnistlab import rundir
-    from mnistlab.pages.run_page import health_verdict
+    from mnistlab.pages.run_pieces import health_verdict
 
     require_mlflow()
     from mlflow.entities import Metric, Param, RunTag

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mnistlab import __version__
+from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_text
 from mnistlab.pages.html import Html, esc, figure, join, missing, page, section, table, tag

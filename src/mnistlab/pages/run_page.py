@@ -24,152 +24,19 @@ that section and renders everything else. What each section shows is in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from mnistlab import __version__, rundir
-from mnistlab.errors import MnistlabError, RunError
+from mnistlab._version import __version__
 from mnistlab.fsio import atomic_write_text
 from mnistlab.pages.html import page, section, tag
-
-REPORT = "report.html"
-SECTIONS = {
-    "recipe": "Recipe",
-    "dataset": "Dataset",
-    "learning-curves": "Learning curves",
-    "confusion": "Confusion matrix (test set)",
-    "per-class": "Precision, recall and F1 per class",
-    "confused-pairs": "Most-confused pairs",
-    "mistakes": "Misclassified digits",
-    "r2": "R\u00b2, honestly",
-    "health": "Health check",
-    "environment": "Environment and timings",
-}
-# What a damaged piece of a run raises while being read: never a bare Exception, so a bug in
-# this module still surfaces as a traceback instead of a "missing" box.
-_READ_ERRORS = (MnistlabError, OSError, ValueError, KeyError, TypeError)
-
-
-@dataclass
-class Piece:
-    """One part of a run folder: its value, or one line saying why it is not there."""
-
-    value: Any = None
-    problem: str | None = None
-
-
-def _read(fn, *args) -> Piece:
-    try:
-        return Piece(fn(*args))
-    except _READ_ERRORS as exc:
-        return Piece(problem=str(exc) or type(exc).__name__)
-
-
-# ---- gathering --------------------------------------------------------------------------
-def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
-    """Test-set predictions of the run's model: {"result", "x", "y", "proba"}; when the model
-    or the data cannot be used but ``mnistlab evaluate`` stored a test evaluation, that one
-    (without images) with ``problem`` saying why."""
-    from mnistlab.evaluation import evaluate
-
-    try:
-        model = rundir.read_model(path / rundir.MODEL)
-        run = rundir.Run(
-            path=path,
-            recipe=model["recipe"],
-            weights=model["weights"],
-            mean=model["mean"],
-            std=model["std"],
-            class_names=model["class_names"],
-            history=[],
-            dataset_name=model["dataset"],
-            engine="",
-            environment=env.value if isinstance(env.value, dict) else {},
-        )
-        x, y = evaluate.split_data(run, "test")
-        proba = run.predict_proba(x)
-        if not np.all(np.isfinite(proba)):
-            raise RunError(
-                f"{path / rundir.MODEL}: the model predicts NaN/inf probabilities (training "
-                "diverged), so there is nothing to evaluate"
-            )
-        result = evaluate.evaluate_predictions(y, proba, run.class_names)
-        return Piece(
-            {
-                "result": result,
-                "x": np.asarray(x),
-                "y": np.asarray(y),
-                "proba": proba,
-                "params": _param_count(model["weights"]),
-            }
-        )
-    except _READ_ERRORS as exc:
-        problem = str(exc)
-    stored = (metrics.value or {}).get("evaluation", {}) if isinstance(metrics.value, dict) else {}
-    stored = stored.get("test") if isinstance(stored, dict) else None
-    keys = ("confusion_matrix", "per_class", "class_names", "r2", "most_confused", "accuracy", "n")
-    if isinstance(stored, dict) and all(k in stored for k in keys):
-        return Piece(
-            {"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem
-        )
-    return Piece(problem=problem)
-
-
-def _param_count(weights: dict[str, np.ndarray]) -> int:
-    """Trainable parameters (batch norm's moving statistics are state, not parameters)."""
-    return int(sum(v.size for k, v in weights.items() if ".moving_" not in k))
-
-
-def gather(run_dir: str | Path) -> dict[str, Piece]:
-    """Every piece of a run folder the report shows, each read on its own."""
-    from mnistlab.recipe import Recipe
-
-    path = rundir.run_folder(run_dir)
-    parts = {
-        "recipe": _read(Recipe.from_toml, path / rundir.RECIPE),
-        "history": _read(rundir.read_history, path / rundir.HISTORY),
-        "metrics": _read(rundir.read_json, path / rundir.METRICS),
-        "environment": _read(rundir.read_json, path / rundir.ENVIRONMENT),
-    }
-    parts["evaluation"] = _evaluation(path, parts["environment"], parts["metrics"])
-    return parts
-
-
-def architecture(recipe) -> str:
-    """The network in one line, e.g. '784 → 128 relu → 128 relu → 128 relu → 10 softmax'."""
-    parts = ["28\u00d728" if recipe.kind == "cnn" else "784"]
-    if recipe.kind == "cnn":
-        parts += [
-            f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
-            for c in recipe.conv_channels
-        ]
-    extra = "".join(
-        (
-            " + BN" if recipe.batch_norm else "",
-            f" + dropout {recipe.dropout:g}" if recipe.dropout else "",
-        )
-    )
-    parts += [f"{h} {recipe.activation}{extra}" for h in recipe.hidden]
-    return " \u2192 ".join(parts + ["10 softmax"])
-
-
-def health_verdict(metrics: Any) -> tuple[str, list[str]] | None:
-    """("healthy" | "warning", messages) from metrics.json, or None when it holds no verdict."""
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("health"), list):
-        return None
-    messages = [str(m) for m in metrics["health"]]
-    return ("warning" if messages else "healthy"), messages
+from mnistlab.pages.run_pieces import REPORT, SECTIONS, gather
+from mnistlab.pages.run_sections import RENDER, header
 
 
 def render(run_dir: str | Path) -> str:
     """The report page of a run folder as an HTML string."""
     path = Path(run_dir)
-    from mnistlab.pages.run_sections import RENDER, header
-
     parts = gather(path)
     body = [section(key, title, RENDER[key](parts)) for key, title in SECTIONS.items()]
     now = datetime.now(UTC).isoformat(timespec="seconds")

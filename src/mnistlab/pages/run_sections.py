@@ -15,7 +15,7 @@ import numpy as np
 
 from mnistlab import rundir
 from mnistlab.pages.html import Html, definitions, figure, join, missing, table, tag
-from mnistlab.pages.run_page import SECTIONS, Piece, architecture, health_verdict
+from mnistlab.pages.run_pieces import SECTIONS, Piece, architecture, health_verdict
 
 GALLERY = 32  # most confident mistakes shown
 PAIR_EXAMPLES = 8  # digits shown per confused pair

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import __version__, fsio, rundir
+from mnistlab import fsio, rundir
+from mnistlab._version import __version__
 from mnistlab.datasets import Dataset
 from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
 from mnistlab.engines.base import Engine

@@ -160,7 +160,7 @@ def create_app(
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
 
-    from mnistlab import __version__
+    from mnistlab._version import __version__
     from mnistlab.rundir import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)

@@ -218,7 +218,7 @@ def test_unreadable_files_are_one_line_errors_naming_the_file(sample, tmp_path):
 
 
 # ---- the conditions people hand digits over in (rendered by bench/predict_robustness.py) --
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "predict_robustness.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "predict_robustness.py"
 
 
 def _bench():

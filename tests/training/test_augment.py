@@ -239,6 +239,10 @@ def test_best_presets_load_and_say_what_they_measured():
     assert mlp.kind == "mlp" and FastEngine.unsupported(mlp) is None and augment.active(mlp)
     assert cnn.kind == "cnn" and augment.active(cnn)
     for name in ("best-mlp", "best-cnn"):
-        lines = (resources.files("mnistlab.recipe") / "presets" / f"{name}.toml").read_text().splitlines()
+        lines = (
+            (resources.files("mnistlab.recipe") / "presets" / f"{name}.toml")
+            .read_text()
+            .splitlines()
+        )
         comments = " ".join(line[2:] for line in lines if line.startswith("# "))
         assert "test accuracy seed 0 / 1 / 2: 99." in comments and "How it was found" in comments

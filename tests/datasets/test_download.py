@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -105,9 +106,7 @@ class Mirror:
 
 @pytest.fixture(scope="module")
 def mnist_bytes(request) -> dict[str, bytes]:
-    from conftest import SHARED_DATA
-
-    d = SHARED_DATA / "mnist"
+    d = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
     if not (d / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"official MNIST files not found in {d}")
     return {f.name: (d / f.name).read_bytes() for f in SPEC.files}

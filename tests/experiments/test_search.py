@@ -504,7 +504,7 @@ def test_postgres_workers_share_one_study_and_survive_a_kill(tmp_path, postgres_
 
 
 def test_search_scaling_bench_parses_its_arguments():
-    bench = Path(__file__).resolve().parents[1] / "bench" / "search_scaling.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "search_scaling.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--help"],
         check=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 # tests/ is on sys.path: pytest's rootdir-based import of test modules
-from test_report import Page, check_self_contained
+from pagecheck import Page, check_self_contained
 
 from mnistlab import datasets
 from mnistlab.errors import RunError

@@ -432,7 +432,7 @@ def test_workers_share_kept_alive_connections(run_dir):
 
 
 def test_load_benchmark_runs_without_errors(run_dir):
-    bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "serve_load.py"
     r = subprocess.run(
         [
             sys.executable,

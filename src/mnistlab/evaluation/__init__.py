@@ -1,1 +1,2 @@
-"""TODO"""
+"""Judge a trained model: precision, recall, the confusion matrix and an honest R\u00b2 (``evaluate``).
+"""

@@ -1,1 +1,3 @@
-"""TODO"""
+"""Experiments over many runs: ``compare`` (variants x seeds, paired tests), ``search`` (Optuna),
+the shared study storage (``studies``), the leaderboard, and MLflow tracking (``track``).
+"""

@@ -1,1 +1,3 @@
-"""TODO"""
+"""Using a trained run: read a person's image (``imagefile``), prepare it as MNIST's digits were
+made (``imageprep``), ``predict``, and ``export`` to ONNX.
+"""

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from mnistlab.engines import fast, spec
-from mnistlab.engines.base import Hyper, dropout_keys, keep_mask
 from mnistlab.engines.fast import FastEngine, numba_available
 from mnistlab.engines.init import init_weights
+from mnistlab.engines.masks import dropout_keys, keep_mask
+from mnistlab.engines.optim import Hyper
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.recipe import Recipe
 from mnistlab.training.schedules import learning_rates, steps_per_epoch

@@ -7,8 +7,10 @@ pytest.importorskip("torch")
 
 import mnistlab.engines as engines  # noqa: E402
 from mnistlab.engines import choose_engine, cuda_present, device, make_engine, select_device, spec  # noqa: E402
-from mnistlab.engines.base import Engine, Hyper, dropout_keys, keep_mask  # noqa: E402
 from mnistlab.engines.init import init_weights  # noqa: E402
+from mnistlab.engines.masks import dropout_keys, keep_mask
+from mnistlab.engines.optim import Hyper
+from mnistlab.engines.protocol import Engine
 from mnistlab.engines.reference import ReferenceEngine  # noqa: E402
 from mnistlab.errors import RecipeError  # noqa: E402
 from mnistlab.recipe import Recipe  # noqa: E402

@@ -7,16 +7,10 @@ import numpy as np
 import pytest
 
 from mnistlab.engines import spec
-from mnistlab.engines.base import (
-    Hyper,
-    State,
-    Workspace,
-    dropout_keep,
-    dropout_keys,
-    keep_mask,
-    step_scalars,
-)
 from mnistlab.engines.init import init_weights
+from mnistlab.engines.masks import dropout_keep, dropout_keys, keep_mask
+from mnistlab.engines.optim import Hyper, step_scalars
+from mnistlab.engines.state import State, Workspace
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 

@@ -12,7 +12,7 @@ CUDA device is present, otherwise ``reference``; ``engine="fast"`` on a recipe i
 an error naming the reason (never a silent fallback). Nothing here imports torch: checking for
 CUDA imports it only when a GPU could actually be present.
 
-What every engine provides is the ``Engine`` protocol of ``engines/base.py`` (with the shared
+What every engine provides is the ``Engine`` protocol of ``engines/protocol.py`` (with the shared
 state, workspace, constants and dropout masks); ``engines/device.py`` chooses the device.
 
 >>> from mnistlab.recipe import Recipe
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.engines.base import Engine
 from mnistlab.engines.device import cuda_present, select_device  # noqa: F401
+from mnistlab.engines.protocol import Engine
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe
 

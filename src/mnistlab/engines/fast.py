@@ -14,7 +14,7 @@ Where the time goes at the notebook's shapes (batch 32, 784-128-128-128-10):
   batches when numba is installed (``default_backend``; ``self.backend`` says which ran).
 
 State (weights, optimizer slots, iterations, batch norm's moving statistics) and the workspace
-are ``engines/base.py``'s; the back ends are functions of them and of a ``base.Steps`` record.
+are ``engines/state.py``'s; the back ends are functions of them and of a ``state.Steps`` record.
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
@@ -37,16 +37,9 @@ from collections.abc import Callable
 import numpy as np
 
 from mnistlab.engines import fast_numpy
-from mnistlab.engines.base import (
-    ACTIVATION_CODES,
-    SLOTS,
-    Hyper,
-    State,
-    Steps,
-    Workspace,
-    dropout_keys,
-    step_scalars,
-)
+from mnistlab.engines.masks import dropout_keys
+from mnistlab.engines.optim import ACTIVATION_CODES, SLOTS, Hyper, step_scalars
+from mnistlab.engines.state import State, Steps, Workspace
 from mnistlab.errors import RecipeError
 
 EVAL_BATCH = 10_000  # big products run near sgemm's peak; 10k x 784 float32 is 31 MB
@@ -127,7 +120,7 @@ def predict_proba(
 
 
 class FastEngine:
-    """NumPy(+numba) MLP engine; see the module docstring and ``engines.base.Engine``."""
+    """NumPy(+numba) MLP engine; see the module docstring and ``engines.protocol.Engine``."""
 
     name = "fast"
     device = "cpu"

@@ -5,14 +5,14 @@ Same arithmetic as ``fast_numpy`` (both tested against ``spec.py``), but a step 
 through ctypes, or numba's ``np.dot``), and the elementwise work is fused into flat loops
 (bias + batch norm + activation + dropout; softmax + loss + gradient; dropout + activation +
 batch-norm gradient; gradient + L2 + optimizer update). The weights, gradients and slots are the
-flat vectors of ``base.State`` and the buffers those of ``base.Workspace``, passed with their
+flat vectors of ``state.State`` and the buffers those of ``state.Workspace``, passed with their
 offsets tables: ONE compiled specialization serves every depth, option and optimizer (compiled
 once per machine, ``cache=True``). The optimizer loops have no branch inside (every per-step
-scalar comes from ``base.step_scalars``), so LLVM turns them into SIMD code; that also needs
+scalar comes from ``optim.step_scalars``), so LLVM turns them into SIMD code; that also needs
 ``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
 zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
 it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
-NumPy back end and deterministic. The constants of ``base.py`` (Keras' betas, epsilons, the mask
+NumPy back end and deterministic. The constants of ``optim.py`` (Keras' betas, epsilons, the mask
 hash) are compiled in, and numba's cache is keyed on this file only: after changing them, touch
 this file.
 
@@ -31,7 +31,8 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (see below)
 from numba import njit
 
-from mnistlab.engines.base import (
+from mnistlab.engines.masks import dropout_threshold, mix64
+from mnistlab.engines.optim import (
     ACTIVATION_CODES,
     ADADELTA_RHO,
     ADAM_BETA1,
@@ -43,12 +44,8 @@ from mnistlab.engines.base import (
     OPTIMIZER_CODES,
     RMSPROP_RHO,
     Hyper,
-    State,
-    Steps,
-    Workspace,
-    dropout_threshold,
-    mix64,
 )
+from mnistlab.engines.state import State, Steps, Workspace
 
 # numba's np.dot (the L2 penalty's dot, and every product when NUMPY_SGEMM is not found) calls
 # scipy's BLAS. It must be loaded before a threadpool_limits block is entered (a library loaded

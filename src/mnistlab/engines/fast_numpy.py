@@ -1,6 +1,6 @@
 """The fast engine's NumPy back end: a training step as in-place array operations.
 
-Every array a step touches lives in ``base.Workspace`` (allocated once); the 11 products of the
+Every array a step touches lives in ``state.Workspace`` (allocated once); the 11 products of the
 notebook's step are sgemm calls through ``np.matmul(..., out=)``, transposed operands are views.
 The last, smaller batch uses leading-row views of the same buffers (still C-contiguous).
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.engines.base import (
+from mnistlab.engines.masks import keep_mask
+from mnistlab.engines.optim import (
     ADADELTA_RHO,
     ADAM_BETA1,
     ADAM_BETA2,
@@ -24,11 +25,8 @@ from mnistlab.engines.base import (
     MAXNORM_EPSILON,
     RMSPROP_RHO,
     Hyper,
-    State,
-    Steps,
-    Workspace,
-    keep_mask,
 )
+from mnistlab.engines.state import State, Steps, Workspace
 
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
 _SQRT_HALF, _INV_SQRT_2PI = 0.5**0.5, (2 * np.pi) ** -0.5
@@ -225,7 +223,7 @@ def max_norm(kernel: np.ndarray, c: float) -> None:
 
 def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
     """Keras-exact optimizer update of theta[lo:hi] in place (its gradient gets overwritten);
-    ``sc``: this step's row of ``base.step_scalars``."""
+    ``sc``: this step's row of ``optim.step_scalars``."""
     w, g, tmp = state.theta[lo:hi], ws.grad[lo:hi], ws.scratch[lo:hi]
     slot = {k: a[lo:hi] for k, a in state.slots.items()}
     c0, c1, c2, c3 = (np.float32(c) for c in sc)

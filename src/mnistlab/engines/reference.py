@@ -9,8 +9,8 @@ device (no per-step sync), and evaluation runs in batches of 8192.
 The optimizers are written out rather than taken from ``torch.optim`` because Keras' formulas
 differ (SGD momentum folds the learning rate into the velocity; Adam's epsilon sits outside the
 bias correction); ``engines/spec.py`` has the exact formulas, and the per-step scalars come from
-``base.step_scalars`` as in the fast engine. Dropout takes the fast engine's very masks
-(``base.dropout_keys``/``keep_mask``), so both engines stay equal with dropout on.
+``optim.step_scalars`` as in the fast engine. Dropout takes the fast engine's very masks
+(``masks.dropout_keys``/``keep_mask``), so both engines stay equal with dropout on.
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
@@ -30,7 +30,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines.base import (
+from mnistlab.engines.device import select_device
+from mnistlab.engines.masks import dropout_keys, keep_mask
+from mnistlab.engines.optim import (
     ADADELTA_RHO,
     ADAM_BETA1,
     ADAM_BETA2,
@@ -38,12 +40,9 @@ from mnistlab.engines.base import (
     MAXNORM_EPSILON,
     RMSPROP_RHO,
     Hyper,
-    dropout_keys,
-    keep_mask,
     optimizer_slots,
     step_scalars,
 )
-from mnistlab.engines.device import select_device
 from mnistlab.recipe import Recipe
 
 EVAL_BATCH = 8192
@@ -53,7 +52,7 @@ CONV_EVAL_BATCH = 512
 
 
 class ReferenceEngine:
-    """Torch autograd engine; see the module docstring and ``engines.base.Engine``."""
+    """Torch autograd engine; see the module docstring and ``engines.protocol.Engine``."""
 
     name = "reference"
     backend = "torch"
@@ -184,7 +183,7 @@ class ReferenceEngine:
         torch._foreach_add_(a, diff)
 
     def _step(self, gs, ws, names, sc) -> None:
-        """One Keras-exact optimizer update (``spec.update``); ``sc``: ``base.step_scalars`` row."""
+        """One Keras-exact optimizer update (``spec.update``); ``sc``: a ``step_scalars`` row."""
         torch, r = self._torch, self.recipe
         opt = r.optimizer
         c0, c1, c2, c3 = (float(c) for c in sc)

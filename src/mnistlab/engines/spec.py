@@ -5,7 +5,7 @@ Network (``p``: Keras-named weights, see ``mnistlab.engines.init``): for each hi
 ``z = h @ dense_i.kernel + dense_i.bias``; with batch norm ``z = gamma*(z-mean)/sqrt(var+eps)+beta``
 (batch mean and BIASED variance in training, the moving statistics at inference, eps 1e-3); then
 the activation; then, in training, inverted dropout ``h = where(keep, a/(1-rate), 0)`` with the
-keep-mask of ``base.dropout_keep`` (a function of seed, epoch, step, layer). The last Dense gives
+keep-mask of ``masks.dropout_keep`` (a function of seed, epoch, step, layer). The last Dense gives
 logits. Loss: cross-entropy of softmax(logits) against ``onehot*(1-ls) + ls/classes``, mean over
 the batch, plus ``l2*sum(kernel**2)`` over every Dense kernel (Keras' kernel_regularizer).
 Moving statistics: ``moving = 0.99*moving + 0.01*batch_stat``. The gradient of a Dense bias that
@@ -18,7 +18,7 @@ the norm of each column (each output unit's incoming weights).
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
->>> from mnistlab.engines.base import Hyper
+>>> from mnistlab.engines.optim import Hyper
 >>> r = Recipe(hidden=[8])
 >>> p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
 >>> loss, grads, _ = gradients(p, np.zeros((4, 784)), np.arange(4), Hyper.of(r))
@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from mnistlab.engines.base import (
+from mnistlab.engines.optim import (
     ADADELTA_RHO,
     ADAGRAD_INITIAL,
     ADAM_BETA1,

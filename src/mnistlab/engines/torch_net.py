@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnistlab.engines.base import BN_EPSILON, BN_MOMENTUM  # Keras' defaults
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 
@@ -68,7 +68,7 @@ class Net(nn.Module):
 
     The output layer returns logits; softmax lives in the loss (stable) and in ``predict``.
     Dropout multiplies hidden layer i's output by ``self.masks[i]`` (0 or 1/(1-rate)), set by
-    the engine each step from ``engines.base.dropout_keys``: the fast engine's very masks.
+    the engine each step from ``engines.masks.dropout_keys``: the fast engine's very masks.
     """
 
     def __init__(self, recipe: Recipe, n_inputs: int = 784, n_classes: int = 10):

@@ -1,2 +1,1 @@
-"""Judge a trained model: precision, recall, the confusion matrix and an honest R\u00b2 (``evaluate``).
-"""
+"""Judge a trained model: precision, recall, the confusion matrix and an honest R²."""

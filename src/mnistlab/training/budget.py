@@ -69,7 +69,7 @@ def estimate(
     recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int = 10
 ) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
-    from mnistlab.engines.base import optimizer_slots
+    from mnistlab.engines.optim import optimizer_slots
     from mnistlab.training import augment
 
     params, widths = _layers(recipe, n_classes)

@@ -40,7 +40,7 @@ from mnistlab import fsio, rundir
 from mnistlab._version import __version__
 from mnistlab.datasets import Dataset
 from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
-from mnistlab.engines.base import Engine
+from mnistlab.engines.protocol import Engine
 from mnistlab.errors import FileSystemError, RunError
 from mnistlab.fsio import normalize
 from mnistlab.recipe import Recipe

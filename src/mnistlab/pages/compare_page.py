@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_text
-from mnistlab.pages.html import Html, esc, figure, join, missing, page, section, table, tag
+from mnistlab.pages.html import (
+    Html,
+    esc,
+    figure,
+    footer,
+    join,
+    missing,
+    page,
+    section,
+    table,
+    tag,
+)
 
 LEADERBOARD = "leaderboard.json"
 REPORT = "report.html"
@@ -176,28 +185,39 @@ def render_compare(
     variants = _ranked(board["variants"])
     baseline = str(board.get("baseline", ""))
     seeds = board.get("seeds") if isinstance(board.get("seeds"), list) else []
-    base = next((v for v in variants if v["name"] == baseline), None)
-    best = variants[0]
+    selection = board.get("selection", "validation")
+    body = [
+        _accuracy_section(variants, selection, seeds),
+        _leaderboard_section(variants, baseline),
+        _significance_section(variants, baseline),
+        _runs_section(variants, root, run_reports, page_dir),
+    ]
+    head = _head(root, variants, baseline, selection)
+    return page(f"mnistlab compare {root.resolve().name}", head, body, footer(root / LEADERBOARD))
 
-    rows = []
-    for v in variants:
-        mark, _ = verdict(v, baseline)
-        p, holm, diff = v.get("p_value"), v.get("p_holm"), v.get("diff_test")
-        # what matters first: a phone shows the left columns, the rest scrolls
-        rows.append(
-            (
-                v.get("rank", "\u2014"),
-                tag("b", v["name"]),
-                _pm(v.get("val_accuracy")),
-                _pm(v.get("test_accuracy")),
-                tag("span", mark, class_=_MARK_CLASS[mark]),
-                f"{diff:+.2%}" if isinstance(diff, (int, float)) else "\u2014",
-                f"{p:.3g}" if isinstance(p, (int, float)) else "\u2014",
-                f"{holm:.3g}" if isinstance(holm, (int, float)) else "\u2014",
-                f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
-                _pm(v.get("seconds"), ".1f") + " s",
-            )
-        )
+
+def _accuracy_section(variants: list[dict[str, Any]], selection: str, seeds: list) -> Html:
+    rule = tag(
+        "p",
+        tag("b", "How to read it. "),
+        f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
+        "for each variant but was never used to choose or tune anything, so it is an honest "
+        f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
+        f"{'s' if len(seeds) != 1 else ''}"
+        + (f" ({', '.join(map(str, seeds))})." if seeds else "."),
+    )
+    try:
+        fig = _figure(variants)
+    except (MnistlabError, ValueError, TypeError) as exc:
+        fig = missing("the accuracy figure", str(exc))
+    return section("accuracy", SECTIONS["accuracy"], rule, fig)
+
+
+def _num(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "\u2014"
+
+
+def _leaderboard_section(variants: list[dict[str, Any]], baseline: str) -> Html:
     header = (
         "rank",
         "variant",
@@ -210,30 +230,37 @@ def render_compare(
         "params",
         "seconds",
     )
-    selection = board.get("selection", "validation")
-    rule = tag(
-        "p",
-        tag("b", "How to read it. "),
-        f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
-        "for each variant but was never used to choose or tune anything, so it is an honest "
-        f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
-        f"{'s' if len(seeds) != 1 else ''}"
-        + (f" ({', '.join(map(str, seeds))})." if seeds else "."),
-    )
-
-    sig = []
-    for v in variants:
-        mark, sentence = verdict(v, baseline)
-        what = (
-            None
-            if v is base
-            else tag(
-                "span",
-                _changes(v.get("recipe"), base.get("recipe") if base else None),
-                class_="muted",
+    rows = []
+    for v in variants:  # what matters first: a phone shows the left columns, the rest scrolls
+        mark, _ = verdict(v, baseline)
+        rows.append(
+            (
+                v.get("rank", "\u2014"),
+                tag("b", v["name"]),
+                _pm(v.get("val_accuracy")),
+                _pm(v.get("test_accuracy")),
+                tag("span", mark, class_=_MARK_CLASS[mark]),
+                _num(v.get("diff_test"), "+.2%"),
+                _num(v.get("p_value"), ".3g"),
+                _num(v.get("p_holm"), ".3g"),
+                f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
+                _pm(v.get("seconds"), ".1f") + " s",
             )
         )
-        sig.append(
+    table_ = table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9))
+    return section("leaderboard", SECTIONS["leaderboard"], table_)
+
+
+def _significance_section(variants: list[dict[str, Any]], baseline: str) -> Html:
+    base = next((v for v in variants if v["name"] == baseline), None)
+    items = []
+    for v in variants:
+        mark, sentence = verdict(v, baseline)
+        what = None
+        if v is not base:
+            changes = _changes(v.get("recipe"), base.get("recipe") if base else None)
+            what = tag("span", changes, class_="muted")
+        items.append(
             tag(
                 "li",
                 tag("span", mark, class_=_MARK_CLASS[mark]),
@@ -245,47 +272,32 @@ def render_compare(
                 what,
             )
         )
-    sig_text = tag(
+    text = tag(
         "p",
         "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
         "paired test). With several variants some small p-values appear by luck alone, so "
         "the p-values are corrected with Holm's method before calling a difference real.",
     )
+    return section("significance", SECTIONS["significance"], text, tag("ul", join(items)))
 
-    run_items = [
-        tag(
-            "li",
-            tag("b", v["name"]),
-            ": ",
-            join(
-                _sep(
-                    [
-                        _run_link(root, r, run_reports, page_dir)
-                        for r in v.get("runs", [])
-                        if isinstance(r, dict)
-                    ]
-                )
-                or ["no runs recorded"]
-            ),
+
+def _runs_section(
+    variants: list[dict[str, Any]], root: Path, run_reports: bool, page_dir: Path
+) -> Html:
+    items = []
+    for v in variants:
+        runs = v.get("runs", [])
+        links = [_run_link(root, r, run_reports, page_dir) for r in runs if isinstance(r, dict)]
+        items.append(
+            tag("li", tag("b", v["name"]), ": ", join(_sep(links) or ["no runs recorded"]))
         )
-        for v in variants
-    ]
+    return section("runs", SECTIONS["runs"], tag("ul", join(items)))
 
-    try:
-        fig = _figure(variants)
-    except (MnistlabError, ValueError, TypeError) as exc:
-        fig = missing("the accuracy figure", str(exc))
-    body = [
-        section("accuracy", SECTIONS["accuracy"], rule, fig),
-        section(
-            "leaderboard",
-            SECTIONS["leaderboard"],
-            table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9)),
-        ),
-        section("significance", SECTIONS["significance"], sig_text, tag("ul", join(sig))),
-        section("runs", SECTIONS["runs"], tag("ul", join(run_items))),
-    ]
-    head = join(
+
+def _head(root: Path, variants: list[dict[str, Any]], baseline: str, selection: str) -> Html:
+    best = variants[0]
+    toc = tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items()))
+    return join(
         (
             tag("h1", "Compare ", tag("code", root.resolve().name)),
             tag(
@@ -299,21 +311,9 @@ def render_compare(
                     f"{_pm(best.get('test_accuracy'))} test)."
                 ),
             ),
-            tag(
-                "nav",
-                tag("ul", join(tag("li", tag("a", t, href=f"#{k}")) for k, t in SECTIONS.items())),
-                class_="toc",
-            ),
+            tag("nav", toc, class_="toc"),
         )
     )
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    footer = tag(
-        "p",
-        f"Written by mnistlab {__version__} at {now} from ",
-        tag("code", str(root / LEADERBOARD)),
-        ". Self-contained: figures are embedded, nothing is fetched.",
-    )
-    return page(f"mnistlab compare {root.resolve().name}", head, body, footer)
 
 
 def _sep(items: list[Html]) -> list[Any]:

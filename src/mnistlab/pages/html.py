@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
+
+from mnistlab._version import __version__
 
 _VOID = {"img", "meta", "br", "hr", "link"}
 
@@ -215,3 +218,14 @@ def page(title: str, header: Any, body: Iterable[Any], footer: Any = None) -> st
         tag("footer", footer) if footer is not None else None,
     )
     return "<!DOCTYPE html>\n" + tag("html", tag("head", head), tag("body", main), lang="en") + "\n"
+
+
+def footer(source: Any) -> Html:
+    """The line every page ends with: who wrote it, when, and from which file or folder."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return tag(
+        "p",
+        f"Written by mnistlab {__version__} at {now} from ",
+        tag("code", str(source)),
+        ". Self-contained: figures are embedded, nothing is fetched.",
+    )

@@ -24,12 +24,10 @@ that section and renders everything else. What each section shows is in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-from mnistlab._version import __version__
 from mnistlab.fsio import atomic_write_text
-from mnistlab.pages.html import page, section, tag
+from mnistlab.pages.html import footer, page, section
 from mnistlab.pages.run_pieces import REPORT, SECTIONS, gather
 from mnistlab.pages.run_sections import RENDER, header
 
@@ -39,14 +37,7 @@ def render(run_dir: str | Path) -> str:
     path = Path(run_dir)
     parts = gather(path)
     body = [section(key, title, RENDER[key](parts)) for key, title in SECTIONS.items()]
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    footer = tag(
-        "p",
-        f"Written by mnistlab {__version__} at {now} from ",
-        tag("code", str(path)),
-        ". Self-contained: figures are embedded, nothing is fetched.",
-    )
-    return page(f"mnistlab run {path.name}", header(path, parts), body, footer)
+    return page(f"mnistlab run {path.name}", header(path, parts), body, footer(path))
 
 
 def write(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -207,7 +207,7 @@ def render_compare(
         "\u0394 test vs baseline",
         "p",
         "p (Holm)",
-        "params",
+        "trainable parameters",
         "seconds",
     )
     selection = board.get("selection", "validation")

@@ -165,10 +165,9 @@ def _conv_block(j: int, k: int, shape: tuple[int, int, int], c_out: int) -> list
     side, _, c_in = shape
     name, pooled = f"conv_{j}", (side // 2, side // 2, c_out)
     kernel = Weight(f"{name}.kernel", (k, k, c_in, c_out), "glorot_uniform")
+    bias = Weight(f"{name}.bias", (c_out,), "zeros")
     return [
-        Layer(
-            "conv", name, (side, side, c_out), (kernel, Weight(f"{name}.bias", (c_out,), "zeros"))
-        ),
+        Layer("conv", name, (side, side, c_out), (kernel, bias)),
         Layer("max_pool", f"max_pool_{j}", pooled),
         Layer("activation", f"relu_{j}", pooled, fn="relu"),
     ]

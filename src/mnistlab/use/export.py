@@ -131,6 +131,8 @@ def _layers(g: _Graph, net: Network, w: dict[str, np.ndarray], x: str) -> str:
             x = g.op("Reshape", [x, g.const("shape_flat", np.array([-1, layer.width], np.int64))])
         elif layer.kind == "dense":
             x = _dense(g, w, layer, net.block(layer).get("batch_norm"), x)
+        elif layer.kind not in ("batch_norm", "dropout"):  # folded above; identity
+            raise ExportError(f"layer {layer.name!r} ({layer.kind}) has no ONNX export")
     return x
 
 

@@ -45,10 +45,9 @@ from IPython.display import Image, Markdown, display
 
 import mnistlab
 from mnistlab import datasets
-from mnistlab.engines.init import init_weights
+from mnistlab.engines.arch import network
 from mnistlab.evaluation.evaluate import print_evaluation
 from mnistlab.exploration import print_summary, write_report
-from mnistlab.pages.run_pieces import architecture
 from mnistlab.recipe import Recipe
 
 FULL = os.environ.get("MNISTLAB_TUTORIAL_FULL") == "1"
@@ -135,7 +134,7 @@ display(
 
 # %%
 recipe = Recipe(epochs=EPOCHS)
-print("network:", architecture(recipe))
+print("network:", network(recipe).line)
 for field in (
     "optimizer",
     "learning_rate",
@@ -149,8 +148,7 @@ for field in (
 ):
     print(f"  {field:<17}{getattr(recipe, field)}")
 
-n_params = sum(w.size for w in init_weights(recipe).values())
-print(f"trainable parameters: {n_params:,}")
+print(f"trainable parameters: {network(recipe).trainable_count:,}")
 
 # %% [markdown]
 # `validation_split = 0.3` keeps the last 30 % of the training images aside to check progress on

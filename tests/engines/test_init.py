@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from mnistlab.engines.init import flat_features, init_weights
+from mnistlab.engines.arch import network
+from mnistlab.engines.init import init_weights
 from mnistlab.recipe import Recipe
 
 
@@ -31,4 +32,18 @@ def test_batch_norm_and_cnn_layouts():
     r = Recipe(kind="cnn", conv_channels=[8, 16], kernel_size=5, hidden=[32])
     w = init_weights(r)
     assert w["conv_0.kernel"].shape == (5, 5, 1, 8) and w["conv_1.kernel"].shape == (5, 5, 8, 16)
-    assert flat_features(r) == 7 * 7 * 16 and w["dense_0.kernel"].shape == (784, 32)
+    assert network(r).flat_features == 7 * 7 * 16 and w["dense_0.kernel"].shape == (784, 32)
+
+
+def test_every_weight_of_the_network_walk_in_its_order():
+    r = Recipe(kind="cnn", conv_channels=[4, 6], kernel_size=5, hidden=[12], batch_norm=True)
+    net = network(r, n_classes=7)
+    w = init_weights(r, n_classes=7)
+    assert [(k, v.shape) for k, v in w.items()] == [(x.name, x.shape) for x in net.weights]
+    for x in net.weights:
+        value = w[x.name]
+        if x.init == "glorot_uniform":  # Keras' fans: a conv kernel's count kh * kw too
+            limit = np.sqrt(6 / sum(x.fans))
+            assert 0.9 * limit < np.abs(value).max() <= limit, x.name
+        else:
+            assert np.all(value == {"zeros": 0, "ones": 1}[x.init]), x.name

@@ -18,6 +18,7 @@ from mnistlab.recipe import Recipe  # noqa: E402
         Recipe(hidden=[16, 8], batch_norm=True),
         Recipe(kind="cnn", conv_channels=[4, 6], hidden=[8]),
         Recipe(kind="cnn", conv_channels=[3], kernel_size=5, hidden=[]),
+        Recipe(kind="cnn", conv_channels=[4, 2], hidden=[6, 5], batch_norm=True, dropout=0.1),
     ],
 )
 def test_weights_round_trip_through_the_module(recipe):

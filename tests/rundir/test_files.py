@@ -121,6 +121,23 @@ def test_model_of_another_recipe_is_rejected(tmp_path):
         rundir.load_run(d)
 
 
+def test_model_weights_are_checked_against_the_network_walk(tmp_path, monkeypatch):
+    recipe = Recipe(hidden=[8], batch_norm=True)
+    path = tmp_path / "m.safetensors"
+    weights = init_weights(recipe)
+    rundir.write_model(path, weights, 33.3, 78.6, CLASSES, recipe, "x")
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("reading a model must not draw initial weights")
+
+    monkeypatch.setattr("mnistlab.engines.init.init_weights", no_draws)
+    assert rundir.read_model(path)["weights"].keys() == weights.keys()
+    weights["bn_0.moving_mean"] = np.zeros(9, np.float32)
+    rundir.write_model(path, weights, 33.3, 78.6, CLASSES, recipe, "x")
+    with pytest.raises(RunError, match=r"weights do not match .*bn_0\.moving_mean"):
+        rundir.read_model(path)
+
+
 def test_update_metrics_keeps_other_writers_keys(tmp_path):
     rundir.update_metrics(tmp_path, {"train": {"loss": 1.0}, "test": {"accuracy": 0.5}})
     rundir.update_metrics(

@@ -18,6 +18,26 @@ def test_the_notebook_recipe_is_counted_exactly():
     assert shifted.data == est.data + 42000 * 784 * 4
 
 
+def test_batch_norm_counts_trainable_parameters_and_stores_moving_statistics():
+    plain = memory.estimate(Recipe(hidden=[64]), 42000, 18000, 10000)
+    bn = memory.estimate(Recipe(hidden=[64], batch_norm=True), 42000, 18000, 10000)
+    # gamma and beta are trained (weights, gradients, one momentum slot, checkpoint copies);
+    # the moving mean and variance are only kept and checkpointed
+    assert bn.parameters == plain.parameters + 2 * 64 == 784 * 64 + 64 + 64 * 10 + 10 + 128
+    assert bn.weights == plain.weights + (2 * 64 * 5 + 2 * 64 * 2) * 4
+    assert bn.activations == plain.activations
+
+
+def test_cnn_widths_come_from_its_conv_and_pool_outputs():
+    est = memory.estimate(
+        Recipe(kind="cnn", conv_channels=[8], hidden=[16], batch_size=10), 100, 0, 0
+    )
+    # conv 28*28*8, pool 14*14*8, dense 16 and 10: pre-activation, activation, gradient each
+    widths = 28 * 28 * 8 + 14 * 14 * 8 + 16 + 10
+    assert est.activations == (10 * (784 + 3 * widths) + 1 * (784 + 2 * 28 * 28 * 8)) * 4
+    assert est.parameters == (9 * 8 + 8) + (14 * 14 * 8 * 16 + 16) + (16 * 10 + 10)
+
+
 def test_buffers_never_count_more_rows_than_the_data_has():
     # batch_size 10,000,000 on 2,000 images needs no more than batch_size 2,000
     big = memory.estimate(Recipe(batch_size=10_000_000), 2000, 0, 100)

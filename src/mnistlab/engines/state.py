@@ -6,7 +6,8 @@ layer, ``bn_i.gamma`` and ``bn_i.beta``. Gradients and every optimizer slot use 
 so an optimizer update is one flat elementwise loop per layer, and the compiled back end takes
 the offsets table ``layout`` instead of tuples of arrays (one compiled function for every depth).
 Batch norm's moving statistics (``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second
-vector ``moving``. Names are Keras' (``mnistlab.engines.init``), so runs load unchanged.
+vector ``moving``. Names, shapes and order are the network walk's (``mnistlab.engines.arch``),
+so runs load unchanged.
 
 >>> from mnistlab.recipe import Recipe
 >>> s = State.for_recipe(Recipe(hidden=[4], batch_norm=True))
@@ -23,6 +24,7 @@ import math
 
 import numpy as np
 
+from mnistlab.engines.arch import Network, network
 from mnistlab.engines.optim import optimizer_slots
 from mnistlab.errors import RunError
 
@@ -34,26 +36,24 @@ class State:
 
     LAYOUT_COLUMNS = 8  # kernel, bias, gamma, beta offsets; fan_in, fan_out; mean, var offsets
 
-    def __init__(
-        self, sizes: list[int], batch_norm: bool, slots: list[str], fill: float, nadam: bool = False
-    ):
-        self.sizes = list(sizes)
-        self.n_layers = len(sizes) - 1
-        self.batch_norm = batch_norm
+    def __init__(self, net: Network, slots: list[str], fill: float, nadam: bool = False):
+        dense = net.of("dense")
+        blocks = [(d, net.block(d).get("batch_norm")) for d in dense]
+        self.sizes = [net.flat_features, *(d.width for d in dense)]
+        self.n_layers = len(dense)
+        self.batch_norm = any(bn is not None for _, bn in blocks)
         self.shapes: dict[str, tuple[int, ...]] = {}
         offsets: dict[str, int] = {}
         layout = np.zeros((self.n_layers, self.LAYOUT_COLUMNS), np.int64)
         pos = 0
-        for i in range(self.n_layers):
-            fi, fo = sizes[i], sizes[i + 1]
-            entries = [(f"dense_{i}.kernel", (fi, fo)), (f"dense_{i}.bias", (fo,))]
-            if batch_norm and i < self.n_layers - 1:
-                entries += [(f"bn_{i}.gamma", (fo,)), (f"bn_{i}.beta", (fo,))]
-            for col, (name, shape) in enumerate(entries):
-                self.shapes[name], offsets[name] = shape, pos
+        for i, (d, bn) in enumerate(blocks):
+            # columns 0-3: kernel, bias, then batch norm's gamma, beta (the walk's order)
+            trained = [w for w in (*d.weights, *(bn.weights if bn else ())) if w.trainable]
+            for col, w in enumerate(trained):
+                self.shapes[w.name], offsets[w.name] = w.shape, pos
                 layout[i, col] = pos
-                pos += math.prod(shape)
-            layout[i, 4], layout[i, 5] = fi, fo
+                pos += w.size
+            layout[i, 4], layout[i, 5] = d.weights[0].shape
         self.ends = [
             int(layout[i + 1, 0]) if i + 1 < self.n_layers else pos for i in range(self.n_layers)
         ]
@@ -68,15 +68,13 @@ class State:
         self.moving_names: list[str] = []
         mpos = 0
         mshapes = {}
-        if batch_norm:
-            for i in range(self.n_layers - 1):
-                fo = sizes[i + 1]
-                for col, stat in ((6, "moving_mean"), (7, "moving_variance")):
-                    name = f"bn_{i}.{stat}"
-                    self.moving_names.append(name)
-                    mshapes[name] = (mpos, fo)
-                    layout[i, col] = mpos
-                    mpos += fo
+        for i, (_, bn) in enumerate(blocks):
+            moving = [w for w in bn.weights if not w.trainable] if bn else []
+            for col, w in zip((6, 7), moving):
+                self.moving_names.append(w.name)
+                mshapes[w.name] = (mpos, w.size)
+                layout[i, col] = mpos
+                mpos += w.size
         self.moving = np.zeros(max(mpos, 1), np.float32)
         self.moving_view = {n: self.moving[o : o + w] for n, (o, w) in mshapes.items()}
         self.layout = layout
@@ -87,15 +85,9 @@ class State:
         self.u_product = 1.0  # nadam: Keras' running product of the momentum schedule
 
     @classmethod
-    def for_recipe(cls, recipe, n_inputs: int = 784, n_classes: int = 10) -> State:
+    def for_recipe(cls, recipe, n_classes: int = 10) -> State:
         slots, fill = optimizer_slots(recipe)
-        return cls(
-            [n_inputs, *recipe.hidden, n_classes],
-            bool(recipe.batch_norm),
-            slots,
-            fill,
-            nadam=recipe.optimizer == "nadam",
-        )
+        return cls(network(recipe, n_classes), slots, fill, nadam=recipe.optimizer == "nadam")
 
     def kernel(self, i: int) -> np.ndarray:
         return self.view[f"dense_{i}.kernel"]

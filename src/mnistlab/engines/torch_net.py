@@ -1,10 +1,11 @@
 """The recipe's network as a torch ``nn.Module``, loaded from and saved to Keras-named weights.
 
-Weights travel through mnistlab as a ``dict[str, np.ndarray]`` in Keras names and layouts (see
-``mnistlab.engines.init``): a Dense kernel is (fan_in, fan_out), a conv kernel is HWIO, and a
-CNN flattens in (h, w, c) order. This module is the only place that converts those layouts to
-torch's (a Linear weight is (out, in), a conv weight OIHW, tensors NCHW), so a run trained by
-any engine loads here unchanged. Imported lazily: it pulls in torch.
+The module is built from the network walk (``mnistlab.engines.arch``), and weights travel
+through mnistlab as a ``dict[str, np.ndarray]`` in its Keras names and layouts: a Dense kernel
+is (fan_in, fan_out), a conv kernel is HWIO, and a CNN flattens in (h, w, c) order. This module
+is the only place that converts those layouts to torch's (a Linear weight is (out, in), a conv
+weight OIHW, tensors NCHW), so a run trained by any engine loads here unchanged. Imported
+lazily: it pulls in torch.
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mnistlab.engines.arch import SIDE, network
 from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
@@ -64,36 +66,26 @@ class KerasBatchNorm(nn.Module):
 
 
 class Net(nn.Module):
-    """Optional conv blocks (conv 'same' + relu + 2x2 max-pool), then Dense layers, then logits.
+    """Optional conv blocks (conv 'same', 2x2 max-pool, relu), then Dense layers, then logits.
 
     The output layer returns logits; softmax lives in the loss (stable) and in ``predict``.
     Dropout multiplies hidden layer i's output by ``self.masks[i]`` (0 or 1/(1-rate)), set by
     the engine each step from ``engines.masks.dropout_keys``: the fast engine's very masks.
     """
 
-    def __init__(self, recipe: Recipe, n_inputs: int = 784, n_classes: int = 10):
+    def __init__(self, recipe: Recipe, n_classes: int = 10, side: int = SIDE):
         super().__init__()
-        self.kind = recipe.kind
-        self.side = int(round(n_inputs**0.5))
+        self.arch = arch = network(recipe, n_classes, side)
+        self.side = side
         self.act = ACTIVATIONS[recipe.activation]
         self.dropout = float(recipe.dropout)
         self.masks: list[torch.Tensor] = []
         self.convs = nn.ModuleList()
-        c_in = 1
-        for c_out in recipe.conv_channels if recipe.kind == "cnn" else []:
-            k = recipe.kernel_size
+        for conv in arch.of("conv"):
+            k, _, c_in, c_out = conv.weights[0].shape
             self.convs.append(nn.Conv2d(c_in, c_out, k, padding="same"))
-            c_in = c_out
-        from mnistlab.engines.init import flat_features
-
-        width = flat_features(recipe, self.side) if recipe.kind == "cnn" else n_inputs
-        self.dense = nn.ModuleList()
-        self.bns = nn.ModuleList()
-        for out in [*recipe.hidden, n_classes]:
-            self.dense.append(nn.Linear(width, out))
-            width = out
-        if recipe.batch_norm:
-            self.bns.extend(KerasBatchNorm(h) for h in recipe.hidden)
+        self.dense = nn.ModuleList(nn.Linear(*d.weights[0].shape) for d in arch.of("dense"))
+        self.bns = nn.ModuleList(KerasBatchNorm(bn.width) for bn in arch.of("batch_norm"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.convs:
@@ -124,34 +116,33 @@ class Net(nn.Module):
         return torch.stack([layer.weight.square().sum() for layer in self.dense]).sum()
 
 
+# Keras <-> torch kernel layouts, by the kernel's layer: conv_j or dense_i.
+_TO_TORCH = {"conv": (3, 2, 0, 1), "dense": (1, 0)}  # HWIO -> OIHW; (in, out) -> (out, in)
+_TO_KERAS = {"conv": (2, 3, 1, 0), "dense": (1, 0)}
+_ATTRIBUTE = {"kernel": "weight"}  # Keras role -> torch attribute, where they differ
+
+
+def _permute(name: str, value: np.ndarray, perms: dict[str, tuple[int, ...]]) -> np.ndarray:
+    layer, role = name.split(".")
+    return value.transpose(*perms[layer.rsplit("_", 1)[0]]) if role == "kernel" else value
+
+
 def _torch_layout(name: str, value: np.ndarray) -> np.ndarray:
-    if name.endswith(".kernel"):
-        if name.startswith("conv_"):
-            return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        return value.T  # (in, out) -> (out, in)
-    return value
+    return _permute(name, value, _TO_TORCH)
 
 
 def _keras_layout(name: str, value: np.ndarray) -> np.ndarray:
-    if name.endswith(".kernel"):
-        if name.startswith("conv_"):
-            return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        return value.T
-    return value
+    return _permute(name, value, _TO_KERAS)
 
 
 def _tensor_names(net: Net) -> dict[str, torch.Tensor]:
-    """Keras weight name -> the module's tensor holding it."""
-    out: dict[str, torch.Tensor] = {}
-    for j, conv in enumerate(net.convs):
-        out[f"conv_{j}.kernel"], out[f"conv_{j}.bias"] = conv.weight, conv.bias
-    for i, layer in enumerate(net.dense):
-        out[f"dense_{i}.kernel"], out[f"dense_{i}.bias"] = layer.weight, layer.bias
-    for i, bn in enumerate(net.bns):
-        out[f"bn_{i}.gamma"], out[f"bn_{i}.beta"] = bn.gamma, bn.beta
-        out[f"bn_{i}.moving_mean"] = bn.moving_mean
-        out[f"bn_{i}.moving_variance"] = bn.moving_variance
-    return out
+    """Keras weight name -> the module's tensor holding it, in the network walk's order."""
+    modules = {"conv": net.convs, "dense": net.dense, "batch_norm": net.bns}
+    return {
+        w.name: getattr(modules[layer.kind][layer.index], _ATTRIBUTE.get(w.role, w.role))
+        for layer in net.arch.layers
+        for w in layer.weights
+    }
 
 
 def load_weights(net: Net, weights: dict[str, np.ndarray]) -> None:

@@ -65,7 +65,7 @@ def leaderboard(
 ) -> dict[str, Any]:
     """The leaderboard.json object from one ``run_record`` per (variant, seed) of
     ``variants`` (a ``compare.Variants``: name, baseline, recipes)."""
-    from mnistlab.engines.init import init_weights
+    from mnistlab.engines.arch import network
 
     correct = {key: rec["correct"] for key, rec in records.items()}
     rows = []
@@ -78,14 +78,11 @@ def leaderboard(
             }
             for s in seed_list
         ]
-        params = sum(
-            int(w.size) for w in init_weights(recipe, n_classes=len(ds.class_names)).values()
-        )
         rows.append(
             {
                 "name": name,
                 "recipe": recipe.to_dict(),
-                "params": params,
+                "params": network(recipe, len(ds.class_names)).trainable_count,
                 "runs": run_rows,
                 "val_accuracy": _mean_std([r["val_accuracy"] for r in run_rows]),
                 "test_accuracy": _mean_std([r["test_accuracy"] for r in run_rows]),
@@ -266,7 +263,7 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         "p Holm",
         "verdict",
         "train s",
-        "params",
+        "trainable params",
     ):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
     for v in board["variants"]:

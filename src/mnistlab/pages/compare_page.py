@@ -227,7 +227,7 @@ def _leaderboard_section(variants: list[dict[str, Any]], baseline: str) -> Html:
         "\u0394 test vs baseline",
         "p",
         "p (Holm)",
-        "params",
+        "trainable parameters",
         "seconds",
     )
     rows = []

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab import rundir
+from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
 
 REPORT = "report.html"
@@ -84,7 +85,7 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
                 "x": np.asarray(x),
                 "y": np.asarray(y),
                 "proba": proba,
-                "params": _param_count(model["weights"]),
+                "params": network(model["recipe"], len(model["class_names"])).trainable_count,
             }
         )
     except _READ_ERRORS as exc:
@@ -97,11 +98,6 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
             {"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem
         )
     return Piece(problem=problem)
-
-
-def _param_count(weights: dict[str, np.ndarray]) -> int:
-    """Trainable parameters (batch norm's moving statistics are state, not parameters)."""
-    return int(sum(v.size for k, v in weights.items() if ".moving_" not in k))
 
 
 def gather(run_dir: str | Path) -> dict[str, Piece]:
@@ -121,20 +117,7 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
 
 def architecture(recipe) -> str:
     """The network in one line, e.g. '784 → 128 relu → 128 relu → 128 relu → 10 softmax'."""
-    parts = ["28\u00d728" if recipe.kind == "cnn" else "784"]
-    if recipe.kind == "cnn":
-        parts += [
-            f"conv {recipe.kernel_size}\u00d7{recipe.kernel_size}, {c} channels + pool"
-            for c in recipe.conv_channels
-        ]
-    extra = "".join(
-        (
-            " + BN" if recipe.batch_norm else "",
-            f" + dropout {recipe.dropout:g}" if recipe.dropout else "",
-        )
-    )
-    parts += [f"{h} {recipe.activation}{extra}" for h in recipe.hidden]
-    return " \u2192 ".join(parts + ["10 softmax"])
+    return network(recipe).line
 
 
 def health_verdict(metrics: Any) -> tuple[str, list[str]] | None:

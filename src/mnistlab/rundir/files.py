@@ -140,10 +140,10 @@ def read_model(path: Path) -> dict[str, Any]:
 def _check_weights(
     path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int
 ) -> None:
-    from mnistlab.engines.init import init_weights
+    from mnistlab.engines.arch import network
 
-    want = {k: v.shape for k, v in init_weights(recipe, n_classes=n_classes).items()}
-    got = {k: v.shape for k, v in weights.items()}
+    want = network(recipe, n_classes).shapes
+    got = {k: tuple(v.shape) for k, v in weights.items()}
     if want != got:
         diff = sorted(set(want.items()) ^ set(got.items()))[:4]
         raise RunError(

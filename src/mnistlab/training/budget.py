@@ -2,10 +2,12 @@
 
 A recipe such as ``hidden = [100000000]`` or ``batch_size = 10000000`` would otherwise die in a
 NumPy MemoryError after the run folder was created. ``check`` estimates the peak from the recipe
-and the data sizes alone (nothing is allocated) and refuses, in one line saying how much it would
+and the data sizes alone (nothing is allocated; widths and counts from the network walk,
+``mnistlab.engines.arch``) and refuses, in one line saying how much it would
 need and how much is available, what cannot fit. The estimate counts, in float32:
 
-* parameters x (weights + gradients + optimizer slots + the checkpoint's serialized copy);
+* trainable parameters x (weights + gradients + optimizer slots + the checkpoint's serialized
+  copy), and batch norm's moving statistics (values + the checkpoint's copy);
 * activations of one training step, for ``min(batch_size, n_train)`` rows (the engines never
   need more rows than there are samples), and of one evaluation batch;
 * the data: the uint8 images and their float32 standardized copies (train part, validation, test).
@@ -25,44 +27,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnistlab.engines.arch import network
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe
 
 FLOAT = 4  # bytes of a float32
-N_INPUTS, SIDE = 784, 28
 EVAL_ROWS = 10_000  # the largest evaluation batch of the engines (fast: 10,000, reference: 8,192)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    parameters: int  # trainable and running values (count)
-    weights: int  # bytes: weights, gradients, optimizer slots, checkpoint copy
+    parameters: int  # trainable parameters (count)
+    weights: int  # bytes: weights, gradients, optimizer slots, moving statistics, checkpoint copy
     activations: int  # bytes: one training step plus one evaluation batch
     data: int  # bytes: uint8 images plus their float32 copies
 
     @property
     def total(self) -> int:
         return self.weights + self.activations + self.data
-
-
-def _layers(recipe: Recipe, n_classes: int) -> tuple[int, list[int]]:
-    """(parameter count, activation width per sample of each layer)."""
-    params, widths = 0, []
-    if recipe.kind == "cnn":
-        side, c_in, k = SIDE, 1, recipe.kernel_size
-        for c_out in recipe.conv_channels:
-            params += k * k * c_in * c_out + c_out
-            widths += [side * side * c_out, (side // 2) * (side // 2) * c_out]  # conv, pool
-            side, c_in = side // 2, c_out
-        width = side * side * c_in
-    else:
-        width = N_INPUTS
-    for i, out in enumerate([*recipe.hidden, n_classes]):
-        batch_norm = recipe.batch_norm and i < len(recipe.hidden)
-        params += width * out + out + (4 * out if batch_norm else 0)  # gamma, beta, moving stats
-        widths.append(out)
-        width = out
-    return params, widths
 
 
 def estimate(
@@ -72,20 +54,23 @@ def estimate(
     from mnistlab.engines.optim import optimizer_slots
     from mnistlab.training import augment
 
-    params, widths = _layers(recipe, n_classes)
+    net = network(recipe, n_classes)
     slots = len(optimizer_slots(recipe)[0])
-    # weights, gradients, slots; then the checkpoint's serialized copy of weights and slots
-    weights = params * FLOAT * (2 + slots + 1 + slots)
+    # trainable: weights, gradients, slots, then the checkpoint's copy of weights and slots;
+    # batch norm's moving statistics: their values and the checkpoint's copy
+    weights = (net.trainable_count * (2 + slots + 1 + slots) + net.moving_count * 2) * FLOAT
+    # A step keeps each conv, pool and dense output's pre-activation, activation and gradient
+    # (3x), dropout masks aside.
+    widths = [layer.width for layer in net.layers if layer.kind in ("conv", "max_pool", "dense")]
     rows = max(1, min(recipe.batch_size, n_train))
-    # A step keeps each layer's pre-activation, activation and gradient (3x), dropout masks aside.
-    train_step = rows * (N_INPUTS + 3 * sum(widths)) * FLOAT
+    train_step = rows * (net.n_inputs + 3 * sum(widths)) * FLOAT
     eval_rows = max(1, min(EVAL_ROWS, max(n_val, n_test)))
-    eval_step = eval_rows * (N_INPUTS + 2 * max(widths)) * FLOAT
+    eval_step = eval_rows * (net.n_inputs + 2 * max(widths)) * FLOAT
     n_all = n_train + n_val + n_test
-    data = n_all * N_INPUTS * (1 + FLOAT)  # uint8 images, float32 copies
+    data = n_all * net.n_inputs * (1 + FLOAT)  # uint8 images, float32 copies
     if augment.active(recipe):  # each epoch's redrawn training images are one more copy
-        data += n_train * N_INPUTS * FLOAT
-    return Estimate(params, weights, train_step + eval_step, data)
+        data += n_train * net.n_inputs * FLOAT
+    return Estimate(net.trainable_count, weights, train_step + eval_step, data)
 
 
 def available() -> int | None:
@@ -161,7 +146,7 @@ def check(
         biggest = max(parts, key=parts.get)
         raise RecipeError(
             f"recipe {recipe.name!r} needs about {size(est.total)} of memory "
-            f"({est.parameters:,} parameters; most of it for {biggest}), but "
+            f"({est.parameters:,} trainable parameters; most of it for {biggest}), but "
             f"{size(free)} is available"
         )
     return est

@@ -3,10 +3,11 @@
 The graph takes ``pixels``, float32 of shape (N, 28, 28) holding raw 0..255 grey levels
 (bright ink on black, as MNIST and ``imageprep.prepare`` give them), and returns
 ``probabilities``, float32 (N, n_classes). Everything between is inside the model, in inference
-form: the run's normalization ``(x - mean) / std``, the conv blocks (conv 'same' + relu + 2x2
-max-pool, flattened in the (h, w, c) order the dense kernel was trained on), the Dense layers
-with batch norm folded into their weights from its moving statistics, no dropout (it is an
-identity at inference), and the softmax. So any ONNX runtime predicts like
+form: the run's normalization ``(x - mean) / std``, then the network walk's layers
+(``mnistlab.engines.arch``): the conv blocks (conv 'same', 2x2 max-pool, relu, flattened in the
+(h, w, c) order the dense kernel was trained on), the Dense layers with batch norm folded into
+their weights from its moving statistics, no dropout (it is an identity at inference), and the
+softmax. So any ONNX runtime predicts like
 ``Run.predict_proba`` without mnistlab.
 
 The graph is written with ``onnx.helper`` from the run's Keras-named weights: no torch import,
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab.engines.arch import Layer, Network, network
 from mnistlab.errors import MnistlabError
 from mnistlab.fsio import atomic_write_bytes
 
@@ -77,6 +79,9 @@ def _activation(g: _Graph, name: str, x: str) -> str:
         return g.op("Tanh", [x])
     if name == "sigmoid":
         return g.op("Sigmoid", [x])
+    if name == "softmax":
+        g.nodes.append(g.helper.make_node("Softmax", [x], [OUTPUT], name="softmax", axis=-1))
+        return OUTPUT
     if name == "gelu":  # exact erf form
         inv_sqrt2 = g.const(f"inv_sqrt2_{g.n}", np.array(1 / np.sqrt(2), np.float32))
         half = g.const(f"half_{g.n}", np.array(0.5, np.float32))
@@ -84,6 +89,51 @@ def _activation(g: _Graph, name: str, x: str) -> str:
         erf = g.op("Erf", [g.op("Mul", [x, inv_sqrt2])])
         return g.op("Mul", [g.op("Mul", [x, half]), g.op("Add", [erf, one])])
     raise ExportError(f"activation {name!r} has no ONNX export")
+
+
+def _conv(g: _Graph, w: dict[str, np.ndarray], layer: Layer, x: str) -> str:
+    if layer.index == 0:  # the first conv reads the (N, side, side) pixels as NCHW
+        side = layer.shape[0]
+        x = g.op("Reshape", [x, g.const("shape_nchw", np.array([-1, 1, side, side], np.int64))])
+    kh, kw = layer.weights[0].shape[:2]  # HWIO
+    # 'same' padding as torch and Keras place it: the odd pixel goes bottom/right.
+    pads = [(kh - 1) // 2, (kw - 1) // 2, kh - 1 - (kh - 1) // 2, kw - 1 - (kw - 1) // 2]
+    kernel = g.const(f"{layer.name}.weight", w[f"{layer.name}.kernel"].transpose(3, 2, 0, 1))
+    bias = g.const(f"{layer.name}.bias", w[f"{layer.name}.bias"])
+    return g.op("Conv", [x, kernel, bias], kernel_shape=[kh, kw], pads=pads)
+
+
+def _dense(g: _Graph, w: dict[str, np.ndarray], layer: Layer, bn: Layer | None, x: str) -> str:
+    kernel = w[f"{layer.name}.kernel"].astype(np.float64)
+    bias = w[f"{layer.name}.bias"].astype(np.float64)
+    if bn is not None:
+        # Inference-form batch norm is an affine map per unit: fold it into the kernel.
+        p = {v.role: w[v.name].astype(np.float64) for v in bn.weights}
+        scale = p["gamma"] / np.sqrt(p["moving_variance"] + BN_EPSILON)
+        bias = (bias - p["moving_mean"]) * scale + p["beta"]
+        kernel = kernel * scale[None, :]
+    kernel_name = g.const(f"{layer.name}.kernel", kernel.astype(np.float32))
+    return g.op("Gemm", [x, kernel_name, g.const(f"{layer.name}.bias", bias.astype(np.float32))])
+
+
+def _layers(g: _Graph, net: Network, w: dict[str, np.ndarray], x: str) -> str:
+    """The network walk's layers as nodes, in inference form (no dropout, batch norm folded)."""
+    for layer in net.layers:
+        if layer.kind == "conv":
+            x = _conv(g, w, layer, x)
+        elif layer.kind == "max_pool":
+            x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        elif layer.kind == "activation":
+            x = _activation(g, layer.fn, x)
+        elif layer.kind == "flatten":
+            if net.of("conv"):  # the dense kernel was trained on a channels-last flatten
+                x = g.op("Transpose", [x], perm=[0, 2, 3, 1])
+            x = g.op("Reshape", [x, g.const("shape_flat", np.array([-1, layer.width], np.int64))])
+        elif layer.kind == "dense":
+            x = _dense(g, w, layer, net.block(layer).get("batch_norm"), x)
+        elif layer.kind not in ("batch_norm", "dropout"):  # folded above; identity
+            raise ExportError(f"layer {layer.name!r} ({layer.kind}) has no ONNX export")
+    return x
 
 
 def build_onnx(
@@ -102,54 +152,7 @@ def build_onnx(
     x = g.op("Sub", [INPUT, g.const("norm_mean", np.array(mean, np.float32))])
     # (x - mean) / std exactly as Run.preprocess does it: a division, not a folded product.
     x = g.op("Div", [x, g.const("norm_std", np.array(std, np.float32))])
-    n_conv = len([k for k in w if k.startswith("conv_") and k.endswith(".kernel")])
-    if recipe.kind == "cnn" and n_conv:
-        x = g.op("Reshape", [x, g.const("shape_nchw", np.array([-1, 1, side, side], np.int64))])
-        for j in range(n_conv):
-            kernel = w[f"conv_{j}.kernel"]  # HWIO
-            kh, kw = kernel.shape[:2]
-            # 'same' padding as torch and Keras place it: the odd pixel goes bottom/right.
-            pads = [(kh - 1) // 2, (kw - 1) // 2, kh - 1 - (kh - 1) // 2, kw - 1 - (kw - 1) // 2]
-            x = g.op(
-                "Conv",
-                [
-                    x,
-                    g.const(f"conv_{j}.weight", kernel.transpose(3, 2, 0, 1)),
-                    g.const(f"conv_{j}.bias", w[f"conv_{j}.bias"]),
-                ],
-                kernel_shape=[kh, kw],
-                pads=pads,
-            )
-            x = g.op("MaxPool", [g.op("Relu", [x])], kernel_shape=[2, 2], strides=[2, 2])
-        # The dense kernel was trained on a channels-last flatten: (h, w, c) order.
-        x = g.op("Transpose", [x], perm=[0, 2, 3, 1])
-    n_dense = len([k for k in w if k.startswith("dense_") and k.endswith(".kernel")])
-    flat = w["dense_0.kernel"].shape[0]
-    x = g.op("Reshape", [x, g.const("shape_flat", np.array([-1, flat], np.int64))])
-    for i in range(n_dense):
-        kernel, bias = (
-            w[f"dense_{i}.kernel"].astype(np.float64),
-            w[f"dense_{i}.bias"].astype(np.float64),
-        )
-        last = i == n_dense - 1
-        if not last and f"bn_{i}.gamma" in w:
-            # Inference-form batch norm is an affine map per unit: fold it into the kernel.
-            scale = w[f"bn_{i}.gamma"].astype(np.float64) / np.sqrt(
-                w[f"bn_{i}.moving_variance"].astype(np.float64) + BN_EPSILON
-            )
-            bias = (bias - w[f"bn_{i}.moving_mean"]) * scale + w[f"bn_{i}.beta"]
-            kernel = kernel * scale[None, :]
-        x = g.op(
-            "Gemm",
-            [
-                x,
-                g.const(f"dense_{i}.kernel", kernel.astype(np.float32)),
-                g.const(f"dense_{i}.bias", bias.astype(np.float32)),
-            ],
-        )
-        if not last:
-            x = _activation(g, recipe.activation, x)
-    g.nodes.append(helper.make_node("Softmax", [x], [OUTPUT], name="softmax", axis=-1))
+    _layers(g, network(recipe, len(class_names), side), w, x)
     graph = helper.make_graph(
         g.nodes,
         f"mnistlab_{recipe.kind}",

@@ -314,7 +314,9 @@ class Recipe:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def compose(cls, file: str | Path | None = None, preset: str | None = None, **changes: Any):
+    def compose(
+        cls, file: str | Path | None = None, preset: str | None = None, **changes: Any
+    ) -> Recipe:
         """The recipe a run trains with: a base (a TOML ``file`` OR a ``preset``, else the
         notebook's ``Recipe()``), then ``changes`` on top (``lr`` accepted).
 

@@ -120,22 +120,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             break
         a = ws.a(i, b)
         if h.batch_norm:
-            mean, var, inv = ws.stat(i)
-            np.mean(out, axis=0, out=mean)
-            out -= mean
-            tmp = ws.tmp(b, out.shape[1])
-            np.multiply(out, out, out=tmp)
-            np.mean(tmp, axis=0, out=var)
-            np.add(var, np.float32(BN_EPSILON), out=inv)
-            np.sqrt(inv, out=inv)
-            np.divide(_ONE, inv, out=inv)
-            out *= inv  # x-hat, kept for the backward pass
-            for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
-                moving = state.moving_view[f"bn_{i}.{stat}"]
-                moving *= np.float32(BN_MOMENTUM)
-                moving += np.float32(1 - BN_MOMENTUM) * batch
-            np.multiply(out, v[f"bn_{i}.gamma"], out=a)
-            a += v[f"bn_{i}.beta"]
+            _batch_norm(state, ws, i, out, a)
         if h.activation == "gelu":
             np.copyto(ws.pre(i, b), a)
         activate(h.activation, a)
@@ -145,26 +130,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             np.multiply(keep, np.float32(1.0 / (1.0 - h.dropout)), out=m)
             np.multiply(a, m, out=ws.h(i + 1, b))
 
-    # softmax cross-entropy and its gradient dz = (p - target) / b, in d[n]
-    z = ws.h(n, b)
-    rows = np.arange(b)
-    n_correct = int(np.count_nonzero(z.argmax(axis=1) == yb))
-    z -= z.max(axis=1, keepdims=True)
-    p = ws.d(n, b)
-    np.exp(z, out=p)
-    norm = p.sum(axis=1, keepdims=True)
-    log_norm = np.log(norm)
-    ls = h.label_smoothing
-    nll = float(log_norm.sum(dtype=np.float64)) - float(z[rows, yb].sum(dtype=np.float64))
-    p /= norm
-    if ls:
-        spread = float(log_norm.sum(dtype=np.float64)) - float(z.sum(dtype=np.float64)) / z.shape[1]
-        nll = (1 - ls) * nll + ls * spread
-        p -= np.float32(ls / p.shape[1])
-        p[rows, yb] -= np.float32(1 - ls)
-    else:
-        p[rows, yb] -= _ONE
-    p *= np.float32(1.0 / b)
+    nll, n_correct = _cross_entropy(ws.h(n, b), ws.d(n, b), yb, h.label_smoothing)
 
     # backward, updating each layer as soon as its weights have served the next delta
     g = ws.grad
@@ -204,6 +170,50 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
         if h.max_norm > 0:
             max_norm(kernel, h.max_norm)
     return nll / b + penalty, n_correct
+
+
+def _batch_norm(state: State, ws: Workspace, i: int, out: np.ndarray, a: np.ndarray) -> None:
+    """Training-mode batch norm of hidden layer i: ``out`` becomes x-hat (kept for the backward
+    pass), ``a`` gamma*x-hat + beta; the moving statistics take this batch's."""
+    mean, var, inv = ws.stat(i)
+    np.mean(out, axis=0, out=mean)
+    out -= mean
+    tmp = ws.tmp(out.shape[0], out.shape[1])
+    np.multiply(out, out, out=tmp)
+    np.mean(tmp, axis=0, out=var)
+    np.add(var, np.float32(BN_EPSILON), out=inv)
+    np.sqrt(inv, out=inv)
+    np.divide(_ONE, inv, out=inv)
+    out *= inv
+    for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
+        moving = state.moving_view[f"bn_{i}.{stat}"]
+        moving *= np.float32(BN_MOMENTUM)
+        moving += np.float32(1 - BN_MOMENTUM) * batch
+    np.multiply(out, state.view[f"bn_{i}.gamma"], out=a)
+    a += state.view[f"bn_{i}.beta"]
+
+
+def _cross_entropy(z: np.ndarray, p: np.ndarray, yb: np.ndarray, ls: float) -> tuple[float, int]:
+    """(summed smoothed cross-entropy, correct count) of logits ``z`` (shifted in place), and
+    its gradient dz = (softmax - target) / b written into ``p``."""
+    b = len(yb)
+    rows = np.arange(b)
+    n_correct = int(np.count_nonzero(z.argmax(axis=1) == yb))
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=p)
+    norm = p.sum(axis=1, keepdims=True)
+    log_norm = np.log(norm)
+    nll = float(log_norm.sum(dtype=np.float64)) - float(z[rows, yb].sum(dtype=np.float64))
+    p /= norm
+    if ls:
+        spread = float(log_norm.sum(dtype=np.float64)) - float(z.sum(dtype=np.float64)) / z.shape[1]
+        nll = (1 - ls) * nll + ls * spread
+        p -= np.float32(ls / p.shape[1])
+        p[rows, yb] -= np.float32(1 - ls)
+    else:
+        p[rows, yb] -= _ONE
+    p *= np.float32(1.0 / b)
+    return nll, n_correct
 
 
 def max_norm(kernel: np.ndarray, c: float) -> None:

@@ -161,7 +161,7 @@ def test_disk_full_is_one_line(monkeypatch, capsys, tmp_path, fail_writes):
 
 def test_train_sizes_that_cannot_fit_are_one_line(monkeypatch, capsys, tmp_path):
     for flags, words in (
-        (["--hidden", "100000000"], ["needs about", "is available"]),
+        (["--hidden", ",".join(["65536"] * 8)], ["needs about", "is available"]),
         (["--threads", "100000"], ["'threads'", "from 1 to 256"]),
     ):
         code, out, err = _main(

@@ -522,7 +522,7 @@ def test_inference_has_no_dropout_and_uses_moving_statistics(data, backend):
 
 
 def test_batch_size_larger_than_the_data_allocates_for_the_data():
-    r = Recipe(hidden=[8], batch_size=10_000_000)
+    r = Recipe(hidden=[8], batch_size=60_000)
     x, y = _batch(20)
     eng = FastEngine(r, init_weights(r), backend="numpy")
     eng.train_epoch(x, y, np.arange(20), np.full(1, 0.01), epoch=0)

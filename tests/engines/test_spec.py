@@ -13,6 +13,7 @@ from mnistlab.engines.optim import Hyper, step_scalars
 from mnistlab.engines.state import State, Workspace
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 RNG = np.random.default_rng(3)
 X = RNG.standard_normal((16, 784))
@@ -101,9 +102,7 @@ def _torch_optimizer(torch, name, params, lr):
     }[name]()
 
 
-@pytest.mark.parametrize(
-    "name", ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adadelta"]
-)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))  # a new row needs its torch twin above
 def test_updates_equal_torch_optim(name):
     """Three steps on O(1) gradients. torch.optim defines the same arithmetic as Keras for these
     settings, except where epsilon sits (inside or outside a sqrt / bias correction), which

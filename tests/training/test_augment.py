@@ -127,11 +127,11 @@ def test_a_large_batch_is_one_vectorized_call(monkeypatch):
 @pytest.mark.parametrize(
     "field,value,expected",
     [
-        ("augment_shift", -1.0, "a number >= 0"),
+        ("augment_shift", -1.0, "a number of pixels in [0, 14]"),
         ("augment_rotate", 200.0, "a number of degrees in [0, 180]"),
         ("augment_scale", 1.0, "a number in [0, 1)"),
-        ("augment_elastic", float("nan"), "a number >= 0"),
-        ("augment_elastic_sigma", 0.0, "a number > 0"),
+        ("augment_elastic", float("nan"), "a number of pixels in [0, 100]"),
+        ("augment_elastic_sigma", 0.0, "a number of pixels in [0.1, 20]"),
     ],
 )
 def test_bad_augment_fields_are_one_line_errors(field, value, expected):

@@ -39,8 +39,8 @@ def test_cnn_widths_come_from_its_conv_and_pool_outputs():
 
 
 def test_buffers_never_count_more_rows_than_the_data_has():
-    # batch_size 10,000,000 on 2,000 images needs no more than batch_size 2,000
-    big = memory.estimate(Recipe(batch_size=10_000_000), 2000, 0, 100)
+    # batch_size 60,000 on 2,000 images needs no more than batch_size 2,000
+    big = memory.estimate(Recipe(batch_size=60_000), 2000, 0, 100)
     assert big == memory.estimate(Recipe(batch_size=2000), 2000, 0, 100)
     assert big.total < 2**30
 
@@ -48,8 +48,8 @@ def test_buffers_never_count_more_rows_than_the_data_has():
 @pytest.mark.parametrize(
     "recipe,part",
     [
-        (Recipe(hidden=[100_000_000]), "'hidden'"),
-        (Recipe(kind="cnn", conv_channels=[4096, 4096], batch_size=512), "'conv_channels'"),
+        (Recipe(hidden=[65_536, 65_536]), "'hidden'"),  # the widest a recipe takes
+        (Recipe(kind="cnn", conv_channels=[1024, 1024], batch_size=512), "'conv_channels'"),
     ],
 )
 def test_what_cannot_fit_says_how_much_and_what_to_reduce(recipe, part):

@@ -392,7 +392,7 @@ def test_a_recipe_that_cannot_fit_in_memory_fails_before_anything_is_made(tmp_pa
     with pytest.raises(
         RecipeError, match=r"needs about [\d.]+ TiB of memory .* 'hidden'.* is available"
     ):
-        fit(Recipe(epochs=1, hidden=[100_000_000]), small, out=tmp_path / "r", quiet=True)
+        fit(Recipe(epochs=1, hidden=[65_536] * 16), small, out=tmp_path / "r", quiet=True)
     assert _listing(tmp_path) == []
 
 

@@ -114,10 +114,10 @@ def test_warmup_ramps_every_schedule_but_onecycle():
         ("schedule", "linear", "one of constant, step, exponential"),
         ("plateau_monitor", "val_f1", "one of val_loss, val_accuracy"),
         ("plateau_factor", 0.0, "a number in (0, 1]"),
-        ("plateau_patience", 0, "an integer >= 1"),
-        ("plateau_cooldown", -1, "an integer >= 0"),
-        ("plateau_min_delta", -1e-3, "a number >= 0"),
-        ("min_lr", -1.0, "a number >= 0"),
+        ("plateau_patience", 0, "an integer from 1 to 10000"),
+        ("plateau_cooldown", -1, "an integer from 0 to 10000"),
+        ("plateau_min_delta", -1e-3, "a number in [0, 10]"),
+        ("min_lr", -1.0, "a number in [0, 10]"),
     ],
 )
 def test_bad_schedule_fields_are_one_line_errors(field, value, expected):

@@ -6,9 +6,10 @@
     mnistlab train --normalize none                  # the notebook's failure (health check)
     mnistlab train --resume runs/20260101-120000-notebook   # continue a killed run
 
-The recipe flags are generated from the Recipe dataclass (one per field, help from its
-metadata), so a new field is a new flag without touching this file. Exit codes: 0 done,
-1 stopped by --stop-on-divergence, 2 bad input (``error: ...``).
+The recipe flags are generated from the Recipe's field declarations (one per field, its help,
+range and default from ``recipe.fields_help``, grouped by recipe.toml section), so a new field is
+a new flag without touching this file. Exit codes: 0 done, 1 stopped by --stop-on-divergence,
+2 bad input (``error: ...``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import typer
 
 from mnistlab.cli.report import track_option
 from mnistlab.errors import RecipeError
-from mnistlab.recipe import ALIASES, Recipe, fields_help
+from mnistlab.recipe import SPECS, Recipe, fields_help
 
 
 def _flag_type(hint: Any) -> tuple[Any, bool]:
@@ -40,17 +41,17 @@ def _flag_type(hint: Any) -> tuple[Any, bool]:
 
 def _recipe_params() -> list[inspect.Parameter]:
     hints = typing.get_type_hints(Recipe)
-    aliases = {v: k for k, v in ALIASES.items()}
     params = []
-    for name, (help_, choices) in fields_help().items():
+    for name, text in fields_help().items():
+        spec = SPECS[name]
         annotation, is_bool = _flag_type(hints[name])
         flag = "--" + name.replace("_", "-")
         names = [f"{flag}/--no-{name.replace('_', '-')}"] if is_bool else [flag]
-        if name in aliases:
-            names.append("--" + aliases[name])
-        text = help_ + (f" (one of: {', '.join(choices)})" if choices else "")
+        if spec.alias:
+            names.append("--" + spec.alias)
         if typing.get_origin(hints[name]) is list:
-            text += " (comma-separated, e.g. 128,128,128; empty for none)"
+            example = spec.constraint.example.strip("[]").replace(" ", "")
+            text += f" (on the command line comma-separated, e.g. {example}; empty for none)"
         params.append(
             inspect.Parameter(
                 name,
@@ -61,7 +62,9 @@ def _recipe_params() -> list[inspect.Parameter]:
                     *names,
                     help=text,
                     show_default=False,
-                    rich_help_panel="Recipe fields (override the recipe)",
+                    rich_help_panel=f"Recipe fields: {spec.section}"
+                    if spec.section
+                    else "Recipe fields",
                 ),
             )
         )
@@ -137,11 +140,12 @@ def train_command(
 def _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, fields):
     from mnistlab.training.fit import fit
 
-    recipe = Recipe.compose(
-        recipe_file, preset, resume=resume is not None, **overrides_from_flags(fields)
-    )
-    if resume is not None and out is not None:
-        raise RecipeError("--resume continues the run in its own folder; drop --out")
+    changes = overrides_from_flags(fields)
+    if resume is not None:
+        refuse_recipe_input(recipe_file, preset, changes)
+        if out is not None:
+            raise RecipeError("--resume continues the run in its own folder; drop --out")
+    recipe = None if resume is not None else Recipe.compose(recipe_file, preset, **changes)
     return fit(
         recipe,
         out=resume if resume is not None else out,
@@ -150,6 +154,27 @@ def _train(recipe_file, preset, out, resume, quiet, stop_on_divergence, device, 
         stop_on_divergence=stop_on_divergence,
         device=device,
     )
+
+
+def refuse_recipe_input(file: Path | None, preset: str | None, changes: dict[str, Any]) -> None:
+    """--resume continues a run exactly as it started (the recipe comes from the run folder):
+    one line naming each recipe input given, or nothing.
+
+    >>> refuse_recipe_input(None, "notebook", {"epochs": 3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mnistlab.errors.RecipeError: --resume ... no recipe input; drop: preset notebook, field 'epochs'
+    """
+    given = (
+        ([f"recipe file {file}"] if file is not None else [])
+        + ([f"preset {preset}"] if preset is not None else [])
+        + [f"field '{name}'" for name in changes]
+    )
+    if given:
+        raise RecipeError(
+            "--resume continues a run exactly as it started, so it takes no recipe input; "
+            "drop: " + ", ".join(given)
+        )
 
 
 # typer reads the signature: the fixed options above plus one keyword option per Recipe field.

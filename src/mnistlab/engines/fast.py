@@ -1,7 +1,7 @@
 """The fast engine: a hand-derived MLP forward/backward on the CPU, no torch, no allocation per
-step. It runs every MLP recipe: relu/tanh/sigmoid/gelu, dropout, batch norm, L2, label smoothing,
-max-norm, and the optimizers sgd (momentum, nesterov), adam, adamw, nadam, rmsprop, adagrad and
-adadelta. The maths is ``engines/spec.py``'s; tests hold both back ends to it.
+step. It runs every MLP recipe: each activation and optimizer of ``recipe.optimizers``, dropout,
+batch norm, L2, label smoothing and max-norm. The maths is ``engines/spec.py``'s; tests hold both
+back ends to it.
 
 Where the time goes at the notebook's shapes (batch 32, 784-128-128-128-10):
 
@@ -38,12 +38,11 @@ import numpy as np
 
 from mnistlab.engines import fast_numpy
 from mnistlab.engines.masks import dropout_keys
-from mnistlab.engines.optim import ACTIVATION_CODES, SLOTS, Hyper, step_scalars
+from mnistlab.engines.optim import Hyper, step_scalars
 from mnistlab.engines.state import State, Steps, Workspace
 from mnistlab.errors import RecipeError
 
 EVAL_BATCH = 10_000  # big products run near sgemm's peak; 10k x 784 float32 is 31 MB
-ACTIVATIONS = tuple(ACTIVATION_CODES)
 NUMBA_MAX_BATCH = 32
 
 
@@ -77,13 +76,11 @@ def default_threads() -> int:
 
 
 def unsupported(recipe, inference: bool = False) -> str | None:
-    """Why the fast engine cannot run ``recipe`` (one line), or None when it can."""
+    """Why the fast engine cannot run ``recipe`` (one line), or None when it can. It has the
+    kernels of every optimizer and activation of ``recipe.optimizers``, so for training and
+    ``inference`` alike only the network family decides."""
     if recipe.kind != "mlp":
         return f"kind {recipe.kind!r} (it runs kind 'mlp' only)"
-    if recipe.activation not in ACTIVATIONS:
-        return f"activation {recipe.activation!r} (it runs " + ", ".join(ACTIVATIONS) + ")"
-    if not inference and recipe.optimizer not in SLOTS:
-        return f"optimizer {recipe.optimizer!r} (it runs " + ", ".join(SLOTS) + ")"
     return None
 
 

@@ -12,8 +12,9 @@ scalar comes from ``optim.step_scalars``), so LLVM turns them into SIMD code; th
 ``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
 zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
 it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
-NumPy back end and deterministic. The constants of ``optim.py`` (Keras' betas, epsilons, the mask
-hash) are compiled in, and numba's cache is keyed on this file only: after changing them, touch
+NumPy back end and deterministic. The optimizer's Keras constants come in with the call (from its
+row of ``recipe.optimizers``); the constants of ``optim.py`` (batch norm, max-norm) and the mask
+hash are compiled in, and numba's cache is keyed on this file only: after changing them, touch
 this file.
 
 Tried and dropped (bench/engine_steps.py, min of 40 interleaved 50-step chunks): computing
@@ -32,20 +33,9 @@ import scipy.linalg.cython_blas  # noqa: F401  (see below)
 from numba import njit
 
 from mnistlab.engines.masks import dropout_threshold, mix64
-from mnistlab.engines.optim import (
-    ACTIVATION_CODES,
-    ADADELTA_RHO,
-    ADAM_BETA1,
-    ADAM_BETA2,
-    BN_EPSILON,
-    BN_MOMENTUM,
-    EPSILON,
-    MAXNORM_EPSILON,
-    OPTIMIZER_CODES,
-    RMSPROP_RHO,
-    Hyper,
-)
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
 from mnistlab.engines.state import State, Steps, Workspace
+from mnistlab.recipe.optimizers import ACTIVATIONS, OPTIMIZERS
 
 # numba's np.dot (the L2 penalty's dot, and every product when NUMPY_SGEMM is not found) calls
 # scipy's BLAS. It must be loaded before a threadpool_limits block is entered (a library loaded
@@ -101,7 +91,9 @@ _UNUSED_SGEMM = ctypes.CFUNCTYPE(None, *_SGEMM_ARGS)(lambda *args: None)
 Net = namedtuple("Net", "theta moving s1 s2 grad layout ends")
 Work = namedtuple("Work", "h d z pre a mask stats col offsets")
 Data = namedtuple("Data", "x y order scalars keys losses correct")
-Config = namedtuple("Config", "bs act opt l2 ls dropout thr inv_keep bn max_norm rms_momentum")
+Config = namedtuple(
+    "Config", "bs act opt l2 ls dropout thr inv_keep bn max_norm rms_momentum beta_1 beta_2 rho eps"
+)
 
 _mix64 = njit(inline="always")(mix64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -161,10 +153,11 @@ def run_steps(
         ws.offsets,
     )
     data = Data(s.x, s.y, s.order, s.scalars, s.keys, s.losses, s.correct)
+    row = OPTIMIZERS[h.optimizer]
     cfg = Config(
         s.batch_size,
-        ACTIVATION_CODES[h.activation],
-        OPTIMIZER_CODES[h.optimizer],
+        ACTIVATIONS[h.activation].code,
+        row.code,
         h.l2,
         h.label_smoothing,
         h.dropout > 0,
@@ -172,18 +165,22 @@ def run_steps(
         1.0 / (1.0 - h.dropout),
         h.batch_norm,
         h.max_norm,
-        h.optimizer == "rmsprop" and h.momentum > 0,
+        bool(row.momentum_slots) and h.momentum > 0,  # rmsprop keeps its momentum slot
+        row.beta_1,
+        row.beta_2,
+        row.rho,
+        row.epsilon,
     )
     use_sgemm = NUMPY_SGEMM is not None and numpy_blas
     _steps(NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg, k0, k1)
 
 
 @njit(cache=True, error_model="numpy")
-def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
+def _update(w, g, s1, s2, sc, cfg, l2c):
     """Gradient (+ l2c*w) and the optimizer update, one branch-free pass over flat views."""
     c0, c1, c2, c3 = np.float32(sc[0]), np.float32(sc[1]), np.float32(sc[2]), np.float32(sc[3])
     l2c = np.float32(l2c)
-    eps = np.float32(EPSILON)
+    opt, eps = cfg.opt, np.float32(cfg.eps)
     if opt == 0:  # sgd: v = m*v - lr*g; w += a*v - c*lr*g
         for i in range(w.size):
             lg = (g[i] + l2c * w[i]) * c0
@@ -191,7 +188,7 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
             s1[i] = v
             w[i] += v * c2 - lg * c3
     elif opt <= 2:  # adam/adamw (c1 = decay's shrink), nadam (m_hat = c1*m + c2*g, v_hat = c3*v)
-        b1c, b2c = np.float32(1.0 - ADAM_BETA1), np.float32(1.0 - ADAM_BETA2)
+        b1c, b2c = np.float32(1.0 - cfg.beta_1), np.float32(1.0 - cfg.beta_2)
         if opt == 1:
             for i in range(w.size):
                 gi = g[i] + l2c * w[i]
@@ -209,8 +206,8 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
                 s2[i] = v
                 w[i] -= (gi * c2 + m * c1) / (np.sqrt(v * c3) + eps) * c0
     elif opt == 3:  # rmsprop; s2 = momentum when kept
-        rho, one_rho = np.float32(RMSPROP_RHO), np.float32(1.0 - RMSPROP_RHO)
-        if rms_momentum:
+        rho, one_rho = np.float32(cfg.rho), np.float32(1.0 - cfg.rho)
+        if cfg.rms_momentum:
             for i in range(w.size):
                 gi = g[i] + l2c * w[i]
                 vel = s1[i] * rho + gi * gi * one_rho
@@ -231,7 +228,7 @@ def _update(w, g, s1, s2, sc, opt, l2c, rms_momentum):
             s1[i] = acc
             w[i] -= gi * c0 / np.sqrt(acc + eps)
     else:  # adadelta; s1 = accumulated_grad, s2 = accumulated_delta_var
-        rho, one_rho = np.float32(ADADELTA_RHO), np.float32(1.0 - ADADELTA_RHO)
+        rho, one_rho = np.float32(cfg.rho), np.float32(1.0 - cfg.rho)
         for i in range(w.size):
             gi = g[i] + l2c * w[i]
             ag = s1[i] * rho + gi * gi * one_rho
@@ -465,9 +462,8 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                 net.s1[ko:bo],
                 net.s2[ko:bo],
                 sc,
-                cfg.opt,
+                cfg,
                 2.0 * cfg.l2,
-                cfg.rms_momentum,
             )
             _update(
                 net.theta[bo:end],
@@ -475,9 +471,8 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
                 net.s1[bo:end],
                 net.s2[bo:end],
                 sc,
-                cfg.opt,
+                cfg,
                 0.0,
-                cfg.rms_momentum,
             )
             if cfg.max_norm > 0.0:
                 _max_norm(w, work.col, cfg.max_norm)

@@ -15,18 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from mnistlab.engines.masks import keep_mask
-from mnistlab.engines.optim import (
-    ADADELTA_RHO,
-    ADAM_BETA1,
-    ADAM_BETA2,
-    BN_EPSILON,
-    BN_MOMENTUM,
-    EPSILON,
-    MAXNORM_EPSILON,
-    RMSPROP_RHO,
-    Hyper,
-)
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
 from mnistlab.engines.state import State, Steps, Workspace
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 _ZERO, _HALF, _ONE = np.float32(0), np.float32(0.5), np.float32(1)
 _SQRT_HALF, _INV_SQRT_2PI = 0.5**0.5, (2 * np.pi) ** -0.5
@@ -129,22 +120,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             break
         a = ws.a(i, b)
         if h.batch_norm:
-            mean, var, inv = ws.stat(i)
-            np.mean(out, axis=0, out=mean)
-            out -= mean
-            tmp = ws.tmp(b, out.shape[1])
-            np.multiply(out, out, out=tmp)
-            np.mean(tmp, axis=0, out=var)
-            np.add(var, np.float32(BN_EPSILON), out=inv)
-            np.sqrt(inv, out=inv)
-            np.divide(_ONE, inv, out=inv)
-            out *= inv  # x-hat, kept for the backward pass
-            for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
-                moving = state.moving_view[f"bn_{i}.{stat}"]
-                moving *= np.float32(BN_MOMENTUM)
-                moving += np.float32(1 - BN_MOMENTUM) * batch
-            np.multiply(out, v[f"bn_{i}.gamma"], out=a)
-            a += v[f"bn_{i}.beta"]
+            _batch_norm(state, ws, i, out, a)
         if h.activation == "gelu":
             np.copyto(ws.pre(i, b), a)
         activate(h.activation, a)
@@ -154,26 +130,7 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
             np.multiply(keep, np.float32(1.0 / (1.0 - h.dropout)), out=m)
             np.multiply(a, m, out=ws.h(i + 1, b))
 
-    # softmax cross-entropy and its gradient dz = (p - target) / b, in d[n]
-    z = ws.h(n, b)
-    rows = np.arange(b)
-    n_correct = int(np.count_nonzero(z.argmax(axis=1) == yb))
-    z -= z.max(axis=1, keepdims=True)
-    p = ws.d(n, b)
-    np.exp(z, out=p)
-    norm = p.sum(axis=1, keepdims=True)
-    log_norm = np.log(norm)
-    ls = h.label_smoothing
-    nll = float(log_norm.sum(dtype=np.float64)) - float(z[rows, yb].sum(dtype=np.float64))
-    p /= norm
-    if ls:
-        spread = float(log_norm.sum(dtype=np.float64)) - float(z.sum(dtype=np.float64)) / z.shape[1]
-        nll = (1 - ls) * nll + ls * spread
-        p -= np.float32(ls / p.shape[1])
-        p[rows, yb] -= np.float32(1 - ls)
-    else:
-        p[rows, yb] -= _ONE
-    p *= np.float32(1.0 / b)
+    nll, n_correct = _cross_entropy(ws.h(n, b), ws.d(n, b), yb, h.label_smoothing)
 
     # backward, updating each layer as soon as its weights have served the next delta
     g = ws.grad
@@ -215,6 +172,50 @@ def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[fl
     return nll / b + penalty, n_correct
 
 
+def _batch_norm(state: State, ws: Workspace, i: int, out: np.ndarray, a: np.ndarray) -> None:
+    """Training-mode batch norm of hidden layer i: ``out`` becomes x-hat (kept for the backward
+    pass), ``a`` gamma*x-hat + beta; the moving statistics take this batch's."""
+    mean, var, inv = ws.stat(i)
+    np.mean(out, axis=0, out=mean)
+    out -= mean
+    tmp = ws.tmp(out.shape[0], out.shape[1])
+    np.multiply(out, out, out=tmp)
+    np.mean(tmp, axis=0, out=var)
+    np.add(var, np.float32(BN_EPSILON), out=inv)
+    np.sqrt(inv, out=inv)
+    np.divide(_ONE, inv, out=inv)
+    out *= inv
+    for stat, batch in (("moving_mean", mean), ("moving_variance", var)):
+        moving = state.moving_view[f"bn_{i}.{stat}"]
+        moving *= np.float32(BN_MOMENTUM)
+        moving += np.float32(1 - BN_MOMENTUM) * batch
+    np.multiply(out, state.view[f"bn_{i}.gamma"], out=a)
+    a += state.view[f"bn_{i}.beta"]
+
+
+def _cross_entropy(z: np.ndarray, p: np.ndarray, yb: np.ndarray, ls: float) -> tuple[float, int]:
+    """(summed smoothed cross-entropy, correct count) of logits ``z`` (shifted in place), and
+    its gradient dz = (softmax - target) / b written into ``p``."""
+    b = len(yb)
+    rows = np.arange(b)
+    n_correct = int(np.count_nonzero(z.argmax(axis=1) == yb))
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=p)
+    norm = p.sum(axis=1, keepdims=True)
+    log_norm = np.log(norm)
+    nll = float(log_norm.sum(dtype=np.float64)) - float(z[rows, yb].sum(dtype=np.float64))
+    p /= norm
+    if ls:
+        spread = float(log_norm.sum(dtype=np.float64)) - float(z.sum(dtype=np.float64)) / z.shape[1]
+        nll = (1 - ls) * nll + ls * spread
+        p -= np.float32(ls / p.shape[1])
+        p[rows, yb] -= np.float32(1 - ls)
+    else:
+        p[rows, yb] -= _ONE
+    p *= np.float32(1.0 / b)
+    return nll, n_correct
+
+
 def max_norm(kernel: np.ndarray, c: float) -> None:
     """Keras' MaxNorm(c, axis=0) in place: each column's norm clipped to c."""
     norms = np.sqrt(np.einsum("ij,ij->j", kernel, kernel))
@@ -223,88 +224,110 @@ def max_norm(kernel: np.ndarray, c: float) -> None:
 
 def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
     """Keras-exact optimizer update of theta[lo:hi] in place (its gradient gets overwritten);
-    ``sc``: this step's row of ``optim.step_scalars``."""
-    w, g, tmp = state.theta[lo:hi], ws.grad[lo:hi], ws.scratch[lo:hi]
+    ``sc``: this step's row of ``optim.step_scalars``. One kernel per kernel code of the
+    optimizer's row (``recipe.optimizers``), as in the numba back end."""
+    row = OPTIMIZERS[h.optimizer]
     slot = {k: a[lo:hi] for k, a in state.slots.items()}
-    c0, c1, c2, c3 = (np.float32(c) for c in sc)
-    opt = h.optimizer
-    if opt == "sgd":  # v = m*v - lr*g; w += a*v - c*lr*g
-        g *= c0
-        vel = slot["momentum"]
-        vel *= c1
-        vel -= g
-        np.multiply(vel, c2, out=tmp)
-        g *= c3
-        tmp -= g
-        w += tmp
-    elif opt in ("adam", "adamw", "nadam"):
-        m, vv = slot["m"], slot["v"]
-        if opt != "nadam" and c1 != _ONE:
-            w *= c1  # adamw's decay (its gradient came before)
-        np.subtract(g, m, out=tmp)
-        tmp *= np.float32(1 - ADAM_BETA1)
-        m += tmp  # m += (g - m)(1 - b1)
-        np.multiply(g, g, out=tmp)
-        tmp -= vv
-        tmp *= np.float32(1 - ADAM_BETA2)
-        vv += tmp  # v += (g^2 - v)(1 - b2)
-        if opt == "nadam":  # m_hat = cm*m + cg*g; v_hat = v*c3
-            g *= c2
-            np.multiply(m, c1, out=tmp)
-            g += tmp
-            np.multiply(vv, c3, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            tmp += np.float32(EPSILON)
-            np.divide(g, tmp, out=tmp)
-            tmp *= c0
-        else:
-            np.sqrt(vv, out=tmp)
-            tmp += np.float32(EPSILON)
-            np.divide(m, tmp, out=tmp)
-            tmp *= c0
+    c = tuple(np.float32(x) for x in sc)
+    _KERNELS[row.code](state.theta[lo:hi], ws.grad[lo:hi], ws.scratch[lo:hi], slot, c, row)
+
+
+def _sgd(w, g, tmp, slot, c, row) -> None:  # v = m*v - lr*g; w += a*v - c*lr*g
+    g *= c[0]
+    vel = slot["momentum"]
+    vel *= c[1]
+    vel -= g
+    np.multiply(vel, c[2], out=tmp)
+    g *= c[3]
+    tmp -= g
+    w += tmp
+
+
+def _moments(g, tmp, m, vv, row) -> None:
+    np.subtract(g, m, out=tmp)
+    tmp *= np.float32(1 - row.beta_1)
+    m += tmp  # m += (g - m)(1 - b1)
+    np.multiply(g, g, out=tmp)
+    tmp -= vv
+    tmp *= np.float32(1 - row.beta_2)
+    vv += tmp  # v += (g^2 - v)(1 - b2)
+
+
+def _adam(w, g, tmp, slot, c, row) -> None:  # adam, adamw (c[1]: adamw's decay shrink)
+    m, vv = slot["m"], slot["v"]
+    if c[1] != _ONE:
+        w *= c[1]  # adamw's decay (its gradient came before)
+    _moments(g, tmp, m, vv, row)
+    np.sqrt(vv, out=tmp)
+    tmp += np.float32(row.epsilon)
+    np.divide(m, tmp, out=tmp)
+    tmp *= c[0]
+    w -= tmp
+
+
+def _nadam(w, g, tmp, slot, c, row) -> None:  # m_hat = c1*m + c2*g; v_hat = v*c3
+    m, vv = slot["m"], slot["v"]
+    _moments(g, tmp, m, vv, row)
+    g *= c[2]
+    np.multiply(m, c[1], out=tmp)
+    g += tmp
+    np.multiply(vv, c[3], out=tmp)
+    np.sqrt(tmp, out=tmp)
+    tmp += np.float32(row.epsilon)
+    np.divide(g, tmp, out=tmp)
+    tmp *= c[0]
+    w -= tmp
+
+
+def _rmsprop(w, g, tmp, slot, c, row) -> None:
+    vel = slot["velocity"]
+    vel *= np.float32(row.rho)
+    np.multiply(g, g, out=tmp)
+    tmp *= np.float32(1 - row.rho)
+    vel += tmp  # vel = rho*vel + (1-rho) g^2
+    np.add(vel, np.float32(row.epsilon), out=tmp)
+    np.sqrt(tmp, out=tmp)
+    g *= c[0]
+    np.divide(g, tmp, out=tmp)  # inc = lr*g / sqrt(vel + eps)
+    if "momentum" in slot:
+        mom = slot["momentum"]
+        mom *= c[1]
+        mom += tmp
+        w -= mom
+    else:
         w -= tmp
-    elif opt == "rmsprop":
-        vel = slot["velocity"]
-        vel *= np.float32(RMSPROP_RHO)
-        np.multiply(g, g, out=tmp)
-        tmp *= np.float32(1 - RMSPROP_RHO)
-        vel += tmp  # vel = rho*vel + (1-rho) g^2
-        np.add(vel, np.float32(EPSILON), out=tmp)
-        np.sqrt(tmp, out=tmp)
-        g *= c0
-        np.divide(g, tmp, out=tmp)  # inc = lr*g / sqrt(vel + eps)
-        if "momentum" in slot:
-            mom = slot["momentum"]
-            mom *= c1
-            mom += tmp
-            w -= mom
-        else:
-            w -= tmp
-    elif opt == "adagrad":
-        acc = slot["accumulator"]
-        np.multiply(g, g, out=tmp)
-        acc += tmp
-        np.add(acc, np.float32(EPSILON), out=tmp)
-        np.sqrt(tmp, out=tmp)
-        g *= c0
-        np.divide(g, tmp, out=tmp)
-        w -= tmp
-    else:  # adadelta
-        acc_g, acc_d = slot["accumulated_grad"], slot["accumulated_delta_var"]
-        rho, one_rho = np.float32(ADADELTA_RHO), np.float32(1 - ADADELTA_RHO)
-        acc_g *= rho
-        np.multiply(g, g, out=tmp)
-        tmp *= one_rho
-        acc_g += tmp  # acc_g = rho*acc_g + (1-rho) g^2
-        np.add(acc_d, np.float32(EPSILON), out=tmp)
-        np.sqrt(tmp, out=tmp)
-        g *= tmp  # sqrt(acc_d + eps) * g
-        np.add(acc_g, np.float32(EPSILON), out=tmp)
-        np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=g)  # delta = -g (sign folded into the last line)
-        acc_d *= rho
-        np.multiply(g, g, out=tmp)
-        tmp *= one_rho
-        acc_d += tmp
-        g *= c0
-        w -= g
+
+
+def _adagrad(w, g, tmp, slot, c, row) -> None:
+    acc = slot["accumulator"]
+    np.multiply(g, g, out=tmp)
+    acc += tmp
+    np.add(acc, np.float32(row.epsilon), out=tmp)
+    np.sqrt(tmp, out=tmp)
+    g *= c[0]
+    np.divide(g, tmp, out=tmp)
+    w -= tmp
+
+
+def _adadelta(w, g, tmp, slot, c, row) -> None:
+    acc_g, acc_d = slot["accumulated_grad"], slot["accumulated_delta_var"]
+    rho, one_rho, eps = np.float32(row.rho), np.float32(1 - row.rho), np.float32(row.epsilon)
+    acc_g *= rho
+    np.multiply(g, g, out=tmp)
+    tmp *= one_rho
+    acc_g += tmp  # acc_g = rho*acc_g + (1-rho) g^2
+    np.add(acc_d, eps, out=tmp)
+    np.sqrt(tmp, out=tmp)
+    g *= tmp  # sqrt(acc_d + eps) * g
+    np.add(acc_g, eps, out=tmp)
+    np.sqrt(tmp, out=tmp)
+    np.divide(g, tmp, out=g)  # delta = -g (sign folded into the last line)
+    acc_d *= rho
+    np.multiply(g, g, out=tmp)
+    tmp *= one_rho
+    acc_d += tmp
+    g *= c[0]
+    w -= g
+
+
+_KERNELS = (_sgd, _adam, _nadam, _rmsprop, _adagrad, _adadelta)  # by the row's kernel code

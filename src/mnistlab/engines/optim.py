@@ -1,6 +1,6 @@
-"""The optimizers' arithmetic that every engine shares: Keras' constants, the state slots of
-each optimizer, and the per-step scalars of an update, computed once in float64 so every engine
-and back end applies the very same numbers."""
+"""The optimizers' arithmetic that every engine shares: the per-step scalars of an update, computed
+once in float64 so every engine and back end applies the very same numbers. The optimizers'
+facts (Keras' constants, state slots, kernel codes) are the rows of ``recipe.optimizers``."""
 
 from __future__ import annotations
 
@@ -8,34 +8,11 @@ import dataclasses
 
 import numpy as np
 
-# ---- Keras' constants (Keras 3 defaults) ------------------------------------------------------
-ADAM_BETA1, ADAM_BETA2, EPSILON = 0.9, 0.999, 1e-7  # adam, adamw, nadam; EPSILON for all
-NADAM_DECAY = 0.96  # Nadam's momentum-cache schedule
-RMSPROP_RHO, ADAGRAD_INITIAL, ADADELTA_RHO = 0.9, 0.1, 0.95
+from mnistlab.recipe.optimizers import OPTIMIZERS, slot_names
+
+# ---- Keras' constants of the layers (Keras 3 defaults) ------------------------------------------
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # BatchNormalization
 MAXNORM_EPSILON = 1e-7  # keras.constraints.MaxNorm (backend.epsilon)
-
-# Optimizer-state slots, named as Keras names them; both engines keep the same names, so a run's
-# state moves between engines.
-SLOTS = {
-    "sgd": ("momentum",),
-    "adam": ("m", "v"),
-    "adamw": ("m", "v"),
-    "nadam": ("m", "v"),
-    "rmsprop": ("velocity", "momentum"),
-    "adagrad": ("accumulator",),
-    "adadelta": ("accumulated_grad", "accumulated_delta_var"),
-}
-OPTIMIZER_CODES = {
-    "sgd": 0,
-    "adam": 1,
-    "adamw": 1,
-    "nadam": 2,
-    "rmsprop": 3,
-    "adagrad": 4,
-    "adadelta": 5,
-}
-ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "gelu": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +41,9 @@ class Hyper:
             label_smoothing=float(r.label_smoothing),
             momentum=float(r.momentum),
             nesterov=bool(r.nesterov),
-            weight_decay=float(r.weight_decay) if r.optimizer == "adamw" else 0.0,
+            weight_decay=(
+                float(r.weight_decay) if "weight_decay" in OPTIMIZERS[r.optimizer].reads else 0.0
+            ),
             dropout=float(r.dropout),
             batch_norm=bool(r.batch_norm),
             max_norm=float(r.max_norm),
@@ -79,21 +58,12 @@ def optimizer_slots(recipe) -> tuple[list[str], float]:
     >>> optimizer_slots(Recipe(optimizer="rmsprop", momentum=0.0))
     (['velocity'], 0.0)
     """
-    recipe = recipe.resolved()
-    names = [
-        s
-        for s in SLOTS[recipe.optimizer]  # rmsprop keeps momentum only when > 0
-        if not (recipe.optimizer == "rmsprop" and s == "momentum" and recipe.momentum == 0)
-    ]
-    return names, (ADAGRAD_INITIAL if recipe.optimizer == "adagrad" else 0.0)
+    r = recipe.resolved()
+    return list(slot_names(r.optimizer, r.momentum)), OPTIMIZERS[r.optimizer].slot_init
 
 
 def slots_of(h: Hyper) -> list[str]:
-    return [
-        s
-        for s in SLOTS[h.optimizer]
-        if not (h.optimizer == "rmsprop" and s == "momentum" and h.momentum == 0)
-    ]
+    return list(slot_names(h.optimizer, h.momentum))
 
 
 # ---- per-step optimizer scalars -----------------------------------------------------------------
@@ -120,12 +90,13 @@ def step_scalars(
     prods = np.empty(steps, np.float64)
     lr = np.asarray(lrs32, np.float32).astype(np.float64)
     t = iterations + 1 + np.arange(steps, dtype=np.float64)
-    opt = h.optimizer
+    opt, row = h.optimizer, OPTIMIZERS[h.optimizer]
+    b1, b2 = row.beta_1, row.beta_2
     if opt == "sgd":
         out[:, 0], out[:, 1] = lr, h.momentum
         out[:, 2], out[:, 3] = (h.momentum, 1.0) if h.nesterov else (1.0, 0.0)
     elif opt in ("adam", "adamw"):
-        out[:, 0] = lr * np.sqrt(1 - ADAM_BETA2**t) / (1 - ADAM_BETA1**t)
+        out[:, 0] = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
         shrink = (
             1.0
             - (np.float32(h.weight_decay) * np.asarray(lrs32, np.float32))
@@ -136,8 +107,8 @@ def step_scalars(
         )
         out[:, 1] = shrink
     elif opt == "nadam":
-        u = ADAM_BETA1 * (1.0 - 0.5 * NADAM_DECAY**t)
-        u_next = ADAM_BETA1 * (1.0 - 0.5 * NADAM_DECAY ** (t + 1))
+        u = b1 * (1.0 - 0.5 * row.momentum_cache_decay**t)
+        u_next = b1 * (1.0 - 0.5 * row.momentum_cache_decay ** (t + 1))
         p = u_product
         for k in range(steps):  # Keras keeps the running product as state: so do we
             p *= u[k]
@@ -145,11 +116,11 @@ def step_scalars(
         out[:, 0] = lr
         out[:, 1] = u_next / (1.0 - prods * u_next)
         out[:, 2] = (1.0 - u) / (1.0 - prods)
-        out[:, 3] = 1.0 / (1.0 - ADAM_BETA2**t)
+        out[:, 3] = 1.0 / (1.0 - b2**t)
     elif opt == "rmsprop":
         out[:, 0], out[:, 1] = lr, h.momentum
     else:  # adagrad, adadelta
         out[:, 0] = lr
-    if opt != "nadam":
+    if not row.product_state:
         prods[:] = u_product
     return out, prods

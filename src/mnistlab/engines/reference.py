@@ -32,18 +32,9 @@ import numpy as np
 
 from mnistlab.engines.device import select_device
 from mnistlab.engines.masks import dropout_keys, keep_mask
-from mnistlab.engines.optim import (
-    ADADELTA_RHO,
-    ADAM_BETA1,
-    ADAM_BETA2,
-    EPSILON,
-    MAXNORM_EPSILON,
-    RMSPROP_RHO,
-    Hyper,
-    optimizer_slots,
-    step_scalars,
-)
+from mnistlab.engines.optim import MAXNORM_EPSILON, Hyper, optimizer_slots, step_scalars
 from mnistlab.recipe import Recipe
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 EVAL_BATCH = 8192
 # A conv net's activations at 8,192 images overflow the caches: evaluating 10,000 images took
@@ -185,7 +176,8 @@ class ReferenceEngine:
     def _step(self, gs, ws, names, sc) -> None:
         """One Keras-exact optimizer update (``spec.update``); ``sc``: a ``step_scalars`` row."""
         torch, r = self._torch, self.recipe
-        opt = r.optimizer
+        opt, row = r.optimizer, OPTIMIZERS[r.optimizer]
+        eps, rho = row.epsilon, row.rho
         c0, c1, c2, c3 = (float(c) for c in sc)
         slot = {s: [self.slots[s][k] for k in names] for s in self.slots}
         with torch.no_grad():
@@ -201,8 +193,8 @@ class ReferenceEngine:
                 if opt == "adamw" and c1 != 1.0:
                     torch._foreach_mul_(ws, c1)
                 ms, vs = slot["m"], slot["v"]
-                self._lerp_(ms, gs, 1 - ADAM_BETA1)
-                self._lerp_(vs, torch._foreach_mul(gs, gs), 1 - ADAM_BETA2)
+                self._lerp_(ms, gs, 1 - row.beta_1)
+                self._lerp_(vs, torch._foreach_mul(gs, gs), 1 - row.beta_2)
                 if opt == "nadam":  # m_hat = c1*m + c2*g, v_hat = c3*v
                     num = torch._foreach_mul(ms, c1)
                     torch._foreach_add_(num, gs, alpha=c2)
@@ -210,13 +202,13 @@ class ReferenceEngine:
                     torch._foreach_sqrt_(denom)
                 else:
                     num, denom = ms, torch._foreach_sqrt(vs)
-                torch._foreach_add_(denom, EPSILON)
+                torch._foreach_add_(denom, eps)
                 torch._foreach_addcdiv_(ws, num, denom, value=-c0)
             elif opt == "rmsprop":
                 vel = slot["velocity"]
-                torch._foreach_mul_(vel, RMSPROP_RHO)
-                torch._foreach_add_(vel, torch._foreach_mul(gs, gs), alpha=1 - RMSPROP_RHO)
-                denom = torch._foreach_add(vel, EPSILON)
+                torch._foreach_mul_(vel, rho)
+                torch._foreach_add_(vel, torch._foreach_mul(gs, gs), alpha=1 - rho)
+                denom = torch._foreach_add(vel, eps)
                 torch._foreach_sqrt_(denom)
                 inc = torch._foreach_div(torch._foreach_mul(gs, c0), denom)
                 if "momentum" in slot:
@@ -229,21 +221,21 @@ class ReferenceEngine:
             elif opt == "adagrad":
                 acc = slot["accumulator"]
                 torch._foreach_add_(acc, torch._foreach_mul(gs, gs))
-                denom = torch._foreach_add(acc, EPSILON)
+                denom = torch._foreach_add(acc, eps)
                 torch._foreach_sqrt_(denom)
                 torch._foreach_addcdiv_(ws, gs, denom, value=-c0)
             else:  # adadelta
                 acc_g, acc_d = slot["accumulated_grad"], slot["accumulated_delta_var"]
-                torch._foreach_mul_(acc_g, ADADELTA_RHO)
-                torch._foreach_add_(acc_g, torch._foreach_mul(gs, gs), alpha=1 - ADADELTA_RHO)
-                rms_d = torch._foreach_add(acc_d, EPSILON)
+                torch._foreach_mul_(acc_g, rho)
+                torch._foreach_add_(acc_g, torch._foreach_mul(gs, gs), alpha=1 - rho)
+                rms_d = torch._foreach_add(acc_d, eps)
                 torch._foreach_sqrt_(rms_d)
-                rms_g = torch._foreach_add(acc_g, EPSILON)
+                rms_g = torch._foreach_add(acc_g, eps)
                 torch._foreach_sqrt_(rms_g)
                 delta = torch._foreach_mul(gs, rms_d)
                 torch._foreach_div_(delta, rms_g)  # -delta of spec.update
-                torch._foreach_mul_(acc_d, ADADELTA_RHO)
-                torch._foreach_add_(acc_d, torch._foreach_mul(delta, delta), alpha=1 - ADADELTA_RHO)
+                torch._foreach_mul_(acc_d, rho)
+                torch._foreach_add_(acc_d, torch._foreach_mul(delta, delta), alpha=1 - rho)
                 torch._foreach_add_(ws, delta, alpha=-c0)
             if r.max_norm > 0:  # Keras MaxNorm(axis=0) on Dense kernels: torch's dim 1
                 for layer in self.net.dense:
@@ -298,7 +290,7 @@ class ReferenceEngine:
             for k, t in tensors.items():
                 out[f"opt.{slot}.{k}"] = np.ascontiguousarray(_keras_layout(k, t.cpu().numpy()))
         out["opt.iterations"] = np.array(self.iterations, dtype=np.int64)
-        if self.recipe.optimizer == "nadam":
+        if OPTIMIZERS[self.recipe.optimizer].product_state:
             out["opt.u_product"] = np.array(self.u_product, dtype=np.float64)
         return out
 
@@ -320,9 +312,9 @@ class ReferenceEngine:
                 if value.shape != tuple(t.shape):
                     raise RunError(f"optimizer state {key!r} has shape {state[key].shape}")
                 t.copy_(torch.from_numpy(value))
-        nadam = self.recipe.optimizer == "nadam"
-        for key in ("opt.iterations",) + (("opt.u_product",) if nadam else ()):
+        product = OPTIMIZERS[self.recipe.optimizer].product_state
+        for key in ("opt.iterations",) + (("opt.u_product",) if product else ()):
             if key not in state:
                 raise RunError(f"optimizer state {key!r} is missing")
         self.iterations = int(state["opt.iterations"])
-        self.u_product = float(state["opt.u_product"]) if nadam else 1.0
+        self.u_product = float(state["opt.u_product"]) if product else 1.0

@@ -32,20 +32,8 @@ import math
 
 import numpy as np
 
-from mnistlab.engines.optim import (
-    ADADELTA_RHO,
-    ADAGRAD_INITIAL,
-    ADAM_BETA1,
-    ADAM_BETA2,
-    BN_EPSILON,
-    BN_MOMENTUM,
-    EPSILON,
-    MAXNORM_EPSILON,
-    NADAM_DECAY,
-    RMSPROP_RHO,
-    Hyper,
-    slots_of,
-)
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper, slots_of
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 _erf = np.vectorize(math.erf)
 ACT = {
@@ -142,7 +130,7 @@ def _layer_output(c: dict, h: Hyper) -> np.ndarray:
 
 def init_slots(p: dict, h: Hyper) -> dict:
     """Optimizer state: one array per slot and trainable weight, plus nadam's running product."""
-    fill = ADAGRAD_INITIAL if h.optimizer == "adagrad" else 0.0
+    fill = OPTIMIZERS[h.optimizer].slot_init
     slots = {
         s: {k: np.full_like(v, fill) for k, v in p.items() if "moving" not in k}
         for s in slots_of(h)
@@ -153,10 +141,11 @@ def init_slots(p: dict, h: Hyper) -> dict:
 
 def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
     """One optimizer step in place (``t`` counts from 1), then the max-norm constraint."""
-    opt, b1, b2, eps = h.optimizer, ADAM_BETA1, ADAM_BETA2, EPSILON
+    opt, row = h.optimizer, OPTIMIZERS[h.optimizer]
+    b1, b2, rho, eps = row.beta_1, row.beta_2, row.rho, row.epsilon
     if opt == "nadam":  # Keras' momentum-cache schedule, its running product kept as state
-        u_t = b1 * (1.0 - 0.5 * NADAM_DECAY**t)
-        u_next = b1 * (1.0 - 0.5 * NADAM_DECAY ** (t + 1))
+        u_t = b1 * (1.0 - 0.5 * row.momentum_cache_decay**t)
+        u_next = b1 * (1.0 - 0.5 * row.momentum_cache_decay ** (t + 1))
         slots["u_product"] *= u_t
         prod_t = slots["u_product"]
         prod_next = prod_t * u_next
@@ -180,7 +169,7 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
             v_hat = s["v"] / (1 - b2**t)
             w -= lr * m_hat / (np.sqrt(v_hat) + eps)
         elif opt == "rmsprop":
-            s["velocity"][...] = RMSPROP_RHO * s["velocity"] + (1 - RMSPROP_RHO) * gk * gk
+            s["velocity"][...] = rho * s["velocity"] + (1 - rho) * gk * gk
             inc = lr * gk / np.sqrt(s["velocity"] + eps)
             if "momentum" in s:
                 s["momentum"][...] = h.momentum * s["momentum"] + inc
@@ -191,9 +180,9 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
             w -= lr * gk / np.sqrt(s["accumulator"] + eps)
         else:  # adadelta
             acc_g, acc_d = s["accumulated_grad"], s["accumulated_delta_var"]
-            acc_g[...] = ADADELTA_RHO * acc_g + (1 - ADADELTA_RHO) * gk * gk
+            acc_g[...] = rho * acc_g + (1 - rho) * gk * gk
             delta = -np.sqrt(acc_d + eps) * gk / np.sqrt(acc_g + eps)
-            acc_d[...] = ADADELTA_RHO * acc_d + (1 - ADADELTA_RHO) * delta * delta
+            acc_d[...] = rho * acc_d + (1 - rho) * delta * delta
             w += lr * delta
     if h.max_norm > 0:
         for k in g:

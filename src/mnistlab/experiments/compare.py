@@ -99,21 +99,9 @@ def load_preset(name: str) -> Variants:
 
 def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     """Recipe changes as a flat {field: value}, sections unfolded and aliases resolved."""
-    from mnistlab.recipe import (
-        _canonical,  # the recipe's own did-you-mean for unknown keys
-    )
+    from mnistlab.recipe import flatten  # the recipe's own did-you-mean for unknown keys
 
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        items = value.items() if key in SECTIONS and isinstance(value, dict) else [(key, value)]
-        for k, v in items:
-            name = _canonical(k, where)
-            if name in out:
-                raise RecipeError(
-                    f"{where}: '{name}' is given twice (lr is an alias of learning_rate)"
-                )
-            out[name] = v
-    return out
+    return flatten(table, where)
 
 
 def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
@@ -127,11 +115,8 @@ def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
     if preset is not None and not isinstance(preset, str):
         raise RecipeError(f"{source} [base] preset: expected a preset name")
     base = load_recipe_preset(preset) if preset else Recipe()
-    try:
-        base = Recipe(**{**_fields(base), **_flat(table, f"{source} [base]")})
-    except TypeError as exc:
-        raise RecipeError(f"{source} [base]: {exc}") from None
-    base.validate(f"{source} [base]")
+    where = f"{source} [base]"
+    base = Recipe.from_dict({**_fields(base), **_flat(table, where)}, source=where)
     if not base.validation_split > 0:
         raise RecipeError(
             f"{source} [base] field 'validation_split': expected a number in "
@@ -176,8 +161,7 @@ def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> V
                     else "all variants must see the same images; set it in [base]"
                 )
                 raise RecipeError(f"{where} field '{key}': cannot differ between variants ({why})")
-        recipe = Recipe(**{**_fields(base), **flat, "name": name})
-        recipes[name] = recipe.validate(where)
+        recipes[name] = Recipe.from_dict({**_fields(base), **flat, "name": name}, source=where)
     baseline = data.get("baseline", next(iter(recipes)))
     if baseline not in recipes:
         raise RecipeError(

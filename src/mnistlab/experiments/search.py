@@ -132,7 +132,7 @@ def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Spac
             raise RecipeError(f"{where}: given twice (lr is an alias of learning_rate)")
         params[field] = _param(field, spec, hints[field], where)
         for value in _endpoints(params[field]):  # every reachable value must make a recipe
-            Recipe(**{**_fields(base), field: value}).validate(where)
+            Recipe.from_dict({**_fields(base), field: value}, source=where)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise RecipeError(
@@ -194,7 +194,13 @@ def _param(field: str, spec: Any, hint: Any, where: str) -> Param:
 
 
 def _endpoints(p: Param) -> tuple[Any, ...]:
-    return p.choices if p.kind == "choice" else (p.low, p.high)
+    """Values a space can reach that stand for all: both ends of a range, and for integers the
+    second value too (an odd-only field such as kernel_size refuses it)."""
+    if p.kind == "choice":
+        return p.choices
+    if p.kind == "int" and p.low + (p.step or 1) < p.high:
+        return (p.low, p.low + (p.step or 1), p.high)
+    return (p.low, p.high)
 
 
 def sampler_seed(seed: int, number: int) -> int:
@@ -226,10 +232,10 @@ def suggest(trial, space: Space) -> Recipe:
             encoded = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
             picked = trial.suggest_categorical(name, encoded)
             values[name] = p.choices[encoded.index(picked)]
-    recipe = Recipe(**{**_fields(space.base), **values})
+    recipe = Recipe.from_dict({**_fields(space.base), **values}, source=f"trial {trial.number}")
     if recipe.threads is None:  # workers share the machine; --jobs-like scale-out, no contention
         recipe = dataclasses.replace(recipe, threads=1)
-    return recipe.validate(f"trial {trial.number}").resolved()  # what the run records
+    return recipe.resolved()  # what the run records
 
 
 # ---- the worker loop --------------------------------------------------------------------

@@ -31,21 +31,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnistlab.recipe import Recipe
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 NEAR_CHANCE_MARGIN = 0.05
 EXPLODED = 1e3  # no sane mean cross-entropy gets here (a uniform guess is 2.30)
-# Keras' default learning rate of each optimizer: the top of the range in which it trains these
-# networks; a suggested lower rate never exceeds it (a tenth of 1e30 is no advice).
-WORKING_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001, "adagrad": 0.001}
 
 
 def suggested_lr(recipe: Recipe) -> float:
-    """A tenth of the recipe's learning rate, capped at its optimizer's working default.
+    """A tenth of the recipe's learning rate, capped at its optimizer's working rate (Keras'
+    default: the top of the range in which it trains these networks; a tenth of 10 is no advice).
 
-    >>> suggested_lr(Recipe(learning_rate=1e30)), suggested_lr(Recipe(learning_rate=0.05))
+    >>> suggested_lr(Recipe(learning_rate=10)), suggested_lr(Recipe(learning_rate=0.05))
     (0.01, 0.005)
     """
-    return min(recipe.learning_rate / 10, WORKING_LR.get(recipe.optimizer, 0.001))
+    return min(recipe.learning_rate / 10, OPTIMIZERS[recipe.optimizer].working_lr)
 
 
 @dataclass(frozen=True)

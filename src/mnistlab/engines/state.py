@@ -27,6 +27,7 @@ import numpy as np
 from mnistlab.engines.arch import Network, network
 from mnistlab.engines.optim import optimizer_slots
 from mnistlab.errors import RunError
+from mnistlab.recipe.optimizers import OPTIMIZERS
 
 
 # ---- state ----------------------------------------------------------------------------------
@@ -87,7 +88,12 @@ class State:
     @classmethod
     def for_recipe(cls, recipe, n_classes: int = 10) -> State:
         slots, fill = optimizer_slots(recipe)
-        return cls(network(recipe, n_classes), slots, fill, nadam=recipe.optimizer == "nadam")
+        return cls(
+            network(recipe, n_classes),
+            slots,
+            fill,
+            nadam=OPTIMIZERS[recipe.optimizer].product_state,
+        )
 
     def kernel(self, i: int) -> np.ndarray:
         return self.view[f"dense_{i}.kernel"]

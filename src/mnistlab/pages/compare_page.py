@@ -26,9 +26,9 @@ from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_text
 from mnistlab.pages.html import Html, esc, figure, join, missing, page, section, table, tag
+from mnistlab.rundir import REPORT  # a compare folder's page has a run page's name
 
 LEADERBOARD = "leaderboard.json"
-REPORT = "report.html"
 SECTIONS = {
     "accuracy": "Accuracy per variant",
     "leaderboard": "Leaderboard",

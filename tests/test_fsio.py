@@ -145,8 +145,8 @@ def test_an_oversized_file_is_refused_from_its_size_naming_the_limit(tmp_path, m
 
 
 def test_a_folder_is_refused_as_a_file(tmp_path):
-    with pytest.raises(MnistlabError, match=r"is a folder, not a regular file; expected a x"):
-        read_text(tmp_path, "x", 100, MnistlabError)
+    with pytest.raises(MnistlabError, match=r"is a folder, not a regular file; expected an x"):
+        read_text(tmp_path, "an x", 100, MnistlabError)
 
 
 def test_a_file_longer_than_its_reported_size_is_cut_at_the_limit(tmp_path, monkeypatch):
@@ -160,10 +160,10 @@ def test_a_file_longer_than_its_reported_size_is_cut_at_the_limit(tmp_path, monk
     monkeypatch.setattr(os, "stat", lambda p, *a, **k: tiny(real_stat(p, *a, **k)))
     monkeypatch.setattr(os, "fstat", lambda fd: tiny(real_fstat(fd)))
     with pytest.raises(MnistlabError) as info:
-        read_bytes(f, "note", 100, MnistlabError)
+        read_bytes(f, "a note", 100, MnistlabError)
     monkeypatch.undo()
     assert str(info.value) == f"{f}: more than a note may hold (100 bytes)"
-    assert read_text(f, "note", 200, MnistlabError) == "x" * 200
+    assert read_text(f, "a note", 200, MnistlabError) == "x" * 200
 
 
 def test_missing_and_non_utf8_files_keep_their_own_words(tmp_path):

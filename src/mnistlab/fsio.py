@@ -5,9 +5,10 @@ atomic on POSIX, so a crash leaves either the old file or the new one, never a t
 OSError raised on the way (read-only file system, full disk, name too long, ...) leaves as one
 :class:`FileSystemError` that names the path, the cause and what to do (``fs_error``).
 
-Every file the tool reads whole goes through ``read_bytes`` (text: ``read_text``): its size is
-checked against a limit before a byte is read, and a FIFO, device or socket is refused without
-being opened, so ``--recipe /dev/zero`` is one line instead of a read that never ends.
+Recipes, variants, search spaces and run files are read with ``read_bytes`` (text:
+``read_text``): the size is checked against a limit before a byte is read, and a FIFO, device or
+socket is refused without being opened, so ``--recipe /dev/zero`` is one line instead of a read
+that never ends.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def size_text(n: int) -> str:
 def _refuse_special(path: Path, mode: int, what: str, error: type[MnistlabError]) -> None:
     for test, kind in _KINDS:
         if test(mode):
-            raise error(f"{path}: is {kind}, not a regular file; expected a {what}")
+            raise error(f"{path}: is {kind}, not a regular file; expected {what}")
 
 
 def read_bytes(
@@ -181,20 +182,20 @@ def read_bytes(
     """The bytes of the regular file ``path``, at most ``limit`` of them.
 
     Larger files and special files (folder, FIFO, device, socket) are one ``error`` line that
-    names the file, the ``what`` it should have been and the limit; both are decided from
+    names the file, ``what`` it should have been ("a recipe") and the limit; both are decided from
     ``stat`` before the file is opened. OS failures (missing file, no permission) stay OSErrors
     for the caller to word. The open does not block (a FIFO swapped in after the check is
     caught by ``fstat``), and the read stops after ``limit`` bytes whatever the size said.
 
     >>> try:
-    ...     read_bytes("/dev/zero", "recipe", TOML_LIMIT, MnistlabError)
+    ...     read_bytes("/dev/zero", "a recipe", TOML_LIMIT, MnistlabError)
     ... except MnistlabError as exc:
     ...     print(exc)
     /dev/zero: is a character device, not a regular file; expected a recipe
     """
     path = Path(path)
     _check_size(path, os.stat(path), what, limit, error)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
         _check_size(path, os.fstat(fd), what, limit, error)
         with os.fdopen(fd, "rb", closefd=False) as fh:
@@ -202,7 +203,7 @@ def read_bytes(
     finally:
         os.close(fd)
     if len(data) > limit:  # grew since the check (or a file system that reports no size)
-        raise error(f"{path}: more than a {what} may hold ({size_text(limit)})")
+        raise error(f"{path}: more than {what} may hold ({size_text(limit)})")
     return data
 
 
@@ -211,9 +212,7 @@ def _check_size(
 ) -> None:
     _refuse_special(path, st.st_mode, what, error)
     if st.st_size > limit:
-        raise error(
-            f"{path}: {st.st_size:,} bytes, more than a {what} may hold ({size_text(limit)})"
-        )
+        raise error(f"{path}: {st.st_size:,} bytes, more than {what} may hold ({size_text(limit)})")
 
 
 def read_text(
@@ -230,7 +229,7 @@ def read_toml(path: str | os.PathLike[str], what: str = "recipe") -> dict[str, A
     spaces are all TOML)."""
     path = Path(path)
     try:
-        text = read_text(path, f"{what} (TOML)", TOML_LIMIT, RecipeError)
+        text = read_text(path, f"a {what} (TOML)", TOML_LIMIT, RecipeError)
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read {what} ({exc.strerror})") from None
     except UnicodeDecodeError:  # e.g. a binary file passed by mistake

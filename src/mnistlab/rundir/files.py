@@ -65,7 +65,7 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
 
     try:
         limit = LIMITS[CHECKPOINT if expected_format == CHECKPOINT_FORMAT else MODEL]
-        data = read_bytes(path, "safetensors file", limit, RunError)
+        data = read_bytes(path, "a safetensors file", limit, RunError)
     except FileNotFoundError:
         raise RunError(f"{path}: file is missing") from None
     except OSError as exc:

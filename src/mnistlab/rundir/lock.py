@@ -41,7 +41,7 @@ _held: dict[str, list] = {}  # real path of the run folder -> [lock handle, dept
 def holder(run_dir: str | os.PathLike[str]) -> str:
     """Who holds ``run_dir``, in words, from its lock file."""
     try:
-        info = json.loads(read_text(Path(run_dir) / LOCK, "lock file", 2**12, RunError))
+        info = json.loads(read_text(Path(run_dir) / LOCK, "a lock file", 2**12, RunError))
         return f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError, RunError):
         return "another process"

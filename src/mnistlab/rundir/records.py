@@ -58,7 +58,7 @@ def _text(path: Path, what: str, form: str, limit: int) -> str:
 
 # ---- JSON ---------------------------------------------------------------------------------
 def read_json(
-    path: str | Path, spec: Any = None, limit: int = JSON_LIMIT, what: str = "JSON file"
+    path: str | Path, spec: Any = None, limit: int = JSON_LIMIT, what: str = "a JSON file"
 ) -> dict[str, Any]:
     """The JSON object in ``path``, checked against ``spec`` (a ``rundir.schema`` spec)."""
     path = Path(path)
@@ -83,12 +83,12 @@ def read_json(
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """metrics.json: "train", "test", "health", "stopped", "early_stopping", "evaluation"."""
-    return read_json(path, schema.METRICS, LIMITS[METRICS], "metrics file")
+    return read_json(path, schema.METRICS, LIMITS[METRICS], "a metrics file")
 
 
 def read_environment(path: str | Path) -> dict[str, Any]:
     """environment.json: versions, threads, engine and the dataset record."""
-    return read_json(path, schema.ENVIRONMENT, LIMITS[ENVIRONMENT], "environment file")
+    return read_json(path, schema.ENVIRONMENT, LIMITS[ENVIRONMENT], "an environment file")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -141,7 +141,7 @@ def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
 def read_history(path: str | Path) -> list[dict[str, Any]]:
     """One dict per epoch: ``epoch`` a whole number >= 1, every other column a float or None."""
     path = Path(path)
-    text = _text(path, "history file", "CSV", LIMITS[HISTORY])
+    text = _text(path, "a history file", "CSV", LIMITS[HISTORY])
     reader = csv.DictReader(io.StringIO(text))
     rows = []
     try:

@@ -37,35 +37,36 @@ from mnistlab import rundir
 from mnistlab.errors import FileSystemError, RunError
 from mnistlab.recipe import Recipe
 from mnistlab.rundir import lock as runlock
-from mnistlab.training import augment, plan
+from mnistlab.training import augment
 from mnistlab.training.console import Console, dataset_line, summary
+from mnistlab.training.plan import Plan, plan_fresh, plan_resume, prepare
 from mnistlab.training.recorder import Recorder
 from mnistlab.training.schedules import learning_rates, steps_per_epoch
 from mnistlab.training.watch import Watch
 
 
-def _train(p: plan.Plan, console: Console, hold, device, **watching: Any) -> rundir.Run:
+def _train(plan: Plan, console: Console, hold, device, **watching: Any) -> rundir.Run:
     """Train the planned run to its end; ``watching``: the Watch's stop_on_divergence/on_epoch."""
     from mnistlab.engines import make_engine
     from mnistlab.engines.init import init_weights
 
-    recipe = p.recipe
-    console.line(dataset_line(p.dataset))
-    data = plan.prepare(p)
+    recipe = plan.recipe
+    console.line(dataset_line(plan.dataset))
+    data = prepare(plan)
     weights = init_weights(recipe, n_classes=data.n_classes)
-    engine = make_engine(recipe.replace(engine=p.engine), weights, device=device)
-    record = Recorder.start(p, engine, hold)  # from here on the run folder exists and is held
-    watch = Watch(recipe, p.history, console, data.pixel_std, data.n_classes, **watching)
-    if p.state is not None:
-        engine.load_state(watch.load(p.state))
-        console.line(f"resuming {record.run_dir} after epoch {p.start}/{recipe.epochs}")
+    engine = make_engine(recipe.replace(engine=plan.engine), weights, device=device)
+    record = Recorder.start(plan, engine, hold)  # from here on the run folder exists and is held
+    watch = Watch(recipe, plan.history, console, data.pixel_std, data.n_classes, **watching)
+    if plan.state is not None:
+        engine.load_state(watch.load(plan.state))
+        console.line(f"resuming {record.run_dir} after epoch {plan.start}/{recipe.epochs}")
     console.line(
         f"run: {record.run_dir}  engine: {engine.name} ({engine.reason}) on {engine.device}"
     )
-    history = list(p.history)
+    history = list(plan.history)
     steps = steps_per_epoch(len(data.x_train), recipe.batch_size)
-    end = p.start if watch.done else recipe.epochs
-    for epoch in range(p.start, end):  # engines apply recipe.threads themselves
+    end = plan.start if watch.done else recipe.epochs
+    for epoch in range(plan.start, end):  # engines apply recipe.threads themselves
         t0 = time.perf_counter()
         order = epoch_order(recipe.seed, epoch, len(data.x_train), recipe.shuffle)
         lrs = learning_rates(recipe, epoch, steps, history)
@@ -122,15 +123,18 @@ def fit(
     stops training there (the run is completed as usual, ``run.stopped`` says why).
     ``resume=True`` is ``resume(out, ...)`` spelled as the CLI's ``train --resume`` spells it.
     """
-    options = dict(quiet=quiet, stop_on_divergence=stop_on_divergence, device=device)
-    if resume:
-        return _run(
-            lambda say, hold: plan.resume(out, recipe, dataset, data_dir, say, hold),
-            on_epoch=on_epoch,
-            **options,
-        )
+
+    def make_plan(say, hold) -> Plan:
+        if resume:
+            return plan_resume(out, recipe, dataset, data_dir, say, hold)
+        return plan_fresh(recipe, dataset, out, data_dir)
+
     return _run(
-        lambda say, hold: plan.fresh(recipe, dataset, out, data_dir), on_epoch=on_epoch, **options
+        make_plan,
+        quiet=quiet,
+        device=device,
+        stop_on_divergence=stop_on_divergence,
+        on_epoch=on_epoch,
     )
 
 
@@ -153,7 +157,7 @@ def resume(
     """
     out = getattr(run, "path", run)
     return _run(
-        lambda say, hold: plan.resume(out, None, dataset, data_dir, say, hold),
+        lambda say, hold: plan_resume(out, None, dataset, data_dir, say, hold),
         quiet=quiet,
         stop_on_divergence=stop_on_divergence,
         device=device,
@@ -173,10 +177,10 @@ def _run(make_plan, *, quiet, device, **watching) -> rundir.Run:
             held.append(run_dir)
 
         try:
-            p = make_plan(console.line, hold)
-            if p.mode == "complete":
-                return rundir.load_run(p.run_dir)
-            return _train(p, console, hold, device, **watching)
+            plan = make_plan(console.line, hold)
+            if plan.mode == "complete":
+                return rundir.load_run(plan.run_dir)
+            return _train(plan, console, hold, device, **watching)
         except (FileSystemError, MemoryError) as exc:
             if not held:  # nothing made yet: the message alone says it
                 raise _out_of_memory(None, None) if isinstance(exc, MemoryError) else exc from None

@@ -1,6 +1,6 @@
 """Where a training starts, decided once: a ``Plan``, and the arrays it trains on, ``Data``.
 
-Three ways in: ``fresh`` (a new run folder), and ``resume`` of an existing one, which is either
+Three ways in: ``plan_fresh`` (a new run folder), and ``plan_resume`` of an existing one: either
 a restart (killed before anything but recipe.toml was written: nothing to continue) or a true
 resume from the last checkpoint with the recipe, dataset and engine the run started with. A
 resume of a finished run plans nothing ("complete"). After the plan, the training loop reads
@@ -39,7 +39,7 @@ class Plan:
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def fresh(recipe: Recipe | None, dataset, out, data_dir) -> Plan:
+def plan_fresh(recipe: Recipe | None, dataset, out, data_dir) -> Plan:
     """A new run of ``recipe`` (default: the notebook's), checked before any data is loaded."""
     # Resolved: the run's recipe.toml records the momentum / weight decay actually used.
     recipe = (recipe or Recipe()).validate().resolved()
@@ -54,7 +54,7 @@ def fresh(recipe: Recipe | None, dataset, out, data_dir) -> Plan:
     return Plan("fresh", recipe, recipe.engine, ds, data_dir, out)
 
 
-def resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Plan:
+def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Plan:
     """Continue the run folder ``out`` exactly as it started (``recipe``, when given, must be
     its own). ``hold(run_dir)`` takes the folder's lock before its checkpoint is read: a second
     trainer stops there. ``say`` prints one line."""

@@ -56,10 +56,13 @@ def fit(recipe: Recipe | None = None, dataset=None, out=None, **options: Any) ->
 
 
 def resume(run, **options: Any) -> Run:
-    """Continue the run folder ``run`` from its last checkpoint, exactly as it started."""
-    from mnistlab.training.fit import fit as _fit
+    """Continue the run folder ``run`` from its last checkpoint, exactly as it started.
 
-    return _fit(None, out=getattr(run, "path", run), resume=True, **options)
+    Options: see :func:`mnistlab.training.fit.resume`.
+    """
+    from mnistlab.training.fit import resume as _resume
+
+    return _resume(run, **options)
 
 
 def explore(dataset=None, **options: Any) -> dict[str, Any]:

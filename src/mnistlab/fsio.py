@@ -1,9 +1,14 @@
-"""Small file-system helpers shared by every module that writes: nothing is ever half-written.
+"""Small file-system helpers: nothing is ever half-written, and nothing is read without bounds.
 
 Every writer goes through a temp file in the destination's folder plus ``os.replace``, which is
 atomic on POSIX, so a crash leaves either the old file or the new one, never a torn one. Every
 OSError raised on the way (read-only file system, full disk, name too long, ...) leaves as one
 :class:`FileSystemError` that names the path, the cause and what to do (``fs_error``).
+
+Recipes, variants, search spaces and run files are read with ``read_bytes`` (text:
+``read_text``): the size is checked against a limit before a byte is read, and a FIFO, device or
+socket is refused without being opened, so ``--recipe /dev/zero`` is one line instead of a read
+that never ends.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -141,12 +147,89 @@ def atomic_write_json(dest: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+# ---- bounded reads -------------------------------------------------------------------------
+TOML_LIMIT = 2**20  # recipes, variants and search spaces: a few KiB each; 1 MiB is no mistake
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes in words: '512 bytes', '1 MiB', '1.5 GiB'.
+
+    >>> size_text(512), size_text(2**20), size_text(3 * 2**29)
+    ('512 bytes', '1 MiB', '1.5 GiB')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def _refuse_special(path: Path, mode: int, what: str, error: type[MnistlabError]) -> None:
+    for test, kind in _KINDS:
+        if test(mode):
+            raise error(f"{path}: is {kind}, not a regular file; expected {what}")
+
+
+def read_bytes(
+    path: str | os.PathLike[str], what: str, limit: int, error: type[MnistlabError]
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Larger files and special files (folder, FIFO, device, socket) are one ``error`` line that
+    names the file, ``what`` it should have been ("a recipe") and the limit; both are decided from
+    ``stat`` before the file is opened. OS failures (missing file, no permission) stay OSErrors
+    for the caller to word. The open does not block (a FIFO swapped in after the check is
+    caught by ``fstat``), and the read stops after ``limit`` bytes whatever the size said.
+
+    >>> try:
+    ...     read_bytes("/dev/zero", "a recipe", TOML_LIMIT, MnistlabError)
+    ... except MnistlabError as exc:
+    ...     print(exc)
+    /dev/zero: is a character device, not a regular file; expected a recipe
+    """
+    path = Path(path)
+    _check_size(path, os.stat(path), what, limit, error)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        _check_size(path, os.fstat(fd), what, limit, error)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew since the check (or a file system that reports no size)
+        raise error(f"{path}: more than {what} may hold ({size_text(limit)})")
+    return data
+
+
+def _check_size(
+    path: Path, st: os.stat_result, what: str, limit: int, error: type[MnistlabError]
+) -> None:
+    _refuse_special(path, st.st_mode, what, error)
+    if st.st_size > limit:
+        raise error(f"{path}: {st.st_size:,} bytes, more than {what} may hold ({size_text(limit)})")
+
+
+def read_text(
+    path: str | os.PathLike[str], what: str, limit: int, error: type[MnistlabError]
+) -> str:
+    """``read_bytes`` decoded as UTF-8; bytes that are not UTF-8 raise UnicodeDecodeError (a
+    ValueError), which the caller words with the file's format."""
+    return read_bytes(path, what, limit, error).decode("utf-8")
+
+
 def read_toml(path: str | os.PathLike[str], what: str = "recipe") -> dict[str, Any]:
-    """The TOML table in ``path``; an unreadable or invalid file is one RecipeError line naming
-    it and ``what`` it should have been (recipes, variants and search spaces are all TOML)."""
+    """The TOML table in ``path``; an unreadable, oversized, special or invalid file is one
+    RecipeError line naming it and ``what`` it should have been (recipes, variants and search
+    spaces are all TOML)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, f"a {what} (TOML)", TOML_LIMIT, RecipeError)
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read {what} ({exc.strerror})") from None
     except UnicodeDecodeError:  # e.g. a binary file passed by mistake

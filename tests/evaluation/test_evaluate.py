@@ -181,6 +181,7 @@ def test_figures_are_valid_pngs(tmp_path):
 def test_val_split_is_the_held_out_tail_of_the_recorded_dataset():
     from mnistlab import datasets
     from mnistlab.recipe import Recipe
+    from mnistlab.rundir import DatasetRecord
 
     ds = datasets.load("mnist-sample")
     env = {
@@ -192,7 +193,9 @@ def test_val_split_is_the_held_out_tail_of_the_recorded_dataset():
         }
     }
     run = types.SimpleNamespace(
-        path=Path("r"), recipe=Recipe(validation_split=0.3), dataset_name=ds.name, environment=env
+        path=Path("r"),
+        recipe=Recipe(validation_split=0.3),
+        dataset=DatasetRecord.from_environment(env, "environment.json"),
     )
     x, y = ev.split_data(run, "val")
     n_val = len(ds.x_train) - int(np.ceil(len(ds.x_train) * 0.7))
@@ -201,9 +204,11 @@ def test_val_split_is_the_held_out_tail_of_the_recorded_dataset():
     x, y = ev.split_data(run, "test")
     assert len(x) == len(ds.x_test)
     env["dataset"]["train"] = 1000  # trained on a subset: its validation part is unknowable
+    run.dataset = DatasetRecord.from_environment(env, "environment.json")
     with pytest.raises(RunError, match="cannot be rebuilt"):
         ev.split_data(run, "val")
     env["dataset"]["checksums"] = {k: "0" * 64 for k in ds.checksums}
+    run.dataset = DatasetRecord.from_environment(env, "environment.json")
     with pytest.raises(RunError, match="checksums changed"):
         ev.split_data(run, "test")
     with pytest.raises(RunError, match="'test' or 'val'"):

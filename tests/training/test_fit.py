@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import types
 
 import numpy as np
 import pytest
@@ -568,3 +569,164 @@ def test_on_epoch_sees_every_row_and_can_stop_training(small, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["val_accuracy"] is not None
     assert len(run.history) == 2 and run.stopped == "stopped after epoch 2 by on_epoch"
     assert (tmp_path / "r" / "model.safetensors").is_file()  # the run is still completed
+
+
+# ---- fit is the engine driven by hand; resume; the watch ------------------------------------
+from mnistlab import engines  # noqa: E402
+from mnistlab.datasets.preprocess import normalization_stats, preprocess  # noqa: E402
+from mnistlab.engines.init import init_weights  # noqa: E402
+from mnistlab.training.fit import resume  # noqa: E402
+from mnistlab.training.schedules import learning_rates, steps_per_epoch  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(epochs=2, hidden=[32, 16], seed=5, batch_size=64),
+        Recipe(
+            epochs=3,
+            hidden=[24],
+            engine="reference",
+            optimizer="adam",
+            learning_rate=0.002,
+            dropout=0.2,
+            schedule="plateau",
+            plateau_patience=1,
+            validation_split=0.2,
+        ),
+    ],
+    ids=["auto-sgd", "reference-adam-plateau"],
+)
+def test_fit_is_the_engine_driven_by_hand_bit_for_bit(small, tmp_path, recipe):
+    """The oracle of the training loop, on this machine: split, standardize, then per epoch
+    epoch_order + learning_rates + train_epoch + a validation, nothing else."""
+    run = fit(recipe, small, out=tmp_path / "r", quiet=True)
+
+    r = recipe.validate().resolved()
+    xtr_u8, ytr, xval_u8, yval = split_validation(small.x_train, small.y_train, r.validation_split)
+    mean, std = normalization_stats(xtr_u8, r.normalize)
+    x, y = preprocess(xtr_u8, mean, std), np.asarray(ytr, dtype=np.int64)
+    xv, yv = preprocess(xval_u8, mean, std), np.asarray(yval, dtype=np.int64)
+    engine = engines.make_engine(r, init_weights(r, n_classes=10))
+    steps = steps_per_epoch(len(x), r.batch_size)
+    history = []
+    for epoch in range(r.epochs):
+        order = epoch_order(r.seed, epoch, len(x), r.shuffle)
+        lrs = learning_rates(r, epoch, steps, history)
+        loss, acc = engine.train_epoch(x, y, order, lrs, epoch, None)
+        val_loss, val_acc = engine.evaluate(xv, yv)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(loss),
+                "accuracy": float(acc),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "learning_rate": float(lrs[-1]),
+            }
+        )
+    test = engine.evaluate(preprocess(small.x_test, mean, std), small.y_test.astype(np.int64))
+
+    assert run.engine == engine.name
+    assert _without_seconds(run.history) == history
+    _same_weights(run.weights, engine.weights())
+    assert (run.metrics["test"]["loss"], run.metrics["test"]["accuracy"]) == test
+
+
+def _interrupted_after_epoch_1(monkeypatch, small, run_dir, recipe):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    _fail_in_epoch(monkeypatch, 1, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(recipe, small, out=run_dir, quiet=True)
+    monkeypatch.undo()
+    assert rundir.read_checkpoint(run_dir / rundir.CHECKPOINT)[1] == 1
+
+
+@pytest.mark.parametrize("spelling", ["resume(path)", "resume(Run)", "mnistlab.resume", "fit"])
+def test_resume_continues_a_killed_run_in_each_spelling(small, tmp_path, monkeypatch, spelling):
+    import mnistlab
+
+    recipe = Recipe(epochs=2, hidden=[8])
+    run_dir = tmp_path / "cut"
+    _interrupted_after_epoch_1(monkeypatch, small, run_dir, recipe)
+    go = {
+        "resume(path)": lambda: resume(run_dir, dataset=small, quiet=True),
+        "resume(Run)": lambda: resume(
+            types.SimpleNamespace(path=run_dir), dataset=small, quiet=True
+        ),
+        "mnistlab.resume": lambda: mnistlab.resume(str(run_dir), dataset=small, quiet=True),
+        "fit": lambda: fit(out=run_dir, resume=True, dataset=small, quiet=True),
+    }[spelling]
+    resumed = go()
+    whole = fit(recipe, small, out=tmp_path / "whole", quiet=True)
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+    _same_weights(resumed.weights, whole.weights)
+    assert resumed.environment["resumed"][0]["after_epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "key,value,said",
+    [
+        ("checksums", 5, r"\['dataset'\]\['checksums'\] is 5, expected an object"),
+        ("data_dir", 42, r"\['dataset'\]\['data_dir'\] is 42, expected a string or null"),
+    ],
+)
+def test_resume_with_a_malformed_dataset_record_is_one_line(
+    small, tmp_path, monkeypatch, capsys, key, value, said
+):
+    from mnistlab.cli import main
+
+    run_dir = _unfinished(tmp_path, small, Recipe(epochs=1, hidden=[8]))
+    env_file = run_dir / rundir.ENVIRONMENT
+    env = json.loads(env_file.read_text())
+    env["dataset"][key] = value
+    env_file.write_text(json.dumps(env))
+    with pytest.raises(RunError, match=rf"^{env_file}: {said}"):
+        resume(run_dir, quiet=True)
+    monkeypatch.setattr(sys, "argv", ["mnistlab", "train", "--resume", str(run_dir), "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (run_dir / rundir.MODEL).exists()
+
+
+def test_resume_refuses_data_other_than_the_recorded(small, tmp_path):
+    run_dir = _unfinished(tmp_path, small, Recipe(epochs=1, hidden=[8]))
+    other = dataclasses.replace(small, checksums={k: "0" * 64 for k in small.checksums})
+    with pytest.raises(RunError, match=r"environment.json: dataset 'mnist-sample' .*checksums"):
+        resume(run_dir, dataset=other, quiet=True)
+
+
+class _Engine:
+    """What the watch asks of an engine: its state and weights."""
+
+    def state(self):
+        return {"w": np.zeros(2)}
+
+    def weights(self):
+        return {"w": np.ones(2)}
+
+
+def test_the_watch_gives_one_reason_in_order_health_early_stopping_on_epoch():
+    from mnistlab.training.console import Console
+    from mnistlab.training.watch import Watch
+
+    calls = []
+    recipe = Recipe(early_stopping=1, epochs=5)
+    diverged = {"epoch": 2, "loss": float("nan"), "accuracy": 0.1, "val_loss": 9.0}
+    w = Watch(
+        recipe, [], Console(quiet=True), None, 10, stop_on_divergence=True, on_epoch=calls.append
+    )
+    w.observe({"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.4}, _Engine())
+    assert not w.stop({"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.4})
+    state = w.observe(diverged, _Engine())  # worse val_loss: early stopping says stop too
+    assert set(state) == {"w", "best.w"} and w.early_stop
+    assert (
+        w.stop(diverged) and w.stopped == "stopped after epoch 2: diverged (--stop-on-divergence)"
+    )
+    assert [r["epoch"] for r in calls] == [1]  # asked only while nothing else stopped training
+    assert w.record()["early_stopping"]["best_epoch"] == 1
+    assert [x.kind for x in w.warnings] == ["diverged"]

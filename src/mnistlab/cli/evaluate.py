@@ -18,11 +18,12 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R²."""
+    from mnistlab import rundir
     from mnistlab.evaluation import evaluate as ev
 
     result = ev.evaluate(run, split=split, out=out)
     ev.print_evaluation(result)
-    typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / "metrics.json"}')
+    typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / rundir.METRICS}')
 
 
 def register(root: typer.Typer) -> None:

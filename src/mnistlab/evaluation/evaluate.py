@@ -256,23 +256,16 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, H, W), labels) of ``split`` for a run: "test", or "val" = the same last
     ``validation_split`` fraction of the training set that training held out.
 
-    The data is reloaded by the name (and data_dir) the run recorded, and must be the data it
-    trained on: same checksums and, for "val", the same number of training images.
+    The data is the run's dataset record loaded again (``DatasetRecord.load``: by name, from the
+    folder it recorded, with the checksums it recorded) and, for "val", it must have the number
+    of training images the run had.
     """
-    from mnistlab import datasets
+    from mnistlab import rundir
 
     check_split(split)
-    recorded = (
-        run.environment.get("dataset") if isinstance(run.environment.get("dataset"), dict) else {}
-    )
-    data_dir = recorded.get("data_dir") or getattr(run.recipe, "data_dir", None)
-    ds = datasets.load(run.dataset_name, data_dir=data_dir)
-    env_file = Path(run.path) / "environment.json"
-    if recorded.get("checksums") and dict(recorded["checksums"]) != dict(ds.checksums):
-        raise RunError(
-            f"{env_file}: dataset {ds.name!r} ({ds.source}) differs from the one "
-            "the run was trained on (checksums changed)"
-        )
+    env_file = Path(run.path) / rundir.ENVIRONMENT
+    record = run.dataset
+    ds = record.load(env_file, recipe_dir=getattr(run.recipe, "data_dir", None))
     if split == "test":
         return ds.x_test, ds.y_test
     from mnistlab.datasets.preprocess import split_validation
@@ -280,15 +273,14 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     frac = run.recipe.validation_split
     if not frac:
         raise RunError(
-            f"{Path(run.path) / 'recipe.toml'}: validation_split is {frac}, the run "
+            f"{Path(run.path) / rundir.RECIPE}: validation_split is {frac}, the run "
             "held out no validation data; use --split test"
         )
-    n_trained = recorded.get("train")
-    if n_trained is not None and int(n_trained) != len(ds.x_train):
+    if record.train is not None and record.train != len(ds.x_train):
         # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
         # and guessing would score the model on images it trained on.
         raise RunError(
-            f"{env_file}: the run trained on {int(n_trained):,} training images but "
+            f"{env_file}: the run trained on {record.train:,} training images but "
             f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
             "rebuilt, use --split test"
         )
@@ -306,12 +298,7 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     run = run if isinstance(run, Run) else load_run(run)
     run_path = Path(run.path)
     x, y = split_data(run, split)
-    proba = run.predict_proba(x)
-    if not np.all(np.isfinite(proba)):
-        raise RunError(
-            f"{run_path / 'model.safetensors'}: the model predicts NaN/inf "
-            "probabilities (training diverged?); nothing to evaluate"
-        )
+    proba = run.finite_proba(x, before="evaluating")
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name

@@ -194,10 +194,11 @@ def _init_worker(dataset) -> None:
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
     """Train (or resume) one (variant, seed) run; module-level so spawned workers can run it."""
     from mnistlab.training.fit import fit
+    from mnistlab.training.fit import resume as resume_run
 
     ds = dataset if dataset is not None else _WORKER_DATASET
     if resume:
-        fit(dataset=ds, out=run_dir, resume=True, quiet=True)
+        resume_run(run_dir, dataset=ds, quiet=True)
     else:
         fit(recipe, ds, out=run_dir, quiet=True)
     return run_dir

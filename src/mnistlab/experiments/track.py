@@ -71,8 +71,9 @@ def _experiment_id(client, name: str, uri: str) -> str:
 
 def _params(run_dir: Path) -> dict[str, str]:
     from mnistlab.recipe import Recipe
+    from mnistlab.rundir import RECIPE
 
-    recipe = Recipe.from_toml(run_dir / "recipe.toml")
+    recipe = Recipe.from_toml(run_dir / RECIPE)
     out = {}
     for key, value in recipe.to_dict().items():
         for k, v in value.items() if isinstance(value, dict) else [(key, value)]:
@@ -114,14 +115,14 @@ def log_run(
     path = Path(run_dir)
     params = _params(path)  # read everything first: a broken folder logs nothing
     history = rundir.read_history(path / rundir.HISTORY)
-    metrics = rundir.read_json(path / rundir.METRICS)
-    env = rundir.read_json(path / rundir.ENVIRONMENT)
+    metrics = rundir.read_metrics(path / rundir.METRICS)
+    env = rundir.read_environment(path / rundir.ENVIRONMENT)
+    dataset = rundir.DatasetRecord.from_environment(env, path / rundir.ENVIRONMENT)
     verdict = health_verdict(metrics)
-    dataset = env.get("dataset") if isinstance(env.get("dataset"), dict) else {}
     all_tags = {
         "mnistlab.run_dir": str(path.resolve()),
-        "mnistlab.dataset": str(dataset.get("name", "")),
-        "mnistlab.engine": str(env.get("engine", "")),
+        "mnistlab.dataset": dataset.name,
+        "mnistlab.engine": env["engine"],
         "mnistlab.health": verdict[0] if verdict else "unknown",
         **(tags or {}),
     }

@@ -35,9 +35,9 @@ from mnistlab.pages.html import (
     table,
     tag,
 )
+from mnistlab.rundir import REPORT  # a compare folder's page has a run page's name
 
 LEADERBOARD = "leaderboard.json"
-REPORT = "report.html"
 SECTIONS = {
     "accuracy": "Accuracy per variant",
     "leaderboard": "Leaderboard",

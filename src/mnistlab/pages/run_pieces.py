@@ -17,7 +17,7 @@ from mnistlab import rundir
 from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
 
-REPORT = "report.html"
+REPORT = rundir.REPORT
 SECTIONS = {
     "recipe": "Recipe",
     "dataset": "Dataset",
@@ -51,13 +51,15 @@ def _read(fn, *args) -> Piece:
 
 
 # ---- gathering --------------------------------------------------------------------------
-def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
+def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
     """Test-set predictions of the run's model: {"result", "x", "y", "proba"}; when the model
     or the data cannot be used but ``mnistlab evaluate`` stored a test evaluation, that one
     (without images) with ``problem`` saying why."""
     from mnistlab.evaluation import evaluate
 
     try:
+        if dataset.problem is not None:
+            raise RunError(dataset.problem)
         model = rundir.read_model(path / rundir.MODEL)
         run = rundir.Run(
             path=path,
@@ -69,15 +71,10 @@ def _evaluation(path: Path, env: Piece, metrics: Piece) -> Piece:
             history=[],
             dataset_name=model["dataset"],
             engine="",
-            environment=env.value if isinstance(env.value, dict) else {},
+            dataset=dataset.value,
         )
         x, y = evaluate.split_data(run, "test")
-        proba = run.predict_proba(x)
-        if not np.all(np.isfinite(proba)):
-            raise RunError(
-                f"{path / rundir.MODEL}: the model predicts NaN/inf probabilities (training "
-                "diverged), so there is nothing to evaluate"
-            )
+        proba = run.finite_proba(x, before="evaluating")
         result = evaluate.evaluate_predictions(y, proba, run.class_names)
         return Piece(
             {
@@ -105,13 +102,20 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
     from mnistlab.recipe import Recipe
 
     path = rundir.run_folder(run_dir)
+    env_file = path / rundir.ENVIRONMENT
     parts = {
         "recipe": _read(Recipe.from_toml, path / rundir.RECIPE),
         "history": _read(rundir.read_history, path / rundir.HISTORY),
-        "metrics": _read(rundir.read_json, path / rundir.METRICS),
-        "environment": _read(rundir.read_json, path / rundir.ENVIRONMENT),
+        "metrics": _read(rundir.read_metrics, path / rundir.METRICS),
+        "environment": _read(rundir.read_environment, env_file),
     }
-    parts["evaluation"] = _evaluation(path, parts["environment"], parts["metrics"])
+    env = parts["environment"]
+    parts["dataset"] = (
+        _read(rundir.DatasetRecord.from_environment, env.value, env_file)
+        if env.problem is None
+        else env
+    )
+    parts["evaluation"] = _evaluation(path, parts["dataset"], parts["metrics"])
     return parts
 
 

@@ -79,7 +79,7 @@ def _missing_piece(piece: Piece, what: str) -> Html:
 def _recipe_section(p: dict[str, Piece]) -> Html:
     recipe = p["recipe"]
     if recipe.value is None:
-        return _missing_piece(recipe, "recipe.toml (the recipe cannot be shown)")
+        return _missing_piece(recipe, f"{rundir.RECIPE} (the recipe cannot be shown)")
     r = recipe.value
     groups = []
     for group, fields in r.to_dict().items():
@@ -102,16 +102,12 @@ def _recipe_section(p: dict[str, Piece]) -> Html:
 
 
 def _dataset_section(p: dict[str, Piece]) -> Html:
-    env = p["environment"]
-    ds = env.value.get("dataset") if isinstance(env.value, dict) else None
-    if not isinstance(ds, dict):
-        return _missing_piece(
-            env if env.problem else Piece(problem=f"{rundir.ENVIRONMENT} has no 'dataset' entry"),
-            "environment.json's dataset record",
-        )
+    if p["dataset"].problem is not None:
+        return _missing_piece(p["dataset"], f"{rundir.ENVIRONMENT}'s dataset record")
+    ds = p["dataset"].value
     recipe = p["recipe"].value
     split = recipe.validation_split if recipe is not None else None
-    n_train = ds.get("train")
+    n_train = ds.train
     held = (
         f"{math.floor(n_train * (1 - split)):,} trained on, "
         f"{n_train - math.floor(n_train * (1 - split)):,} "
@@ -120,21 +116,20 @@ def _dataset_section(p: dict[str, Piece]) -> Html:
         else None
     )
     items = [
-        ("name", tag("code", ds.get("name"))),
-        ("source", ds.get("source") or "\u2014"),
+        ("name", tag("code", ds.name)),
+        ("source", ds.source or "\u2014"),
         ("training images", f"{n_train:,}" if isinstance(n_train, int) else "\u2014"),
-        ("test images", f"{ds['test']:,}" if isinstance(ds.get("test"), int) else "\u2014"),
+        ("test images", f"{ds.test:,}" if isinstance(ds.test, int) else "\u2014"),
     ]
     if held:
         items.append(("split", held))
-    if ds.get("note"):
-        items.append(("note", ds["note"]))
-    checksums = ds.get("checksums") or {}
-    rows = [(tag("code", f), tag("code", h)) for f, h in checksums.items()]
+    if ds.note:
+        items.append(("note", ds.note))
+    rows = [(tag("code", f), tag("code", h)) for f, h in ds.checksums.items()]
     sums = (
         table(("file", "SHA-256"), rows)
         if rows
-        else missing("checksums", "environment.json records none for this dataset")
+        else missing("checksums", f"{rundir.ENVIRONMENT} records none for this dataset")
     )
     return join((definitions(items), tag("h3", "Checksums"), sums))
 
@@ -144,10 +139,10 @@ def _curves_section(p: dict[str, Piece]) -> Html:
 
     hist = p["history"]
     if hist.problem:
-        return _missing_piece(hist, "history.csv (no learning curves)")
+        return _missing_piece(hist, f"{rundir.HISTORY} (no learning curves)")
     rows = hist.value
     if not rows:
-        return missing("history.csv", "it holds no finished epoch yet")
+        return missing(rundir.HISTORY, "it holds no finished epoch yet")
     bad = [
         r["epoch"]
         for r in rows
@@ -432,9 +427,9 @@ def _health_section(p: dict[str, Piece]) -> Html:
     verdict = health_verdict(metrics.value)
     if verdict is None:
         return (
-            _missing_piece(metrics, "metrics.json (no health verdict)")
+            _missing_piece(metrics, f"{rundir.METRICS} (no health verdict)")
             if metrics.problem
-            else missing("the health verdict", "metrics.json has no 'health' list")
+            else missing("the health verdict", f"{rundir.METRICS} has no 'health' list")
         )
     messages = verdict[1]
     stopped = metrics.value.get("stopped")
@@ -459,7 +454,7 @@ def _environment_section(p: dict[str, Piece]) -> Html:
         items = [(k, tag("code", _flat(v))) for k, v in env.value.items() if k != "dataset"]
         parts.append(definitions(items))
     else:
-        parts.append(_missing_piece(env, "environment.json (versions, threads, engine)"))
+        parts.append(_missing_piece(env, f"{rundir.ENVIRONMENT} (versions, threads, engine)"))
     parts.append(tag("h3", "Timings"))
     if hist.value:
         secs = [r["seconds"] for r in hist.value if r.get("seconds") is not None]
@@ -484,7 +479,7 @@ def _environment_section(p: dict[str, Piece]) -> Html:
             )
     else:
         parts.append(
-            _missing_piece(hist, "history.csv (no timings)")
+            _missing_piece(hist, f"{rundir.HISTORY} (no timings)")
             if hist.problem
             else missing("timings", "no finished epoch")
         )
@@ -518,7 +513,7 @@ def header(path, p: dict[str, Piece]) -> Html:
         else tag("span", "health warning", class_="badge bad")
     )
     env = p["environment"].value if isinstance(p["environment"].value, dict) else {}
-    ds = env.get("dataset") if isinstance(env.get("dataset"), dict) else {}
+    dataset = p["dataset"].value.name if p["dataset"].problem is None else "\u2014"
     stats = [
         (
             _num(test.get("accuracy"), ".2%") if test.get("accuracy") is not None else "\u2014",
@@ -532,7 +527,7 @@ def header(path, p: dict[str, Piece]) -> Html:
             "validation accuracy",
         ),
         (str(train.get("epoch", "\u2014")), "epochs"),
-        (ds.get("name", "\u2014"), "dataset"),
+        (dataset, "dataset"),
     ]
     toc = tag(
         "nav",

@@ -1,8 +1,8 @@
-"""The files of a run folder, each written atomically and read back verified.
+"""The run folder's safetensors files, each written atomically and read back verified.
 
 model.safetensors and checkpoint.safetensors carry SHA-256s of their tensors and metadata, so a
-changed byte is a RunError naming the file, never a silently different model. history.csv keeps
-every bit of each float (``repr``), so a resumed run's history compares exactly.
+changed byte is a RunError naming the file, never a silently different model. The text files
+(history.csv, metrics.json, environment.json) are ``rundir.records``'.
 
 >>> import tempfile, numpy as np
 >>> from mnistlab.recipe import Recipe
@@ -16,12 +16,9 @@ every bit of each float (``repr``), so a resumed run's history compares exactly.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
-import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.fsio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mnistlab.fsio import atomic_write_bytes, read_bytes
 from mnistlab.recipe import Recipe
-from mnistlab.rundir import lock
-from mnistlab.rundir.folder import HISTORY_FIELDS, METRICS, RECIPE
+from mnistlab.rundir.folder import CHECKPOINT, LIMITS, MODEL, RECIPE
 
 MODEL_FORMAT = "mnistlab-model/1"
 CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
@@ -68,7 +64,8 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
     from safetensors.numpy import load
 
     try:
-        data = path.read_bytes()
+        limit = LIMITS[CHECKPOINT if expected_format == CHECKPOINT_FORMAT else MODEL]
+        data = read_bytes(path, "a safetensors file", limit, RunError)
     except FileNotFoundError:
         raise RunError(f"{path}: file is missing") from None
     except OSError as exc:
@@ -202,86 +199,3 @@ def read_checkpoint(
             f"started: set it back, or train a new run with the changed recipe"
         )
     return tensors, epoch, history
-
-
-# ---- history.csv ------------------------------------------------------------------------
-def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        # repr keeps every bit of a float, so a resumed run's csv compares exactly.
-        w.writerow({k: ("" if row.get(k) is None else repr(row[k])) for k in HISTORY_FIELDS})
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunError(f"{path}: file is missing") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != HISTORY_FIELDS:
-        raise RunError(f"{path}: expected columns {', '.join(HISTORY_FIELDS)}")
-    rows = []
-    try:
-        for line in reader:
-            row: dict[str, Any] = {
-                k: (None if line[k] in ("", None) else float(line[k])) for k in HISTORY_FIELDS
-            }
-            row["epoch"] = int(row["epoch"])
-            rows.append(row)
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"{path}: line {reader.line_num}: {exc}") from None
-    return rows
-
-
-# ---- metrics.json -----------------------------------------------------------------------
-def _jsonable(obj: Any) -> Any:
-    """Strict JSON: non-finite floats (a diverged loss) become null."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def json_bytes(obj: Any) -> bytes:
-    """``obj`` as the bytes ``atomic_write_json`` writes."""
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path}: file is missing") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise RunError(f"{path}: expected a JSON object")
-    return obj
-
-
-def update_metrics(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into the run's metrics.json (read-modify-write under the run's lock,
-    atomic); other writers' keys are kept, nested dicts merged. Returns the new object."""
-
-    path = Path(run_dir) / METRICS
-    with lock.hold(run_dir, wait=60.0, command="update metrics.json"):
-        current = read_json(path) if path.exists() else {}
-        atomic_write_json(path, _jsonable(_merge(current, updates)))
-        return read_json(path)
-
-
-def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out

@@ -12,7 +12,9 @@ A finished run holds::
                        and the recipe it was made with (resume refuses an edited recipe.toml)
     .lock              only while a process writes the run (see rundir/lock.py)
 
-These names are written here and nowhere else.
+and, written by later commands, report.html (``mnistlab report``) and model.onnx (``mnistlab
+export``). These names are written here and nowhere else, with the largest size each reader
+accepts (``LIMITS``, checked before a byte is read).
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
     "checkpoint.safetensors",
 )
 REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
+REPORT, ONNX = "report.html", "model.onnx"
+# Far above what a run writes (a history row is ~150 bytes: 16 MiB is 100,000 epochs; metrics
+# with two evaluations ~20 KiB), far below what would exhaust memory. recipe.toml is read as
+# every recipe is, under fsio.TOML_LIMIT. The safetensors files hold what training held in
+# memory, so their bound is generous: it is there to refuse a wrong file, not a big model.
+LIMITS = {
+    HISTORY: 16 * 2**20,
+    METRICS: 16 * 2**20,
+    ENVIRONMENT: 2**20,
+    MODEL: 16 * 2**30,
+    CHECKPOINT: 16 * 2**30,
+}
+JSON_LIMIT = 16 * 2**20  # other JSON read by rundir.read_json (a compare's leaderboard.json)
 HISTORY_FIELDS = (
     "epoch",
     "loss",

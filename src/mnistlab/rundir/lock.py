@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mnistlab.errors import RunError
-from mnistlab.fsio import fs_errors
+from mnistlab.fsio import fs_errors, read_text
 
 try:
     import fcntl
@@ -41,9 +41,9 @@ _held: dict[str, list] = {}  # real path of the run folder -> [lock handle, dept
 def holder(run_dir: str | os.PathLike[str]) -> str:
     """Who holds ``run_dir``, in words, from its lock file."""
     try:
-        info = json.loads((Path(run_dir) / LOCK).read_text())
+        info = json.loads(read_text(Path(run_dir) / LOCK, "a lock file", 2**12, RunError))
         return f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RunError):
         return "another process"
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from mnistlab.datasets.preprocess import preprocess
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
-from mnistlab.rundir.files import read_history, read_json, read_model
+from mnistlab.rundir.dataset import DatasetRecord
+from mnistlab.rundir.files import read_model
 from mnistlab.rundir.folder import (
     ENVIRONMENT,
     HISTORY,
@@ -25,12 +26,14 @@ from mnistlab.rundir.folder import (
     REQUIRED,
     run_folder,
 )
+from mnistlab.rundir.records import read_environment, read_history, read_metrics
 
 
 # ---- the Run object ---------------------------------------------------------------------
 @dataclasses.dataclass
 class Run:
-    """A loaded run folder. ``predict_proba`` takes raw uint8 images."""
+    """A loaded run folder. ``predict_proba`` takes raw uint8 images; ``dataset`` is what it
+    trained on (``dataset.load`` gets those images again, verified)."""
 
     path: Path
     recipe: Recipe
@@ -41,6 +44,7 @@ class Run:
     history: list[dict[str, Any]]
     dataset_name: str
     engine: str
+    dataset: DatasetRecord
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)  # health check, this session
@@ -62,6 +66,18 @@ class Run:
         ]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
+    def finite_proba(self, x: np.ndarray, before: str) -> np.ndarray:
+        """``predict_proba``, refused in one RunError line when the model answers NaN or
+        infinity (weights that blew up in training): there is nothing to use ``before``
+        (e.g. "evaluating") it is retrained."""
+        proba = self.predict_proba(x)
+        if not np.all(np.isfinite(proba)):
+            raise RunError(
+                f"{Path(self.path) / MODEL}: the model predicts NaN/inf probabilities "
+                f"(training diverged?); retrain it before {before}"
+            )
+        return proba
+
 
 def load_run(path: str | Path) -> Run:
     """Read and verify a finished run folder; any problem is a RunError naming the file."""
@@ -76,7 +92,7 @@ def load_run(path: str | Path) -> Run:
     model = read_model(path / MODEL)
     if model["recipe"] != recipe:
         raise RunError(f"{path / MODEL}: its recipe differs from {path / RECIPE}")
-    env = read_json(path / ENVIRONMENT)
+    env = read_environment(path / ENVIRONMENT)
     return Run(
         path=path,
         recipe=recipe,
@@ -86,7 +102,8 @@ def load_run(path: str | Path) -> Run:
         class_names=model["class_names"],
         history=read_history(path / HISTORY),
         dataset_name=model["dataset"],
-        engine=str(env.get("engine", "")),
-        metrics=read_json(path / METRICS),
+        engine=env["engine"],
+        dataset=DatasetRecord.from_environment(env, path / ENVIRONMENT),
+        metrics=read_metrics(path / METRICS),
         environment=env,
     )

@@ -184,11 +184,12 @@ def build_onnx(
 
 def export_onnx(run, out: str | Path | None = None) -> Path:
     """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path."""
-    from mnistlab.rundir import Run, load_run
+    from mnistlab.rundir import ONNX, Run, load_run
 
     _onnx()  # a missing extra is the first thing to say, before reading the run
     run = run if isinstance(run, Run) else load_run(run)
-    path = Path(out) if out is not None else Path(run.path) / "model.onnx"
+    run.finite_proba(np.zeros((1, 28, 28), np.uint8), before="exporting")
+    path = Path(out) if out is not None else Path(run.path) / ONNX
     model = build_onnx(
         run.recipe, run.weights, run.mean, run.std, run.class_names, run.dataset_name
     )

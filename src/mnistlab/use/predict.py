@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import DataError, MnistlabError, RunError
+from mnistlab.errors import DataError, MnistlabError
 from mnistlab.use.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
 
 ImageLike = str | os.PathLike | bytes | np.ndarray | Any  # Any: a PIL image
@@ -99,12 +99,7 @@ def predict_prepared(
         raise ValueError(f"top: expected 1..{n_classes}, got {top}")
     sources = list(sources) if sources is not None else [f"<array {i}>" for i in range(len(x))]
     x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
-    proba = run.predict_proba(x)
-    if not np.all(np.isfinite(proba)):
-        raise RunError(
-            f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
-            "probabilities (training diverged?); retrain it before predicting"
-        )
+    proba = run.finite_proba(x, before="predicting")
     out = []
     for name, img, p in zip(sources, x, proba):
         order = np.argsort(-p, kind="stable")[:top]  # stable: ties go to the lower class index

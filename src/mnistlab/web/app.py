@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import MnistlabError, RunError
+from mnistlab.errors import MnistlabError, RunError  # noqa: F401  (part of its API)
 from mnistlab.use.imagefile import MAX_PIXELS
 from mnistlab.web.inputs import (
     SIZE,
@@ -164,12 +164,7 @@ def create_app(
     from mnistlab.rundir import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
-    probe = run.predict_proba(np.zeros((1, SIZE, SIZE), np.uint8))  # also builds the predictor
-    if not np.all(np.isfinite(probe)):
-        raise RunError(
-            f"{Path(run.path) / 'model.safetensors'}: the model predicts NaN/inf "
-            "probabilities (training diverged?); retrain it before serving"
-        )
+    run.finite_proba(np.zeros((1, SIZE, SIZE), np.uint8), before="serving")  # builds it too
     names = list(run.class_names)
     recipe = run.recipe.to_dict()
     recipe.get("data", {}).pop("data_dir", None)  # a path on the server: no client's business

@@ -1,0 +1,153 @@
+"""Where a training starts, decided once: a ``Plan``, and the arrays it trains on, ``Data``.
+
+Three ways in: ``plan_fresh`` (a new run folder), and ``plan_resume`` of an existing one: either
+a restart (killed before anything but recipe.toml was written: nothing to continue) or a true
+resume from the last checkpoint with the recipe, dataset and engine the run started with. A
+resume of a finished run plans nothing ("complete"). After the plan, the training loop reads
+the same for all of them: start epoch, history so far, engine state (or none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab import rundir
+from mnistlab.datasets import Dataset
+from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
+from mnistlab.errors import RunError
+from mnistlab.fsio import normalize
+from mnistlab.recipe import Recipe
+from mnistlab.training import budget as memory
+
+
+@dataclasses.dataclass
+class Plan:
+    """One training, decided: what to train, on what, into which folder, from which epoch."""
+
+    mode: str  # "fresh", "restart", "resume" or "complete" (nothing left to train)
+    recipe: Recipe
+    engine: str  # the recipe's; on resume the engine the run started with
+    dataset: Dataset | None  # None only when complete
+    data_dir: Path | str | None  # the folder fit was given, as environment.json records it
+    run_dir: Path | None  # fresh: the --out asked for (None: runs/<time>-<name>)
+    state: dict[str, np.ndarray] | None = None  # the checkpoint's engine state
+    start: int = 0  # epochs finished
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def plan_fresh(recipe: Recipe | None, dataset, out, data_dir) -> Plan:
+    """A new run of ``recipe`` (default: the notebook's), checked before any data is loaded."""
+    # Resolved: the run's recipe.toml records the momentum / weight decay actually used.
+    recipe = (recipe or Recipe()).validate().resolved()
+    if recipe.data_dir is not None:  # a relative one would break evaluate/resume elsewhere
+        recipe = recipe.replace(data_dir=str(Path(recipe.data_dir).resolve()))
+    if data_dir is not None:
+        data_dir = Path(data_dir).resolve()
+    if out is not None:
+        out = normalize(out)  # x/../y: no stray x
+        rundir.check_free(out)  # fail before the data is loaded, not after
+    ds = _load(dataset, recipe, data_dir)
+    return Plan("fresh", recipe, recipe.engine, ds, data_dir, out)
+
+
+def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Plan:
+    """Continue the run folder ``out`` exactly as it started (``recipe``, when given, must be
+    its own). ``hold(run_dir)`` takes the folder's lock before its checkpoint is read: a second
+    trainer stops there. ``say`` prints one line."""
+    if out is None:
+        raise RunError("resume needs the run folder to continue")
+    run_dir = normalize(out)
+    if not (run_dir / rundir.RECIPE).is_file():
+        raise RunError(
+            f"{run_dir / rundir.RECIPE}: file is missing; {run_dir} is not a run "
+            "folder that can be resumed"
+        )
+    saved = Recipe.from_toml(run_dir / rundir.RECIPE)
+    if recipe is not None and recipe != saved:
+        raise RunError(
+            f"{run_dir}: the recipe given differs from the run's recipe.toml; "
+            "resume continues a run exactly as it started"
+        )
+    if not any((run_dir / f).exists() for f in (rundir.ENVIRONMENT, rundir.CHECKPOINT)):
+        hold(run_dir)  # killed before anything but recipe.toml was written: start over
+        say(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
+        return Plan(
+            "restart", saved, saved.engine, _load(dataset, saved, data_dir), data_dir, run_dir
+        )
+    env_file = run_dir / rundir.ENVIRONMENT
+    env = rundir.read_environment(env_file)
+    record = rundir.DatasetRecord.from_environment(env, env_file)
+    if (run_dir / rundir.MODEL).is_file() and (run_dir / rundir.METRICS).is_file():
+        say(f"{run_dir}: the run is already complete; nothing to resume")
+        return Plan("complete", saved, env["engine"], None, None, run_dir)
+    hold(run_dir)
+    state, start, history = None, 0, []
+    if (run_dir / rundir.CHECKPOINT).is_file():
+        state, start, history = rundir.read_checkpoint(run_dir / rundir.CHECKPOINT, saved)
+    if isinstance(dataset, Dataset):
+        ds = record.verify(dataset, env_file)
+    else:
+        ds = record.load(env_file, data_dir, saved.data_dir)
+    # The same engine as before: "auto" could pick differently on a changed installation.
+    return Plan("resume", saved, env["engine"], ds, data_dir, run_dir, state, start, history)
+
+
+def _load(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    from mnistlab import datasets
+
+    return datasets.load(dataset or recipe.dataset, data_dir=data_dir or recipe.data_dir)
+
+
+@dataclasses.dataclass
+class Data:
+    """The arrays of one training: the training part (uint8 for augmentation, and
+    standardized), the held-out validation part, and the statistics both were scaled with."""
+
+    xtr_u8: np.ndarray
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    mean: float
+    std: float
+    pixel_std: float | None  # of raw pixels, for the health check's advice (normalize="none")
+    n_classes: int
+    dataset: Dataset
+
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
+        """The test set, scaled as training was (made at the end: no copy held meanwhile)."""
+        x = preprocess(self.dataset.x_test, self.mean, self.std)
+        return x, np.asarray(self.dataset.y_test, dtype=np.int64)
+
+
+def prepare(plan: Plan) -> Data:
+    """Hold out the LAST ``validation_split`` (as Keras does), check the memory budget, and
+    standardize with statistics of the training part only."""
+    ds, recipe = plan.dataset, plan.recipe
+    xtr_u8, ytr, xval_u8, yval = split_validation(ds.x_train, ds.y_train, recipe.validation_split)
+    n_classes = len(ds.class_names)
+    memory.check(
+        recipe, len(xtr_u8), len(xval_u8), len(ds.x_test), n_classes, new_run=plan.mode == "fresh"
+    )
+    mean, std = normalization_stats(xtr_u8, recipe.normalize)
+    pixel_std = None
+    if recipe.normalize == "none":
+        pixel_std = normalization_stats(xtr_u8, "standardize")[1]
+    return Data(
+        xtr_u8=xtr_u8,
+        x_train=preprocess(xtr_u8, mean, std),
+        y_train=np.asarray(ytr, dtype=np.int64),
+        x_val=preprocess(xval_u8, mean, std),
+        y_val=np.asarray(yval, dtype=np.int64),
+        mean=mean,
+        std=std,
+        pixel_std=pixel_std,
+        n_classes=n_classes,
+        dataset=ds,
+    )

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--kinds: expected upload and/or json, got {args.kinds!r}")
 
     from mnistlab.errors import MnistlabError
-    from mnistlab.web import app as serve
+    from mnistlab.web import server as serve
 
     failed, capacity = False, {}
     try:

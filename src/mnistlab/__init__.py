@@ -126,7 +126,7 @@ def export(run, format: str = "onnx", out=None) -> Path:
 
 def serve(run, **options: Any) -> None:
     """Serve a run over HTTP (API + draw-a-digit page) until interrupted."""
-    from mnistlab.web.app import serve as _serve
+    from mnistlab.web.server import serve as _serve
 
     _serve(getattr(run, "path", run), **options)
 

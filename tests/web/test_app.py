@@ -18,9 +18,11 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from mnistlab import datasets
+from mnistlab.errors import RunError
 from mnistlab.rundir import load_run
 from mnistlab.use import predict as pr
 from mnistlab.web import app as sv
+from mnistlab.web.server import serving
 
 with warnings.catch_warnings():  # starlette asks for httpx2 over httpx; both work
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -306,7 +308,7 @@ def test_time_limit_503(run, digits):
 
 def test_unknown_routes_and_methods(client):
     _error(client.get("/predict/../../etc/passwd"), 404, "no such endpoint")
-    _error(client.get("/static/../serve.py"), 404)
+    _error(client.get("/static/../app.py"), 404)
     _error(client.get("/nope"), 404, "GET /nope: no such endpoint")
     r = client.delete("/health")
     _error(r, 405, "DELETE not allowed")
@@ -317,7 +319,7 @@ def test_diverged_model_is_refused_at_start(run):
     import dataclasses
 
     broken = dataclasses.replace(run, weights={k: v * np.nan for k, v in run.weights.items()})
-    with pytest.raises(sv.RunError, match="NaN"):
+    with pytest.raises(RunError, match="NaN"):
         sv.create_app(broken)
 
 
@@ -382,7 +384,7 @@ def test_cli_refuses_a_bad_run_or_a_taken_port_in_one_line(run_dir, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_real_server_answers_like_the_app(run_dir, run, digits, workers):
     x = digits[0][0]
-    with sv.serving(run_dir, workers=workers) as server:
+    with serving(run_dir, workers=workers) as server:
         url = server.url
         assert url.startswith("http://127.0.0.1:")
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -413,7 +415,7 @@ def _sockets(pid: int) -> int:
 def test_workers_share_kept_alive_connections(run_dir):
     # A burst of connections must not all land on one worker: kept alive, they would stay
     # there while the other worker idles.
-    with sv.serving(run_dir, workers=2) as server:
+    with serving(run_dir, workers=2) as server:
         pid = server.process.pid
         kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         before = {k: _sockets(k) for k in kids}

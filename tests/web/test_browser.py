@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnistlab import datasets
-from mnistlab.web import app as sv
+from mnistlab.web import server as sv
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

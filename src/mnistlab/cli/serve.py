@@ -34,7 +34,7 @@ def serve(
     ),
 ) -> None:
     """Serve a run: POST /predict, GET /health, GET /model, API docs at /docs, a drawing page at /."""  # noqa: E501 (one line in the command list)
-    from mnistlab.web import app as sv
+    from mnistlab.web import server as sv
 
     limits = {"timeout": timeout, "max_body": max_body, "max_pixels": max_pixels}
     sv.serve(

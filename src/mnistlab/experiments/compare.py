@@ -51,6 +51,7 @@ import numpy as np
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.experiments.leaderboard import leaderboard, write_leaderboard
 from mnistlab.fsio import make_dirs, read_toml
+from mnistlab.paths import runs_dir
 from mnistlab.recipe import SECTIONS, Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
 
@@ -271,38 +272,17 @@ def compare(
     once per run it reports to the study), tags naming the compare, variant and seed; e.g.
     ``lambda d, tags: mnistlab.experiments.track.log_run(d, uri, tags=tags)``.
     """
-    from mnistlab import datasets
-
-    n_seeds = seeds if seeds is not None else (variants.seeds or 3)
-    if not isinstance(n_seeds, int) or n_seeds < 1:
-        raise MnistlabError(f"--seeds: expected an integer >= 1, got {n_seeds!r}")
-    if not isinstance(jobs, int) or jobs < 1:
-        raise MnistlabError(f"--jobs: expected an integer >= 1, got {jobs!r}")
+    n_seeds = _positive("--seeds", seeds if seeds is not None else (variants.seeds or 3))
+    _positive("--jobs", jobs)
+    if storage is not None and jobs != 1:
+        raise MnistlabError(
+            "--jobs: with --storage every `mnistlab compare` process is one "
+            "worker; start more of them (on any machine) instead"
+        )
     log = log or (lambda _text: None)
-
-    def finished(vname: str, s: int, run_dir: Path) -> None:
-        if on_run is not None:
-            on_run(
-                Path(run_dir),
-                {
-                    "mnistlab.compare": variants.name,
-                    "mnistlab.variant": vname,
-                    "mnistlab.seed": str(s),
-                },
-            )
-
-    base = variants.recipes[variants.baseline]
-    if out is None:
-        from mnistlab.paths import runs_dir
-
-        out = runs_dir() / f"compare-{variants.name}"
-    out = make_dirs(out)
-    if not isinstance(dataset, datasets.Dataset):
-        dataset = datasets.load(dataset or base.dataset, data_dir=base.data_dir)
-    ds = slice_dataset(dataset, train_images, test_images)
-    if ds.note:
-        log(f"note: {ds.note}")
-    seed_list = [base.seed + i for i in range(n_seeds)]
+    out = make_dirs(out if out is not None else runs_dir() / f"compare-{variants.name}")
+    ds = _dataset(variants, dataset, train_images, test_images, log)
+    seed_list = [variants.recipes[variants.baseline].seed + i for i in range(n_seeds)]
     plan = [
         (name, s, out / "runs" / f"{name}-seed{s}", planned_recipe(r, s))
         for name, r in variants.recipes.items()
@@ -312,12 +292,8 @@ def compare(
         f"compare {variants.name}: {len(variants.recipes)} variants x {n_seeds} seeds on "
         f"{ds.name} ({len(ds.x_train):,} train / {len(ds.x_test):,} test images) -> {out}"
     )
+    finished = _announcer(variants.name, on_run)
     if storage is not None:
-        if jobs != 1:
-            raise MnistlabError(
-                "--jobs: with --storage every `mnistlab compare` process is one "
-                "worker; start more of them (on any machine) instead"
-            )
         records = _shared(variants, plan, ds, out, storage, study, heartbeat, log, finished)
     else:
         records = _local(plan, ds, jobs, log, finished)
@@ -325,6 +301,37 @@ def compare(
     write_leaderboard(out, board)
     board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
     return board
+
+
+def _positive(flag: str, n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise MnistlabError(f"{flag}: expected an integer >= 1, got {n!r}")
+    return n
+
+
+def _dataset(variants: Variants, dataset, train_images, test_images, log):
+    """The data every run of the compare trains on: ``dataset`` (a Dataset or a name), else the
+    base recipe's, cut to the first ``train_images`` / ``test_images``."""
+    from mnistlab import datasets
+
+    base = variants.recipes[variants.baseline]
+    if not isinstance(dataset, datasets.Dataset):
+        dataset = datasets.load(dataset or base.dataset, data_dir=base.data_dir)
+    ds = slice_dataset(dataset, train_images, test_images)
+    if ds.note:
+        log(f"note: {ds.note}")
+    return ds
+
+
+def _announcer(compare_name: str, on_run):
+    """``finished(variant, seed, run_dir)``: hands each finished run to ``on_run`` with tags."""
+
+    def finished(vname: str, s: int, run_dir: Path) -> None:
+        if on_run is not None:
+            tags = {"mnistlab.compare": compare_name, "mnistlab.variant": vname}
+            on_run(Path(run_dir), {**tags, "mnistlab.seed": str(s)})
+
+    return finished
 
 
 def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
@@ -381,12 +388,9 @@ def _shared(
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
     `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
     run's record."""
-    import base64
     import json
     import os
     import socket
-
-    from optuna.trial import TrialState
 
     from mnistlab.experiments import studies
 
@@ -402,15 +406,7 @@ def _shared(
         sort_keys=True,
     )
     studies.pin(st, "compare", described, url, name, "compares other variants or data")
-    with studies.claim_lock(url, name, rdb):  # queue each missing (variant, seed) once
-        have = {
-            (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
-            for t in st.get_trials(deepcopy=False)
-            if t.state != TrialState.FAIL
-        }
-        for vname, s, _, _ in plan:
-            if (vname, s) not in have:
-                st.enqueue_trial({}, user_attrs={"variant": vname, "seed": s})
+    _enqueue_missing(st, rdb, url, name, plan)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     for trial in studies.claims(st, rdb, url, name, heartbeat, target=None):
         vname, s = trial.user_attrs["variant"], trial.user_attrs["seed"]
@@ -421,18 +417,44 @@ def _shared(
             if state != "done":
                 _train_one(str(run_dir), recipe, state == "resume", ds)
             rec = run_record(run_dir, ds)
-            packed = base64.b64encode(np.packbits(rec["correct"]).tobytes()).decode()
-            trial.set_user_attr(
-                "result",
-                {
-                    **{k: v for k, v in rec.items() if k != "correct"},
-                    "correct": packed,
-                    "worker": worker,
-                },
-            )
+            trial.set_user_attr("result", {**_pack(rec), "worker": worker})
         if studies.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
             finished(vname, s, run_dir)
+    return _finished_records(st, plan, ds, name)
+
+
+def _enqueue_missing(st, rdb, url: str, name: str, plan) -> None:
+    """Queue each (variant, seed) the study does not hold yet, once, whoever asks first."""
+    from optuna.trial import TrialState
+
+    from mnistlab.experiments import studies
+
+    with studies.claim_lock(url, name, rdb):
+        have = {
+            (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
+            for t in st.get_trials(deepcopy=False)
+            if t.state != TrialState.FAIL
+        }
+        for vname, s, _, _ in plan:
+            if (vname, s) not in have:
+                st.enqueue_trial({}, user_attrs={"variant": vname, "seed": s})
+
+
+def _pack(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record as a study attribute: JSON, the per-image hits as base64 bits."""
+    import base64
+
+    packed = base64.b64encode(np.packbits(record["correct"]).tobytes()).decode()
+    return {**{k: v for k, v in record.items() if k != "correct"}, "correct": packed}
+
+
+def _finished_records(st, plan, ds, name: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every completed trial's record; one line naming the runs no worker finished."""
+    import base64
+
+    from optuna.trial import TrialState
+
     records = {}
     for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")

@@ -177,12 +177,12 @@ def status(threads: int | None = 1, workers: str = "BLAS", label: str | None = N
     extra = (threads or 1) - 1
     if extra <= 0:
         return f"flushed ({label})"
-    whose = (
-        f"its {extra} {workers} worker threads keep their own"
-        if extra > 1
-        else (f"its {workers} worker thread keeps its own")
+    workers = (
+        f"{workers} worker thread keeps its"
+        if extra == 1
+        else f"{extra} {workers} worker threads keep their"
     )
-    return f"flushed ({label}) on the training thread; {whose}"
+    return f"flushed ({label}) on the training thread; its {workers} own"
 
 
 def count_subnormal(a: np.ndarray) -> int:

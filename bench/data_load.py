@@ -23,6 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 LOAD = """
@@ -66,6 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    _machine.header()
     if not (DATA / "train-images-idx3-ubyte.gz").is_file():
         print(f"skipped: official MNIST not found in {DATA}")
         return 0

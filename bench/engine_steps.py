@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -153,6 +156,7 @@ def main() -> None:
     )
     ap.add_argument("--backend", default="numba", choices=("numba", "numpy"))
     args = ap.parse_args()
+    _machine.header(torch=not args.no_torch)
 
     from threadpoolctl import threadpool_limits
 

@@ -8,14 +8,19 @@ measured training pass is then reported as a multiple of that floor.
 
     python bench/floor.py                      # numpy and torch, 1 thread, Fashion-MNIST
     python bench/floor.py --threads 2 --no-torch
+    python bench/floor.py --dataset mnist --layouts --json out/floor.json
 
 Transposed operands are views (as the fast engine uses them); outputs are preallocated.
-Figures are best-of-repeats (a floor), noisy on a shared machine.
+``--layouts`` also times each input gradient ``da = d @ W^T`` against the same product on a
+contiguous transposed copy of W (what keeping both orientations hot would cost and save: the
+copy must be refreshed after every update). Figures are best-of-repeats (a floor), noisy on a
+shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -27,6 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_peers"))
 sys.path.insert(0, str(HERE))
+import _machine  # noqa: E402  (bench/_machine.py)
 
 
 def step_products(
@@ -100,6 +106,60 @@ def time_products(lib: str, prods, steps: int, repeats: int) -> dict:
     return {"best_s": min(totals), "median_s": statistics.median(totals), "each_us": each}
 
 
+def _best_us(repeats: int, fn, *args, calls: int = 200, **kwargs) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn(*args, **kwargs)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best * 1e6
+
+
+def time_layouts(prods, repeats: int) -> list[dict]:
+    """Each input gradient ``da = d @ W^T`` (NumPy) three ways, best microseconds per call:
+    on the transposed view of W (the engine's call), on a contiguous copy WT (no transpose in
+    sgemm), and the refresh of that copy from W (needed after every update of W)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for name, (m, k, n), _, tb in prods:
+        if not tb:
+            continue
+        d = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32)  # (fan_in, fan_out), as stored
+        wt = np.ascontiguousarray(w.T)
+        c = np.empty((m, n), np.float32)
+        view = _best_us(repeats, np.matmul, d, w.T, out=c)
+        copy = _best_us(repeats, np.matmul, d, wt, out=c)
+        refresh = _best_us(repeats, np.copyto, wt, w.T)
+        out.append(
+            {
+                "product": name,
+                "mkn": [m, k, n],
+                "view_us": view,
+                "copy_us": copy,
+                "refresh_us": refresh,
+            }
+        )
+    return out
+
+
+def print_layouts(rows: list[dict], steps: int) -> None:
+    print("input gradients: d @ W^T on the view vs on a kept transposed copy (best us per call)")
+    saved = 0.0
+    for r in rows:
+        m, k, n = r["mkn"]
+        gflops = [2 * m * k * n / r[key] / 1e3 for key in ("view_us", "copy_us")]
+        net = r["view_us"] - r["copy_us"] - r["refresh_us"]
+        saved += net
+        print(
+            f"  {r['product']:18s} view {r['view_us']:6.1f} ({gflops[0]:4.0f} GFLOP/s), copy "
+            f"{r['copy_us']:6.1f} ({gflops[1]:4.0f}) + refresh {r['refresh_us']:5.1f}: "
+            f"{net:+6.1f} us saved per step"
+        )
+    print(f"  keeping both orientations would save {saved * steps / 1e6:+.3f} s per epoch")
+
+
 def mnistlab_epoch(dataset: str, epochs: int, threads: int | None, limit: int | None) -> dict:
     """mnistlab's training-pass seconds on the notebook's recipe (warm epochs' median)."""
     import tempfile
@@ -146,9 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-torch", action="store_true", help="skip torch's throughput")
     p.add_argument("--no-mnistlab", action="store_true", help="skip timing mnistlab's epoch")
+    p.add_argument(
+        "--layouts",
+        action="store_true",
+        help="also time d @ W^T on a kept transposed copy of W (and its refresh)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.epochs < 1:
         p.error("--threads, --repeats and --epochs take integers >= 1")
+    machine = _machine.header(torch=not args.no_torch)
 
     from mnistlab.recipe import Recipe
 
@@ -166,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    results = {}
+    results, layouts = {}, None
     with threadpool_limits(limits=args.threads, user_api="blas"):
         results["numpy"] = time_products("numpy", prods, steps, args.repeats)
+        if args.layouts:
+            layouts = time_layouts(prods, args.repeats)
     mnist = None
     if not args.no_mnistlab:  # before torch: its thread pool must not be around during this
         mnist = mnistlab_epoch(args.dataset, args.epochs, args.threads, args.limit)
@@ -218,6 +287,21 @@ def main(argv: list[str] | None = None) -> int:
             f"whole epoch incl. validation {mnist['epoch_s']:.3f} s = "
             f"{mnist['epoch_s'] / floor[best_lib]:.2f}x"
         )
+    if layouts:
+        print_layouts(layouts, steps)
+    if args.json is not None:
+        report = {
+            "machine": machine,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "products": [{"product": name, "mkn": list(mkn)} for name, mkn, _, _ in prods],
+            "libraries": results,
+            "floor_s": floor[best_lib],
+            "floor_library": best_lib,
+            "mnistlab": mnist,
+            "layouts": layouts,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -10,7 +10,12 @@ repetition (seed, seed+1, ...), and the table shows medians over repetitions:
     python bench/frameworks.py                         # 3 reps x 5 epochs, Fashion-MNIST
     python bench/frameworks.py --epochs 1 --reps 1 --peers mnistlab,torch
     python bench/frameworks.py --dataset mnist --json bench/out/frameworks.json
-    python bench/frameworks.py --peers mnistlab,keras_jax --threads 2   # mnistlab on 2 cores
+    python bench/frameworks.py --peers mnistlab,keras_jax --cores all   # all cores only
+
+``--cores both`` (the default) runs every peer twice per repetition and prints two tables:
+on one core (each peer's process pinned to one CPU, every thread knob of its libraries at 1,
+mnistlab at 1 BLAS thread) and on all cores (the peers' defaults, mnistlab at as many BLAS
+threads as usable CPUs, or ``--threads``). Ratios are only ever taken within one table.
 
 An epoch's time includes that epoch's validation (Keras' ``fit`` does it inside the epoch).
 "s/epoch" is the median of epochs 2..N (warm); "1st epoch" shows compile/warm-up separately.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +39,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "_peers"
 sys.path.insert(0, str(PEERS_DIR))
+sys.path.insert(0, str(HERE))
+import _machine  # noqa: E402  (bench/_machine.py)
 import common  # noqa: E402  (bench/_peers/common.py)
 
 # name shown -> module in bench/_peers
@@ -49,6 +57,11 @@ LABELS = {
     "torch": "PyTorch, idiomatic DataLoader loop",
 }
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
+MODES = {"1": "one core", "all": "all cores"}  # --cores -> table name
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,10 +91,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--engine", default="auto", choices=("auto", "fast", "reference"), help="mnistlab's engine"
     )
     p.add_argument(
+        "--cores",
+        default="both",
+        choices=("1", "all", "both"),
+        help="one core, all cores, or both tables in the same run (default)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="mnistlab's BLAS threads (default: the recipe's, 1); the peers keep their own",
+        help="mnistlab's BLAS threads in the all-cores table (default: the usable CPUs)",
     )
     p.add_argument(
         "--python",
@@ -103,6 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name}: expected an integer >= 1")
     if args.limit is not None and args.limit < 10:
         p.error("--limit: expected an integer >= 10")
+    args.modes = ["1", "all"] if args.cores == "both" else [args.cores]
     return args
 
 
@@ -151,8 +171,9 @@ def missing_modules(python: str, modules: list[str]) -> list[str]:
     return [m for m in out.split(",") if m]
 
 
-def run_peer(args: argparse.Namespace, peer: str, data: Path, out: Path) -> dict:
-    """One peer, one repetition, in a fresh process; its JSON result or {'error': ...}."""
+def run_peer(args: argparse.Namespace, peer: str, data: Path, out: Path, mode: str) -> dict:
+    """One peer, one repetition, in a fresh process on one core (``mode`` "1") or all of them
+    ("all"); its JSON result or {'error': ...}."""
     cmd = [
         args.python,
         str(PEERS_DIR / f"{PEERS[peer]}.py"),
@@ -161,12 +182,15 @@ def run_peer(args: argparse.Namespace, peer: str, data: Path, out: Path) -> dict
         "--epochs",
         str(args.epochs),
     ]
+    env = dict(os.environ)
+    if mode == "1":
+        cmd.append("--one-core")
+        env.update(common.ONE_THREAD_ENV)
     if peer == "mnistlab":
-        cmd += ["--engine", args.engine]
-        if args.threads is not None:
-            cmd += ["--threads", str(args.threads)]
+        threads = 1 if mode == "1" else (args.threads or usable_cores())
+        cmd += ["--engine", args.engine, "--threads", str(threads)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.timeout:.0f} s"}
     if proc.returncode == common.MISSING_EXIT:
@@ -237,8 +261,7 @@ def print_table(rows: dict[str, dict], title: str) -> None:
     Console(width=150).print(t)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def available_peers(args: argparse.Namespace) -> list[str]:
     available = []
     for peer in args.peers:
         mod = importlib.import_module(PEERS[peer])
@@ -250,62 +273,77 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             available.append(peer)
+    return available
+
+
+def run_all(args: argparse.Namespace, available: list[str], tmp: Path) -> dict:
+    """{mode: {peer: [result per repetition]}}; peers and modes interleaved, order rotated."""
+    results: dict = {m: {p: [] for p in available} for m in args.modes}
+    pairs = [(m, p) for m in args.modes for p in available]
+    for rep in range(args.reps):
+        seed = args.seed + rep
+        data = tmp / f"data-{seed}.npz"
+        sizes = prepare(args, seed, data)
+        if rep == 0:
+            print(
+                f"{args.dataset}: {sizes['n_train']} train / {sizes['n_val']} validation / "
+                f"{sizes['n_test']} test, {args.epochs} epochs, {args.reps} reps; "
+                "timings are noisy on a shared machine"
+            )
+        # Rotate the order each repetition so no peer always runs first (or after a hog).
+        shift = rep % len(pairs)
+        for mode, peer in pairs[shift:] + pairs[:shift]:
+            res = run_peer(args, peer, data, tmp / f"{peer}-{seed}-{mode}.json", mode)
+            res["seed"] = seed
+            results[mode][peer].append(res)
+            where = f"rep {rep + 1}/{args.reps} seed {seed} {MODES[mode]} {peer}"
+            if "epoch_seconds" in res:
+                ep = ", ".join(f"{s:.2f}" for s in res["epoch_seconds"])
+                print(
+                    f"{where}: epochs [{ep}] s, test acc {res['test_accuracy'] * 100:.2f} %, "
+                    f"RSS {res['peak_rss_mb']:.0f} MiB"
+                )
+            else:
+                print(f"{where}: {res.get('missing') or res.get('error')}")
+        data.unlink()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    machine = _machine.header(torch="torch" in args.peers)
+    available = available_peers(args)
     if not available:
         print("error: no peer can run (see above)")
         return 2
-    results: dict[str, list[dict]] = {p: [] for p in available}
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
-        for rep in range(args.reps):
-            seed = args.seed + rep
-            data = Path(tmp) / f"data-{seed}.npz"
-            sizes = prepare(args, seed, data)
-            if rep == 0:
-                print(
-                    f"{args.dataset}: {sizes['n_train']} train / {sizes['n_val']} validation / "
-                    f"{sizes['n_test']} test, {args.epochs} epochs, {args.reps} reps; "
-                    "timings are noisy on a shared machine"
-                )
-            # Rotate the order each repetition so no peer always runs first (or after a hog).
-            order = available[rep % len(available) :] + available[: rep % len(available)]
-            for peer in order:
-                res = run_peer(args, peer, data, Path(tmp) / f"{peer}-{seed}.json")
-                res["seed"] = seed
-                results[peer].append(res)
-                if "epoch_seconds" in res:
-                    ep = ", ".join(f"{s:.2f}" for s in res["epoch_seconds"])
-                    print(
-                        f"rep {rep + 1}/{args.reps} seed {seed} {peer}: epochs [{ep}] s, "
-                        f"test acc {res['test_accuracy'] * 100:.2f} %, "
-                        f"RSS {res['peak_rss_mb']:.0f} MiB"
-                    )
-                else:
-                    print(
-                        f"rep {rep + 1}/{args.reps} seed {seed} {peer}: "
-                        f"{res.get('missing') or res.get('error')}"
-                    )
-            data.unlink()
-    rows = summarize(results)
-    if not rows:
+        results = run_all(args, available, Path(tmp))
+    tables, ok = {}, True
+    for mode in args.modes:
+        rows = summarize(results[mode])
+        ok = ok and all(p in rows for p in available)
+        if not rows:
+            continue
+        name = MODES[mode]
+        tables[name] = {"summary": rows, "runs": results[mode]}
+        cores = "" if mode == "1" else f" ({usable_cores()})"
+        print_table(
+            rows,
+            f"notebook recipe, {args.dataset}, batch 32, {name}{cores}, median of {args.reps} reps "
+            f"(s/epoch = epochs 2..{args.epochs}, incl. validation)",
+        )
+    if not tables:
         print("error: every peer run failed (see above)")
         return 1
-    print_table(
-        rows,
-        f"notebook recipe, {args.dataset}, batch 32, median of {args.reps} reps "
-        f"(s/epoch = epochs 2..{args.epochs}, incl. validation)",
-    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "summary": rows,
-                    "runs": results,
-                },
-                indent=1,
-            )
-        )
-    return 0 if all(p in rows for p in available) else 1
+        report = {
+            "machine": machine,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "tables": tables,
+        }
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "mnist"
 GOAL_MS = 50.0
 
@@ -92,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     from mnistlab.errors import MnistlabError
 
     try:
+        given = None if args.run is None else rundir.load_run(args.run)  # bad input: 1 line
+        _machine.header()
         ds = datasets.load("mnist", data_dir=args.data_dir, download=False, quiet=True)
         with tempfile.TemporaryDirectory(prefix="mnistlab-inference-") as tmp:
-            if args.run is None:
+            run = given
+            if run is None:
                 print(f"training a quick model ({args.preset}, {args.epochs} epoch(s)) ...")
                 run = quick_run(Path(tmp) / "run", args.data_dir, args.preset, args.epochs)
-            else:
-                run = rundir.load_run(args.run)
             x, y = ds.x_test[: args.limit], ds.y_test[: args.limit]
             x = np.ascontiguousarray(x)
             return measure(run, x, y, args)

@@ -29,6 +29,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "mnist"
 GOAL_POINTS = 2.0
 PAPER, INK = (238, 236, 230), (25, 25, 35)
@@ -325,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--conditions: unknown {', '.join(unknown) or '(none given)'}; "
             f"expected some of {', '.join(CONDITIONS)}"
         )
+    _machine.header()
 
     from mnistlab import rundir
     from mnistlab.errors import MnistlabError

@@ -30,6 +30,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 SPACE = """
 [base]
 hidden = {hidden}
@@ -157,6 +160,7 @@ def main() -> None:
     ap.add_argument("--hidden", default="256,256", help="hidden widths of every trial")
     ap.add_argument("--train-images", type=int, default=10000, help="training images per trial")
     args = ap.parse_args()
+    _machine.header()
     with temporary_postgres() as url, tempfile.TemporaryDirectory() as tmp:
         rows = [measure(url, w, args.trials, Path(tmp), args) for w in (1, 2)]
     for r in rows:

@@ -31,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _machine  # noqa: E402  (bench/_machine.py)
 from variants import DEFAULT_DATA, prepare  # noqa: E402
 
 ARRANGEMENTS = ("1 thread", "2 threads", "overlap")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (epoch 1 is not timed)")
+    machine = _machine.header()
     data = prepare(args.dataset, args.data_dir, args.limit, 0.3)
     seconds: dict[str, list[float]] = {a: [] for a in ARRANGEMENTS}
     for rep in range(args.reps):
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         result[a] = s
         print(f"{a:<12} {s:8.3f} {s / base:11.2f}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps({"machine": machine, "seconds": result}, indent=2))
     return 0
 
 

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (bench/_machine.py)
+
 GOALS = {"upload": 300.0, "json": 1000.0}  # requests/s on 2 cores
 GOAL_P99_MS = 100.0
 
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     if not kinds or set(kinds) - set(GOALS):
         p.error(f"--kinds: expected upload and/or json, got {args.kinds!r}")
+    _machine.header()
 
     from mnistlab.errors import MnistlabError
     from mnistlab.web import server as serve

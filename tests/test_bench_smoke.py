@@ -1,4 +1,5 @@
-"""bench/ scripts and the shipped presets: argument parsing, tables, ratios, 'peer missing'.
+"""bench/ scripts and the shipped presets: argument parsing, tables, ratios, 'peer missing',
+and the machine line every script prints first (and writes into --json).
 
 Cheap on purpose: tiny --limit/--epochs runs and pure functions. No timing is asserted here;
 the benchmarks print their figures (see bench/README.md).
@@ -6,7 +7,9 @@ the benchmarks print their figures (see bench/README.md).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +32,93 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent
     )
+
+
+def _machine_first(proc: subprocess.CompletedProcess) -> str:
+    """The machine line, which must be the run's first line of output."""
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("machine: "), first
+    assert "logical CPUs" in first and "BLAS: " in first
+    return first
+
+
+def _machine_in_json(report: dict) -> None:
+    m = report["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and isinstance(m["vector"], list)
+    assert m["blas"]["numpy"], "NumPy's BLAS is always named"
+    assert m["blas"]["numpy"][0]["library"]
+
+
+# ---- the machine line ------------------------------------------------------------------------
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_script_prints_the_machine_first(script):
+    """Each script's main calls _machine.header() before it prints anything else."""
+    tree = ast.parse((BENCH / f"{script}.py").read_text())
+    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    calls = [
+        n
+        for n in ast.walk(main)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("header", "print")
+        or isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id == "print"
+    ]
+    first = min(calls, key=lambda n: (n.lineno, n.col_offset))
+    assert isinstance(first.func, ast.Attribute) and first.func.attr == "header", script
+    assert first.func.value.id == "_machine"
+
+
+def test_machine_line_names_cpu_extensions_cores_and_blas():
+    machine = _module("_machine")
+    info = machine.describe()
+    line = machine.line(info)
+    assert line.startswith(f"machine: {info['cpu']}; ")
+    assert f"{info['cores']} logical CPUs" in line
+    for b in info["blas"]["numpy"]:
+        assert b["library"] in line and f"{b['threads']} thread" in line
+    json.dumps(info)  # what --json writes
+
+
+def test_machine_reads_intel_and_arm_extensions(monkeypatch):
+    machine = _module("_machine")
+    intel = {
+        "model name": "Intel(R) Xeon(R) Platinum 8481C",
+        "cpu family": "6",
+        "model": "143",
+        "flags": "fpu sse avx avx2 fma avx512f avx512bw avx512_bf16 amx_tile amx_bf16",
+    }
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: intel)
+    assert machine.cpu() == (
+        "Intel(R) Xeon(R) Platinum 8481C (family 6, model 143)",
+        ["AVX2", "FMA", "AVX-512", "AVX-512-BF16", "AMX"],
+    )
+    intel["flags"] = "avx avx2 fma"
+    info = {**machine.describe(), "vector": machine.cpu()[1], "platform": "Linux x86_64"}
+    assert "AVX2 FMA (no AVX-512, no AMX)" in machine.line(info)
+    arm = {"CPU implementer": "0x41", "CPU part": "0xd40", "Features": "fp asimd sve sve2"}
+    monkeypatch.setattr(machine.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: arm)
+    model, vector = machine.cpu()
+    assert model.endswith("(implementer 0x41, part 0xd40)") and vector == ["NEON", "SVE", "SVE2"]
+
+
+def test_torch_blas_is_read_without_importing_torch_in_the_benchmark():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch not installed")
+    code = (
+        "import json, sys; sys.path.insert(0, 'bench'); import _machine; "
+        "facts = _machine.torch_blas(); assert 'torch' not in sys.modules; print(json.dumps(facts))"
+    )
+    proc = _run("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["library"] != "?" and facts["threads"] >= 1 and facts["version"]
 
 
 @pytest.mark.parametrize(
@@ -111,14 +201,23 @@ def test_frameworks_tiny_run_prints_the_table(mnist_dir, tmp_path):
         str(out),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "rep 1/1 seed 0 mnistlab: epochs [" in proc.stdout
-    assert "mnistlab (engine API)" in proc.stdout and "1.00x" in proc.stdout
-    import json
-
-    res = json.loads(out.read_text())["runs"]["mnistlab"][0]
-    assert res["n_train"] == 420 and len(res["epoch_seconds"]) == 2
-    assert res["note"].startswith("engine=fast")
-    assert 0.3 < res["test_accuracy"] <= 1.0  # 420 images, 2 epochs: well above chance
+    _machine_first(proc)
+    # one core and all cores in the same run, one table each
+    assert "rep 1/1 seed 0 one core mnistlab: epochs [" in proc.stdout
+    assert "rep 1/1 seed 0 all cores mnistlab: epochs [" in proc.stdout
+    assert "mnistlab (engine API), 1 thread " in proc.stdout and "1.00x" in proc.stdout
+    assert "batch 32, one core," in proc.stdout and "batch 32, all cores (" in proc.stdout
+    report = json.loads(out.read_text())
+    _machine_in_json(report)
+    assert set(report["tables"]) == {"one core", "all cores"}
+    one = report["tables"]["one core"]["runs"]["mnistlab"][0]
+    assert one["threads"] == 1
+    every = report["tables"]["all cores"]["runs"]["mnistlab"][0]
+    assert every["threads"] == report["machine"]["usable_cores"]
+    for res in (one, every):
+        assert res["n_train"] == 420 and len(res["epoch_seconds"]) == 2
+        assert res["note"].startswith("engine=fast")
+        assert 0.3 < res["test_accuracy"] <= 1.0  # 420 images, 2 epochs: well above chance
 
 
 def test_floor_products_match_the_recipe():
@@ -129,12 +228,22 @@ def test_floor_products_match_the_recipe():
     assert floor.flops(prods) * 1313 / 1e9 == pytest.approx(25.45, abs=0.01)  # per epoch
 
 
-def test_floor_smoke_without_mnistlab_training():
-    proc = _run(
-        str(BENCH / "floor.py"), "--no-mnistlab", "--no-torch", "--repeats", "1", "--limit", "320"
-    )
+def test_floor_smoke_without_mnistlab_training(tmp_path):
+    out = tmp_path / "f.json"
+    args = ["--no-mnistlab", "--no-torch", "--repeats", "1", "--limit", "320", "--layouts"]
+    proc = _run(str(BENCH / "floor.py"), *args, "--json", str(out))
     assert proc.returncode == 0, proc.stderr
+    _machine_first(proc)
     assert "11 products per step" in proc.stdout and "floor per epoch" in proc.stdout
+    assert "keeping both orientations would save" in proc.stdout
+    report = json.loads(out.read_text())
+    _machine_in_json(report)
+    assert len(report["products"]) == 11 and report["floor_s"] > 0
+    # the 3 input gradients d @ W^T, each on the view, a kept copy, and the copy's refresh
+    assert [r["product"][:3] for r in report["layouts"]] == ["da3", "da2", "da1"]
+    assert all(
+        r["view_us"] > 0 and r["copy_us"] > 0 and r["refresh_us"] > 0 for r in report["layouts"]
+    )
 
 
 def test_time_to_accuracy_arguments():
@@ -170,9 +279,15 @@ def test_time_to_accuracy_tiny_recipe_reaches_a_low_target(mnist_dir, tmp_path):
         "0",
         "--data-dir",
         str(mnist_dir),
+        "--json",
+        str(tmp_path / "t.json"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    _machine_first(proc)
     assert "try 1: reached in" in proc.stdout and "mlp: median" in proc.stdout
+    report = json.loads((tmp_path / "t.json").read_text())
+    _machine_in_json(report)
+    assert report["mlp"][0]["reached"] and report["mlp"][0]["seconds"] > 0
 
 
 def test_inference_on_a_run_folder(mnist_dir, tmp_path):
@@ -195,6 +310,7 @@ def test_inference_on_a_run_folder(mnist_dir, tmp_path):
         "20",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    _machine_first(proc)
     assert "batched: 500 images in" in proc.stdout and "single image: p50" in proc.stdout
 
 
@@ -230,18 +346,24 @@ def test_variants_quick_prints_ratios_to_plain_sgd(tmp_path):
         "300",
         "--variants",
         "notebook,adam,batch_norm",
+        "--epochs",
+        "3",
         "--json",
         str(out),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    _machine_first(proc)
     assert "fast / reference" in proc.stdout and "300 training" in proc.stdout
-    import json
-
-    results = json.loads(out.read_text())["results"]
+    assert "fast drift" in proc.stdout and "reference drift" in proc.stdout
+    report = json.loads(out.read_text())
+    _machine_in_json(report)
+    results = report["results"]
+    for variant in results.values():  # last epoch over the second, per engine
+        assert all(cell["drift"] > 0 for cell in variant.values())
     assert set(results) == {"notebook", "adam", "batch_norm"}
     assert results["notebook"]["fast"]["s"] > 0 and results["adam"]["reference"]["s"] > 0
     for engine in ("fast", "reference"):  # the baseline row is 1.00x on each engine
-        assert len(results["notebook"][engine]["epochs"][0]) == 2
+        assert len(results["notebook"][engine]["epochs"][0]) == 3
     assert proc.stdout.count("1.00x") >= 2
     assert "batch_norm" in proc.stdout.split("median s/epoch")[1]
 
@@ -251,9 +373,10 @@ def test_second_core_times_the_three_arrangements(tmp_path):
     args = ["--dataset", "mnist-sample", "--limit", "300", "--epochs", "2", "--reps", "1"]
     proc = _run(str(BENCH / "second_core.py"), *args, "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    import json
-
-    result = json.loads(out.read_text())
+    _machine_first(proc)
+    report = json.loads(out.read_text())
+    _machine_in_json(report)
+    result = report["seconds"]
     assert set(result) == {"1 thread", "2 threads", "overlap"}
     assert all(s > 0 for s in result.values())
     assert "300 training images" in proc.stdout and "x 1 thread" in proc.stdout
@@ -288,5 +411,6 @@ def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():
     assert len(res["notebook"]["fast"]["epochs"]) == 2  # both repetitions ran
     rows = variants.table(res, ["fast"])
     assert rows[0][:3] == ["notebook", f"{res['notebook']['fast']['s']:.3f}", "1.00x"]
+    assert rows[0][3] == "-"  # drift needs 3 epochs
     assert rows[1][1] == "unsupported" and rows[2][1] == "unsupported"
     assert _run(str(BENCH / "variants.py"), "--variants", "notebook,nope").returncode == 2

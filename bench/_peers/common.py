@@ -21,12 +21,36 @@ MISSING_EXIT = 3
 INSTALL_HINT = "pip install torch==2.13.0 -e '.[bench]'"
 
 
+# Every knob a peer's libraries read for their thread pools, each set to 1 for a one-core run
+# (the parent puts them into the child's environment; the child also pins itself to one CPU).
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
 def parse_args(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("data", help=".npz written by bench/frameworks.py")
     p.add_argument("out", help="where to write the JSON result")
     p.add_argument("--epochs", type=int, default=5)
-    return p.parse_args()
+    p.add_argument("--one-core", action="store_true", help="run on one CPU (see pin_one_core)")
+    args = p.parse_args()
+    if args.one_core:
+        pin_one_core()
+    return args
+
+
+def pin_one_core() -> None:
+    """Restrict this process to its first usable CPU, before any framework starts its thread
+    pools (they size themselves from the CPUs they may use). Linux only; elsewhere the thread
+    knobs of ONE_THREAD_ENV are all there is."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def load(path: str) -> dict:

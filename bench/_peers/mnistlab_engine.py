@@ -66,7 +66,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--engine", default="auto", choices=("auto", "fast", "reference"))
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--one-core", action="store_true")
     args = p.parse_args()
+    if args.one_core:
+        common.pin_one_core()
     common.require(*REQUIRES)
     t0 = time.perf_counter()
     import mnistlab

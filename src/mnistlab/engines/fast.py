@@ -16,6 +16,11 @@ Where the time goes at the notebook's shapes (batch 32, 784-128-128-128-10):
 State (weights, optimizer slots, iterations, batch norm's moving statistics) and the workspace
 are ``engines/state.py``'s; the back ends are functions of them and of a ``state.Steps`` record.
 
+Subnormal floats are flushed to zero while it trains, evaluates and predicts (``engines/fpmode``:
+FTZ+DAZ on the calling thread, restored after; ``self.subnormals`` says what was covered).
+Where the CPU's mode cannot be set, both back ends flush weights, optimizer slots and moving
+statistics in software after every step instead, so the state never holds a subnormal.
+
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
 >>> r = Recipe(hidden=[16], batch_size=4)
@@ -36,7 +41,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines import fast_numpy
+from mnistlab.engines import fast_numpy, fpmode
 from mnistlab.engines.masks import dropout_keys
 from mnistlab.engines.optim import Hyper, step_scalars
 from mnistlab.engines.state import State, Steps, Workspace
@@ -113,7 +118,8 @@ def predict_proba(
         raise RecipeError(f"fast predict_proba cannot run this recipe: {reason}")
     w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
     x = np.asarray(x).reshape(len(x), -1)
-    return _probabilities(Hyper.of(recipe), w, x, batch_size)
+    with fpmode.flushing():
+        return _probabilities(Hyper.of(recipe), w, x, batch_size)
 
 
 class FastEngine:
@@ -160,6 +166,9 @@ class FastEngine:
         self.st.load_weights(weights)
         self.n_layers = self.st.n_layers
         self._ws: Workspace | None = None
+        self.subnormals = fpmode.status(self.threads, "BLAS")
+        if fpmode.control() is None:
+            self.subnormals += "; the update kernels flush the state's subnormals in software"
 
     # ---- parameters and state ----------------------------------------------------------
     @property
@@ -188,15 +197,17 @@ class FastEngine:
     # ---- training ----------------------------------------------------------------------
     @contextlib.contextmanager
     def _thread_limit(self):
-        """The chosen BLAS thread count; overflow to inf/NaN stays silent (as in the numba
-        backend): a diverging run shows in its loss, which train.py's health check reads."""
+        """The chosen BLAS thread count and subnormals flushed (yields whether the hardware
+        does it); overflow to inf/NaN stays silent (as in the numba backend): a diverging run
+        shows in its loss, which train.py's health check reads."""
         from threadpoolctl import threadpool_limits
 
         with (
             threadpool_limits(limits=self.threads, user_api="blas"),
             np.errstate(over="ignore", invalid="ignore"),
+            fpmode.flushing() as flushed,
         ):
-            yield
+            yield flushed
 
     def train_epoch(
         self,
@@ -242,13 +253,13 @@ class FastEngine:
         )
         ws = self._workspace(n)
         every = max(1, steps // 20)
-        with self._thread_limit():
+        with self._thread_limit() as flushed:
             for k0 in range(0, steps, every):
                 k1 = min(steps, k0 + every)
                 if self._numba is not None:
-                    self._numba.run_steps(st, ws, h, s, k0, k1, self.numpy_blas)
+                    self._numba.run_steps(st, ws, h, s, k0, k1, self.numpy_blas, not flushed)
                 else:
-                    fast_numpy.run_steps(st, ws, h, s, k0, k1)
+                    fast_numpy.run_steps(st, ws, h, s, k0, k1, not flushed)
                 st.iterations += k1 - k0
                 st.u_product = float(prods[k1 - 1])
                 if on_progress is not None:

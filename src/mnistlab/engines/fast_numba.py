@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (see below)
 from numba import njit
 
+from mnistlab.engines.fpmode import TINY
 from mnistlab.engines.masks import dropout_threshold, mix64
 from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
 from mnistlab.engines.state import State, Steps, Workspace
@@ -132,7 +133,14 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
 
 
 def run_steps(
-    state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int, numpy_blas: bool = True
+    state: State,
+    ws: Workspace,
+    h: Hyper,
+    s: Steps,
+    k0: int,
+    k1: int,
+    numpy_blas: bool = True,
+    flush: bool = False,
 ) -> None:
     """Steps k0..k1-1 of the epoch (same contract as ``fast_numpy.run_steps``)."""
     slots = list(state.slots.values())
@@ -172,7 +180,8 @@ def run_steps(
         row.epsilon,
     )
     use_sgemm = NUMPY_SGEMM is not None and numpy_blas
-    _steps(NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg, k0, k1)
+    sgemm = NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM
+    _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush)
 
 
 @njit(cache=True, error_model="numpy")
@@ -239,6 +248,15 @@ def _update(w, g, s1, s2, sc, cfg, l2c):
 
 
 @njit(cache=True, error_model="numpy")
+def _flush_subnormals(a):
+    """a's subnormal entries set to 0 (fpmode.flush_in_place, compiled)."""
+    tiny = np.float32(TINY)
+    for i in range(a.size):
+        if abs(a[i]) < tiny:
+            a[i] = np.float32(0.0)
+
+
+@njit(cache=True, error_model="numpy")
 def _max_norm(w, col, cap):
     """Keras' MaxNorm(cap, axis=0) in place: each column's norm clipped to cap."""
     fo = w.shape[1]
@@ -262,8 +280,9 @@ def _block(flat, off, rows, width):
 
 # nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
 @njit(cache=True, nogil=True, error_model="numpy")
-def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
-    """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct."""
+def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush):
+    """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct;
+    ``flush``: the state's subnormals set to 0 after each step (no hardware mode)."""
     lay, off = net.layout, work.offsets
     n = lay.shape[0]
     n_total = data.order.shape[0]
@@ -476,3 +495,6 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1):
             )
             if cfg.max_norm > 0.0:
                 _max_norm(w, work.col, cfg.max_norm)
+        if flush:
+            for a in (net.theta, net.moving, net.s1, net.s2):
+                _flush_subnormals(a)

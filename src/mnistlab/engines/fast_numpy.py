@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnistlab.engines import fpmode
 from mnistlab.engines.masks import keep_mask
 from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
 from mnistlab.engines.state import State, Steps, Workspace
@@ -91,14 +92,22 @@ def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_steps(state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int) -> None:
-    """Steps k0..k1-1 of the epoch; writes each step's loss and correct count into ``s``."""
+def run_steps(
+    state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int, flush: bool = False
+) -> None:
+    """Steps k0..k1-1 of the epoch; writes each step's loss and correct count into ``s``.
+
+    ``flush``: set the state's subnormals to 0 after every step (``fpmode``: for a CPU whose
+    flush-to-zero mode could not be set)."""
     bs = s.batch_size
     for k in range(k0, k1):
         idx = s.order[k * bs : (k + 1) * bs]
         s.losses[k], s.correct[k] = step(
             state, ws, h, s.x, s.y, idx, s.scalars[k], s.keys[k] if h.dropout > 0 else None
         )
+        if flush:
+            for a in (state.theta, state.moving, *state.slots.values()):
+                fpmode.flush_in_place(a, ws.scratch[: a.size])
 
 
 def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[float, int]:

@@ -29,6 +29,7 @@ class Engine(Protocol):
     backend: str  # "numba", "numpy" or "torch"
     threads: int | None
     reason: str  # why make_engine picked it
+    subnormals: str  # how subnormal floats are handled while it computes (fpmode.status)
 
     def train_epoch(
         self,

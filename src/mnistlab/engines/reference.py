@@ -12,6 +12,10 @@ bias correction); ``engines/spec.py`` has the exact formulas, and the per-step s
 ``optim.step_scalars`` as in the fast engine. Dropout takes the fast engine's very masks
 (``masks.dropout_keys``/``keep_mask``), so both engines stay equal with dropout on.
 
+On the CPU, training, evaluation and prediction run with subnormals flushed to zero on the
+calling thread (``engines/fpmode``, restored after; ``self.subnormals`` records what was
+covered: torch's other intra-op threads keep their own mode).
+
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
 >>> import numpy as np
@@ -25,11 +29,14 @@ bias correction); ``engines/spec.py`` has the exact formulas, and the per-step s
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Callable
 
 import numpy as np
 
+from mnistlab.engines import fpmode
 from mnistlab.engines.device import select_device
 from mnistlab.engines.masks import dropout_keys, keep_mask
 from mnistlab.engines.optim import MAXNORM_EPSILON, Hyper, optimizer_slots, step_scalars
@@ -40,6 +47,17 @@ EVAL_BATCH = 8192
 # A conv net's activations at 8,192 images overflow the caches: evaluating 10,000 images took
 # 1.0-1.9 s in chunks of 10,000 against 0.2-0.5 s in chunks of 512 (fast-cnn, best-cnn, 2 cores).
 CONV_EVAL_BATCH = 512
+
+
+def _flushing(method):
+    """``method`` run with subnormals flushed on the calling thread, restored after."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._subnormal_mode():
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class ReferenceEngine:
@@ -66,6 +84,15 @@ class ReferenceEngine:
             # does not collapse when another process wants the second core.
             torch.set_num_threads(1)
         self.threads = torch.get_num_threads()
+        self._torch_flush = False  # torch's switch, where fpmode has no way to the register
+        if not self.device.startswith("cpu"):
+            self.subnormals = f"not set: the arithmetic runs on {self.device}"
+        elif fpmode.control() is None and torch.set_flush_denormal(True):  # x86 only
+            torch.set_flush_denormal(False)
+            self._torch_flush = True
+            self.subnormals = fpmode.status(self.threads, "torch", "FTZ+DAZ by torch")
+        else:
+            self.subnormals = fpmode.status(self.threads, "torch")
         if self.device.startswith("cuda"):
             # CUDA has non-deterministic kernels (atomic adds); the CPU kernels this engine uses
             # are deterministic already. On the CPU the flag would only cost: setting it imports
@@ -96,6 +123,21 @@ class ReferenceEngine:
         return t
 
     # ---- training ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _subnormal_mode(self):
+        """Subnormals flushed on the calling thread inside the block (see __init__)."""
+        if not self.device.startswith("cpu"):
+            yield
+        elif self._torch_flush:  # no way to read the mode: off before, off after
+            self._torch.set_flush_denormal(True)
+            try:
+                yield
+            finally:
+                self._torch.set_flush_denormal(False)
+        else:
+            with fpmode.flushing():
+                yield
+
     def _loss(self, logits, y, reduction: str = "mean"):
         import torch.nn.functional as F
 
@@ -103,6 +145,7 @@ class ReferenceEngine:
             logits, y, reduction=reduction, label_smoothing=self.recipe.label_smoothing
         )
 
+    @_flushing
     def train_epoch(
         self,
         x: np.ndarray,
@@ -253,6 +296,7 @@ class ReferenceEngine:
                 xb = torch.from_numpy(np.ascontiguousarray(x[s : s + size], dtype=np.float32))
                 yield s, self.net(xb.to(self.device))
 
+    @_flushing
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Loss (cross-entropy + L2 penalty, as Keras' val_loss) and accuracy."""
         torch = self._torch
@@ -270,6 +314,7 @@ class ReferenceEngine:
                 loss += self.recipe.l2 * self.net.l2_penalty().item()
         return loss, correct.item() / n
 
+    @_flushing
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         out = np.empty((len(x), self.net.dense[-1].out_features), np.float32)
         for s, logits in self._logits_batches(x):

@@ -16,6 +16,10 @@ to every trainable weight (kernels, biases, gamma, beta); then, with ``max_norm`
 Dense kernel is rescaled as Keras' MaxNorm(axis=0): ``w *= clip(n, 0, c)/(1e-7 + n)`` with ``n``
 the norm of each column (each output unit's incoming weights).
 
+The engines compute in float32 with subnormals flushed to zero (``engines/fpmode``): a result or
+operand below 2**-126 becomes 0, a change under 1.2e-38 that float32 rounding already covers, so
+their tests compare with this float64 maths (which has no subnormal in its range) as before.
+
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
 >>> from mnistlab.engines.optim import Hyper

@@ -147,6 +147,7 @@ ENVIRONMENT = fields(
     started=TEXT,
     engine_threads=optional(INTEGER),
     engine_backend=optional(TEXT),
+    subnormals=optional(TEXT),
     torch=TEXT,
     numba=TEXT,
     torch_threads=optional(INTEGER),

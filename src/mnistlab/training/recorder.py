@@ -114,6 +114,7 @@ def imported(engine: Engine) -> dict[str, Any]:
     """Versions and thread counts of what the run actually imported (known after training)."""
     # backend: numba or numpy on the fast engine, torch on the reference one
     out: dict[str, Any] = {"engine_threads": engine.threads, "engine_backend": engine.backend}
+    out["subnormals"] = getattr(engine, "subnormals", None)  # flushed to zero, or why not
     for name in ("torch", "numba"):
         module = sys.modules.get(name)
         if module is not None:

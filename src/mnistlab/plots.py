@@ -389,23 +389,29 @@ def variant_accuracy(
 
 
 def predictions(
-    images, probabilities, titles: Sequence[str], class_names: Sequence[str], path
+    images, probabilities, titles: Sequence[str], class_names: Sequence[str], path, steps=None
 ) -> Path:
     """Per image, the prepared 28x28 input (what the model saw) beside its probability bars; the
-    most likely class in orange."""
+    most likely class in orange. ``steps``: per image, its preparation's steps (``imageprep``'s
+    ``Step`` list, drawn by ``preparation_strip`` in place of the 28x28), or None."""
     n = len(images)
-    fig = _figure(7.0, 1.9 * n + 0.3)
-    grid = fig.add_gridspec(n, 2, width_ratios=[1, 2.6])
+    strips = list(steps) if steps is not None else [None] * n
+    wide = any(strips)
+    fig = _figure(11.0 if wide else 7.0, (2.2 if wide else 1.9) * n + 0.3)
+    grid = fig.add_gridspec(n, 2, width_ratios=[4.4, 2.6] if wide else [1, 2.6])
     k = np.arange(len(class_names))
     short = _short(class_names)
     for i, (img, p, title) in enumerate(zip(images, probabilities, titles)):
         p = np.asarray(p, dtype=np.float64)
         best = int(np.argmax(p))
-        ax = fig.add_subplot(grid[i, 0])
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title, fontsize=8)
+        if strips[i]:
+            preparation_strip(fig, grid[i, 0], strips[i])
+        else:
+            ax = fig.add_subplot(grid[i, 0])
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=8)
         bars = fig.add_subplot(grid[i, 1])
         colors = ["#4477aa"] * len(k)
         colors[best] = "#ee7733"
@@ -413,5 +419,208 @@ def predictions(
         bars.set_ylim(0, 1.05)
         bars.set_xticks(k, short, fontsize=7, rotation=30 if max(map(len, short)) > 2 else 0)
         bars.set_ylabel("probability", fontsize=8)
-        bars.set_title(f"predicted {class_names[best]} ({p[best]:.1%})", fontsize=9)
+        said = f"predicted {class_names[best]} ({p[best]:.1%})"
+        bars.set_title(f"{title}\n{said}" if strips[i] else said, fontsize=9)
     return _save(fig, path)
+
+
+# ---- inside a network ---------------------------------------------------------------------
+# A diverging scale for signed values (weights, attributions): blue below 0, white at 0, red
+# above (the ends of ColorBrewer's RdBu), linear in between; by hand, so drawing one needs no
+# matplotlib (the draw page answers in milliseconds).
+_DIVERGING = np.array(
+    [[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77], [103, 0, 31]], np.float64
+)
+
+
+def diverging_rgb(values, limit: float | None = None) -> np.ndarray:
+    """Signed ``values`` (any shape) -> uint8 RGB (..., 3): 0 white, +-``limit`` (default the
+    largest magnitude) the darkest red / blue.
+
+    >>> diverging_rgb(np.array([-1.0, 0.0, 1.0])).tolist()
+    [[5, 48, 97], [247, 247, 247], [103, 0, 31]]
+    """
+    v = np.asarray(values, np.float64)
+    limit = float(np.abs(v).max(initial=0.0)) if limit is None else float(limit)
+    t = np.clip(v / limit, -1.0, 1.0) if limit > 0 else np.zeros_like(v)
+    pos = (t + 1.0) * 2.0  # 0..4 over the five stops
+    lo = np.clip(np.floor(pos).astype(int), 0, 3)
+    frac = (pos - lo)[..., None]
+    rgb = _DIVERGING[lo] * (1.0 - frac) + _DIVERGING[lo + 1] * frac
+    return np.rint(rgb).astype(np.uint8)
+
+
+_RED, _BLUE = np.array([202.0, 0.0, 32.0]), np.array([5.0, 113.0, 176.0])
+
+
+def attribution_rgb(image, values, limit: float | None = None) -> np.ndarray:
+    """A digit (H, W) grey levels, bright ink on black, with signed per-pixel ``values`` laid
+    over it: the digit in light grey on white, each pixel tinted red (pushed the class up) or
+    blue (down) as strongly as its value (0 .. ``limit``, default the 99th percentile of the
+    magnitudes, so that one pixel does not wash out all the others)."""
+    v = np.asarray(values, np.float64)
+    if limit is None:
+        limit = float(np.percentile(np.abs(v), 99)) if v.size else 0.0
+    base = 255.0 - 0.3 * np.asarray(image, np.float64)
+    alpha = (
+        np.clip(np.abs(v) / limit, 0.0, 1.0)[..., None] if limit > 0 else np.zeros((*v.shape, 1))
+    )
+    colour = np.where(v[..., None] > 0, _RED, _BLUE)
+    out = base[..., None] * (1.0 - alpha) + colour * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_rgb(rgb: np.ndarray, path, scale: int = 1):
+    """An RGB uint8 array as a PNG (each pixel a ``scale`` x ``scale`` block) at ``path``,
+    atomically, or into a binary file object; no matplotlib."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(rgb.repeat(scale, 0).repeat(scale, 1)))
+    # zlib's fastest level: weights are noise to it, and its best level takes ~40x longer for
+    # a few percent less
+    if hasattr(path, "write"):
+        image.save(path, format="PNG", compress_level=1)
+        return path
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)
+    return path
+
+
+def templates(weights, order, dead, path, cols: int = 16) -> Path:
+    """The first layer's units as images in ``order`` (left to right, top to bottom), each on
+    its own diverging scale (white 0, red positive, blue negative); a unit in ``dead`` (never
+    active) is grey with a diagonal line. Drawn without matplotlib: one mosaic, ``cols`` wide."""
+    w = np.asarray(weights, np.float64)[np.asarray(order)]
+    dead = np.asarray(dead, bool)[np.asarray(order)]
+    n, h, wd = w.shape
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    scale = 8 if h < 10 else 2  # a 3x3 filter as a visible block
+    th, tw, pad = h * scale, wd * scale, 3
+    mosaic = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, np.uint8)
+    for i in range(n):
+        limit = float(np.abs(w[i]).max(initial=0.0)) or 1.0
+        tile = diverging_rgb(w[i], limit).repeat(scale, 0).repeat(scale, 1)
+        if dead[i]:
+            tile = np.full_like(tile, 215)
+            k = np.arange(min(th, tw))
+            tile[k, k] = 110
+        r, c = divmod(i, cols)
+        top, left = pad + r * (th + pad), pad + c * (tw + pad)
+        mosaic[top : top + th, left : left + tw] = tile
+    return save_rgb(mosaic, path)
+
+
+def embedding(points, labels, predicted, class_names, path, title: str, note: str = "") -> Path:
+    """Digits as points coloured by their true class (tab10), the mistakes circled in black."""
+    points = np.asarray(points)
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    fig = _figure(6.4, 5.2)
+    ax = fig.add_subplot()
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10"](labels % 10)
+    ax.scatter(points[:, 0], points[:, 1], s=7, c=colors, linewidths=0, alpha=0.75)
+    wrong = labels != predicted
+    ax.scatter(
+        points[wrong, 0],
+        points[wrong, 1],
+        s=42,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=0.8,
+        label=f"mistakes ({int(wrong.sum())})",
+    )
+    for k, name in enumerate(_short(class_names, 8)):
+        mine = labels == k
+        if mine.any():  # the class's name at its points' median
+            cx, cy = np.median(points[mine, 0]), np.median(points[mine, 1])
+            ax.text(
+                cx,
+                cy,
+                name,
+                fontsize=11,
+                weight="bold",
+                ha="center",
+                va="center",
+                color=colormaps["tab10"](k % 10),
+                path_effects=_halo(),
+            )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="best", fontsize=8, frameon=True)
+    ax.set_title(title, fontsize=10)
+    if note:
+        ax.set_xlabel(note, fontsize=8)
+    return _save(fig, path)
+
+
+def _halo():
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=3, foreground="white")]
+
+
+def robustness(result: dict, path, title: str = "Where it breaks") -> Path:
+    """The robustness card: accuracy per corruption over its severities (0 = clean), the worst
+    three drawn thick, and accuracy under FGSM over epsilon."""
+    from matplotlib import colormaps
+
+    fig = _figure(10.0, 4.2)
+    left, right = fig.subplots(1, 2, width_ratios=[1.5, 1])
+    clean = result["clean_accuracy"]
+    cmap = colormaps["tab20"]
+    for k, (name, c) in enumerate(result["corruptions"].items()):
+        y = [clean, *c["accuracy"]]
+        worst = name in result["worst"]
+        left.plot(
+            range(len(y)),
+            y,
+            marker="o",
+            ms=3,
+            lw=2.4 if worst else 1.0,
+            color=cmap(k % 20),
+            label=c["title"] + (" (worst)" if worst else ""),
+        )
+    left.set_xticks(range(4), ["clean", "1", "2", "3"])
+    left.set_xlabel("severity")
+    left.set_ylabel("accuracy")
+    left.set_ylim(0, 1.02)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, ncols=2, loc="lower left")
+    left.set_title(f"corruptions (robust accuracy {result['robust_accuracy']:.1%})", fontsize=10)
+    f = result["fgsm"]
+    right.plot(f["epsilon"], f["accuracy"], marker="o", color="#cc3311")
+    for e, a in zip(f["epsilon"], f["accuracy"]):
+        right.annotate(f"{a:.0%}", (e, a), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    right.set_xlabel("epsilon (pixels scaled 0..1)")
+    right.set_ylim(0, 1.02)
+    right.grid(alpha=0.3)
+    right.set_title("FGSM attack", fontsize=10)
+    fig.suptitle(f"{title}: {result['n']:,} test images", fontsize=11)
+    return _save(fig, path)
+
+
+def preparation_strip(fig, cell, steps) -> None:
+    """The steps of a digit's preparation side by side in ``cell`` (a SubplotSpec of ``fig``):
+    each step's image with its title; the input as the eye sees it, the others bright ink on
+    black; where the digit was placed, its box and centre of mass."""
+    grid = cell.subgridspec(1, len(steps), wspace=0.08)
+    for k, step in enumerate(steps):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(step.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        if step.box is not None:
+            top, left, h, w = step.box
+            ax.add_patch(_rectangle(left - 0.5, top - 0.5, w, h))
+        if step.centre is not None:
+            ax.plot(step.centre[1], step.centre[0], "+", color="#ee3377", ms=9, mew=1.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(step.title, fontsize=6.5, wrap=True)
+
+
+def _rectangle(x, y, w, h):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), w, h, fill=False, edgecolor="#33bbee", lw=1)

@@ -79,7 +79,7 @@ def test_missing_history_and_damaged_metrics_are_named_and_the_rest_renders(copy
     (run / "history.csv").unlink()
     (run / "metrics.json").write_text("{not json", encoding="utf-8")
     page = Page(report.write(run).read_text(encoding="utf-8"))
-    assert page.missing_in == {"learning-curves", "health", "environment"}
+    assert page.missing_in == {"learning-curves", "health", "environment", "robustness"}
     assert "history.csv" in page.text("learning-curves") and "file is missing" in page.text(
         "learning-curves"
     )
@@ -104,7 +104,8 @@ def test_unusable_model_falls_back_to_the_stored_evaluation_and_says_so(copy_run
         "confusion"
     )
     # images need the model: the gallery says so, the pairs are listed without examples
-    assert page.missing_in == {"mistakes"} and "gallery" not in page.figures
+    needs_model = {"mistakes", "templates", "attribution", "embedding"}
+    assert page.missing_in == needs_model and "gallery" not in page.figures
     assert "examples need the model" in page.text("confused-pairs")
 
 

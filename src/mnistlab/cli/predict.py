@@ -29,7 +29,9 @@ def predict(
         False, "--json", help="Print the predictions as JSON instead of a table."
     ),
     show: Optional[Path] = typer.Option(
-        None, "--show", help="Also write a PNG: each prepared 28x28 input beside its probabilities."
+        None,
+        "--show",
+        help="Also write a PNG: each image's preparation, step by step, beside its probabilities.",
     ),
 ) -> None:
     """Predict the class of each image, prepared the way MNIST's digits were."""
@@ -38,7 +40,7 @@ def predict(
 
     loaded = load_run(run)
     top = min(top, len(loaded.class_names))  # --top 20 on 10 classes: list them all
-    results = pr.predict(loaded, images, top=top, on_error="collect")
+    results = pr.predict(loaded, images, top=top, on_error="collect", steps=show is not None)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:

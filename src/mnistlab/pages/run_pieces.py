@@ -16,6 +16,7 @@ import numpy as np
 from mnistlab import rundir
 from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.pages.inside_sections import SECTIONS as INSIDE_SECTIONS
 
 REPORT = rundir.REPORT
 SECTIONS = {
@@ -26,6 +27,7 @@ SECTIONS = {
     "per-class": "Precision, recall and F1 per class",
     "confused-pairs": "Most-confused pairs",
     "mistakes": "Misclassified digits",
+    **INSIDE_SECTIONS,
     "r2": "R\u00b2, honestly",
     "health": "Health check",
     "environment": "Environment and timings",
@@ -83,6 +85,7 @@ def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
                 "y": np.asarray(y),
                 "proba": proba,
                 "params": network(model["recipe"], len(model["class_names"])).trainable_count,
+                "run": run,
             }
         )
     except _READ_ERRORS as exc:

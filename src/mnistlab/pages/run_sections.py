@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistlab import rundir
 from mnistlab.pages.html import Html, definitions, figure, join, missing, table, tag
+from mnistlab.pages.inside_sections import RENDER as INSIDE_RENDER
 from mnistlab.pages.run_pieces import SECTIONS, Piece, architecture, health_verdict
 
 GALLERY = 32  # most confident mistakes shown
@@ -497,6 +498,7 @@ RENDER = {
     "r2": _r2_section,
     "health": _health_section,
     "environment": _environment_section,
+    **INSIDE_RENDER,
 }
 
 

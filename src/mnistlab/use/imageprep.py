@@ -28,6 +28,7 @@ by the box). Limits: one digit per image; rules of a lined page must be near axi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -427,13 +428,58 @@ def thicken(ink: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One stage of ``prepare`` as an image, for showing how a digit was made ready.
+
+    ``image``: float32 0..255; the "input" step as the eye sees it, every later one in MNIST's
+    form (bright ink on black). ``box`` (top, left, height, width) and ``centre`` (row, column):
+    where the scaled digit was pasted into the 28x28 field and its centre of mass there, on the
+    step that places it."""
+
+    name: str
+    title: str
+    image: np.ndarray
+    note: str = ""
+    box: tuple[int, int, int, int] | None = None
+    centre: tuple[float, float] | None = None
+
+
+# The steps ``prepare(..., steps=True)`` returns, in order, by style.
+STEPS = {
+    "mnist": {
+        "input": "the input",
+        "ink": "ink found (paper removed)",
+        "cropped": "cropped to the ink",
+        "box": f"scaled into {BOX}\u00d7{BOX}",
+        "centred": "centred by mass",
+        "seen": f"the {SIZE}\u00d7{SIZE} the model saw",
+    },
+    "fashion": {
+        "input": "the input",
+        "ink": "object found (background removed)",
+        "cropped": "cropped to the object",
+        "box": f"scaled into {SIZE}\u00d7{SIZE}",
+        "centred": "centred by its box",
+        "seen": f"the {SIZE}\u00d7{SIZE} the model saw",
+    },
+}
+
+
+def _record(steps: list[Step] | None, style: str, name: str, image, **marks) -> None:
+    if steps is not None:
+        title = STEPS[style][name]
+        steps.append(Step(name, title, np.asarray(image, np.float32).copy(), **marks))
+
+
+def prepare(image: Any, name: str = "<array>", style: str = "mnist", steps: bool = False):
     """A decoded image of any size -> (28, 28) uint8 as in MNIST: bright ink on black.
 
     ``image``: a PIL image (any mode; alpha is ink) or an array (H, W) grayscale or
     (H, W, 3|4) colour, 0..255. style "mnist": fit the ink's bounding box into 20x20 (aspect
     kept), centre of mass at (14, 14) - LeCun's recipe; "fashion": fit into 28x28, centred by the
     box - Fashion-MNIST's. Raises DataError (naming ``name``) for an image with no ink.
+    ``steps=True`` returns ``(x, steps)``: also each stage as a ``Step`` (see ``STEPS``).
     """
     if style not in ("mnist", "fashion"):
         raise ValueError(f"style: expected 'mnist' or 'fashion', got {style!r}")
@@ -441,9 +487,37 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
         channels = _channels(image)
     except DataError as exc:
         raise DataError(f"{name}: {exc}") from None
+    record: list[Step] | None = [] if steps else None
+    if record is not None:  # the luminance is made for the record only
+        _record(record, style, "input", _luminance(channels))
     ink = find_ink(ink_map(channels, local=style == "mnist"), name, rules=style == "mnist")
+    _record(record, style, "ink", ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the crop: the ink's bounding box
+    _record(record, style, "cropped", ink)
+    small = _scaled(ink, style)
+    _record(record, style, "box", small)
+    h, w = small.shape
+    top, left, (cy, cx) = _placement(small, style)
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    out[top : top + h, left : left + w] = small
+    centre = (cy + top, cx + left)
+    _record(
+        record,
+        style,
+        "centred",
+        out,
+        note=f"centre of mass at row {centre[0]:.1f}, column {centre[1]:.1f}",
+        box=(top, left, h, w),
+        centre=centre,
+    )
+    x = np.rint(out).astype(np.uint8)
+    _record(record, style, "seen", x)
+    return (x, record) if steps else x
+
+
+def _scaled(ink: np.ndarray, style: str) -> np.ndarray:
+    """The cropped ink fitted into the box of ``style``, strokes as solid as MNIST's."""
     box = BOX if style == "mnist" else SIZE
     if style == "mnist":
         # Two steps: to a 10x working scale, where a pen line is wide enough to measure and
@@ -455,30 +529,35 @@ def prepare(image: Any, name: str = "<array>", style: str = "mnist") -> np.ndarr
         # are full white. A photo's strokes are soft; scale so the same share saturates.
         inked = small[small > 0.1 * small.max()]
         small = np.minimum(small * (255.0 / float(np.percentile(inked, 100 - SOLID_SHARE))), 255.0)
+    return small
+
+
+def _placement(small: np.ndarray, style: str) -> tuple[int, int, tuple[float, float]]:
+    """(top, left) of the scaled digit in the 28x28 field, and its centre of mass (row, column)
+    within itself."""
     h, w = small.shape
+    mass = float(small.sum())
+    cy = float((small.sum(axis=1) * np.arange(h)).sum() / mass) if mass else (h - 1) / 2
+    cx = float((small.sum(axis=0) * np.arange(w)).sum() / mass) if mass else (w - 1) / 2
     if style == "mnist":
         # Centre of mass to pixel (14, 14) with an integer shift, as MNIST did, but never so far
         # that ink would fall off the field (a lopsided digit keeps all its strokes).
-        mass = small.sum()
-        cy = float((small.sum(axis=1) * np.arange(h)).sum() / mass)
-        cx = float((small.sum(axis=0) * np.arange(w)).sum() / mass)
         top = min(max(round(SIZE // 2 - cy), 0), SIZE - h)
         left = min(max(round(SIZE // 2 - cx), 0), SIZE - w)
     else:
         top, left = (SIZE - h) // 2, (SIZE - w) // 2
-    out = np.zeros((SIZE, SIZE), dtype=np.float32)
-    out[top : top + h, left : left + w] = small
-    return np.rint(out).astype(np.uint8)
+    return top, left, (cy, cx)
 
 
-def load_image(source: Source, style: str = "mnist", name: str | None = None) -> np.ndarray:
-    """Read an image file (path, bytes or binary file) and prepare it: (28, 28) uint8.
+def load_image(source: Source, style: str = "mnist", name: str | None = None, steps: bool = False):
+    """Read an image file (path, bytes or binary file) and prepare it: (28, 28) uint8 (with
+    ``steps=True``, ``(x, steps)`` as ``prepare`` gives them).
 
     Unreadable, corrupt, oversized or blank files raise DataError naming the file.
     """
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else "<upload>"
-    return prepare(read_image(source, name), name=name, style=style)
+    return prepare(read_image(source, name), name=name, style=style, steps=steps)
 
 
 def style_for(dataset_name: str) -> str:

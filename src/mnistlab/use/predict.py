@@ -42,6 +42,7 @@ class Prediction:
     image: np.ndarray  # the prepared (28, 28) uint8 input the model saw
     probabilities: np.ndarray  # (n_classes,) float
     top: list[tuple[int, str, float]]
+    steps: list | None = None  # the preparation's steps (imageprep.Step), when asked for
     ok = True
 
     @property
@@ -123,7 +124,7 @@ def _is_one_image(images) -> bool:
 
 
 def predict(
-    run, images: Sequence[ImageLike], top: int = 3, on_error: str = "raise"
+    run, images: Sequence[ImageLike], top: int = 3, on_error: str = "raise", steps: bool = False
 ) -> list[Prediction | Failed]:
     """Predict every image with a run (folder or Run), in order.
 
@@ -131,6 +132,7 @@ def predict(
     or (H, W, 3|4) colour, or a stack (N, H, W) / (N, H, W, 3|4) of them: arrays go through the
     same preparation as files, so pass what a camera or a canvas gives. ``on_error``: "raise"
     stops at the first bad image (DataError); "collect" puts a ``Failed`` in its place.
+    ``steps``: each Prediction also keeps its preparation's steps (``imageprep.Step``).
     """
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error: expected 'raise' or 'collect', got {on_error!r}")
@@ -144,7 +146,7 @@ def predict(
         raise ValueError(f"top: expected 1..{n_classes}, got {top}")
     style = style_for(run.dataset_name)
     slots: list[Prediction | Failed | None] = []
-    names, prepared = [], []
+    names, prepared, stages = [], [], []
     for i, item in enumerate(images):
         if isinstance(item, (str, os.PathLike)):
             name = str(item)
@@ -152,9 +154,10 @@ def predict(
             name = f"<image {i}>" if not isinstance(item, np.ndarray) else f"<array {i}>"
         try:
             if isinstance(item, (str, os.PathLike, bytes)):
-                x = load_image(item, style, name=name)
+                x = load_image(item, style, name=name, steps=steps)
             else:
-                x = prepare(item, name, style)
+                x = prepare(item, name, style, steps=steps)
+            x, made = x if steps else (x, None)
         except MnistlabError as exc:
             if on_error == "raise":
                 raise
@@ -163,8 +166,12 @@ def predict(
         slots.append(None)
         names.append(name)
         prepared.append(x)
+        stages.append(made)
     done = iter(predict_prepared(run, np.stack(prepared), names, top) if prepared else [])
-    return [next(done) if s is None else s for s in slots]
+    results = [next(done) if s is None else s for s in slots]
+    for r, made in zip((r for r in results if r.ok), stages):
+        r.steps = made
+    return results
 
 
 def print_predictions(results: Sequence[Prediction | Failed], console=None) -> None:
@@ -194,7 +201,8 @@ def print_predictions(results: Sequence[Prediction | Failed], console=None) -> N
 
 
 def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], path) -> Path:
-    """A PNG: per predicted image, the prepared 28x28 input beside its probabilities."""
+    """A PNG: per predicted image, the prepared 28x28 input beside its probabilities (its
+    preparation step by step, when the predictions kept their steps)."""
     from mnistlab import plots
 
     good = [r for r in results if r.ok]
@@ -202,7 +210,12 @@ def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], pat
         raise DataError(f"{path}: no image was predicted, nothing to show")
     titles = [Path(r.source).name if not r.source.startswith("<") else r.source for r in good]
     return plots.predictions(
-        [r.image for r in good], [r.probabilities for r in good], titles, class_names, path
+        [r.image for r in good],
+        [r.probabilities for r in good],
+        titles,
+        class_names,
+        path,
+        steps=[r.steps for r in good],
     )
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.use.imagefile import MAX_PIXELS
+from mnistlab.web import inside
 from mnistlab.web.http import (
     BodyLimit,
     add_error_handlers,
@@ -123,6 +124,7 @@ def create_app(
     async def docs() -> FileResponse:  # FastAPI's own page loads swagger-ui from a CDN
         return FileResponse(STATIC / "docs.html")
 
+    inside.add_route(app, run, max_pixels, timeout, predictor.limiter)  # POST /inside
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
     app.state.run = run

@@ -44,7 +44,7 @@ def test_the_attributions_keep_to_their_budget(mlp_dir):
     model = views["model"]
     found = [a for pair in views["confused"] for two in pair["attributions"] for a in two]
     assert found and all(a.exact for a in found)
-    assert sum(a.evaluations for a in found) * model.macs <= inside_sections.ATTRIBUTION_MACS
+    assert sum(a.evaluations for a in found) * model.cost <= inside_sections.ATTRIBUTION_COST
     assert inside_sections._views(parts) is views or inside_sections._views(parts).value is views
 
 

@@ -46,10 +46,14 @@ from mnistlab.errors import MnistlabError
 from mnistlab.recipe import Recipe
 
 STEPS = 64  # first cut of the path from the baseline to the digit, in equal steps
+MIN_STEPS = 16  # the coarsest first cut a budget may force
 EVALUATIONS = 2048  # at most this many gradients per path; then the gap is what it is
 TOLERANCE = 1e-4  # a path is refined until its intervals miss the logit change by less in all
 CHUNK = 256  # points per forward/backward: bounds the conv blocks' window arrays
 EMBED = 2000  # test digits in the embedding
+# A conv layer's multiply-add costs ~4 of a Dense layer's here (im2col copies in float64 NumPy:
+# ~0.7 against ~3.5 G multiply-adds/s measured on one core for a small CNN and the notebook MLP)
+CONV_COST = 4
 
 
 # ---- the network, forward and back -------------------------------------------------------
@@ -100,16 +104,25 @@ class Model:
         return sum(layer.width for layer in self.net.of("dense")[:-1])
 
     @property
-    def macs(self) -> int:
-        """Multiply-adds of one forward pass (a backward pass costs about as much again)."""
+    def cost(self) -> int:
+        """What one gradient (a forward and a backward pass of one input) costs, in a Dense
+        layer's multiply-adds: a conv layer's count ``CONV_COST`` times, as NumPy runs them."""
         total = 0
         for layer in self.net.layers:
             if layer.kind == "conv":
                 k, _, c_in, c_out = layer.weights[0].shape
-                total += layer.shape[0] * layer.shape[1] * k * k * c_in * c_out
+                total += CONV_COST * layer.shape[0] * layer.shape[1] * k * k * c_in * c_out
             elif layer.kind == "dense":
                 total += layer.weights[0].size
         return total
+
+    def budget(self, cost: float, paths: int = 1) -> tuple[int, int]:
+        """(steps, max_evaluations) for ``paths`` attributions that may cost ``cost`` in all
+        (in ``cost``'s units): the most evaluations that fit, at least a first cut of
+        ``MIN_STEPS``, at most ``EVALUATIONS``."""
+        fits = int(cost / (max(paths, 1) * self.cost))
+        evaluations = max(MIN_STEPS + 1, min(EVALUATIONS, fits))
+        return min(STEPS, evaluations - 1), evaluations
 
     @property
     def baseline(self) -> np.ndarray:
@@ -519,7 +532,9 @@ def embedding(model: Model, images, labels, method: str = "auto", seed: int = 0)
     else:
         from sklearn.decomposition import PCA
 
-        pca = PCA(n_components=2, svd_solver="full").fit(h)
+        # the exact solver that decomposes the (width x width) covariance: milliseconds for
+        # thousands of digits, where a full SVD of the digits took a third of a second
+        pca = PCA(n_components=2, svd_solver="covariance_eigh").fit(h)
         points = pca.transform(h)
         shares = pca.explained_variance_ratio_
         note = (

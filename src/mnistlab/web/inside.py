@@ -10,9 +10,9 @@ change); ``pushes``, the units of the last hidden layer that push the predicted 
 (activation x weight). Kept out of the OpenAPI document: it is the page's, its answer shaped for
 drawing (``web/static/inside.js``).
 
-Its cost is bounded: the attribution gets at most ``MACS`` multiply-adds of model work per
-request (enough for the exact path of a notebook-sized MLP; a conv net gets a coarser path, and
-``gap`` says how coarse); the work runs in a thread the time limit can abandon.
+Its cost is bounded: the attribution gets at most ``COST`` of model work per request (enough
+for the exact path of a notebook-sized MLP; a conv net gets a coarser path, and ``gap`` says how
+coarse); the work runs in a thread the time limit can abandon.
 """
 
 import base64
@@ -24,7 +24,7 @@ import numpy as np
 from mnistlab.web.http import error, json_bytes
 from mnistlab.web.inputs import Reject, decode_upload, open_upload, parse_pixels
 
-MACS = 3e8  # multiply-adds of gradients per request for the attribution
+COST = 3e8  # the attribution's work per request, in inside.Model.cost's units (~0.1 s)
 TOP_UNITS = 8  # units listed as pushing the predicted class up
 STEP_SIDE = 112  # steps are drawn at most this many pixels on a side
 
@@ -88,8 +88,7 @@ class Inside:
         self.run = run
         self.names = list(run.class_names)
         self.model = inside.Model.of(run)
-        self.evaluations = max(33, min(inside.EVALUATIONS, int(MACS / self.model.macs)))
-        self.steps = inside.STEPS if self.evaluations > inside.STEPS else 32
+        self.steps, self.evaluations = self.model.budget(COST)
         from threadpoolctl import ThreadpoolController
 
         # One BLAS thread: a request's products are small, and with two threads on two busy

@@ -612,14 +612,34 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> Recipe:
     """A shipped recipe by name (see ``preset_names()``)."""
+    return Recipe.from_dict(tomllib.loads(preset_text(name)), source=f"preset {name}")
+
+
+def preset_text(name: str) -> str:
+    """A shipped recipe's TOML file, comments and all: a starting point to copy and edit."""
     names = preset_names()
     if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise RecipeError(
-            f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}"
+            f"unknown preset {name!r}{hint}: expected one of {', '.join(names) or '(none)'}"
         )
     res = resources.files("mnistlab.recipe") / "presets" / f"{name}.toml"
-    data = tomllib.loads(res.read_text(encoding="utf-8"))
-    return Recipe.from_dict(data, source=f"preset {name}")
+    return res.read_text(encoding="utf-8")
+
+
+def description(toml_text: str) -> str:
+    """What a preset file is, in one line: its first comment line (empty without one).
+
+    >>> description("# Adam at 0.001.\\n# More words.\\nlr = 0.001\\n")
+    'Adam at 0.001.'
+    """
+    for line in toml_text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
 
 
 def _canonical(key: str, source: str) -> str:

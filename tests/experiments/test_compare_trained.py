@@ -173,7 +173,7 @@ def test_onnx_models_in_other_layouts_scalings_and_logits(trained, tmp_path):
 @pytest.mark.parametrize(
     "array,words",
     [
-        (np.zeros(1999, np.int64), "1,999 predictions, but mnist-sample (2,000 test images)"),
+        (np.zeros(1999, np.int64), "1,999 predictions, but the test set of mnist-sample has 2,000"),
         (np.zeros((2000, 3)), "shape (2000, 3), expected labels (2000,) or probabilities"),
         (np.full(2000, 0.5), "labels of dtype float64, expected integers 0..9"),
         (np.full(2000, 10), "labels from 10 to 10, expected integers 0..9"),

@@ -204,9 +204,11 @@ def write_figures(
     out_dir,
     title: str = "",
     split: str | None = None,
+    labels_only: bool = False,
 ) -> dict[str, Path]:
     """The confusion matrix and the 32 most confident mistakes as PNGs in ``out_dir``
-    (names from :func:`figure_names`)."""
+    (names from :func:`figure_names`); ``labels_only``: the predictions carry no confidence,
+    so the first 32 mistakes in test-set order, without one."""
     from mnistlab import plots
 
     out = Path(out_dir)
@@ -227,12 +229,12 @@ def write_figures(
             np.asarray(images)[idx],
             np.asarray(y_true)[idx],
             pred[idx],
-            np.asarray(proba)[idx, pred[idx]],
+            None if labels_only else np.asarray(proba)[idx, pred[idx]],
             names,
             out / files["misclassified"],
             title=(
-                f"{prefix}most confident mistakes ({len(idx)} of "
-                f"{int(np.sum(pred != np.asarray(y_true)))} shown)"
+                f"{prefix}{'first' if labels_only else 'most confident'} mistakes ({len(idx)} "
+                f"of {int(np.sum(pred != np.asarray(y_true)))} shown)"
             ),
         ),
     }
@@ -348,7 +350,9 @@ def evaluate_source(
     if found.note:
         result["note"] = found.note
     out_dir = make_dirs(Path(out) if out is not None else runs_dir() / f"evaluate-{path.stem}")
-    figs = write_figures(result, test.x, test.y, proba, out_dir, title=path.name, split="test")
+    figs = write_figures(
+        result, test.x, test.y, proba, out_dir, path.name, "test", labels_only=found.proba is None
+    )
     result["figures"] = {k: str(p) for k, p in figs.items()}
     atomic_write_json(out_dir / "evaluation.json", result)
     return result

@@ -182,8 +182,8 @@ def _from_npy(path: Path, test: ScoredImages, _pixels: str) -> Predictions:
         )
     if len(a) != n:
         raise PredictionsError(
-            f"{path}: {len(a):,} predictions, but {test.describe()} has {n:,} (one per test "
-            "image, in the test set's order)"
+            f"{path}: {len(a):,} predictions, but the test set of {test.name} has {n:,} images "
+            "(one prediction per test image, in its order)"
         )
     if a.ndim == 1:
         return Predictions(path.name, "npy", path, _labels(path, a, c))

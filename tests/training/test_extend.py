@@ -120,3 +120,13 @@ def test_cli_resume_takes_epochs_and_nothing_else(small, tmp_path, monkeypatch, 
     assert code == 0 and out == f"{run.path}\n", out + err
     assert rundir.load_run(run.path).recipe.epochs == 2
     assert len(rundir.load_run(run.path).history) == 2
+
+
+def test_a_damaged_extension_record_is_one_line(small, tmp_path):
+    run = fit(Recipe(hidden=[8], epochs=1), small, out=tmp_path / "r", quiet=True)
+    (run.path / rundir.MODEL).unlink()  # as if killed while being extended
+    env_file = run.path / rundir.ENVIRONMENT
+    env = json.loads(env_file.read_text())
+    env_file.write_text(json.dumps({**env, "extended": [{"to_epochs": 2}]}))
+    with pytest.raises(RunError, match=r"\['extended'\]\[0\]\['from_epochs'\] is missing"):
+        resume(run.path, dataset=small, quiet=True)

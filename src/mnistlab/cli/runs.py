@@ -43,7 +43,9 @@ def print_listing(entries, folder) -> None:
         return
     table = Table(title=f"{len(entries)} in {folder or 'runs/'}")
     for col in ("name", "kind", "dataset", "changes", "epochs", "test acc", "health", "date"):
-        table.add_column(col, justify="right" if col in ("epochs", "test acc") else "left")
+        right = col in ("epochs", "test acc")
+        # a name is copied into the next command: folded onto more lines, never cut short
+        table.add_column(col, justify="right" if right else "left", overflow="fold")
     for e in entries:
         epochs = "" if e.epochs is None else str(e.epochs)
         if e.planned_epochs is not None and e.epochs != e.planned_epochs:

@@ -1,7 +1,9 @@
-"""The fast engine: a hand-derived MLP forward/backward on the CPU, no torch, no allocation per
+"""The fast engine: a hand-derived forward/backward on the CPU, no torch, no allocation per
 step. It runs every MLP recipe: relu/tanh/sigmoid/gelu, dropout, batch norm, L2, label smoothing,
 max-norm, and the optimizers sgd (momentum, nesterov), adam, adamw, nadam, rmsprop, adagrad and
-adadelta. The maths is ``engines/spec.py``'s; tests hold both back ends to it.
+adadelta; and every CNN recipe, its conv blocks in front of those Dense layers
+(engines/fast_conv.py, numba back end). The maths is ``engines/spec.py``'s; tests hold both back
+ends to it.
 
 Where the time goes at the notebook's shapes (batch 32, 784-128-128-128-10):
 
@@ -36,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines import fast_numpy
+from mnistlab.engines import fast_conv, fast_numpy
 from mnistlab.engines.masks import dropout_keys
 from mnistlab.engines.optim import ACTIVATION_CODES, SLOTS, Hyper, step_scalars
 from mnistlab.engines.state import State, Steps, Workspace
@@ -52,7 +54,8 @@ def numba_available() -> bool:
 
 
 def default_backend(recipe) -> str:
-    """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy.
+    """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy;
+    a CNN always trains with numba (its conv blocks are compiled loops).
 
     Measured on 2 cores (bench/engine_steps.py and the fast-mlp preset): at batch 32 the numpy
     backend spends ~0.5 s per MNIST epoch on per-call overhead, which numba removes, for a
@@ -60,7 +63,7 @@ def default_backend(recipe) -> str:
     at batch 128 the steps are 4x fewer and 4x larger and numba saved nothing per epoch, so
     the start-up cost would only be a loss.
     """
-    if recipe.batch_size <= NUMBA_MAX_BATCH and numba_available():
+    if (recipe.kind == "cnn" or recipe.batch_size <= NUMBA_MAX_BATCH) and numba_available():
         return "numba"
     return "numpy"
 
@@ -78,8 +81,10 @@ def default_threads() -> int:
 
 def unsupported(recipe, inference: bool = False) -> str | None:
     """Why the fast engine cannot run ``recipe`` (one line), or None when it can."""
-    if recipe.kind != "mlp":
-        return f"kind {recipe.kind!r} (it runs kind 'mlp' only)"
+    if recipe.kind not in ("mlp", "cnn"):
+        return f"kind {recipe.kind!r} (it runs kinds 'mlp' and 'cnn')"
+    if recipe.kind == "cnn" and not inference and not numba_available():
+        return "kind 'cnn' trains on its numba back end, and numba is not installed"
     if recipe.activation not in ACTIVATIONS:
         return f"activation {recipe.activation!r} (it runs " + ", ".join(ACTIVATIONS) + ")"
     if not inference and recipe.optimizer not in SLOTS:
@@ -87,11 +92,21 @@ def unsupported(recipe, inference: bool = False) -> str | None:
     return None
 
 
-def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
-    n_out = w[f"dense_{sum(k.endswith('.kernel') for k in w) - 1}.bias"].shape[0]
-    out = np.empty((len(x), n_out), np.float32)
+def _logit_chunks(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
+    """(first row, logits) of ``x`` chunk by chunk, in inference mode (no dropout, batch norm's
+    moving statistics); a CNN's conv blocks first (NumPy, chunks sized to stay in cache)."""
+    conv = "conv_0.kernel" in w
+    if conv:
+        batch_size = min(batch_size, fast_conv.eval_batch(w))
     for s in range(0, len(x), batch_size):
-        z = fast_numpy.logits(h, w, np.asarray(x[s : s + batch_size], np.float32))
+        xb = np.asarray(x[s : s + batch_size], np.float32)
+        yield s, fast_numpy.logits(h, w, fast_conv.features(w, xb) if conv else xb)
+
+
+def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
+    n_dense = sum(k.startswith("dense_") and k.endswith(".kernel") for k in w)
+    out = np.empty((len(x), w[f"dense_{n_dense - 1}.bias"].shape[0]), np.float32)
+    for s, z in _logit_chunks(h, w, x, batch_size):
         z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -102,7 +117,7 @@ def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size
 def predict_proba(
     recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
 ) -> np.ndarray:
-    """Softmax probabilities (N, n_classes) float32 of an MLP recipe's weights; torch-free.
+    """Softmax probabilities (N, n_classes) float32 of a recipe's weights; torch- and numba-free.
 
     >>> from mnistlab.recipe import Recipe
     >>> from mnistlab.engines.init import init_weights
@@ -120,7 +135,7 @@ def predict_proba(
 
 
 class FastEngine:
-    """NumPy(+numba) MLP engine; see the module docstring and ``engines.protocol.Engine``."""
+    """NumPy(+numba) MLP and CNN engine; see the module docstring and ``protocol.Engine``."""
 
     name = "fast"
     device = "cpu"
@@ -146,6 +161,8 @@ class FastEngine:
             raise ValueError(f"backend {backend!r}: expected 'numpy' or 'numba'")
         if backend == "numba" and not numba_available():
             raise RecipeError("the fast engine's numba backend needs numba installed")
+        if backend == "numpy" and recipe.kind == "cnn":
+            raise RecipeError("the fast engine trains a CNN on its numba back end only")
         self.backend = backend
         self._numba = None
         if backend == "numba":  # loads numba and its BLAS now, outside any thread limit
@@ -163,6 +180,7 @@ class FastEngine:
         self.st.load_weights(weights)
         self.n_layers = self.st.n_layers
         self._ws: Workspace | None = None
+        self._conv: fast_conv.ConvBuffers | None = None
 
     # ---- parameters and state ----------------------------------------------------------
     @property
@@ -186,17 +204,20 @@ class FastEngine:
         rows = max(1, min(self.recipe.batch_size, n))
         if self._ws is None or self._ws.rows < rows:
             self._ws = Workspace(self.st.sizes, rows, self.st.theta.size, self.hyper.dropout > 0)
+            if len(self.st.conv_layout):
+                self._conv = fast_conv.ConvBuffers(self.st, rows, max(1, self.threads))
         return self._ws
 
     # ---- training ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _thread_limit(self):
-        """The chosen BLAS thread count; overflow to inf/NaN stays silent (as in the numba
-        backend): a diverging run shows in its loss, which train.py's health check reads."""
+    def _thread_limit(self, blas: int | None = None):
+        """``blas`` BLAS threads (default: the chosen thread count); overflow to inf/NaN stays
+        silent (as in the numba backend): a diverging run shows in its loss, which train.py's
+        health check reads."""
         from threadpoolctl import threadpool_limits
 
         with (
-            threadpool_limits(limits=self.threads, user_api="blas"),
+            threadpool_limits(limits=blas or self.threads, user_api="blas"),
             np.errstate(over="ignore", invalid="ignore"),
         ):
             yield
@@ -219,7 +240,7 @@ class FastEngine:
         if len(lrs) != steps:
             raise ValueError(f"{len(lrs)} learning rates for {steps} steps")
         # The compiled backend does not bounds-check: out-of-range indices must stop here.
-        n_in, n_out = self.st.sizes[0], self.st.sizes[-1]
+        n_in, n_out = self.st.n_inputs, self.st.sizes[-1]
         if x.ndim != 2 or x.shape[1] != n_in or len(y) != len(x):
             raise ValueError(f"x {x.shape} / y {y.shape}: expected (N, {n_in}) and (N,)")
         if n and (order.min() < 0 or order.max() >= len(x)):
@@ -245,10 +266,13 @@ class FastEngine:
         )
         ws = self._workspace(n)
         every = max(1, steps // 20)
-        with self._thread_limit():
+        # a CNN splits each batch over its own threads, each calling one-thread BLAS
+        with self._thread_limit(1 if self._conv is not None else None):
             for k0 in range(0, steps, every):
                 k1 = min(steps, k0 + every)
-                if self._numba is not None:
+                if self._conv is not None:
+                    fast_conv.run_steps(st, ws, h, s, k0, k1, self._conv, self.numpy_blas)
+                elif self._numba is not None:
                     self._numba.run_steps(st, ws, h, s, k0, k1, self.numpy_blas)
                 else:
                     fast_numpy.run_steps(st, ws, h, s, k0, k1)
@@ -283,8 +307,7 @@ class FastEngine:
         ls = self.hyper.label_smoothing
         total, correct = 0.0, 0
         with self._thread_limit():
-            for s in range(0, len(x), EVAL_BATCH):
-                z = fast_numpy.logits(self.hyper, w, np.asarray(x[s : s + EVAL_BATCH], np.float32))
+            for s, z in _logit_chunks(self.hyper, w, x, EVAL_BATCH):
                 yb = y[s : s + len(z)]
                 correct += int((z.argmax(axis=1) == yb).sum())
                 z -= z.max(axis=1, keepdims=True)

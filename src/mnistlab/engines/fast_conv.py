@@ -1,0 +1,186 @@
+"""The fast engine's CNN: conv blocks in front of the MLP's Dense layers, no torch.
+
+A training step: the conv blocks' forward pass (``fast_conv_numba.forward``) writes the
+flattened features, in Keras' (h, w, c) order, into the Dense workspace's h[0]; the MLP step of
+``fast_numba`` runs on them (its ``front`` mode: everything an MLP has, from dropout to label
+smoothing) and leaves their gradient in d[0]; the conv blocks' backward pass
+(``fast_conv_numba.backward``) turns it into the conv weights' gradients, and fast_numba's
+optimizer kernel updates theta[:conv_end] (every conv kernel and bias, one flat span). The maths
+is ``engines/spec.py``'s (``conv_features`` and ``conv_backward``).
+
+A batch is cut into ``threads`` parts of contiguous rows, each run on its own thread with its own
+scratch and partial gradients, summed in a fixed order: deterministic for a given thread count,
+and nothing spins while waiting (a busy machine slows a step, it does not stall it). BLAS runs
+on one thread inside each part.
+
+Inference (``features``) is NumPy only: predicting with a CNN loads neither torch nor numba.
+
+>>> from mnistlab.recipe import Recipe
+>>> from mnistlab.engines.init import init_weights
+>>> w = init_weights(Recipe(kind="cnn", conv_channels=[4, 6], hidden=[8]))
+>>> features(w, np.zeros((3, 784), np.float32)).shape   # 28 -> 14 -> 7: 7 * 7 * 6
+(3, 294)
+"""
+
+from __future__ import annotations
+
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from mnistlab.engines.optim import Hyper
+from mnistlab.engines.state import State, Steps, Workspace
+
+# im2col columns of one training chunk: 512 KB, so the columns, dZ and the column gradient of a
+# chunk stay in a core's L2 cache (1-2 MB on current x86 cores) while sgemm reads them.
+CHUNK_FLOATS = 1 << 17
+# inference: columns of up to 8 MB per chunk (L3-sized; fewer, larger products)
+EVAL_FLOATS = 1 << 21
+
+
+def eval_batch(weights: dict[str, np.ndarray], side: int = 28) -> int:
+    """Images per inference chunk: the largest conv block's columns fit ``EVAL_FLOATS``."""
+    per_image, j = 1, 0
+    while f"conv_{j}.kernel" in weights:
+        k, _, c, _ = weights[f"conv_{j}.kernel"].shape
+        per_image = max(per_image, side * side * k * k * c)
+        side, j = side // 2, j + 1
+    return max(1, EVAL_FLOATS // per_image)
+
+
+def features(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The conv blocks' output (n, features) of float32 images ``x`` (n, side*side), NumPy only:
+    im2col by k*k shifted slice copies, one product, bias, 2x2 max-pool, relu, (h, w, c) flatten.
+    """
+    n = len(x)
+    side = int(round(x.shape[1] ** 0.5))
+    a = np.asarray(x, np.float32).reshape(n, side, side, 1)
+    j = 0
+    while f"conv_{j}.kernel" in weights:
+        kernel, bias = weights[f"conv_{j}.kernel"], weights[f"conv_{j}.bias"]
+        k, _, c, co = kernel.shape
+        lo = (k - 1) // 2
+        padded = np.zeros((n, side + k - 1, side + k - 1, c), np.float32)
+        padded[:, lo : lo + side, lo : lo + side] = a
+        col = np.empty((n, side, side, k, k, c), np.float32)
+        for dy in range(k):
+            for dx in range(k):
+                col[:, :, :, dy, dx] = padded[:, dy : dy + side, dx : dx + side]
+        z = col.reshape(-1, k * k * c) @ kernel.reshape(-1, co)
+        z += bias
+        half = side // 2
+        z = z.reshape(n, side, side, co)[:, : 2 * half, : 2 * half]
+        a = z.reshape(n, half, 2, half, 2, co).max(axis=(2, 4))
+        np.maximum(a, np.float32(0), out=a)
+        side, j = half, j + 1
+    return a.reshape(n, -1)
+
+
+class ConvBuffers:
+    """Every buffer the conv blocks' steps touch, for batches of up to ``rows`` images cut into
+    ``parts`` parts (threads); flat vectors with offsets tables, as ``state.Workspace``.
+
+    Per block j: ``acts`` its zero-padded input (rows, side+k-1, side+k-1, in) (block 0: the
+    images), ``codes`` the pool's argmax codes (rows, side/2, side/2, out), ``grads`` (j > 0)
+    the gradient with respect to its padded input; ``cb[j]`` images per chunk. Per part: the
+    scratch (columns, conv output / dZ, column gradient, product scratch, float64 bias sums)
+    and, beyond the first part, partial conv gradients.
+    """
+
+    def __init__(self, st: State, rows: int, parts: int):
+        lay = st.conv_layout
+        self.rows, self.parts, self.lay = rows, parts, lay
+        geo = [(int(k), int(c), int(co), int(s)) for _, _, k, c, co, s in lay]
+        padded = [rows * (s + k - 1) ** 2 * c for k, c, _, s in geo]
+        cover = [(s // 2 * 2) ** 2 for _, _, _, s in geo]  # pixels a pool window reads
+        self.cb = np.array(
+            [max(1, CHUNK_FLOATS // (p * k * k * c)) for p, (k, c, _, _) in zip(cover, geo)],
+            np.int64,
+        )
+        self.aoff = np.cumsum([0, *padded[:-1]]).astype(np.int64)
+        self.acts = np.zeros(max(sum(padded), 1), np.float32)
+        pooled = [rows * (s // 2) ** 2 * co for _, _, co, s in geo]
+        self.coff = np.cumsum([0, *pooled[:-1]]).astype(np.int64)
+        self.codes = np.zeros(max(sum(pooled), 1), np.uint8)
+        self.goff = self.aoff.copy()  # block 0 needs none: the same layout, its part unused
+        self.grads = np.zeros_like(self.acts)
+        rows_per_chunk = [int(b) * p for b, p in zip(self.cb, cover)]
+        col = max(r * k * k * c for r, (k, c, _, _) in zip(rows_per_chunk, geo))
+        z = max(r * co for r, (_, _, co, _) in zip(rows_per_chunk, geo))
+        tmp = max(k * k * c * co for k, c, co, _ in geo)
+        width = max(co for _, _, co, _ in geo)
+        self.scratch = [
+            (
+                np.zeros(col, np.float32),
+                np.zeros(z, np.float32),
+                np.zeros(col, np.float32),
+                np.zeros(tmp, np.float32),
+                np.zeros(width, np.float64),
+            )
+            for _ in range(parts)
+        ]
+        self.part_grads = [np.zeros(st.conv_end, np.float32) for _ in range(parts - 1)]
+        self.buf = (self.acts, self.aoff, self.codes, self.coff, self.grads, self.goff)
+        self.pool = ThreadPoolExecutor(parts - 1) if parts > 1 else None
+        if self.pool is not None:
+            weakref.finalize(self, self.pool.shutdown, wait=False)
+
+    def split(self, b: int) -> list[tuple[int, int]]:
+        """The batch's rows [0, b) as up to ``parts`` contiguous, near-equal ranges."""
+        n = min(self.parts, b)
+        edges = [b * i // n for i in range(n + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def each_part(self, b: int, fn) -> None:
+        """fn(part, lo, hi) for every part of a b-row batch; part 0 on this thread."""
+        ranges = self.split(b)
+        futures = [self.pool.submit(fn, i, *r) for i, r in enumerate(ranges) if i > 0]
+        fn(0, *ranges[0])
+        for f in futures:
+            f.result()
+
+
+def run_steps(
+    st: State,
+    ws: Workspace,
+    h: Hyper,
+    s: Steps,
+    k0: int,
+    k1: int,
+    cv: ConvBuffers,
+    numpy_blas: bool = True,
+) -> None:
+    """Steps k0..k1-1 of the epoch (same contract as ``fast_numba.run_steps``) of a CNN."""
+    from mnistlab.engines import fast_conv_numba as kern
+    from mnistlab.engines import fast_numba
+
+    args = fast_numba.step_args(st, ws, h, s, numpy_blas)
+    sgemm, use_sgemm = args[0], args[1]
+    width = st.sizes[0]
+    h0 = ws.h_flat[ws.offsets[0, 0] : ws.offsets[0, 0] + ws.rows * width]
+    d0 = ws.d_flat[ws.offsets[0, 1] : ws.offsets[0, 1] + ws.rows * width]
+    lay, ce = st.conv_layout, st.conv_end
+    grads = [ws.grad, *cv.part_grads]
+    for k in range(k0, k1):
+        start = k * s.batch_size
+        b = min(s.batch_size, len(s.order) - start)
+
+        def forward(i, lo, hi, start=start):
+            kern.forward(
+                sgemm, use_sgemm, s.x, s.order, start, lo, hi, st.theta, lay, cv.cb, cv.buf, h0,
+                cv.scratch[i],
+            )  # fmt: skip
+
+        def backward(i, lo, hi):
+            kern.backward(
+                sgemm, use_sgemm, lo, hi, st.theta, grads[i], lay, cv.cb, cv.buf, h0, d0,
+                cv.scratch[i],
+            )  # fmt: skip
+
+        cv.each_part(b, forward)
+        fast_numba.front_step(args, k)
+        cv.each_part(b, backward)
+        for g in grads[1 : len(cv.split(b))]:  # the parts' sums, in part order
+            ws.grad[:ce] += g[:ce]
+        fast_numba.update_span(args, k, 0, ce)

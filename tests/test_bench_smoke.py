@@ -214,7 +214,7 @@ def test_presets():
 
     mlp, cnn = load_preset("fast-mlp"), load_preset("fast-cnn")
     assert FastEngine.unsupported(mlp) is None  # torch-free path for the 3-second goal
-    assert cnn.kind == "cnn" and FastEngine.unsupported(cnn) is not None
+    assert cnn.kind == "cnn" and FastEngine.unsupported(cnn) is None  # and for the CNN's
     for r in (mlp, cnn):
         assert r.validation_split == 0.0  # time-to-accuracy trains on all 60,000 images
 
@@ -284,9 +284,9 @@ def test_variants_unknown_to_the_recipe_or_engine_are_unsupported():
         log=lambda _: None,
     )
     assert "no-such" in res["future"]["fast"]["unsupported"]
-    assert "cannot train" in res["cnn"]["fast"]["unsupported"]
     assert len(res["notebook"]["fast"]["epochs"]) == 2  # both repetitions ran
+    assert len(res["cnn"]["fast"]["epochs"]) == 2  # a CNN trains on the fast engine too
     rows = variants.table(res, ["fast"])
     assert rows[0][:3] == ["notebook", f"{res['notebook']['fast']['s']:.3f}", "1.00x"]
-    assert rows[1][1] == "unsupported" and rows[2][1] == "unsupported"
+    assert rows[1][1] == "unsupported" and rows[2][1] != "unsupported"
     assert _run(str(BENCH / "variants.py"), "--variants", "notebook,nope").returncode == 2

@@ -103,10 +103,10 @@ def _logit_chunks(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size:
         yield s, fast_numpy.logits(h, w, fast_conv.features(w, xb) if conv else xb)
 
 
-def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
-    n_dense = sum(k.startswith("dense_") and k.endswith(".kernel") for k in w)
-    out = np.empty((len(x), w[f"dense_{n_dense - 1}.bias"].shape[0]), np.float32)
-    for s, z in _logit_chunks(h, w, x, batch_size):
+def _probabilities(chunks, n: int, n_out: int) -> np.ndarray:
+    """Softmax rows (n, n_out) of the (first row, logits) ``chunks``."""
+    out = np.empty((n, n_out), np.float32)
+    for s, z in chunks:
         z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -131,7 +131,8 @@ def predict_proba(
         raise RecipeError(f"fast predict_proba cannot run this recipe: {reason}")
     w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
     x = np.asarray(x).reshape(len(x), -1)
-    return _probabilities(Hyper.of(recipe), w, x, batch_size)
+    n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
+    return _probabilities(_logit_chunks(Hyper.of(recipe), w, x, batch_size), len(x), n_out)
 
 
 class FastEngine:
@@ -303,11 +304,10 @@ class FastEngine:
         """Loss (cross-entropy + L2 penalty, as Keras' val_loss) and accuracy, in big batches;
         inference mode (no dropout, batch norm's moving statistics)."""
         y = np.asarray(y, dtype=np.int64)
-        w = {**self.st.view, **self.st.moving_view}
         ls = self.hyper.label_smoothing
         total, correct = 0.0, 0
-        with self._thread_limit():
-            for s, z in _logit_chunks(self.hyper, w, x, EVAL_BATCH):
+        with self._thread_limit(1 if len(self.st.conv_layout) else None):
+            for s, z in self._logit_chunks(np.asarray(x).reshape(len(x), -1)):
                 yb = y[s : s + len(z)]
                 correct += int((z.argmax(axis=1) == yb).sum())
                 z -= z.max(axis=1, keepdims=True)
@@ -323,10 +323,19 @@ class FastEngine:
         return loss, correct / len(x)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        with self._thread_limit():
-            return _probabilities(
-                self.hyper,
-                {**self.st.view, **self.st.moving_view},
-                np.asarray(x).reshape(len(x), -1),
-                EVAL_BATCH,
-            )
+        with self._thread_limit(1 if len(self.st.conv_layout) else None):
+            chunks = self._logit_chunks(np.asarray(x).reshape(len(x), -1))
+            return _probabilities(chunks, len(x), self.st.sizes[-1])
+
+    def _logit_chunks(self, x: np.ndarray):
+        """(first row, logits) of ``x`` in inference mode; a CNN's conv blocks run on the
+        training kernels (numba is loaded already), a batch at a time on its threads."""
+        w = {**self.st.view, **self.st.moving_view}
+        if not len(self.st.conv_layout):
+            yield from _logit_chunks(self.hyper, w, x, EVAL_BATCH)
+            return
+        ws = self._workspace(self.recipe.batch_size)
+        h0 = ws.h_flat[ws.offsets[0, 0] : ws.offsets[0, 0] + ws.rows * self.st.sizes[0]]
+        feats = fast_conv.compiled_features(self.st, self._conv, h0, x, self.numpy_blas)
+        for s, f in feats:
+            yield s, fast_numpy.logits(self.hyper, w, f)

@@ -51,8 +51,10 @@ def eval_batch(weights: dict[str, np.ndarray], side: int = 28) -> int:
 
 def features(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """The conv blocks' output (n, features) of float32 images ``x`` (n, side*side), NumPy only:
-    im2col by k*k shifted slice copies, one product, bias, 2x2 max-pool, relu, (h, w, c) flatten.
-    """
+    im2col by k*k shifted slice copies (transposed for one input channel: runs of a row, not of
+    one float), one product, bias, 2x2 max-pool as three maxima of strided views, relu, (h, w, c)
+    flatten. Only the pixels a pool window reads are computed (an odd side's last row and column
+    are not)."""
     n = len(x)
     side = int(round(x.shape[1] ** 0.5))
     a = np.asarray(x, np.float32).reshape(n, side, side, 1)
@@ -60,20 +62,27 @@ def features(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     while f"conv_{j}.kernel" in weights:
         kernel, bias = weights[f"conv_{j}.kernel"], weights[f"conv_{j}.bias"]
         k, _, c, co = kernel.shape
-        lo = (k - 1) // 2
+        lo, cover = (k - 1) // 2, side // 2 * 2
         padded = np.zeros((n, side + k - 1, side + k - 1, c), np.float32)
         padded[:, lo : lo + side, lo : lo + side] = a
-        col = np.empty((n, side, side, k, k, c), np.float32)
-        for dy in range(k):
-            for dx in range(k):
-                col[:, :, :, dy, dx] = padded[:, dy : dy + side, dx : dx + side]
-        z = col.reshape(-1, k * k * c) @ kernel.reshape(-1, co)
+        shifted = [padded[:, t // k :, t % k :][:, :cover, :cover] for t in range(k * k)]
+        if c == 1:
+            col = np.empty((k * k, n, cover, cover, 1), np.float32)
+            for t, view in enumerate(shifted):
+                col[t] = view
+            z = col.reshape(k * k, -1).T @ kernel.reshape(k * k, co)
+        else:
+            col = np.empty((n, cover, cover, k * k, c), np.float32)
+            for t, view in enumerate(shifted):
+                col[:, :, :, t] = view
+            z = col.reshape(-1, k * k * c) @ kernel.reshape(-1, co)
         z += bias
-        half = side // 2
-        z = z.reshape(n, side, side, co)[:, : 2 * half, : 2 * half]
-        a = z.reshape(n, half, 2, half, 2, co).max(axis=(2, 4))
+        z = z.reshape(n, cover, cover, co)
+        a = np.maximum(z[:, 0::2, 0::2], z[:, 0::2, 1::2])
+        np.maximum(a, z[:, 1::2, 0::2], out=a)
+        np.maximum(a, z[:, 1::2, 1::2], out=a)
         np.maximum(a, np.float32(0), out=a)
-        side, j = half, j + 1
+        side, j = side // 2, j + 1
     return a.reshape(n, -1)
 
 
@@ -139,6 +148,31 @@ class ConvBuffers:
         fn(0, *ranges[0])
         for f in futures:
             f.result()
+
+
+def compiled_features(
+    st: State, cv: ConvBuffers, h0: np.ndarray, x: np.ndarray, numpy_blas: bool = True
+):
+    """(first row, features) of float32 images ``x``, ``cv.rows`` at a time, through the
+    training's compiled forward pass into ``h0`` (each chunk's view is overwritten by the next)."""
+    from mnistlab.engines import fast_conv_numba as kern
+    from mnistlab.engines import fast_numba
+
+    sgemm, use_sgemm = fast_numba.sgemm_args(numpy_blas)
+    x = np.ascontiguousarray(x, np.float32)
+    order = np.arange(len(x), dtype=np.int64)
+    width = st.sizes[0]
+    for start in range(0, len(x), cv.rows):
+        b = min(cv.rows, len(x) - start)
+
+        def forward(i, lo, hi, start=start):
+            kern.forward(
+                sgemm, use_sgemm, x, order, start, lo, hi, st.theta, st.conv_layout, cv.cb,
+                cv.buf, h0, cv.scratch[i],
+            )  # fmt: skip
+
+        cv.each_part(b, forward)
+        yield start, h0[: b * width].reshape(b, width)
 
 
 def run_steps(

@@ -181,8 +181,13 @@ def step_args(state: State, ws: Workspace, h: Hyper, s: Steps, numpy_blas: bool 
         h.max_norm,
         h.optimizer == "rmsprop" and h.momentum > 0,
     )
+    return *sgemm_args(numpy_blas), net, work, data, cfg
+
+
+def sgemm_args(numpy_blas: bool = True) -> tuple:
+    """(sgemm, use_sgemm): NumPy's cblas_sgemm when found and wanted, else numba's np.dot."""
     use_sgemm = NUMPY_SGEMM is not None and numpy_blas
-    return NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm, net, work, data, cfg
+    return NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm
 
 
 def front_step(args: tuple, k: int) -> None:

@@ -32,7 +32,16 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "script", ["frameworks", "floor", "inference", "time_to_accuracy", "variants", "second_core"]
+    "script",
+    [
+        "frameworks",
+        "floor",
+        "inference",
+        "time_to_accuracy",
+        "variants",
+        "second_core",
+        "cnn_epochs",
+    ],
 )
 def test_help(script):
     proc = _run(str(BENCH / f"{script}.py"), "--help")
@@ -173,6 +182,33 @@ def test_time_to_accuracy_tiny_recipe_reaches_a_low_target(mnist_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "try 1: reached in" in proc.stdout and "mlp: median" in proc.stdout
+
+
+def test_time_to_accuracy_one_try_per_seed_for_the_board(mnist_dir, tmp_path):
+    recipe = tmp_path / "tiny.toml"
+    Recipe(name="tiny", validation_split=0.0, hidden=[8], batch_size=512, epochs=1).to_toml(recipe)
+    args = ["--which", "mlp", "--recipe", str(recipe), "--target", "0.5", "--seeds", "2"]
+    proc = _run(str(BENCH / "time_to_accuracy.py"), *args, "--warmup", "0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "seed 0: reached" in proc.stdout and "seed 1: reached" in proc.stdout
+    assert "mlp: mean" in proc.stdout and "(2/2 tries reached it)" in proc.stdout
+
+
+def test_cnn_epochs_times_both_engines_on_the_same_seeds(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "c.json"
+    args = ["--dataset", "mnist-sample", "--limit", "256", "--epochs", "2", "--seeds", "0"]
+    proc = _run(str(BENCH / "cnn_epochs.py"), *args, "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "seed 0 fast" in proc.stdout and "seed 0 reference" in proc.stdout
+    assert "fast / reference:" in proc.stdout
+    import json
+
+    results = json.loads(out.read_text())["results"]
+    for engine in ("fast", "reference"):
+        run = results[engine]["0"]
+        assert run["engine"] == engine and len(run["seconds"]) == 2 and run["s_per_epoch"] > 0
+    assert _run(str(BENCH / "cnn_epochs.py"), "--preset", "fast-mlp").returncode == 2
 
 
 def test_inference_on_a_run_folder(mnist_dir, tmp_path):

@@ -25,6 +25,7 @@ Inference (``features``) is NumPy only: predicting with a CNN loads neither torc
 from __future__ import annotations
 
 import weakref
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,6 +38,9 @@ from mnistlab.engines.state import State, Steps, Workspace
 CHUNK_FLOATS = 1 << 17
 # inference: columns of up to 8 MB per chunk (L3-sized; fewer, larger products)
 EVAL_FLOATS = 1 << 21
+# A part's scratch (a numba record): im2col columns, conv output / dZ, column gradient, product
+# scratch (and dW^T), float64 bias sums, W^T.
+Scratch = namedtuple("Scratch", "col z dcol tmp gb wt")
 
 
 def eval_batch(weights: dict[str, np.ndarray], side: int = 28) -> int:
@@ -120,12 +124,13 @@ class ConvBuffers:
         tmp = max(k * k * c * co for k, c, co, _ in geo)
         width = max(co for _, _, co, _ in geo)
         self.scratch = [
-            (
-                np.zeros(col, np.float32),
-                np.zeros(z, np.float32),
-                np.zeros(col, np.float32),
-                np.zeros(tmp, np.float32),
-                np.zeros(width, np.float64),
+            Scratch(
+                col=np.zeros(col, np.float32),
+                z=np.zeros(z, np.float32),
+                dcol=np.zeros(col, np.float32),
+                tmp=np.zeros(tmp, np.float32),
+                gb=np.zeros(width, np.float64),
+                wt=np.zeros(tmp, np.float32),
             )
             for _ in range(parts)
         ]

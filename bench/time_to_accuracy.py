@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         name = args.recipe or f"preset {preset}"
         print(
             f"{which}: {name} to {target * 100:.1f} % test accuracy (goal <= {goal:.0f} s); "
-            f"{args.reps} tries, noisy on a shared machine"
+            + (f"seeds 0-{args.seeds - 1}" if args.seeds else f"{args.reps} tries")
+            + ", noisy on a shared machine"
         )
         for _ in range(args.warmup):
             r = one_try(args, preset, target, args.recipe)

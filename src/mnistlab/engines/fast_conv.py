@@ -96,9 +96,8 @@ class ConvBuffers:
 
     Per block j: ``acts`` its zero-padded input (rows, side+k-1, side+k-1, in) (block 0: the
     images), ``codes`` the pool's argmax codes (rows, side/2, side/2, out), ``grads`` (j > 0)
-    the gradient with respect to its padded input; ``cb[j]`` images per chunk. Per part: the
-    scratch (columns, conv output / dZ, column gradient, product scratch, float64 bias sums)
-    and, beyond the first part, partial conv gradients.
+    the gradient with respect to its padded input; ``cb[j]`` images per chunk. Per part: a
+    ``Scratch`` and, beyond the first part, partial conv gradients.
     """
 
     def __init__(self, st: State, rows: int, parts: int):
@@ -154,29 +153,34 @@ class ConvBuffers:
         for f in futures:
             f.result()
 
+    def forward(self, st: State, gemm: tuple, x, order, start: int, b: int, h0) -> None:
+        """The conv blocks' forward pass of images ``x[order[start:start+b]]`` into h0's rows,
+        on every part; ``gemm``: ``fast_numba.sgemm_args``."""
+        from mnistlab.engines import fast_conv_numba as kern
+
+        def part(i, lo, hi):
+            kern.forward(
+                *gemm, x, order, start, lo, hi, st.theta, st.conv_layout, self.cb, self.buf, h0,
+                self.scratch[i],
+            )  # fmt: skip
+
+        self.each_part(b, part)
+
 
 def compiled_features(
     st: State, cv: ConvBuffers, h0: np.ndarray, x: np.ndarray, numpy_blas: bool = True
 ):
     """(first row, features) of float32 images ``x``, ``cv.rows`` at a time, through the
     training's compiled forward pass into ``h0`` (each chunk's view is overwritten by the next)."""
-    from mnistlab.engines import fast_conv_numba as kern
     from mnistlab.engines import fast_numba
 
-    sgemm, use_sgemm = fast_numba.sgemm_args(numpy_blas)
+    gemm = fast_numba.sgemm_args(numpy_blas)
     x = np.ascontiguousarray(x, np.float32)
     order = np.arange(len(x), dtype=np.int64)
     width = st.sizes[0]
     for start in range(0, len(x), cv.rows):
         b = min(cv.rows, len(x) - start)
-
-        def forward(i, lo, hi, start=start):
-            kern.forward(
-                sgemm, use_sgemm, x, order, start, lo, hi, st.theta, st.conv_layout, cv.cb,
-                cv.buf, h0, cv.scratch[i],
-            )  # fmt: skip
-
-        cv.each_part(b, forward)
+        cv.forward(st, gemm, x, order, start, b, h0)
         yield start, h0[: b * width].reshape(b, width)
 
 
@@ -195,7 +199,7 @@ def run_steps(
     from mnistlab.engines import fast_numba
 
     args = fast_numba.step_args(st, ws, h, s, numpy_blas)
-    sgemm, use_sgemm = args[0], args[1]
+    gemm = args[:2]
     width = st.sizes[0]
     h0 = ws.h_flat[ws.offsets[0, 0] : ws.offsets[0, 0] + ws.rows * width]
     d0 = ws.d_flat[ws.offsets[0, 1] : ws.offsets[0, 1] + ws.rows * width]
@@ -205,19 +209,12 @@ def run_steps(
         start = k * s.batch_size
         b = min(s.batch_size, len(s.order) - start)
 
-        def forward(i, lo, hi, start=start):
-            kern.forward(
-                sgemm, use_sgemm, s.x, s.order, start, lo, hi, st.theta, lay, cv.cb, cv.buf, h0,
-                cv.scratch[i],
-            )  # fmt: skip
-
         def backward(i, lo, hi):
             kern.backward(
-                sgemm, use_sgemm, lo, hi, st.theta, grads[i], lay, cv.cb, cv.buf, h0, d0,
-                cv.scratch[i],
-            )  # fmt: skip
+                *gemm, lo, hi, st.theta, grads[i], lay, cv.cb, cv.buf, h0, d0, cv.scratch[i]
+            )
 
-        cv.each_part(b, forward)
+        cv.forward(st, gemm, s.x, s.order, start, b, h0)
         fast_numba.front_step(args, k)
         cv.each_part(b, backward)
         for g in grads[1 : len(cv.split(b))]:  # the parts' sums, in part order

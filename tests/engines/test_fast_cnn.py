@@ -167,10 +167,12 @@ def test_updates_equal_spec_given_the_same_gradient(name):
         state = after
 
 
-def test_inference_equals_spec_in_chunks(monkeypatch):
-    """evaluate / predict_proba (NumPy conv blocks, moving statistics, no dropout) equal spec's
-    inference, also when the images go through in several chunks."""
-    r = Recipe(**{**SMALL, "conv_channels": [3, 4, 5], "batch_norm": True, "dropout": 0.5})
+@pytest.mark.parametrize("k, channels", [(3, [3, 4, 5]), (2, [1, 4]), (5, [SPARSE, 2, 3])])
+def test_inference_equals_spec_in_chunks(monkeypatch, k, channels):
+    """evaluate / predict_proba (the compiled forward pass) and the predictor's NumPy forward
+    pass (moving statistics, no dropout) equal spec's inference, also image by image."""
+    r = Recipe(**{**SMALL, "kernel_size": k, "conv_channels": channels})
+    r = r.replace(batch_norm=True, dropout=0.5)
     x, y = _batch(24)
     eng = FastEngine(r, init_weights(r))
     eng.train_epoch(x, y, np.arange(24), np.full(3, 0.01), epoch=0)

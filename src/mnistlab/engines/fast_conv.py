@@ -29,6 +29,7 @@ from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from mnistlab.engines.optim import Hyper
 from mnistlab.engines.state import State, Steps, Workspace
@@ -55,10 +56,10 @@ def eval_batch(weights: dict[str, np.ndarray], side: int = 28) -> int:
 
 def features(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """The conv blocks' output (n, features) of float32 images ``x`` (n, side*side), NumPy only:
-    im2col by k*k shifted slice copies (transposed for one input channel: runs of a row, not of
-    one float), one product, bias, 2x2 max-pool as three maxima of strided views, relu, (h, w, c)
-    flatten. Only the pixels a pool window reads are computed (an odd side's last row and column
-    are not)."""
+    im2col by k copies of strided views whose rows are a window row's k*in contiguous floats
+    (one input channel: k*k copies of shifted images, transposed), one product, bias, 2x2
+    max-pool as three maxima of strided views, relu, (h, w, c) flatten. Only the pixels a pool
+    window reads are computed (an odd side's last row and column are not)."""
     n = len(x)
     side = int(round(x.shape[1] ** 0.5))
     a = np.asarray(x, np.float32).reshape(n, side, side, 1)
@@ -69,16 +70,17 @@ def features(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         lo, cover = (k - 1) // 2, side // 2 * 2
         padded = np.zeros((n, side + k - 1, side + k - 1, c), np.float32)
         padded[:, lo : lo + side, lo : lo + side] = a
-        shifted = [padded[:, t // k :, t % k :][:, :cover, :cover] for t in range(k * k)]
         if c == 1:
             col = np.empty((k * k, n, cover, cover, 1), np.float32)
-            for t, view in enumerate(shifted):
-                col[t] = view
+            for t in range(k * k):
+                col[t] = padded[:, t // k :, t % k :][:, :cover, :cover]
             z = col.reshape(k * k, -1).T @ kernel.reshape(k * k, co)
         else:
-            col = np.empty((n, cover, cover, k * k, c), np.float32)
-            for t, view in enumerate(shifted):
-                col[:, :, :, t] = view
+            col = np.empty((n, cover, cover, k, k * c), np.float32)
+            rows = (n, cover, cover, k * c)  # pixel (y, x)'s window row dy: k*c floats
+            steps = (*padded.strides[:3], padded.itemsize)  # from (y+dy, x) on, in one run
+            for dy in range(k):
+                col[:, :, :, dy] = as_strided(padded[:, dy:], rows, steps, writeable=False)
             z = col.reshape(-1, k * k * c) @ kernel.reshape(-1, co)
         z += bias
         z = z.reshape(n, cover, cover, co)

@@ -19,8 +19,13 @@ Speed tricks, each for a measured reason (bench/README.md):
 * Max-pool, bias and relu are one pass over the conv output (the bias is added before the
   comparison, as torch's conv does, so ties break the same way: first maximum in window order);
   it keeps the argmax as a 2-bit code (1 byte), not the 4x larger conv output.
-* The backward pass never materializes the pooled gradient's 4x spread over the batch: per
-  chunk it writes dZ (relu mask, unpool) from the codes, which sgemm reads for dW and dX.
+* Backward, blocks of 8+ input channels (``_scatter``): each pooled gradient that passed the
+  relu adds its argmax pixel's input window to dW and W^T to that window of dX, nothing else:
+  dZ's products would spend 3/4 of their work on the zeros the pool writes (and more on what
+  the relu stopped). Blocks of fewer channels (runs too short to pay, e.g. the image's one)
+  go through dZ per chunk (relu mask and unpool from the codes) and two sgemm calls.
+* One store stream per inner loop and unsigned indices: otherwise LLVM left the loops scalar
+  (it could not rule out aliasing, nor a negative index), 10-15x slower.
 * Bias gradients add up in float64 (tens of thousands of terms per step), so they keep
   float32's precision whatever the batch and image size.
 * ``nogil``: ``fast_conv`` runs parts of a batch on several threads, each with its own scratch

@@ -1,15 +1,14 @@
-"""The training state of an MLP in flat float32 vectors, and the workspace a step reuses.
+"""The training state of a network in flat float32 vectors, and the workspace a step reuses.
 
 State layout. A network's trainable weights live in ONE flat float32 vector ``theta``, layer
 after layer: a CNN's ``conv_j.kernel`` (HWIO) and ``conv_j.bias`` first, then ``dense_i.kernel``
 (fan_in, fan_out), ``dense_i.bias``, then, with batch norm on a hidden layer, ``bn_i.gamma`` and
-``bn_i.beta``. Gradients and every optimizer slot use the same layout,
-so an optimizer update is one flat elementwise loop per layer, and the compiled back end takes
-the offsets tables ``layout`` (Dense layers) and ``conv_layout`` (conv blocks) instead of tuples of
-arrays (one compiled function for every depth).
-Batch norm's moving statistics (``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second
-vector ``moving``. Names, shapes and order are the network walk's (``mnistlab.engines.arch``),
-so runs load unchanged.
+``bn_i.beta``. Gradients and every optimizer slot use the same layout, so an optimizer update is
+one flat elementwise loop per layer (or one for all conv weights), and the compiled back ends
+take the offsets tables ``layout`` (Dense layers) and ``conv_layout`` (conv blocks) instead of
+tuples of arrays (one compiled function for every depth). Batch norm's moving statistics
+(``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second vector ``moving``. Names, shapes
+and order are the network walk's (``mnistlab.engines.arch``), so runs load unchanged.
 
 >>> from mnistlab.recipe import Recipe
 >>> s = State.for_recipe(Recipe(hidden=[4], batch_norm=True))

@@ -424,20 +424,26 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, option):
 
 
 # ---- what the engine refuses, what each option adds ------------------------------------------
-@pytest.mark.parametrize("kw, words", [({"kind": "cnn"}, "kind 'cnn'")])
-def test_unsupported_recipes_say_why(kw, words):
-    r = Recipe(**kw)
+def test_unsupported_recipes_say_why(monkeypatch):
+    """A CNN trains on the numba back end only: without numba the fast engine refuses it (and
+    says why), yet still predicts with it (NumPy inference)."""
+    monkeypatch.setattr(fast, "numba_available", lambda: False)
+    r, words = Recipe(kind="cnn"), "kind 'cnn'"
     reason = FastEngine.unsupported(r)
-    assert reason is not None and words in reason
+    assert reason is not None and words in reason and "numba" in reason
+    assert FastEngine.unsupported(r, inference=True) is None
     with pytest.raises(RecipeError, match=words):
         FastEngine(r, init_weights(r))
     from mnistlab.engines import make_engine
 
     with pytest.raises(RecipeError, match=words):
         make_engine(r.replace(engine="fast"), init_weights(r))
+    monkeypatch.undo()
+    with pytest.raises(RecipeError, match="numba back end only"):
+        FastEngine(r, init_weights(r), backend="numpy")
 
 
-def test_cli_engine_fast_on_a_cnn_is_a_one_line_error(tmp_path):
+def test_cli_engine_fast_on_cuda_is_a_one_line_error(tmp_path):
     p = subprocess.run(
         [
             sys.executable,
@@ -448,6 +454,8 @@ def test_cli_engine_fast_on_a_cnn_is_a_one_line_error(tmp_path):
             "cnn",
             "--engine",
             "fast",
+            "--device",
+            "cuda",
             "--dataset",
             "mnist-sample",
             "--out",
@@ -460,7 +468,7 @@ def test_cli_engine_fast_on_a_cnn_is_a_one_line_error(tmp_path):
     )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
-    assert "engine" in p.stderr and "kind 'cnn'" in p.stderr
+    assert "engine" in p.stderr and "CPU only" in p.stderr
 
 
 @pytest.mark.parametrize(
@@ -564,8 +572,6 @@ def test_predict_proba_is_a_stable_softmax():
     assert p.dtype == np.float32 and p.shape == (25, 10)
     assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1)
     assert (p.argmax(axis=1) == 0).all()
-    with pytest.raises(RecipeError, match="kind 'cnn'"):
-        fast.predict_proba(Recipe(kind="cnn"), w, x)
 
 
 def test_evaluate_counts_l2_and_accuracy(data):

@@ -1,10 +1,10 @@
 """The reference engine: torch autograd for every recipe, Keras' optimizer arithmetic by hand.
 
-It is the plain path the fast engine is tested against, and the one that runs CNNs, batch norm
-and CUDA. Speed still matters here (issue 4): the whole training array becomes one tensor once
-(zero-copy on the CPU, one upload on a GPU), batches are index slices of the epoch's ``order``,
-the optimizer updates all tensors with fused ``torch._foreach_*`` calls, losses accumulate on the
-device (no per-step sync), and evaluation runs in batches of 8192.
+It is the plain path the fast engine is tested against, and the one that runs on CUDA (and
+CNNs where numba is missing). Speed still matters here (issue 4): the whole training array
+becomes one tensor once (zero-copy on the CPU, one upload on a GPU), batches are index slices of
+the epoch's ``order``, the optimizer updates all tensors with fused ``torch._foreach_*`` calls,
+losses accumulate on the device (no per-step sync), and evaluation runs in batches of 8192.
 
 The optimizers are written out rather than taken from ``torch.optim`` because Keras' formulas
 differ (SGD momentum folds the learning rate into the velocity; Adam's epsilon sits outside the

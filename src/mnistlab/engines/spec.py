@@ -1,5 +1,13 @@
-"""The maths of training an MLP, once, in plain float64 NumPy: the oracle every engine is tested
-against, and the documentation of what they compute (Keras 3's semantics throughout).
+"""The maths of training an MLP or a CNN, once, in plain float64 NumPy: the oracle every engine is
+tested against, and the documentation of what they compute (Keras 3's semantics throughout).
+
+Conv blocks (a CNN's front, ``conv_features``): images (b, side, side, 1) channels-last; block j
+is ``z = conv(a, conv_j.kernel) + conv_j.bias`` (HWIO kernel, stride 1, 'same': zero padding of
+(k-1)//2 before and k-1-(k-1)//2 after, as Keras and torch), then a 2x2 max-pool (floor: an odd
+side's last row and column are dropped; its gradient goes to the window's first maximum in the
+order (0,0), (0,1), (1,0), (1,1), as torch breaks ties), then relu. The last block's output is
+flattened in (h, w, c) order and is the Dense layers' input. The conv kernels carry no L2 term and
+no max-norm (Keras' kernel_regularizer and kernel_constraint sit on the Dense layers).
 
 Network (``p``: Keras-named weights, see ``mnistlab.engines.init``): for each hidden layer i,
 ``z = h @ dense_i.kernel + dense_i.bias``; with batch norm ``z = gamma*(z-mean)/sqrt(var+eps)+beta``
@@ -58,11 +66,96 @@ ACT_GRAD = {
 
 
 def n_layers(p: dict) -> int:
-    return sum(1 for k in p if k.endswith(".kernel"))
+    """Dense layers."""
+    return sum(1 for k in p if k.startswith("dense_") and k.endswith(".kernel"))
 
 
+# ---- conv blocks ----------------------------------------------------------------------------
+def im2col(a: np.ndarray, k: int) -> np.ndarray:
+    """(b, side, side, c) -> (b, side, side, k*k*c): each pixel's k x k 'same' window, in the
+    HWIO kernel's (dy, dx, c) order, so ``im2col(a, k) @ kernel.reshape(-1, out)`` is the conv."""
+    b, side, _, c = a.shape
+    lo = (k - 1) // 2
+    padded = np.zeros((b, side + k - 1, side + k - 1, c))
+    padded[:, lo : lo + side, lo : lo + side] = a
+    return np.concatenate(
+        [padded[:, dy : dy + side, dx : dx + side] for dy in range(k) for dx in range(k)], axis=3
+    )
+
+
+def col2im(dcol: np.ndarray, k: int, c: int) -> np.ndarray:
+    """The adjoint of ``im2col``: (b, side, side, k*k*c) window gradients -> (b, side, side, c)."""
+    b, side = dcol.shape[:2]
+    lo = (k - 1) // 2
+    padded = np.zeros((b, side + k - 1, side + k - 1, c))
+    for t in range(k * k):
+        dy, dx = divmod(t, k)
+        padded[:, dy : dy + side, dx : dx + side] += dcol[..., t * c : (t + 1) * c]
+    return padded[:, lo : lo + side, lo : lo + side]
+
+
+def max_pool(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 max-pool of (b, side, side, c): (pooled, argmax in window order, first on ties)."""
+    b, side, _, c = z.shape
+    half = side // 2
+    windows = z[:, : 2 * half, : 2 * half].reshape(b, half, 2, half, 2, c)
+    windows = windows.transpose(0, 1, 3, 5, 2, 4).reshape(b, half, half, c, 4)
+    arg = windows.argmax(-1)
+    return np.take_along_axis(windows, arg[..., None], -1)[..., 0], arg
+
+
+def unpool(d: np.ndarray, arg: np.ndarray, side: int) -> np.ndarray:
+    """The adjoint of ``max_pool``: each pooled gradient back to its window's argmax."""
+    b, half, _, c = d.shape
+    windows = np.zeros((b, half, half, c, 4))
+    np.put_along_axis(windows, arg[..., None], d[..., None], -1)
+    out = np.zeros((b, side, side, c))
+    spread = windows.reshape(b, half, half, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+    out[:, : 2 * half, : 2 * half] = spread.reshape(b, 2 * half, 2 * half, c)
+    return out
+
+
+def conv_features(p: dict, x: np.ndarray, caches: list | None = None) -> np.ndarray:
+    """The conv blocks' output flattened in (h, w, c) order (``x`` itself without conv blocks);
+    ``caches`` gets what ``conv_backward`` needs of each block."""
+    if "conv_0.kernel" not in p:
+        return x
+    side = math.isqrt(x.shape[1])
+    a = x.reshape(len(x), side, side, 1)
+    j = 0
+    while f"conv_{j}.kernel" in p:
+        kernel = p[f"conv_{j}.kernel"]
+        col = im2col(a, kernel.shape[0])
+        z = col @ kernel.reshape(-1, kernel.shape[3]) + p[f"conv_{j}.bias"]
+        pooled, arg = max_pool(z)
+        a = np.maximum(pooled, 0.0)
+        if caches is not None:
+            caches.append({"col": col, "arg": arg, "out": a, "side": z.shape[1]})
+        j += 1
+    return a.reshape(len(x), -1)
+
+
+def conv_backward(p: dict, d: np.ndarray, caches: list, g: dict) -> None:
+    """The conv weights' gradients into ``g``, from ``d`` = dL/d(conv_features)."""
+    for j in reversed(range(len(caches))):
+        c, kernel = caches[j], p[f"conv_{j}.kernel"]
+        k, _, c_in, c_out = kernel.shape
+        dz = unpool(d.reshape(c["out"].shape) * (c["out"] > 0), c["arg"], c["side"])
+        flat = dz.reshape(-1, c_out)
+        g[f"conv_{j}.kernel"] = (c["col"].reshape(len(flat), -1).T @ flat).reshape(kernel.shape)
+        g[f"conv_{j}.bias"] = flat.sum(0)
+        if j:
+            d = col2im(dz @ kernel.reshape(-1, c_out).T, k, c_in)
+
+
+# ---- Dense layers, loss, updates ------------------------------------------------------------
 def forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
     """(logits, cache, batch statistics); ``masks[i]``: keep-mask of hidden layer i."""
+    return dense_forward(p, conv_features(p, x), h, masks, training)
+
+
+def dense_forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
+    """``forward`` from the Dense layers' input (a CNN's conv features)."""
     n = n_layers(p)
     cache, stats = [], {}
     out = x
@@ -104,7 +197,9 @@ def loss_and_dlogits(logits: np.ndarray, y: np.ndarray, p: dict, h: Hyper):
 def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
     """(loss, gradient of every trainable weight, batch statistics) of one training batch."""
     n = n_layers(p)
-    logits, cache, stats = forward(p, x, h, masks)
+    convs: list = []
+    x = conv_features(p, x, convs)
+    logits, cache, stats = dense_forward(p, x, h, masks)
     loss, d = loss_and_dlogits(logits, y, p, h)
     g = {}
     for i in range(n - 1, -1, -1):
@@ -114,6 +209,8 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
         # 0, not as rounding noise that adaptive optimizers would scale up to steps of ~lr.
         g[f"dense_{i}.bias"] = np.zeros(d.shape[1]) if h.batch_norm and i < n - 1 else d.sum(0)
         if i == 0:
+            if convs:
+                conv_backward(p, d @ p["dense_0.kernel"].T, convs, g)
             break
         c = cache[i - 1]  # hidden layer i-1
         d = d @ p[f"dense_{i}.kernel"].T
@@ -190,7 +287,7 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
             w += lr * delta
     if h.max_norm > 0:
         for k in g:
-            if k.endswith(".kernel"):
+            if k.startswith("dense_") and k.endswith(".kernel"):
                 norms = np.sqrt((p[k] ** 2).sum(0, keepdims=True))
                 p[k] *= np.clip(norms, 0, h.max_norm) / (MAXNORM_EPSILON + norms)
 

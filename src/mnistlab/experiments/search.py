@@ -58,6 +58,7 @@ from mnistlab.fsio import atomic_write_text, make_dirs, read_toml
 from mnistlab.recipe import Recipe
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
+MAX_TRIALS = 10_000  # each a whole training; trial folders are numbered trial-0000..trial-9999
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
 
 
@@ -265,8 +266,10 @@ def search(
     from mnistlab import datasets
     from mnistlab.experiments.compare import slice_dataset
 
-    if not isinstance(trials, int) or trials < 1:
-        raise MnistlabError(f"--trials: expected an integer >= 1, got {trials!r}")
+    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
+        raise MnistlabError(
+            f"--trials: expected an integer from 1 to {MAX_TRIALS:,}, got {trials!r}"
+        )
     if not isinstance(heartbeat, int) or heartbeat < 1:
         raise MnistlabError(f"--heartbeat: expected an integer >= 1 (seconds), got {heartbeat!r}")
     log = log or (lambda _text: None)

@@ -30,3 +30,32 @@ def make_run(d: Path, recipe=None) -> Path:
 def fake_run():
     """``fake_run(folder, recipe=None)``: a complete, untrained run folder there."""
     return make_run
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts TCP connections and never answers a byte."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()

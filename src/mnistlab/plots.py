@@ -417,9 +417,7 @@ def predictions(
         wspace=0.35,
     )
     if total > n:
-        fig.suptitle(
-            f"the first {n} of {total} images", fontsize=10, y=1 - 0.15 / height, va="top"
-        )
+        fig.suptitle(f"the first {n} of {total} images", fontsize=10, y=1 - 0.15 / height, va="top")
     k = np.arange(len(class_names))
     short = _short(class_names)
     for i, (img, p, title) in enumerate(zip(images[:n], probabilities[:n], titles[:n])):

@@ -321,6 +321,12 @@ def _run_trial(
     pruned: list[int] = []
     lost: list[int] = []
     with running(st, rdb, trial, heartbeat, log):
+        if (out / run_rel).is_dir() and any((out / run_rel).iterdir()):  # numbers are per study
+            raise MnistlabError(
+                f"{out / run_rel}: holds trial {trial.number} of another study than "
+                f"{st.study_name!r} (another --study or --storage with this --out); give this "
+                "search its own --out, or the --study and --storage of that one to continue it"
+            )
         recipe = suggest(trial, space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("run", run_rel)

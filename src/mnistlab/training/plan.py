@@ -88,12 +88,30 @@ def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Pla
     state, start, history = None, 0, []
     if (run_dir / rundir.CHECKPOINT).is_file():
         state, start, history = rundir.read_checkpoint(run_dir / rundir.CHECKPOINT, saved)
+    else:
+        _no_checkpoint(run_dir, say)
     if isinstance(dataset, Dataset):
         ds = record.verify(dataset, env_file)
     else:
         ds = record.load(env_file, data_dir, saved.data_dir)
     # The same engine as before: "auto" could pick differently on a changed installation.
     return Plan("resume", saved, env["engine"], ds, data_dir, run_dir, state, start, history)
+
+
+def _no_checkpoint(run_dir: Path, say) -> None:
+    """A run with no checkpoint starts from epoch 0: said when it was killed in its first
+    epoch; refused when history.csv records finished epochs (the checkpoint was deleted, and
+    their trained state with it), so their history is never silently trained over."""
+    history = run_dir / rundir.HISTORY
+    done = rundir.read_history(history) if history.is_file() else []
+    if done:
+        raise RunError(
+            f"{run_dir / rundir.CHECKPOINT}: file is missing, but {history.name} records "
+            f"{len(done)} finished epoch{'s' if len(done) > 1 else ''}: their trained state is "
+            "lost and cannot be continued; train a new run (or delete history.csv to start "
+            "this one over from epoch 0)"
+        )
+    say(f"{run_dir}: no epoch had finished (no checkpoint); starting it from epoch 0")
 
 
 def _load(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:

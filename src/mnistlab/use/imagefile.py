@@ -26,10 +26,12 @@ import warnings
 from typing import BinaryIO
 
 from mnistlab.errors import DataError, ImageTooLarge
+from mnistlab.fsio import read_bytes
 
 WORK_SIDE = 1024  # longest side the preparation works at: a digit needs ~200 px, not 12 MP
 MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above which we refuse
 MAX_DECODE_BYTES = 64 * 2**20  # memory one decode may take: a 16 MP RGB(A), a 64 MP greyscale
+MAX_FILE_BYTES = 64 * 2**20  # an image file read from disk (a phone photo is 2-5 MB)
 # Bytes per pixel in Pillow's storage by mode (any other: 4, as 8-bit RGB/RGBA/LA/CMYK are).
 _STORED = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 _TO_RGB = ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La", "RGBa", "RGBX")  # see _reduce
@@ -75,6 +77,8 @@ def open_image(
     (ImageTooLarge)."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, (str, os.PathLike)):
+        source = _read_file(source, name)
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     too_large = f"more than mnistlab decodes ({max_pixels:,} pixels); scale it down first"
     try:
@@ -109,6 +113,17 @@ def open_image(
             f"than mnistlab decodes ({max_bytes / 2**20:.0f} MiB); scale it down first"
         )
     return img
+
+
+def _read_file(path, name: str) -> bytes:
+    """The bytes of an image file, at most ``MAX_FILE_BYTES``; a FIFO or a device is refused
+    without being opened (Pillow would block reading a FIFO forever)."""
+    try:
+        return read_bytes(path, "an image file", MAX_FILE_BYTES, DataError)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{name}: cannot read it ({exc.strerror or exc})") from None
 
 
 def decode(img, name: str):

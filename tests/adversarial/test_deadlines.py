@@ -92,7 +92,10 @@ def test_a_tracking_server_that_does_not_answer_is_one_line(silent_port, monkeyp
 
 def test_a_tracking_store_that_cannot_be_written_is_refused(tmp_path, fail_writes):
     track.check_target(f"sqlite:///{tmp_path / 'm.db'}")
+    track.check_target(str(tmp_path / "new" / "mlruns"))  # a folder store MLflow will make
     fail_writes(tmp_path)
+    with pytest.raises(track.TrackError, match="cannot write the tracking store"):
+        track.check_target(str(tmp_path / "new" / "mlruns"))
     with pytest.raises(track.TrackError, match="cannot write the tracking store .*Read-only"):
         track.check_target(f"sqlite:///{tmp_path / 'm.db'}")
     with pytest.raises(track.TrackError, match="no such folder"):

@@ -74,7 +74,6 @@ def _wait_until_idle(pid: int, timeout: float = 120.0) -> None:
         time.sleep(1.0)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_32_concurrent_worst_case_uploads_stay_under_the_memory_ceiling(tmp_path):
     from mnistlab.web.server import serving

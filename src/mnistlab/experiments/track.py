@@ -79,7 +79,8 @@ def parse_target(spec: str) -> str:
 
 
 def _scheme(uri: str) -> str:
-    return urlsplit(uri).scheme.lower().split("+")[0]  # postgresql+psycopg -> postgresql
+    scheme = urlsplit(uri).scheme.lower().split("+")[0]  # postgresql+psycopg -> postgresql
+    return "" if len(scheme) == 1 else scheme  # C:\\mlruns is a folder, not a scheme
 
 
 def check_target(uri: str) -> None:
@@ -88,8 +89,11 @@ def check_target(uri: str) -> None:
     parts, scheme = urlsplit(uri), _scheme(uri)
     if scheme == "sqlite":
         _check_writable(Path(uri[len("sqlite:///") :].split("?", 1)[0]), uri)
-    elif scheme in ("file", ""):
-        _check_writable(Path(parts.path or ".") / "meta.yaml", uri)
+    elif scheme in ("file", ""):  # MLflow makes the folder: the nearest existing one counts
+        folder = Path(parts.path if scheme == "file" else uri).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        _check_writable(folder / "meta.yaml", uri)
     elif scheme in ("http", "https"):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT).close()

@@ -199,13 +199,14 @@ def _fields(recipe: Recipe) -> dict[str, Any]:
 
 # ---- running ----------------------------------------------------------------------------
 _WORKER_DATASET = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _init_worker(dataset, parent: int) -> None:
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
-    die_with_parent(parent)
     remove_temps_on_signals()
+    die_with_parent(parent)
 
 
 def die_with_parent(parent: int, *, poll: float = 1.0) -> None:
@@ -220,9 +221,6 @@ def die_with_parent(parent: int, *, poll: float = 1.0) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)
             return
     threading.Thread(target=_watch_parent, args=(parent, poll), daemon=True).start()
-
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _watch_parent(parent: int, poll: float) -> None:

@@ -1,5 +1,11 @@
 """engines/spec.py, the oracle: its gradients equal torch autograd, its updates equal torch.optim
-where the two define the same arithmetic, and base.py's shared pieces (masks, state)."""
+where the two define the same arithmetic, and base.py's shared pieces (masks, state).
+
+Both sides compute in float64 here (unit roundoff 1.1e-16), so the tolerances below hold on any
+CPU: 1e-10 on O(1) gradients is ~1e6 ulps of slack for summation order, and the optimizers'
+1e-6 relative is where epsilon sits (inside or outside a square root), a formula difference,
+not rounding. The float32 engines are held to spec by tests/engines/conftest.py's derived
+tolerances instead."""
 
 from __future__ import annotations
 

@@ -522,3 +522,15 @@ def test_search_scaling_bench_parses_its_arguments():
         timeout=60,
     )
     assert proc.returncode == 0 and "--trials" in proc.stdout, proc.stderr
+
+
+def test_postgres_sessions_run_under_the_statement_deadline(postgres_url):
+    """Every connection of a study carries STATEMENT_TIMEOUT (a hung statement ends), and a
+    study name longer than Optuna's column is one line before the database sees it."""
+    from sqlalchemy import text
+
+    rdb, _ = studies.open_study(postgres_url, "deadlines", 10)
+    with rdb.engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "1min"
+    with pytest.raises(MnistlabError, match="1 to 512 characters"):
+        studies.open_study(postgres_url, "s" * 600, 10)

@@ -20,8 +20,9 @@ from mnistlab.cli import runs as _runs
 from mnistlab.cli import search as _search
 from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
+from mnistlab.cli.streams import guarded_stdout
 from mnistlab.errors import MnistlabError
-from mnistlab.fsio import fs_error
+from mnistlab.fsio import fs_error, remove_temps_on_signals
 
 app = typer.Typer(
     name="mnistlab",
@@ -63,6 +64,15 @@ _export.register(app)
 
 
 def main() -> None:
+    # stdout may go away (a pipe's reader ends, a full disk): the work goes on (cli/streams.py);
+    # SIGTERM/SIGHUP remove the temp files of the writes in progress (fsio).
+    remove_temps_on_signals()
+    with guarded_stdout() as stdout:
+        code = _main()
+    raise SystemExit(2 if code == 0 and stdout.failed() else code)
+
+
+def _main() -> int:
     # Not standalone: typer would print a bad flag value as a multi-line box; a user error is
     # one line here, as for MnistlabError (typer then returns exit codes instead of exiting).
     try:
@@ -77,28 +87,28 @@ def main() -> None:
             code = click_command()(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+        return 2
     except OSError as exc:
         # The last net for a file-system error that no writer turned into a message itself.
         if exc.filename is None:
             raise
         typer.echo(f"error: {fs_error(exc, doing='use')}", err=True)
-        raise SystemExit(2) from None
+        return 2
     except MemoryError:
         typer.echo(
             "error: out of memory; use a smaller recipe (hidden, batch_size) or free "
             "memory and try again",
             err=True,
         )
-        raise SystemExit(2) from None
+        return 2
     except NoArgsIsHelpError as exc:  # bare `mnistlab` / `mnistlab data`: the help is the answer
         exc.show()
-        raise SystemExit(exc.exit_code) from None
+        return exc.exit_code
     except UsageError as exc:
         command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         typer.echo(f"error: {exc.format_message()}{command}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    raise SystemExit(code if isinstance(code, int) else 0)
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
 
 
 def click_command():

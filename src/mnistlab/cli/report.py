@@ -46,13 +46,15 @@ def track_option(what: str = "each finished run"):
 
 
 def tracking_uri(track: Optional[str]) -> Optional[str]:
-    """The MLflow URI of a --track value (None without one); checks MLflow is installed."""
+    """The MLflow URI of a --track value (None without one); checks MLflow is installed and the
+    store can be reached and written, before any training."""
     if track is None:
         return None
-    from mnistlab.experiments.track import parse_target, require_mlflow
+    from mnistlab.experiments.track import check_target, parse_target, require_mlflow
 
     uri = parse_target(track)
     require_mlflow()
+    check_target(uri)
     return uri
 
 

@@ -36,8 +36,14 @@ direction is. The statistics and the files live in ``mnistlab.experiments.leader
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -50,12 +56,17 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.experiments.leaderboard import leaderboard, write_leaderboard
-from mnistlab.fsio import make_dirs, read_toml
+from mnistlab.fsio import make_dirs, read_toml, remove_temps_on_signals
 from mnistlab.paths import runs_dir
 from mnistlab.recipe import SECTIONS, Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
 
 SHARED = ("dataset", "data_dir", "validation_split", "seed", "name")  # the same for every variant
+# Each run is a whole training; a plan past these is a typo (or an exponent), refused before
+# anything is built.
+MAX_SEEDS = 1_000
+MAX_RUNS = 10_000  # variants x seeds
+MAX_JOBS = 256  # worker processes of one machine
 _NAME_OK = "letters, digits, '.', '_' or '-' (it names a folder)"
 _TOP_KEYS = ("name", "baseline", "seeds", "base", "variants")
 
@@ -191,8 +202,11 @@ def parse_variants(
             f"{source}: baseline {baseline!r} is not one of the variants ({', '.join(recipes)})"
         )
     seeds = data.get("seeds")
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
-        raise RecipeError(f"{source}: seeds: expected an integer >= 1, got {seeds!r}")
+    if seeds is not None:
+        try:
+            _count("seeds", seeds, MAX_SEEDS)
+        except MnistlabError as exc:
+            raise RecipeError(f"{source}: {exc}") from None
     name = data.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise RecipeError(f"{source}: name: expected {_NAME_OK}, got {name!r}")
@@ -207,11 +221,34 @@ def _fields(recipe: Recipe) -> dict[str, Any]:
 
 # ---- running ----------------------------------------------------------------------------
 _WORKER_DATASET = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(dataset) -> None:
+def _init_worker(dataset, parent: int) -> None:
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
+    remove_temps_on_signals()
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int, *, poll: float = 1.0) -> None:
+    """End this process (SIGTERM) as soon as ``parent`` does, however it ended: a compare
+    killed with SIGTERM or SIGKILL must not leave workers training the rest of its queue and
+    holding its run folders. On Linux the kernel does it (``prctl(PR_SET_PDEATHSIG)``); elsewhere
+    a daemon thread watches the parent pid every ``poll`` seconds."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # it died before the prctl: no signal will come
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+    threading.Thread(target=_watch_parent, args=(parent, poll), daemon=True).start()
+
+
+def _watch_parent(parent: int, poll: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
@@ -294,8 +331,13 @@ def compare(
     once per run it reports to the study), tags naming the compare, variant and seed; e.g.
     ``lambda d, tags: mnistlab.experiments.track.log_run(d, uri, tags=tags)``.
     """
-    n_seeds = _positive("--seeds", seeds if seeds is not None else (variants.seeds or 3))
-    _positive("--jobs", jobs)
+    n_seeds = _count("--seeds", seeds if seeds is not None else (variants.seeds or 3), MAX_SEEDS)
+    _count("--jobs", jobs, MAX_JOBS)
+    if len(variants.recipes) * n_seeds > MAX_RUNS:
+        raise MnistlabError(
+            f"--seeds {n_seeds}: {len(variants.recipes)} variants x {n_seeds} seeds is "
+            f"{len(variants.recipes) * n_seeds:,} runs; a compare trains at most {MAX_RUNS:,}"
+        )
     if storage is not None and jobs != 1:
         raise MnistlabError(
             "--jobs: with --storage every `mnistlab compare` process is one "
@@ -325,9 +367,15 @@ def compare(
     return board
 
 
-def _positive(flag: str, n: Any) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MnistlabError(f"{flag}: expected an integer >= 1, got {n!r}")
+def _count(flag: str, n: Any, most: int) -> int:
+    """``n`` if it is an integer in [1, most], else one MnistlabError line naming ``flag``.
+
+    >>> _count("--seeds", 10**11, MAX_SEEDS)
+    Traceback (most recent call last):
+    mnistlab.errors.MnistlabError: --seeds: expected an integer from 1 to 1,000, got 100000000000
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= most:
+        raise MnistlabError(f"{flag}: expected an integer from 1 to {most:,}, got {n!r}")
     return n
 
 
@@ -377,7 +425,7 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
         pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds,)
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds, os.getpid())
         )
         try:
             futures = {
@@ -411,7 +459,6 @@ def _shared(
     `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
     run's record."""
     import json
-    import os
     import socket
 
     from mnistlab.experiments import studies

@@ -58,6 +58,7 @@ from mnistlab.fsio import atomic_write_text, make_dirs, read_toml
 from mnistlab.recipe import Recipe
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
+MAX_TRIALS = 10_000  # each a whole training; trial folders are numbered trial-0000..trial-9999
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
 
 
@@ -271,8 +272,10 @@ def search(
     from mnistlab import datasets
     from mnistlab.experiments.compare import slice_dataset
 
-    if not isinstance(trials, int) or trials < 1:
-        raise MnistlabError(f"--trials: expected an integer >= 1, got {trials!r}")
+    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
+        raise MnistlabError(
+            f"--trials: expected an integer from 1 to {MAX_TRIALS:,}, got {trials!r}"
+        )
     if not isinstance(heartbeat, int) or heartbeat < 1:
         raise MnistlabError(f"--heartbeat: expected an integer >= 1 (seconds), got {heartbeat!r}")
     log = log or (lambda _text: None)
@@ -324,6 +327,12 @@ def _run_trial(
     pruned: list[int] = []
     lost: list[int] = []
     with running(st, rdb, trial, heartbeat, log):
+        if (out / run_rel).is_dir() and any((out / run_rel).iterdir()):  # numbers are per study
+            raise MnistlabError(
+                f"{out / run_rel}: holds trial {trial.number} of another study than "
+                f"{st.study_name!r} (another --study or --storage with this --out); give this "
+                "search its own --out, or the --study and --storage of that one to continue it"
+            )
         recipe = suggest(trial, space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("run", run_rel)

@@ -51,7 +51,20 @@ def _save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) 
 
     tensors = {k: np.require(v, requirements="C") for k, v in tensors.items()}
     metadata = {**metadata, "sha256": _digest(tensors), "metadata_sha256": _meta_digest(metadata)}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    atomic_write_bytes(path, _canonical(save(tensors, metadata=metadata)))
+
+
+def _canonical(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys in sorted order: safetensors writes
+    the header from a hash map, whose order changes from process to process, so two identical
+    runs would otherwise differ in bytes. The tensor data (its order is safetensors' own, by
+    dtype then name) is kept; the header is padded with spaces to 8 bytes, as the format asks."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + n :]
 
 
 def _meta_digest(metadata: dict[str, str]) -> str:

@@ -107,6 +107,8 @@ def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold, epochs
         state, start, history = rundir.read_checkpoint(
             run_dir / rundir.CHECKPOINT, saved, also_epochs=shorter
         )
+    else:
+        _no_checkpoint(run_dir, say)
     if isinstance(dataset, Dataset):
         ds = record.verify(dataset, env_file)
     else:
@@ -168,6 +170,22 @@ def _refuse_extension(run_dir: Path, saved: Recipe, epochs: int) -> None:
             f"({saved.monitor} did not improve for {saved.early_stopping} epochs); more epochs "
             f"would not train it further; {fresh} or a larger early_stopping"
         )
+
+
+def _no_checkpoint(run_dir: Path, say) -> None:
+    """A run with no checkpoint starts from epoch 0: said when it was killed in its first
+    epoch; refused when history.csv records finished epochs (the checkpoint was deleted, and
+    their trained state with it), so their history is never silently trained over."""
+    history = run_dir / rundir.HISTORY
+    done = rundir.read_history(history) if history.is_file() else []
+    if done:
+        raise RunError(
+            f"{run_dir / rundir.CHECKPOINT}: file is missing, but {history.name} records "
+            f"{len(done)} finished epoch{'s' if len(done) > 1 else ''}: their trained state is "
+            "lost and cannot be continued; train a new run (or delete history.csv to start "
+            "this one over from epoch 0)"
+        )
+    say(f"{run_dir}: no epoch had finished (no checkpoint); starting it from epoch 0")
 
 
 def _load(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:

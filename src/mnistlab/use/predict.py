@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,12 @@ def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], pat
     good = [r for r in results if r.ok]
     if not good:
         raise DataError(f"{path}: no image was predicted, nothing to show")
+    if len(good) > plots.PREDICTIONS_SHOWN:
+        warnings.warn(
+            f"{path}: shows the first {plots.PREDICTIONS_SHOWN} of the {len(good)} predicted "
+            "images (a figure of more would take minutes to draw)",
+            stacklevel=2,
+        )
     titles = [Path(r.source).name if not r.source.startswith("<") else r.source for r in good]
     return plots.predictions(
         [r.image for r in good], [r.probabilities for r in good], titles, class_names, path

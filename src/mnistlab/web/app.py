@@ -11,11 +11,14 @@ Endpoints (FastAPI; the schema is at /openapi.json, a local reference page at /d
   ``probability``, ``probabilities`` (per class name) and ``image``: the 28x28 the model saw.
 * ``GET /health``; ``GET /model`` (recipe, metrics, classes); ``GET /``, the page.
 
-Limits: the request body (``max_body`` bytes, else 413), the pixels of an uploaded image
-(``max_pixels``, read from its header before decoding, else 413), and the time per request
-(``timeout`` seconds, else 503: reading the body, and preparing an image larger than
-``INLINE_PIXELS``, which happens in a thread that the limit abandons; smaller images and 28x28
-arrays take a few milliseconds at most and are answered on the event loop, saving the hop).
+Limits: the request body (``max_body`` bytes, else 413), the pixels of an uploaded image and
+the memory its decoding takes (``max_pixels`` and ``imagefile.MAX_DECODE_BYTES``, read from its
+header before decoding, else 413), and the time per request (``timeout`` seconds, else 503:
+reading the body, and preparing an image larger than ``INLINE_PIXELS``; smaller images and
+28x28 arrays take a few milliseconds at most and are answered on the event loop, saving the
+hop). Larger images are prepared by a pool of ``threads`` threads: at most that many decode at
+once, whatever the number of requests, and a request that runs out of time gives up its place
+in the queue but not a running decode's thread, which stays taken until that decode ends.
 Nothing in a request names a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400
 malformed, 404, 405, 413, 415 (neither an image nor JSON), 422 well-formed but unusable (blank
 image, wrong shape), 503.
@@ -156,11 +159,13 @@ class Predictor:
     """``POST /predict``: what the request carries, turned into the model's answer."""
 
     def __init__(self, run, max_body: int, max_pixels: int, threads: int):
-        import anyio
+        from concurrent.futures import ThreadPoolExecutor
 
         self.run, self.names = run, list(run.class_names)
         self.max_body, self.max_pixels = max_body, max_pixels
-        self.limiter = anyio.CapacityLimiter(threads)
+        # The decoding memory in flight is threads x imagefile.MAX_DECODE_BYTES at most: a
+        # request that times out cannot free a thread's slot while its decode still runs.
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-prepare")
 
     async def respond(self, request, timeout: float):
         import anyio
@@ -189,7 +194,7 @@ class Predictor:
         )
 
     async def answer(self, request) -> bytes:
-        import anyio
+        import asyncio
 
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()  # BodyLimit bounds it
@@ -203,8 +208,13 @@ class Predictor:
             size = img.size[0] * img.size[1]
         if size <= INLINE_PIXELS:  # a few ms at most: cheaper here than a hop to a thread
             return work()
-        # Larger images go to a thread, which the time limit can abandon.
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.limiter)
+        # Larger images go to the pool. Cancelled (the time limit, a client gone), a request
+        # that waits in its queue leaves it; a running one keeps its thread until it is done.
+        future = self.pool.submit(work)
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            future.cancel()
 
     def _upload(self, img) -> bytes:
         return self.compute(decode_upload(img), True, "file")

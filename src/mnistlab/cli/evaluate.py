@@ -1,4 +1,6 @@
-"""``mnistlab evaluate RUN``: metrics, confusion matrix and mistakes of a trained run."""
+"""``mnistlab evaluate RUN``: metrics, confusion matrix and mistakes of a trained run, its
+calibration (fitted on its validation part, stored in calibration.json) and, with ``--ood``,
+how well it tells digits from things that are not."""
 
 from __future__ import annotations
 
@@ -16,13 +18,32 @@ def evaluate(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Where to write the figures.", show_default="the run folder"
     ),
+    ood: bool = typer.Option(
+        False,
+        "--ood",
+        help="Also measure 'not a digit I know': false alarms on the test digits, catch rate "
+        "on letters, shapes, scribbles and noise drawn in code (a few seconds).",
+    ),
 ) -> None:
-    """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R²."""
+    """Evaluate a run: accuracy with its interval, per-class precision/recall/F1, confusion
+    matrix, R², and calibration (ECE and NLL before and after temperature scaling)."""
+    from rich.console import Console
+
     from mnistlab import rundir
+    from mnistlab.errors import RunError
     from mnistlab.evaluation import evaluate as ev
 
+    if ood and split != "test":
+        raise RunError("--ood: false alarms are measured on test digits; use --split test")
     result = ev.evaluate(run, split=split, out=out)
-    ev.print_evaluation(result)
+    console = Console()
+    ev.print_evaluation(result, console)
+    if ood:
+        from mnistlab.use.nondigits import check_run, print_ood
+
+        result["ood"] = check_run(run)
+        ev.merge_metrics(run, split, {"ood": result["ood"]})
+        print_ood(result["ood"], console)
     typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / rundir.METRICS}')
 
 

@@ -84,14 +84,17 @@ def unsupported(recipe, inference: bool = False) -> str | None:
     return None
 
 
-def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
+def _probabilities(
+    h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int, softmax: bool = True
+):
     n_out = w[f"dense_{sum(k.endswith('.kernel') for k in w) - 1}.bias"].shape[0]
     out = np.empty((len(x), n_out), np.float32)
     for s in range(0, len(x), batch_size):
         z = fast_numpy.logits(h, w, np.asarray(x[s : s + batch_size], np.float32))
-        z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        if softmax:
+            z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
         out[s : s + len(z)] = z
     return out
 
@@ -114,6 +117,18 @@ def predict_proba(
     w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
     x = np.asarray(x).reshape(len(x), -1)
     return _probabilities(Hyper.of(recipe), w, x, batch_size)
+
+
+def predict_logits(
+    recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
+    """The logits (N, n_classes) float32 that ``predict_proba`` takes the softmax of."""
+    reason = unsupported(recipe, inference=True)
+    if reason is not None:
+        raise RecipeError(f"fast predict_logits cannot run this recipe: {reason}")
+    w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+    x = np.asarray(x).reshape(len(x), -1)
+    return _probabilities(Hyper.of(recipe), w, x, batch_size, softmax=False)
 
 
 class FastEngine:

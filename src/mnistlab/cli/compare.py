@@ -3,6 +3,7 @@
 mnistlab compare --preset beat-the-baseline --seeds 3 --jobs 2
 mnistlab compare my-variants.toml --out runs/compare-mine     # run again to resume
 mnistlab compare v.toml --storage postgresql://me@db/mnistlab  # on every machine: one worker
+mnistlab compare --preset beat-the-baseline --metric ece     # which recipe is most honestly sure?
 """
 
 from __future__ import annotations
@@ -69,8 +70,14 @@ def compare_command(
     ),
     track: str | None = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
+    metric: str = typer.Option(
+        "accuracy",
+        "--metric",
+        help="What ranks (validation) and is tested (paired, test images): accuracy, or ece "
+        "(expected calibration error of the raw softmax, lower is better).",
+    ),
 ) -> None:
-    """Compare recipe variants over seeds: validation ranks, paired McNemar tests on test images."""
+    """Compare recipe variants over seeds: validation ranks, paired tests on the test images."""
     from rich.console import Console
 
     from mnistlab.cli.report import run_tracker, tracking_uri
@@ -101,6 +108,7 @@ def compare_command(
             heartbeat=heartbeat,
             log=log,
             on_run=run_tracker(track_uri, log),
+            metric=metric,
         )
     except KeyboardInterrupt:
         typer.echo(

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,6 @@ T_RANGE = (0.05, 20.0)  # the temperatures searched; a fit at either end says so
 FALSE_ALARM = 0.05  # share of validation digits the OOD threshold flags
 PIXEL_COMPONENTS = 20  # principal components of the pixel model
 PIXEL_IMAGES = 12_000  # training images it is fitted on at most (evenly spaced): ample for 20
-FIGURE = "reliability_{split}.png"
 
 
 # ---- measuring ----------------------------------------------------------------------------
@@ -306,7 +304,3 @@ def _reliability_panel(fig, grid, col: int, conf, correct, label: str) -> None:
     share.bar(edges, r["count"] / max(len(conf), 1), width=width, align="edge", color="#999999")
     share.set_yscale("log")
     share.set(xlabel="confidence (top probability)", ylabel="share")
-
-
-def figure_path(out_dir, split: str) -> Path:
-    return Path(out_dir) / FIGURE.format(split=split)

@@ -36,6 +36,7 @@ from mnistlab.evaluation.splits import (  # noqa: F401  (public here too)
 )
 
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
+RELIABILITY = {"reliability": "reliability.png"}  # evaluate draws it with the calibration
 
 R2_LABELS_WHY = (
     "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), "
@@ -197,7 +198,8 @@ def figure_names(split: str | None = None) -> dict[str, str]:
     """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
     coexist."""
     return {
-        k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()
+        k: v if split is None else v.replace(".png", f"_{split}.png")
+        for k, v in {**FIGURES, **RELIABILITY}.items()
     }
 
 
@@ -279,7 +281,7 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     _, result["calibration"], logits = cal.evaluate_calibration(run, x, y, split, ds)
     temperature = result["calibration"]["temperature"]
     figs["reliability"] = cal.reliability_figure(
-        logits, y, temperature, cal.figure_path(out_dir, split), title=f"{title}: reliability"
+        logits, y, temperature, out_dir / figure_names(split)["reliability"], title=title
     )
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)

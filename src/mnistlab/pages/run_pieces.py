@@ -105,7 +105,7 @@ def _calibration(path: Path, evaluation: Piece) -> Piece:
     calibration.json's, else one fitted now on the validation part (not stored), else none
     and why. A damaged or stale calibration.json is named in ``damaged``."""
     from mnistlab.evaluation import calibration as cal
-    from mnistlab.rundir.calibration import read_calibration, why_uncalibrated
+    from mnistlab.rundir.calibration import read_calibration
 
     run = (evaluation.value or {}).get("run")
     if run is None:
@@ -119,10 +119,11 @@ def _calibration(path: Path, evaluation: Piece) -> Piece:
                 value["fitted_on"] = value["stored"].fitted_on
             except RunError as exc:
                 value["damaged"] = str(exc)
-        if value["stored"] is None and run.recipe.validation_split:
-            value["temperature"], value["fitted_on"] = cal.fit_run_temperature(run)
-        elif value["stored"] is None:
-            value["temperature"], value["why_not"] = None, why_uncalibrated(run)
+        if value["stored"] is None:
+            try:
+                value["temperature"], value["fitted_on"] = cal.fit_run_temperature(run)
+            except RunError as exc:  # no validation part, or one that cannot be rebuilt
+                value["temperature"], value["why_not"] = None, str(exc)
         x, y = evaluation.value["x"], evaluation.value["y"]
         value["logits"], value["y"] = run.predict_logits(x), y
         value["test"] = cal.before_after(value["logits"], y, value["temperature"], "test")

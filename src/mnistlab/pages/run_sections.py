@@ -431,7 +431,7 @@ def _calibration_section(p: dict[str, Piece]) -> Html:
 
     c = p["calibration"]
     if c.value is None:
-        return _missing_piece(c, "the test-set logits (no calibration)")
+        return _stored_calibration(p) or _missing_piece(c, "the test-set logits (no calibration)")
     v = c.value
     t = v["temperature"]
     intro = tag(
@@ -481,10 +481,47 @@ def _calibration_section(p: dict[str, Piece]) -> Html:
     )
 
 
+def _stored_calibration(p: dict[str, Piece]) -> Html | None:
+    """What ``mnistlab evaluate`` stored of the test set's calibration, when the model itself
+    cannot be used; None when it stored none."""
+    ev = p["evaluation"].value
+    stored = (ev or {}).get("result", {}).get("calibration")
+    if not isinstance(stored, dict) or not isinstance(stored.get("ece_before"), (int, float)):
+        return None
+    t = stored.get("temperature")
+    rows = [
+        (
+            f"test ({stored.get('n', 0):,} images)",
+            _pct(stored["ece_before"]),
+            _pct(stored.get("ece_after")),
+            _num(stored.get("nll_before")),
+            _num(stored.get("nll_after")),
+        )
+    ]
+    return join(
+        (
+            tag(
+                "p",
+                "From the test evaluation stored in metrics.json by `mnistlab evaluate`"
+                + (f" (T = {t:.3g})" if isinstance(t, (int, float)) else "")
+                + "; the model could not be used, see ",
+                tag("a", "the confusion matrix section", href="#confusion"),
+                ".",
+                class_="muted",
+            ),
+            table(
+                ("images", "ECE raw", "ECE calibrated", "NLL raw", "NLL calibrated"),
+                rows,
+                numeric=range(1, 5),
+            ),
+        )
+    )
+
+
 def _calibration_status(v: dict[str, Any]) -> Html:
     t = v["temperature"]
     if t is None:
-        return missing("a calibration", v["why_not"])
+        return tag("p", tag("b", "Not calibrated: "), v["why_not"], class_="muted")
     told = tag("b", f"T = {t:.3g}")
     if v["stored"] is not None:
         return tag(

@@ -233,6 +233,7 @@ def predict(
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error: expected 'raise' or 'collect', got {on_error!r}")
     run = _load(run)
+    run.finite_proba(np.zeros((1, 28, 28), np.uint8), before="predicting")  # diverged: say so
     calibration = _calibration(run, calibrated)  # a missing or damaged one: before any image
     if _is_one_image(images):
         images = [images]  # one image; an (N, H, W) or (N, H, W, C) array is N of them

@@ -218,3 +218,23 @@ def test_cli_evaluate_ood_stores_and_prints_the_check(tmp_path_factory, tmp_path
     ood = json.loads((run_copy / "metrics.json").read_text())["evaluation"]["test"]["ood"]
     assert set(ood["catch"]) == {"letters", "shapes", "scribbles", "noise"}
     assert math.isclose(ood["false_alarm"]["target"], 0.05)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"hidden": [16], "batch_norm": True},  # the fast engine's NumPy forward
+        {"kind": "cnn", "conv_channels": [4], "hidden": [8]},  # the reference engine's torch
+    ],
+)
+def test_engine_logits_are_what_the_probabilities_are_the_softmax_of(recipe):
+    from mnistlab.engines import predictor
+    from mnistlab.engines.init import init_weights
+    from mnistlab.recipe import Recipe
+
+    r = Recipe(**recipe)
+    w = init_weights(r)
+    x = np.random.default_rng(0).normal(0, 1, (6, 784)).astype(np.float32)
+    z = predictor(r, w, logits=True)(x)
+    assert z.shape == (6, 10) and z.dtype == np.float32
+    np.testing.assert_allclose(record.softmax(z), predictor(r, w)(x), atol=1e-6)

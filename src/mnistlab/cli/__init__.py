@@ -83,7 +83,7 @@ def _main() -> int:
         NoArgsIsHelpError = ()
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _warning_printer()
             code = click_command()(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -145,7 +145,15 @@ def _metavar(param) -> str | None:
     return {int: "N", float: "X", str: "TEXT"}.get(annotation)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A Python warning (e.g. a cache that cannot be written) as the CLI's own one line."""
-    text = " ".join(str(message).split())
-    typer.echo(f"warning: {text}", err=True)
+def _warning_printer():
+    """``warnings.showwarning`` for one command: a Python warning (e.g. a cache that cannot be
+    written) as the CLI's own one line, each line once however many steps load the data."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            typer.echo(f"warning: {text}", err=True)
+
+    return show

@@ -6,6 +6,7 @@ mnistlab compare --preset beat-the-baseline --epochs 2 --seeds 2  # recipe flags
 mnistlab compare my-variants.toml --out runs/compare-mine     # run again to resume
 mnistlab compare v.toml --storage postgresql://me@db/mnistlab  # on every machine: one worker
 mnistlab compare runs/A runs/B keras_preds.npy model.onnx --dataset mnist   # already trained
+mnistlab compare --preset beat-the-baseline --metric ece     # which recipe is most honestly sure?
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def compare_command(
     ),
     track: Optional[str] = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
+    metric: str = typer.Option(
+        "accuracy",
+        "--metric",
+        metavar="accuracy|ece",
+        help="What ranks (validation) and is tested (paired, test images): accuracy, or ece "
+        "(expected calibration error of the raw softmax, lower is better).",
+    ),
     **fields: Any,
 ) -> None:
     """Compare recipe variants over seeds (validation ranks, paired McNemar tests on test
@@ -107,6 +115,7 @@ def compare_command(
         storage=storage,
         study=study,
         heartbeat=heartbeat,
+        metric=metric,
     )
     if inputs and not (len(inputs) == 1 and inputs[0].suffix == ".toml"):
         return _trained(inputs, preset, changes, training, pixels, track, quiet)

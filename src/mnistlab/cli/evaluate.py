@@ -1,7 +1,9 @@
-"""``mnistlab evaluate RUN``: metrics, confusion matrix and mistakes of a trained run, or of
-test-set predictions from any framework.
+"""``mnistlab evaluate RUN``: metrics, confusion matrix and mistakes of a trained run, its
+calibration (fitted on its validation part, stored in calibration.json) and, with ``--ood``,
+how well it tells digits from things that are not; or test-set predictions from any framework.
 
     mnistlab evaluate runs/20260101-120000-notebook
+    mnistlab evaluate runs/20260101-120000-notebook --ood
     mnistlab evaluate keras_preds.npy --dataset mnist       # labels (N,) or probabilities (N, 10)
     mnistlab evaluate model.onnx --dataset mnist --pixels unit
 """
@@ -53,24 +55,44 @@ def evaluate(
         help="What an .onnx model takes: raw 0-255 grey levels (as `mnistlab export` writes "
         "them), unit 0-1, or standardize (the training images' mean and std).",
     ),
+    ood: bool = typer.Option(
+        False,
+        "--ood",
+        help="Also measure 'not a digit I know': false alarms on the test digits, catch rate "
+        "on letters, shapes, scribbles and noise drawn in code (a few seconds).",
+    ),
 ) -> None:
-    """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, R²."""
+    """Evaluate a run: accuracy with its interval, per-class precision/recall/F1, confusion
+    matrix, R², and calibration (ECE and NLL before and after temperature scaling)."""
+    from rich.console import Console
+
     from mnistlab import rundir
     from mnistlab.errors import RunError
     from mnistlab.evaluation import evaluate as ev
     from mnistlab.evaluation import sources
 
+    console = Console()
     if sources.kind_of(run) == "run":
         if dataset is not None or data_dir is not None:
             raise RunError(
                 "a run is evaluated on the data it was trained on; drop --dataset/--data-dir"
             )
+        if ood and split != "test":
+            raise RunError("--ood: false alarms are measured on test digits; use --split test")
         result = ev.evaluate(run, split=split, out=out)
-        ev.print_evaluation(result)
+        ev.print_evaluation(result, console)
+        if ood:
+            from mnistlab.use.nondigits import check_run, print_ood
+
+            result["ood"] = check_run(run)
+            ev.merge_metrics(run, split, {"ood": result["ood"]})
+            print_ood(result["ood"], console)
         typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / rundir.METRICS}')
         return
+    if ood:
+        raise RunError("--ood needs a run folder (its model and validation part), not predictions")
     result = ev.evaluate(run, split, out, dataset=dataset, data_dir=data_dir, pixels=pixels)
-    ev.print_evaluation(result)
+    ev.print_evaluation(result, console)
     typer.echo(f"wrote evaluation.json in {Path(result['figures']['confusion_matrix']).parent}")
 
 

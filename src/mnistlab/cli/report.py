@@ -74,7 +74,17 @@ def run_tracker(track_uri: Optional[str], echo: Optional[Callable[[str], None]])
 
 
 def after_train(run_dir: Path, write_report: bool, track_uri: Optional[str], quiet: bool) -> None:
-    """What `mnistlab train` does once the run folder is complete: the report, then tracking."""
+    """What `mnistlab train` does once the run folder is complete: calibrate it (so predict,
+    serve and the report have honest probabilities), the report, then tracking."""
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.calibration import calibrate, summary_line
+
+    try:
+        line = summary_line(calibrate(run_dir))
+    except MnistlabError as exc:  # no validation part, a diverged model: said, the run stands
+        line = f"not calibrated: {exc}"
+    if not quiet:
+        typer.echo(line)
     if write_report:
         from mnistlab.pages import write
 

@@ -84,8 +84,9 @@ def make_engine(
     return engine
 
 
-def predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
-    """A function float32 (N, 784) normalized inputs -> (N, classes) float32 probabilities.
+def predictor(recipe: Recipe, weights: dict[str, np.ndarray], logits: bool = False):
+    """A function float32 (N, 784) normalized inputs -> (N, classes) float32 probabilities
+    (``logits=True``: the logits the probabilities are the softmax of).
 
     NumPy when the fast engine covers the recipe at inference, MLP or CNN (no torch and no
     numba import: ~2 s saved), else the torch model of the reference engine.
@@ -97,7 +98,9 @@ def predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
     """
     fast = _fast_module()
     if fast is not None and fast.FastEngine.unsupported(recipe, inference=True) is None:
-        return lambda x: fast.predict_proba(recipe, weights, x)
+        forward = fast.predict_logits if logits else fast.predict_proba
+        return lambda x: forward(recipe, weights, x)
     from mnistlab.engines.reference import ReferenceEngine
 
-    return ReferenceEngine(recipe, weights).predict_proba
+    engine = ReferenceEngine(recipe, weights)
+    return engine.predict_logits if logits else engine.predict_proba

@@ -104,13 +104,15 @@ def _logit_chunks(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size:
         yield s, fast_numpy.logits(h, w, fast_conv.features(w, xb) if conv else xb)
 
 
-def _probabilities(chunks, n: int, n_out: int) -> np.ndarray:
-    """Softmax rows (n, n_out) of the (first row, logits) ``chunks``."""
+def _probabilities(chunks, n: int, n_out: int, softmax: bool = True) -> np.ndarray:
+    """Softmax rows (n, n_out) of the (first row, logits) ``chunks`` (the logits themselves
+    without ``softmax``)."""
     out = np.empty((n, n_out), np.float32)
     for s, z in chunks:
-        z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        if softmax:
+            z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
         out[s : s + len(z)] = z
     return out
 
@@ -135,6 +137,21 @@ def predict_proba(
     n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
     with fpmode.flushing():
         return _probabilities(_logit_chunks(Hyper.of(recipe), w, x, batch_size), len(x), n_out)
+
+
+def predict_logits(
+    recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
+    """The logits (N, n_classes) float32 that ``predict_proba`` takes the softmax of."""
+    reason = unsupported(recipe, inference=True)
+    if reason is not None:
+        raise RecipeError(f"fast predict_logits cannot run this recipe: {reason}")
+    w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+    x = np.asarray(x).reshape(len(x), -1)
+    n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
+    with fpmode.flushing():
+        chunks = _logit_chunks(Hyper.of(recipe), w, x, batch_size)
+        return _probabilities(chunks, len(x), n_out, softmax=False)
 
 
 class FastEngine:

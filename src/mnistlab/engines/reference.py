@@ -321,6 +321,13 @@ class ReferenceEngine:
             out[s : s + len(logits)] = self._torch.softmax(logits, 1).cpu().numpy()
         return out
 
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """The logits (N, n_classes) float32 that ``predict_proba`` takes the softmax of."""
+        out = np.empty((len(x), self.net.dense[-1].out_features), np.float32)
+        for s, logits in self._logits_batches(x):
+            out[s : s + len(logits)] = logits.cpu().numpy()
+        return out
+
     # ---- state -------------------------------------------------------------------------
     def weights(self) -> dict[str, np.ndarray]:
         from mnistlab.engines.torch_net import export_weights

@@ -29,9 +29,17 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import RunError
+from mnistlab.evaluation.intervals import accuracy_interval, interval_text
+from mnistlab.evaluation.splits import (  # noqa: F401  (public here too)
+    SPLITS,
+    check_split,
+    run_dataset,
+    split_data,
+    training_parts,
+)
 
-SPLITS = ("test", "val")  # "val": the validation part the run held out in training
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
+RELIABILITY = {"reliability": "reliability.png"}  # evaluate draws it with the calibration
 
 R2_LABELS_WHY = (
     "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), "
@@ -155,6 +163,7 @@ def evaluate_predictions(y_true, proba, class_names: Sequence[str] | None = None
     return {
         "n": int(len(y)),
         "accuracy": float(metrics.accuracy_score(y, pred)),
+        "accuracy_ci": accuracy_interval(int(np.sum(pred == y)), int(len(y))),
         "loss": float(metrics.log_loss(y, proba, labels=labels)),
         "per_class": {
             n: {
@@ -192,7 +201,8 @@ def figure_names(split: str | None = None) -> dict[str, str]:
     """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
     coexist."""
     return {
-        k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()
+        k: v if split is None else v.replace(".png", f"_{split}.png")
+        for k, v in {**FIGURES, **RELIABILITY}.items()
     }
 
 
@@ -249,49 +259,6 @@ def merge_metrics(run_dir: str | Path, split: str, result: dict[str, Any]) -> di
     return update_metrics(run_dir, {"evaluation": {split: result}})
 
 
-def check_split(split: str) -> str:
-    """``split`` if it names a split a run can be evaluated on, else a one-line RunError."""
-    if split not in SPLITS:
-        raise RunError(f"split (--split): expected 'test' or 'val', got {split!r}")
-    return split
-
-
-def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images (N, H, W), labels) of ``split`` for a run: "test", or "val" = the same last
-    ``validation_split`` fraction of the training set that training held out.
-
-    The data is the run's dataset record loaded again (``DatasetRecord.load``: by name, from the
-    folder it recorded, with the checksums it recorded) and, for "val", it must have the number
-    of training images the run had.
-    """
-    from mnistlab import rundir
-
-    check_split(split)
-    env_file = Path(run.path) / rundir.ENVIRONMENT
-    record = run.dataset
-    ds = record.load(env_file, recipe_dir=getattr(run.recipe, "data_dir", None))
-    if split == "test":
-        return ds.x_test, ds.y_test
-    from mnistlab.datasets.preprocess import split_validation
-
-    frac = run.recipe.validation_split
-    if not frac:
-        raise RunError(
-            f"{Path(run.path) / rundir.RECIPE}: validation_split is {frac}, the run "
-            "held out no validation data; use --split test"
-        )
-    if record.train is not None and record.train != len(ds.x_train):
-        # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
-        # and guessing would score the model on images it trained on.
-        raise RunError(
-            f"{env_file}: the run trained on {record.train:,} training images but "
-            f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
-            "rebuilt, use --split test"
-        )
-    _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, frac)
-    return x_val, y_val
-
-
 def evaluate(
     run, split: str = "test", out: str | Path | None = None, **source: Any
 ) -> dict[str, Any]:
@@ -300,7 +267,13 @@ def evaluate(
     ``"evaluation": {split: ...}``. Returns the metrics.
 
     ``run`` may also be a .npy of test-set predictions or an ONNX model (``evaluate_source``;
-    ``source``: its ``dataset``, ``data_dir`` and ``pixels``)."""
+    ``source``: its ``dataset``, ``data_dir`` and ``pixels``).
+
+    A run is calibrated on the way (fitted on its validation part, written to its
+    calibration.json, see ``mnistlab.evaluation.calibration``): ``"calibration"`` holds the
+    temperature and the split's NLL and ECE before and after it.
+    """
+    from mnistlab.evaluation import calibration as cal
     from mnistlab.evaluation import sources
     from mnistlab.rundir import Run, load_run
 
@@ -311,14 +284,19 @@ def evaluate(
         return evaluate_source(run, out=out, **source)
     run = run if isinstance(run, Run) else load_run(run)
     run_path = Path(run.path)
-    x, y = split_data(run, split)
+    ds = run_dataset(run)
+    x, y = split_data(run, split, ds)
     proba = run.finite_proba(x, before="evaluating")
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name
     out_dir = Path(out) if out is not None else run_path
-    figs = write_figures(
-        result, x, y, proba, out_dir, title=f"{run_path.name} on {split}", split=split
+    title = f"{run_path.name} on {split}"
+    figs = write_figures(result, x, y, proba, out_dir, title=title, split=split)
+    _, result["calibration"], logits = cal.evaluate_calibration(run, x, y, split, ds)
+    temperature = result["calibration"]["temperature"]
+    figs["reliability"] = cal.reliability_figure(
+        logits, y, temperature, out_dir / figure_names(split)["reliability"], title=title
     )
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)
@@ -367,7 +345,9 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     where = f" ({result['dataset']}, {result['split']})" if "split" in result else ""
     head = Table(title=f"Evaluation{where}", show_header=False)
     head.add_row("samples", f"{result['n']:,}")
-    head.add_row("accuracy", f"{result['accuracy']:.4f}")
+    ci = result.get("accuracy_ci")
+    interval = f" ({interval_text(ci['low'], ci['high'], ci['level'])})" if ci else ""
+    head.add_row("accuracy", f"{result['accuracy']:.4f}{interval}")
     r2 = result["r2"]
     labels_only = result["loss"] is None  # predictions given as labels: no probabilities
     if labels_only:
@@ -417,5 +397,8 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     console.print(r2["how_to_read"])
     if result.get("note"):
         console.print(f"note: {result['note']}")
+    from mnistlab.evaluation.calibration import print_calibration
+
+    print_calibration(result.get("calibration"), console)
     for name, path in result.get("figures", {}).items():
         console.print(f"{name}: {path}")

@@ -21,17 +21,20 @@ Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<s
 finished runs and resumes a half-finished one from its checkpoint. Runs train single-threaded
 unless the recipe sets ``threads``, so ``jobs`` changes the wall time, never the numbers.
 
-Statistics: variants are ranked by mean validation accuracy (the selection split); test accuracy
-is reported and never used to choose. Each variant is compared with the baseline on the same test
-images by an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs), per seed pair
-(variant seed s against baseline seed s) and combined over seeds by pooling the discordant counts
-(the exact conditional test of the stratified matched-pairs design: one seed pair alone has
-little power for the 0.1-0.5 point differences between recipes, and a paired t-test over 3 seeds
-has 2 degrees of freedom). Holm's step-down correction runs over the variants; a difference is
-called real when its Holm-adjusted p-value is below ``ALPHA``. Pooling treats each (image, seed)
-disagreement as independent evidence, so it speaks of these seeds on this test set, not of every
-possible seed; the per-seed p-values are kept in ``leaderboard.json`` to show how consistent the
-direction is. The statistics and the files live in ``mnistlab.experiments.leaderboard``.
+Statistics: variants are ranked by the mean of the chosen metric (``metric``: accuracy by
+default, or ``ece``, see ``mnistlab.evaluation.paired``) on the validation part (the selection
+split); the test set is reported and never used to choose. Each variant is compared with the
+baseline on the same test images by an exact McNemar test (``scipy.stats.binomtest`` on the
+discordant pairs), per seed pair (variant seed s against baseline seed s) and combined over
+seeds by pooling the discordant counts (the exact conditional test of the stratified
+matched-pairs design: one seed pair alone has little power for the 0.1-0.5 point differences
+between recipes, and a paired t-test over 3 seeds has 2 degrees of freedom). Holm's step-down
+correction runs over the variants; a difference is called real when its Holm-adjusted p-value
+is below ``ALPHA``. Pooling treats each (image, seed) disagreement as independent evidence, so
+it speaks of these seeds on this test set, not of every possible seed; the per-seed p-values
+are kept in ``leaderboard.json`` to show how consistent the direction is. Other metrics use
+their own paired test the same way (ECE: a paired permutation test, stratified by seed pair).
+The statistics and the files live in ``mnistlab.experiments.leaderboard``.
 """
 
 from __future__ import annotations
@@ -318,6 +321,7 @@ def compare(
     heartbeat: int = 10,
     log: Callable[[str], None] | None = None,
     on_run: Callable[[Path, dict[str, str]], None] | None = None,
+    metric: str = "accuracy",
 ) -> dict[str, Any]:
     """Train every variant x seed into ``out`` (resuming what is there) and write the
     leaderboard; returns the leaderboard.json object.
@@ -330,7 +334,12 @@ def compare(
     ``on_run(run_dir, tags)`` is called once per run this process finishes (with --storage:
     once per run it reports to the study), tags naming the compare, variant and seed; e.g.
     ``lambda d, tags: mnistlab.experiments.track.log_run(d, uri, tags=tags)``.
+    ``metric``: what ranks (on validation) and is tested (paired, on the test images); a name
+    of ``mnistlab.evaluation.paired.METRICS``.
     """
+    from mnistlab.evaluation.paired import metric as find_metric
+
+    find_metric(metric)  # an unknown name is one line, before anything trains
     n_seeds = _count("--seeds", seeds if seeds is not None else (variants.seeds or 3), MAX_SEEDS)
     _count("--jobs", jobs, MAX_JOBS)
     if len(variants.recipes) * n_seeds > MAX_RUNS:
@@ -358,10 +367,11 @@ def compare(
     )
     finished = _announcer(variants.name, on_run)
     if storage is not None:
-        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log, finished)
+        where = (storage, study, heartbeat)
+        records = _shared(variants, plan, ds, out, where, log, finished, metric)
     else:
-        records = _local(plan, ds, jobs, log, finished)
-    board = leaderboard(records, variants, seed_list, ds)
+        records = _local(plan, ds, jobs, log, finished, metric)
+    board = leaderboard(records, variants, seed_list, ds, metric)
     write_leaderboard(out, board)
     board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
     return board
@@ -404,7 +414,9 @@ def _announcer(compare_name: str, on_run):
     return finished
 
 
-def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
+def _local(
+    plan, ds, jobs: int, log, finished, metric: str = "accuracy"
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Train what the plan lacks in this process or a pool of ``jobs`` processes."""
     todo = []
     for name, s, run_dir, recipe in plan:
@@ -441,39 +453,32 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
         finally:
             # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
             pool.shutdown(wait=True, cancel_futures=True)
-    return {(name, s): run_record(run_dir, ds) for name, s, run_dir, _ in plan}
+    return {(name, s): run_record(run_dir, ds, metric) for name, s, run_dir, _ in plan}
 
 
 def _shared(
-    variants: Variants,
-    plan,
-    ds,
-    out: Path,
-    storage: str,
-    study: str | None,
-    heartbeat: int,
-    log,
-    finished,
+    variants: Variants, plan, ds, out: Path, where, log, finished, metric: str = "accuracy"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
     `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
-    run's record."""
+    run's record. ``where``: (storage URL, study name or None, heartbeat seconds)."""
     import json
     import socket
 
     from mnistlab.experiments import studies
 
+    storage, study, heartbeat = where
     url = studies.storage_url(storage, out)
     name = study or f"compare-{variants.name}"
     rdb, st = studies.open_study(url, name, heartbeat)
-    described = json.dumps(
-        {
-            "baseline": variants.baseline,
-            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
-            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)],
-        },
-        sort_keys=True,
-    )
+    pinned = {
+        "baseline": variants.baseline,
+        "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
+        "dataset": [ds.name, len(ds.x_train), len(ds.x_test)],
+    }
+    if metric != "accuracy":  # every worker keeps the same per-image records
+        pinned["metric"] = metric
+    described = json.dumps(pinned, sort_keys=True)
     studies.pin(st, "compare", described, url, name, "compares other variants or data")
     _enqueue_missing(st, rdb, url, name, plan)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -485,7 +490,7 @@ def _shared(
             state = _state(run_dir, recipe)
             if state != "done":
                 _train_one(str(run_dir), recipe, state == "resume", ds)
-            rec = run_record(run_dir, ds)
+            rec = run_record(run_dir, ds, metric)
             trial.set_user_attr("result", {**_pack(rec), "worker": worker})
         if studies.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
@@ -511,28 +516,46 @@ def _enqueue_missing(st, rdb, url: str, name: str, plan) -> None:
 
 
 def _pack(record: dict[str, Any]) -> dict[str, Any]:
-    """A run record as a study attribute: JSON, the per-image hits as base64 bits."""
+    """A run record as a study attribute: JSON, the per-image hits as base64 bits, any other
+    per-image values (a metric's) as base64 float32."""
     import base64
 
     packed = base64.b64encode(np.packbits(record["correct"]).tobytes()).decode()
-    return {**{k: v for k, v in record.items() if k != "correct"}, "correct": packed}
+    out = {k: v for k, v in record.items() if k not in ("correct", "per_image")}
+    out["correct"] = packed
+    if "per_image" in record:
+        out["per_image"] = {
+            k: base64.b64encode(np.asarray(v, np.float32).tobytes()).decode()
+            for k, v in record["per_image"].items()
+        }
+    return out
+
+
+def _unpack(result: dict[str, Any], n: int) -> dict[str, Any]:
+    """``_pack``'s record back, for ``n`` test images."""
+    import base64
+
+    bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
+    out = {**result, "correct": np.unpackbits(bits, count=n).astype(bool)}
+    if "per_image" in result:
+        out["per_image"] = {
+            k: np.frombuffer(base64.b64decode(v), dtype=np.float32)
+            for k, v in result["per_image"].items()
+        }
+        if "correct" in out["per_image"]:
+            out["per_image"]["correct"] = out["per_image"]["correct"].astype(bool)
+    return out
 
 
 def _finished_records(st, plan, ds, name: str) -> dict[tuple[str, int], dict[str, Any]]:
     """Every completed trial's record; one line naming the runs no worker finished."""
-    import base64
-
     from optuna.trial import TrialState
 
     records = {}
     for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")
         if result is not None:
-            bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
-            records[t.user_attrs["variant"], t.user_attrs["seed"]] = {
-                **result,
-                "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool),
-            }
+            records[t.user_attrs["variant"], t.user_attrs["seed"]] = _unpack(result, len(ds.y_test))
     missing = [f"{n} seed {s}" for n, s, _, _ in plan if (n, s) not in records]
     if missing:
         raise MnistlabError(
@@ -543,10 +566,14 @@ def _finished_records(st, plan, ds, name: str) -> dict[tuple[str, int], dict[str
     return records
 
 
-def run_record(run_dir: Path, ds) -> dict[str, Any]:
+def run_record(run_dir: Path, ds, metric: str = "accuracy") -> dict[str, Any]:
     """What the leaderboard needs of one finished run: validation and test accuracy, training
-    seconds, and which test images it classified right (for the paired test)."""
+    seconds, and which test images it classified right (for the paired test); for another
+    ``metric``, its value on the validation part and the test set, and the test set's
+    per-image record (``per_image``) its paired test takes."""
     from mnistlab import rundir
+    from mnistlab.datasets.preprocess import split_validation
+    from mnistlab.evaluation.paired import metric as find_metric
 
     run = rundir.load_run(run_dir)
     stored = Path(run_dir) / rundir.PREDICTIONS  # what the run's own end computed on ds.x_test
@@ -555,9 +582,16 @@ def run_record(run_dir: Path, ds) -> dict[str, Any]:
         proba = run.predict_proba(ds.x_test)
     hit = proba.argmax(axis=1) == np.asarray(ds.y_test)
     val = run.metrics.get("train", {}).get("val_accuracy")
-    return {
+    record = {
         "val_accuracy": float("nan") if val is None else float(val),
         "test_accuracy": float(hit.mean()),
         "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)),
         "correct": hit,
     }
+    if metric != "accuracy":
+        m = find_metric(metric)
+        _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, run.recipe.validation_split)
+        record[f"val_{m.name}"] = m.value(m.measure(run, x_val, y_val))
+        record["per_image"] = m.measure(run, ds.x_test, ds.y_test)
+        record[f"test_{m.name}"] = m.value(record["per_image"])
+    return record

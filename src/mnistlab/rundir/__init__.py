@@ -3,8 +3,9 @@
 ``folder`` names the files (with the size each reader accepts) and makes folders atomically;
 ``files`` writes and reads the safetensors files, verified; ``records`` the text files, each
 through one bounded reader checked against its ``schema``; ``dataset`` is the typed record of
-the data a run trained on; ``run`` loads a finished run as a ``Run``; ``lock`` keeps one writer
-per folder.
+the data a run trained on; ``calibration`` the temperature and out-of-distribution check it
+stores, applied the same way by every command; ``run`` loads a finished run as a ``Run``;
+``lock`` keeps one writer per folder.
 The names below are the package's public face, so callers write ``rundir.load_run(path)``.
 """
 
@@ -18,6 +19,7 @@ from mnistlab.rundir.files import (
     write_predictions,
 )
 from mnistlab.rundir.folder import (
+    CALIBRATION,
     CHECKPOINT,
     ENVIRONMENT,
     HISTORY,
@@ -47,6 +49,7 @@ from mnistlab.rundir.records import (
 from mnistlab.rundir.run import Run, load_run
 
 __all__ = [
+    "CALIBRATION",
     "CHECKPOINT",
     "ENVIRONMENT",
     "HISTORY",

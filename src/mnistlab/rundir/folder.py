@@ -13,9 +13,11 @@ A finished run holds::
                        and the recipe it was made with (resume refuses an edited recipe.toml)
     .lock              only while a process writes the run (see rundir/lock.py)
 
-and, written by later commands, report.html (``mnistlab report``) and model.onnx (``mnistlab
-export``). These names are written here and nowhere else, with the largest size each reader
-accepts (``LIMITS``, checked before a byte is read).
+and, written by later commands, report.html (``mnistlab report``), model.onnx (``mnistlab
+export``) and calibration.json (``mnistlab evaluate`` and the end of ``mnistlab train``: the
+temperature that makes the model's probabilities honest and the check for inputs unlike its
+training images, both fitted on the validation part). These names are written here and nowhere
+else, with the largest size each reader accepts (``LIMITS``, checked before a byte is read).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
     "checkpoint.safetensors",
 )
 REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
-REPORT, ONNX = "report.html", "model.onnx"
+REPORT, ONNX, CALIBRATION = "report.html", "model.onnx", "calibration.json"
 # The finished run's per-image test-set class probabilities (float32, N x classes, in the test
 # set's order), so runs compare on the same images without recomputing them.
 PREDICTIONS = "predictions.safetensors"
@@ -53,6 +55,7 @@ LIMITS = {
     HISTORY: 16 * 2**20,
     METRICS: 16 * 2**20,
     ENVIRONMENT: 2**20,
+    CALIBRATION: 4 * 2**20,  # ~200 KiB: a temperature, two quantile tables, a 20-component PCA
     MODEL: 16 * 2**30,
     CHECKPOINT: 16 * 2**30,
     PREDICTIONS: 2**30,  # 10,000 x 10 float32 is 400 KB; EMNIST-sized sets fit many times over

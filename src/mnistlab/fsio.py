@@ -17,8 +17,10 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import stat
 import tempfile
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +49,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
     tmp = Path(name)
+    _LIVE_TEMPS.add(name)
     try:
         yield tmp  # the caller's own writes to tmp: ENOSPC lands here
         with fs_errors(dest):
@@ -62,6 +65,35 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        _LIVE_TEMPS.discard(name)
+
+
+# Temp files of the atomic writes in progress; removed by the handler below when a signal ends
+# the process mid-write (a Python ``finally`` never runs on SIGTERM's default action).
+_LIVE_TEMPS: set[str] = set()
+_CLEANUP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def remove_temps_on_signals() -> None:
+    """On SIGTERM and SIGHUP, remove the temp files of atomic writes in progress, then end the
+    process by that same signal (its exit status stays "killed by SIGTERM"). Installed by the
+    command line and compare's workers; a signal that already has a handler (serve's graceful
+    stop) keeps it, and outside the main thread nothing is installed (Python allows handlers
+    only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in _CLEANUP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _remove_temps_and_die)
+
+
+def _remove_temps_and_die(signum, _frame) -> None:
+    for name in list(_LIVE_TEMPS):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:

@@ -241,7 +241,7 @@ def misclassified_grid(
     images, true, pred, prob, class_names: Sequence[str], path, title: str = "Misclassified"
 ) -> Path:
     """Thumbnails of wrong predictions, each labelled 'true X' / 'pred Y p' (p = predicted
-    probability)."""
+    probability; ``prob`` None: predicted labels alone, no p)."""
     images = np.asarray(images)
     n = len(images)
     cols = min(8, max(n, 1))
@@ -262,7 +262,8 @@ def misclassified_grid(
         ax.text(
             c * (w + pad) + w / 2,
             r * (top + h + pad) + top - 1,
-            f"true {names[int(true[i])]}\npred {names[int(pred[i])]} {prob[i]:.2f}",
+            f"true {names[int(true[i])]}\npred {names[int(pred[i])]}"
+            + ("" if prob is None else f" {prob[i]:.2f}"),
             ha="center",
             va="bottom",
             fontsize=7,
@@ -388,31 +389,55 @@ def variant_accuracy(
     return _save(fig, path)
 
 
+PREDICTIONS_SHOWN = 40  # images in one predictions figure (each is two axes: ~0.1 s apiece)
+
+
 def predictions(
     images, probabilities, titles: Sequence[str], class_names: Sequence[str], path, steps=None
 ) -> Path:
     """Per image, the prepared 28x28 input (what the model saw) beside its probability bars; the
-    most likely class in orange. ``steps``: per image, its preparation's steps (``imageprep``'s
-    ``Step`` list, drawn by ``preparation_strip`` in place of the 28x28), or None."""
-    n = len(images)
-    strips = list(steps) if steps is not None else [None] * n
+    most likely class in orange. The first ``PREDICTIONS_SHOWN`` images, in two columns past
+    eight, with fixed margins: constrained layout's time grows faster than the axes do (500
+    images took over 11 minutes), this one's linearly and boundedly. ``steps``: per image, its
+    preparation's steps (``imageprep``'s ``Step`` list, drawn by ``preparation_strip`` in place
+    of the 28x28), or None."""
+    from matplotlib.figure import Figure
+
+    total, n = len(images), min(len(images), PREDICTIONS_SHOWN)
+    strips = list(steps)[:n] if steps is not None else [None] * n
     wide = any(strips)
-    fig = _figure(11.0 if wide else 7.0, (2.2 if wide else 1.9) * n + 0.3)
-    grid = fig.add_gridspec(n, 2, width_ratios=[4.4, 2.6] if wide else [1, 2.6])
+    cols = 1 if n <= 8 else 2
+    rows = -(-n // cols)
+    height = (2.3 if wide else 2.0) * rows + (0.8 if total > n else 0.4)
+    fig = Figure(figsize=((11.0 if wide else 7.0) * cols, height), dpi=DPI)
+    grid = fig.add_gridspec(
+        rows,
+        2 * cols,
+        width_ratios=([4.4, 2.6] if wide else [1, 2.6]) * cols,
+        left=0.02,
+        right=0.98,
+        bottom=0.45 / height,
+        top=1 - (0.65 if total > n else 0.3) / height,
+        hspace=0.7,
+        wspace=0.35,
+    )
+    if total > n:
+        fig.suptitle(f"the first {n} of {total} images", fontsize=10, y=1 - 0.15 / height, va="top")
     k = np.arange(len(class_names))
     short = _short(class_names)
-    for i, (img, p, title) in enumerate(zip(images, probabilities, titles)):
+    for i, (img, p, title) in enumerate(zip(images[:n], probabilities[:n], titles[:n])):
         p = np.asarray(p, dtype=np.float64)
         best = int(np.argmax(p))
+        row, col = divmod(i, cols)
         if strips[i]:
-            preparation_strip(fig, grid[i, 0], strips[i])
+            preparation_strip(fig, grid[row, 2 * col], strips[i])
         else:
-            ax = fig.add_subplot(grid[i, 0])
+            ax = fig.add_subplot(grid[row, 2 * col])
             ax.imshow(img, cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title, fontsize=8)
-        bars = fig.add_subplot(grid[i, 1])
+        bars = fig.add_subplot(grid[row, 2 * col + 1])
         colors = ["#4477aa"] * len(k)
         colors[best] = "#ee7733"
         bars.bar(k, p, color=colors)

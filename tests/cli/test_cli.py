@@ -256,11 +256,13 @@ def test_train_resume_of_an_edited_or_bare_run_folder(monkeypatch, capsys, tiny_
     code, out, err = _main(monkeypatch, capsys, "train", "--resume", str(bare), "--quiet")
     assert code == 0 and err == "", err
     assert sorted(p.name for p in bare.iterdir()) == [
+        "calibration.json",  # train calibrates the run it finished
         "checkpoint.safetensors",
         "environment.json",
         "history.csv",
         "metrics.json",
         "model.safetensors",
+        "predictions.safetensors",
         "recipe.toml",
         "report.html",
     ]

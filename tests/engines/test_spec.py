@@ -1,5 +1,11 @@
 """engines/spec.py, the oracle: its gradients equal torch autograd, its updates equal torch.optim
-where the two define the same arithmetic, and base.py's shared pieces (masks, state)."""
+where the two define the same arithmetic, and base.py's shared pieces (masks, state).
+
+Both sides compute in float64 here (unit roundoff 1.1e-16), so the tolerances below hold on any
+CPU: 1e-10 on O(1) gradients is ~1e6 ulps of slack for summation order, and the optimizers'
+1e-6 relative is where epsilon sits (inside or outside a square root), a formula difference,
+not rounding. The float32 engines are held to spec by tests/engines/conftest.py's derived
+tolerances instead."""
 
 from __future__ import annotations
 
@@ -208,3 +214,77 @@ def test_workspace_views_do_not_overlap():
     assert [int(v.mean()) for v in views] == list(range(1, 7))
     plain = Workspace([10, 6, 5, 3], rows=4, n_params=1, dropout=False)
     assert np.shares_memory(plain.a(0, 4), plain.h(1, 4))  # without dropout a IS the output
+
+
+# ---- conv blocks ----------------------------------------------------------------------------
+CONV_OPTIONS = {
+    "3x3": {"conv_channels": [3, 4]},
+    "odd-side-bn-dropout": {
+        "conv_channels": [2, 3, 2],
+        "batch_norm": True,
+        "dropout": 0.3,
+        "label_smoothing": 0.1,
+        "l2": 1e-2,
+    },
+    "kernel-5": {"conv_channels": [3, 2], "kernel_size": 5},
+    "5x5-tanh": {"conv_channels": [2, 2], "kernel_size": 5, "activation": "tanh"},
+}
+
+
+@pytest.mark.parametrize("name", list(CONV_OPTIONS))
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv_gradients_equal_torch_autograd(name):
+    """Conv 'same' (odd and even kernels), 2x2 max-pool (odd sides floor), relu, (h, w, c)
+    flatten, then the Dense layers: loss and every gradient as torch autograd has them."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    r = Recipe(kind="cnn", hidden=[12], **CONV_OPTIONS[name])
+    h = Hyper.of(r)
+    p = _params(r)
+    masks = [dropout_keep(0, 0, 0, 0, 16, 12, h.dropout)] if h.dropout else None
+    loss, grads, _ = spec.gradients(p, X, Y, h, masks)
+
+    t = {k: torch.tensor(v, requires_grad="moving" not in k) for k, v in p.items()}
+    a = torch.tensor(X).view(16, 1, 28, 28)
+    for j in range(len(r.conv_channels)):
+        kernel = t[f"conv_{j}.kernel"].permute(3, 2, 0, 1)  # HWIO -> OIHW
+        a = F.relu(F.max_pool2d(F.conv2d(a, kernel, t[f"conv_{j}.bias"], padding="same"), 2))
+    z = a.permute(0, 2, 3, 1).flatten(1) @ t["dense_0.kernel"] + t["dense_0.bias"]
+    if h.batch_norm:
+        z = F.batch_norm(z, None, None, t["bn_0.gamma"], t["bn_0.beta"], training=True, eps=1e-3)
+    z = torch.relu(z) if r.activation == "relu" else torch.tanh(z)
+    if masks is not None:
+        z = z * torch.tensor(masks[0]) / (1 - h.dropout)
+    z = z @ t["dense_1.kernel"] + t["dense_1.bias"]
+    ref = F.cross_entropy(z, torch.tensor(Y), label_smoothing=h.label_smoothing)
+    ref = ref + h.l2 * sum((t[f"dense_{i}.kernel"] ** 2).sum() for i in range(2))  # Dense only
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), abs=1e-10)
+    assert set(grads) == {k for k in p if "moving" not in k}
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, t[k].grad.numpy(), atol=1e-10, err_msg=k)
+
+
+def test_max_pool_breaks_ties_as_torch_does():
+    """Equal values in a window (a flat background convolves to equal outputs): the gradient
+    goes to the first maximum in (0,0), (0,1), (1,0), (1,1) order, torch's choice."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 3, (2, 6, 6, 3)).astype(np.float64)  # many ties among 0, 1, 2
+    pooled, arg = spec.max_pool(z)
+    tz = torch.tensor(z).permute(0, 3, 1, 2)
+    want, idx = torch.nn.functional.max_pool2d(tz, 2, return_indices=True)
+    np.testing.assert_array_equal(pooled, want.permute(0, 2, 3, 1).numpy())
+    row, col = np.divmod(idx.permute(0, 2, 3, 1).numpy(), 6)
+    ys, xs = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+    np.testing.assert_array_equal(arg, (row - 2 * ys[..., None]) * 2 + col - 2 * xs[..., None])
+    back = spec.unpool(np.ones_like(pooled), arg, 6)
+    assert back.sum() == pooled.size and back.max() == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_col2im_is_the_adjoint_of_im2col(k):
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((2, 7, 7, 3))
+    d = rng.standard_normal((2, 7, 7, k * k * 3))
+    assert np.vdot(spec.im2col(a, k), d) == pytest.approx(np.vdot(a, spec.col2im(d, k, 3)))

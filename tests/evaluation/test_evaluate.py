@@ -255,7 +255,7 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     assert (
         sorted(p.name for p in (tmp_path / "figs").iterdir())
         == sorted(ev.figure_names("test").values())
-        == ["confusion_matrix_test.png", "misclassified_test.png"]
+        == ["confusion_matrix_test.png", "misclassified_test.png", "reliability_test.png"]
     )
     # the run trained on a slice: asking for its validation split is a clear refusal
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--split", "val"])

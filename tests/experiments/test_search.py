@@ -161,7 +161,16 @@ def test_sqlite_search_end_to_end_resume_and_best_recipe(tmp_path, tiny, monkeyp
     from mnistlab.recipe import Recipe
 
     trained = Recipe.from_toml(out / best["run"] / "recipe.toml")
-    assert Recipe.from_toml(recipe) == trained
+    found = Recipe.from_toml(recipe)
+    # named after the study, on the data it was found on, the drawn rate to 3 digits
+    assert (found.name, found.dataset, found.threads) == ("space-best", "mnist-sample", 1)
+    assert found.learning_rate == float(f"{trained.learning_rate:.3g}")
+    same = {"name": found.name, "dataset": found.dataset, "learning_rate": found.learning_rate}
+    assert found.resolved() == trained.replace(**same)
+    assert (
+        f"validation accuracy {best['value']:.4f}, trial {best['number']}"
+        in (recipe.read_text().splitlines()[0])
+    )
     code, _, err = _cli(
         monkeypatch,
         capsys,
@@ -513,3 +522,15 @@ def test_search_scaling_bench_parses_its_arguments():
         timeout=60,
     )
     assert proc.returncode == 0 and "--trials" in proc.stdout, proc.stderr
+
+
+def test_postgres_sessions_run_under_the_statement_deadline(postgres_url):
+    """Every connection of a study carries STATEMENT_TIMEOUT (a hung statement ends), and a
+    study name longer than Optuna's column is one line before the database sees it."""
+    from sqlalchemy import text
+
+    rdb, _ = studies.open_study(postgres_url, "deadlines", 10)
+    with rdb.engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "1min"
+    with pytest.raises(MnistlabError, match="1 to 512 characters"):
+        studies.open_study(postgres_url, "s" * 600, 10)

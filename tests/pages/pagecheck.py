@@ -6,7 +6,16 @@ import base64
 from html.parser import HTMLParser
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source"}
-RUN_FIGURES = {"loss", "accuracy", "learning-rate", "confusion", "per-class", "gallery", "pair"}
+RUN_FIGURES = {
+    "loss",
+    "accuracy",
+    "learning-rate",
+    "confusion",
+    "per-class",
+    "gallery",
+    "pair",
+    "reliability",
+}
 
 
 class Page(HTMLParser):

@@ -203,7 +203,7 @@ def test_cli_report_and_train_writes_it_unless_no_report(monkeypatch, capsys, tm
     code, out, err = _cli(
         monkeypatch, capsys, "train", *flags, "-q", "--no-report", "--out", str(tmp_path / "b")
     )
-    assert code == 0 and out == "", err
+    assert code == 0 and out == f"{tmp_path / 'b'}\n", err  # --quiet: the run folder alone
     assert (tmp_path / "b" / "model.safetensors").is_file() and not (
         tmp_path / "b" / "report.html"
     ).exists()
@@ -262,3 +262,45 @@ def test_page_renders_on_a_phone_and_in_print(run_dir):
             )
         finally:
             browser.close()
+
+
+# ---- how sure it should be -----------------------------------------------------------------
+def test_calibration_section_of_a_calibrated_run(tmp_path_factory, tmp_path):
+    from runs import calibrated_run
+
+    from mnistlab.evaluation.intervals import interval_text, wilson
+    from mnistlab.rundir.calibration import read_calibration
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(calibrated_run(tmp_path_factory), run_dir)
+    cal = read_calibration(rundir.load_run(run_dir))
+    html = report.write(run_dir).read_text(encoding="utf-8")
+    page = Page(html)
+    assert "calibration" in page.ids and page.missing_in == set()
+    text = page.text("calibration")
+    assert f"T = {cal.temperature:.3g}" in text and "stored in calibration.json" in text
+    f = cal.fitted_on
+    assert f"{100 * f['ece_before']:.2f} %" in text and f"{100 * f['ece_after']:.2f} %" in text
+    assert "mnistlab evaluate RUN --ood" in text  # not measured yet: says how
+    assert page.figures.get("reliability") == 1
+    # the headline's test accuracy carries its interval on the test count
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    low, high = wilson(round(metrics["test"]["accuracy"] * 2000), 2000)
+    assert f"{interval_text(low, high)} on 2,000" in html
+
+    # once `evaluate --ood` measured the check, the page shows its rates
+    from mnistlab.evaluation.evaluate import merge_metrics
+    from mnistlab.use.nondigits import check_run
+
+    merge_metrics(run_dir, "test", {"ood": check_run(run_dir, per_kind=5)})
+    text = Page(report.write(run_dir).read_text(encoding="utf-8")).text("calibration")
+    assert "test digits (false alarms)" in text and "scribbles" in text
+
+
+def test_calibration_section_without_calibration_says_why(run_dir):
+    # the module's run trained on a slice: its validation part cannot be rebuilt
+    page = Page(report.render(run_dir))
+    text = page.text("calibration")
+    assert "Not calibrated:" in text and "validation split cannot be rebuilt" in text
+    assert page.figures.get("reliability") == 1  # the raw softmax's diagram still shows
+    assert "calibration" not in page.missing_in

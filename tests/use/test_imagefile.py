@@ -78,7 +78,8 @@ def test_huge_jpeg_decodes_downscaled_in_bounded_memory(huge):
 
 
 def test_largest_accepted_image_stays_under_500_mb(tmp_path):
-    side = int(np.sqrt(imagefile.MAX_PIXELS)) - 1  # just under the limit, RGBA: the worst case
+    # just under the limits, RGBA (4 bytes a pixel in Pillow): the worst case
+    side = int(np.sqrt(min(imagefile.MAX_PIXELS, imagefile.MAX_DECODE_BYTES / 4))) - 1
     img = Image.new("RGBA", (side, side), (255, 255, 255, 255))
     ImageDraw.Draw(img).line(
         [(side // 2, side // 5), (side // 2, 4 * side // 5)], fill=(0, 0, 0, 255), width=side // 20

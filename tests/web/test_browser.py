@@ -124,7 +124,11 @@ def _shown(page) -> dict:
             for (let x = 0; x < 28; x++) image[y].push(seen.data[4 * (28 * y + x)]);
         }
         return {label: document.getElementById('label').textContent, bars, image,
-                status: document.getElementById('status').textContent};
+                status: document.getElementById('status').textContent,
+                verdict: document.querySelector('.verdict').dataset.verdict,
+                confidence: document.getElementById('confidence').textContent,
+                kind: document.getElementById('kind').textContent,
+                model: document.getElementById('model').textContent};
     }""")
 
 
@@ -166,6 +170,8 @@ def test_draw_a_seven_with_the_mouse(browser, server, tmp_path):
     shown = _shown(page)
     answer = _check_against_api(shown, server)
     assert answer["label"] == "7", shown["bars"]
+    # an uncalibrated run: the page says its probabilities are the raw softmax
+    assert shown["kind"].startswith("raw softmax") and "not calibrated" in shown["model"]
     page.screenshot(path=tmp_path / "desktop.png")
     requests = int(page.evaluate("document.body.dataset.answers"))
     assert requests >= 3  # bars updated while drawing, not only at the end
@@ -223,3 +229,47 @@ def test_docs_page_lists_the_endpoints_offline(browser, server):
     page.wait_for_function("document.querySelectorAll('.op').length === 3")
     assert "/predict" in page.inner_text("#ops") and outside == []
     page.close()
+
+
+# ---- how sure: a calibrated run --------------------------------------------------------
+# Back and forth across the whole canvas: the scribble of someone testing the page.
+SCRIBBLE = [[(0.15 + 0.7 * (i % 2), 0.2 + 0.6 * i / 9) for i in range(10)]]
+
+
+@pytest.fixture(scope="module")
+def calibrated_server(browser, tmp_path_factory):
+    from runs import calibrated_run
+
+    with sv.serving(calibrated_run(tmp_path_factory)) as served:
+        yield served.url
+
+
+def _draw_and_read(browser, url, strokes, path):
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('#bars li').length === 10")
+    _draw_with_mouse(page, strokes)
+    shown = _shown(page)
+    page.screenshot(path=path)
+    page.close()
+    return shown
+
+
+def test_drawn_digit_shows_its_calibrated_probability(browser, calibrated_server, tmp_path):
+    shown = _draw_and_read(browser, calibrated_server, SEVEN, tmp_path / "seven.png")
+    answer = _check_against_api(shown, calibrated_server)
+    assert answer["probabilities_are"] == "calibrated" and shown["kind"] == "calibrated probability"
+    assert shown["verdict"] == answer["verdict"] != "not a digit I know"
+    pct = f"{100 * answer['probability']:.1f} %"
+    assert shown["confidence"] == (
+        f"{pct} sure" if answer["verdict"] == "sure" else f"not sure ({pct})"
+    )
+    assert "calibrated probabilities (T = " in shown["model"] and "95 % CI" in shown["model"]
+
+
+def test_a_scribble_is_not_a_digit_it_knows(browser, calibrated_server, tmp_path):
+    shown = _draw_and_read(browser, calibrated_server, SCRIBBLE, tmp_path / "scribble.png")
+    answer = _check_against_api(shown, calibrated_server)
+    assert answer["verdict"] == shown["verdict"] == "not a digit I know"
+    assert shown["confidence"].startswith("not a digit I know (closest: ")
+    assert "sure" not in shown["confidence"]  # no "99.9 % sure" for a scribble

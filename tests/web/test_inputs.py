@@ -75,35 +75,27 @@ def test_an_upload_is_seen_as_mnistlab_predict_sees_the_file():
     class Run:
         dataset_name = "mnist"
 
-        @staticmethod
-        def predict_proba(x):
-            return np.full((len(x), 10), 0.1, np.float32)
-
     page = np.full((90, 70, 4), 0, np.uint8)  # a transparent canvas with an opaque stroke
     page[20:70, 30:38] = (20, 20, 20, 255)
     deep = ((np.arange(2500).reshape(50, 50) % 50 > 40) * 60000).astype(np.uint16)
     for img in (Image.fromarray(page, "RGBA"), Image.fromarray(deep)):  # 16-bit: stretched
         data = _png(img)
-        seen, _ = si.see_and_predict(Run, si.decode_upload(si.open_upload(data)), True, "file")
+        seen = si.see(Run, si.decode_upload(si.open_upload(data)), True, "file")
         np.testing.assert_array_equal(seen, load_image(data))
 
 
-def test_see_and_predict_passes_28x28_through_or_prepares(tmp_path):
-    class Run:  # what see_and_predict uses of a run
+def test_see_passes_28x28_through_or_prepares(tmp_path):
+    class Run:  # what see uses of a run
         dataset_name = "mnist"
-
-        @staticmethod
-        def predict_proba(x):
-            return np.full((len(x), 10), 0.1, np.float32)
 
     x = np.zeros((28, 28), np.uint8)
     x[5:20, 13:15] = 255
-    seen, p = si.see_and_predict(Run, x, False, "image")
-    assert (seen == x).all() and p.shape == (10,)
-    seen, _ = si.see_and_predict(Run, 255 - x, True, "image")  # dark on light: prepared
+    seen = si.see(Run, x, False, "image")
+    assert (seen == x).all() and seen.shape == (28, 28)
+    seen = si.see(Run, 255 - x, True, "image")  # dark on light: prepared
     assert seen.max() == 255 and seen[0].max() == 0
     _reject(
-        lambda: si.see_and_predict(Run, np.full((40, 40), 200, np.uint8), True, "file"),
+        lambda: si.see(Run, np.full((40, 40), 200, np.uint8), True, "file"),
         422,
         "file: the image is blank",
     )

@@ -73,7 +73,9 @@ def test_an_upload_is_shown_inside(client, mlp, digit):
     assert [u["contribution"] for u in p["units"]] == sorted(
         (u["contribution"] for u in p["units"]), reverse=True
     )
-    assert abs(sum(a["probabilities"].values()) - 1) < 1e-6
+    logits = np.array(list(a["logits"].values()))
+    assert list(a["logits"]) == list(mlp.class_names) and int(np.argmax(logits)) == a["predicted"]
+    assert a["pushes"]["logit"] == pytest.approx(logits[a["predicted"]])
 
 
 def test_a_28x28_array_is_used_as_it_is_unless_prepared(client, mlp, digit):

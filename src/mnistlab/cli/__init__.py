@@ -14,16 +14,19 @@ from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import export as _export
 from mnistlab.cli import predict as _predict
+from mnistlab.cli import presets as _presets
 from mnistlab.cli import report as _report
+from mnistlab.cli import runs as _runs
 from mnistlab.cli import search as _search
 from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
+from mnistlab.cli.streams import guarded_stdout
 from mnistlab.errors import MnistlabError
-from mnistlab.fsio import fs_error
+from mnistlab.fsio import fs_error, remove_temps_on_signals
 
 app = typer.Typer(
     name="mnistlab",
-    help="The MNIST deep-learning workflow: data, explore, train, evaluate, compare, "
+    help="The MNIST deep-learning workflow: data, explore, train, runs, evaluate, compare, "
     "predict, serve.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,12 +46,14 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    """The MNIST deep-learning workflow: data, explore, train, evaluate, compare, predict."""
+    """The MNIST deep-learning workflow: data, explore, train, runs, evaluate, compare, predict."""
 
 
 app.add_typer(_data.app, name="data")
 _explore.register(app)
 _train.register(app)
+_runs.register(app)
+_presets.register(app)
 _evaluate.register(app)
 _compare.register(app)
 _search.register(app)
@@ -59,6 +64,15 @@ _export.register(app)
 
 
 def main() -> None:
+    # stdout may go away (a pipe's reader ends, a full disk): the work goes on (cli/streams.py);
+    # SIGTERM/SIGHUP remove the temp files of the writes in progress (fsio).
+    remove_temps_on_signals()
+    with guarded_stdout() as stdout:
+        code = _main()
+    raise SystemExit(2 if code == 0 and stdout.failed() else code)
+
+
+def _main() -> int:
     # Not standalone: typer would print a bad flag value as a multi-line box; a user error is
     # one line here, as for MnistlabError (typer then returns exit codes instead of exiting).
     try:
@@ -69,35 +83,77 @@ def main() -> None:
         NoArgsIsHelpError = ()
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            code = app(standalone_mode=False)
+            warnings.showwarning = _warning_printer()
+            code = click_command()(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+        return 2
     except OSError as exc:
         # The last net for a file-system error that no writer turned into a message itself.
         if exc.filename is None:
             raise
         typer.echo(f"error: {fs_error(exc, doing='use')}", err=True)
-        raise SystemExit(2) from None
+        return 2
     except MemoryError:
         typer.echo(
             "error: out of memory; use a smaller recipe (hidden, batch_size) or free "
             "memory and try again",
             err=True,
         )
-        raise SystemExit(2) from None
+        return 2
     except NoArgsIsHelpError as exc:  # bare `mnistlab` / `mnistlab data`: the help is the answer
         exc.show()
-        raise SystemExit(exc.exit_code) from None
+        return exc.exit_code
     except UsageError as exc:
         command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         typer.echo(f"error: {exc.format_message()}{command}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    raise SystemExit(code if isinstance(code, int) else 0)
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A Python warning (e.g. a cache that cannot be written) as the CLI's own one line."""
-    text = " ".join(str(message).split())
-    typer.echo(f"warning: {text}", err=True)
+def click_command():
+    """The click command of ``app``, its help in words rather than Python types: an option
+    shows what it takes (N, X, FILE, RUN; a flag nothing) and an argument its name alone."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    _plain_help(root)
+    return root
+
+
+def _plain_help(cmd) -> None:
+    helper = cmd.get_help_option(cmd.context_class(cmd))  # made once, then kept by the command
+    for param in [*cmd.params, *([helper] if helper is not None else [])]:
+        if param.param_type_name == "argument":
+            # typer prints an argument's type beside its name (<path>, <list[Path]>); the
+            # names (RUN, IMAGE..., FOLDER) say what they take
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            param.metavar = "" if getattr(param, "is_flag", False) else _metavar(param)
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain_help(sub)
+
+
+def _metavar(param) -> str | None:
+    """N, X, PATH or TEXT for an option declared without a metavar (None: leave it to typer)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:  # an older typer: click's own (INTEGER, TEXT) says it in words
+        return None
+    if getattr(descriptor, "is_path", False):
+        return "PATH"
+    annotation = getattr(descriptor, "annotation", None)
+    return {int: "N", float: "X", str: "TEXT"}.get(annotation)
+
+
+def _warning_printer():
+    """``warnings.showwarning`` for one command: a Python warning (e.g. a cache that cannot be
+    written) as the CLI's own one line, each line once however many steps load the data."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            typer.echo(f"warning: {text}", err=True)
+
+    return show

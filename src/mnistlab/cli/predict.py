@@ -3,6 +3,7 @@
     mnistlab predict runs/20260101-120000-notebook seven.jpg three.png
     mnistlab predict RUN digit.png --top 5 --show digit-explained.png
     mnistlab predict RUN *.png --json > predictions.json
+    mnistlab predict RUN digit.png --calibrated    # probabilities that mean what they say
 
 A bad file (unreadable, too large, blank) does not stop the others: its row (and JSON entry)
 carries its one-line error, the error is also printed on stderr, and the exit code is 2.
@@ -33,6 +34,12 @@ def predict(
         "--show",
         help="Also write a PNG: each image's preparation, step by step, beside its probabilities.",
     ),
+    calibrated: bool = typer.Option(
+        False,
+        "--calibrated",
+        help="Temperature-scaled probabilities from the run's calibration.json (written by "
+        "`mnistlab evaluate` and `mnistlab train`) instead of the raw softmax.",
+    ),
 ) -> None:
     """Predict the class of each image, prepared the way MNIST's digits were."""
     from mnistlab.rundir import load_run
@@ -40,7 +47,14 @@ def predict(
 
     loaded = load_run(run)
     top = min(top, len(loaded.class_names))  # --top 20 on 10 classes: list them all
-    results = pr.predict(loaded, images, top=top, on_error="collect", steps=show is not None)
+    results = pr.predict(
+        loaded,
+        images,
+        top=top,
+        on_error="collect",
+        calibrated=calibrated,
+        steps=show is not None,
+    )
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:

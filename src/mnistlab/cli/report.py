@@ -12,10 +12,16 @@ import typer
 def report(
     folder: Path = typer.Argument(
         ...,
+        metavar="FOLDER",
         help="A run folder (from `mnistlab train`) or a compare folder (holding leaderboard.json).",
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="HTML file to write.", show_default="FOLDER/report.html"
+        None,
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="HTML file to write.",
+        show_default="FOLDER/report.html",
     ),
 ) -> None:
     """Write one self-contained HTML report (figures embedded; offline, phone, print)."""
@@ -34,18 +40,21 @@ def track_option(what: str = "each finished run"):
     return typer.Option(
         None,
         "--track",
+        metavar="mlflow[:URI]",
         help=f"Also log {what} to MLflow: mlflow or mlflow:URI (default URI sqlite:///mlflow.db).",
     )
 
 
 def tracking_uri(track: Optional[str]) -> Optional[str]:
-    """The MLflow URI of a --track value (None without one); checks MLflow is installed."""
+    """The MLflow URI of a --track value (None without one); checks MLflow is installed and the
+    store can be reached and written, before any training."""
     if track is None:
         return None
-    from mnistlab.experiments.track import parse_target, require_mlflow
+    from mnistlab.experiments.track import check_target, parse_target, require_mlflow
 
     uri = parse_target(track)
     require_mlflow()
+    check_target(uri)
     return uri
 
 
@@ -65,7 +74,17 @@ def run_tracker(track_uri: Optional[str], echo: Optional[Callable[[str], None]])
 
 
 def after_train(run_dir: Path, write_report: bool, track_uri: Optional[str], quiet: bool) -> None:
-    """What `mnistlab train` does once the run folder is complete: the report, then tracking."""
+    """What `mnistlab train` does once the run folder is complete: calibrate it (so predict,
+    serve and the report have honest probabilities), the report, then tracking."""
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.calibration import calibrate, summary_line
+
+    try:
+        line = summary_line(calibrate(run_dir))
+    except MnistlabError as exc:  # no validation part, a diverged model: said, the run stands
+        line = f"not calibrated: {exc}"
+    if not quiet:
+        typer.echo(line)
     if write_report:
         from mnistlab.pages import write
 

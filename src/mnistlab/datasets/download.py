@@ -31,11 +31,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mnistlab._version import __version__
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, FileSystemError
+from mnistlab.fsio import fs_error
 
 DEFAULT_TIMEOUT = 3.0
 _CHUNK = 1 << 16
 _RETRIES = 3  # resumptions of an interrupted transfer on the same mirror
+# A transfer may take DEADLINE_GRACE + size / MIN_RATE seconds in all (a mirror trickling a
+# byte a second never times out a read); a mirror sending more than the file's known size (or
+# MAX_UNKNOWN_SIZE when the registry does not know it) is stopped at one byte past it.
+MIN_RATE = 32 * 1024  # bytes per second: a 256 kbit/s line
+DEADLINE_GRACE = 30.0  # seconds: connecting, a slow start
+MAX_UNKNOWN_SIZE = 64 * 2**20
 
 
 class DownloadError(DataError):
@@ -133,14 +140,25 @@ class Session:
                 self.dead_hosts.add(netloc)
                 self.why_dead[netloc] = reason
 
-    def fetch(self, name: str, urls: list[str], dest: Path, check: Callable[[Path], None]) -> str:
+    def fetch(
+        self,
+        name: str,
+        urls: list[str],
+        dest: Path,
+        check: Callable[[Path], None],
+        size: int | None = None,
+        limit: int | None = None,
+    ) -> str:
         """Download ``name`` from the first good base URL into ``dest``; return the URL used.
 
         ``check(path)`` raises DataError when the bytes are wrong (checksum); then the mirror
-        counts as failed and nothing is left behind.
+        counts as failed and nothing is left behind. ``limit``: the most bytes an acceptable
+        file can have (default ``size``, else ``MAX_UNKNOWN_SIZE``); ``size``: the bytes
+        expected, which with ``MIN_RATE`` set how long the transfer may take.
         """
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
+        limit = limit or size or MAX_UNKNOWN_SIZE
         failures: list[str] = []
         for base in urls:
             url = base + name
@@ -150,11 +168,15 @@ class Session:
                 continue
             from_scratch_retry = True
             attempt = 0
+            deadline = time.monotonic() + DEADLINE_GRACE + (size or limit) / MIN_RATE
             while attempt < _RETRIES:
                 attempt += 1
                 resumed = part.exists() and part.stat().st_size > 0
                 try:
-                    self._get(url, part, name)
+                    self._get(url, part, name, limit, deadline)
+                except FileSystemError:  # a full disk: no other mirror helps; keep no part
+                    part.unlink(missing_ok=True)
+                    raise
                 except _Unreachable as exc:
                     self.dead_hosts.add(host)
                     self.why_dead[host] = str(exc)
@@ -184,9 +206,10 @@ class Session:
         unreachable = bool(urls) and all(urlsplit(u).netloc in self.dead_hosts for u in urls)
         if not urls:
             failures.append("no download URLs")
-        raise DownloadError(f"could not download {name}: " + "; ".join(failures), unreachable)
+        why = "; ".join(_one_line(f) for f in failures)
+        raise DownloadError(f"could not download {name}: {why}", unreachable)
 
-    def _get(self, url: str, part: Path, name: str) -> None:
+    def _get(self, url: str, part: Path, name: str, limit: int, deadline: float) -> None:
         start = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": f"mnistlab/{__version__}", "Accept-Encoding": "identity"}
         if start:
@@ -222,23 +245,51 @@ class Session:
             else:
                 start, mode = 0, "wb"
             total = start + length if length is not None else None
-            done = start
-            with open(part, mode) as out:
-                try:
-                    first = True
-                    while chunk := resp.read(_CHUNK):
-                        if first and start == 0 and not chunk.startswith(b"\x1f\x8b"):
-                            kind = "an HTML page" if chunk.lstrip()[:1] == b"<" else "not gzip data"
-                            out.close()
-                            raise _BadMirror(f"served {kind}, not a .gz file")
-                        first = False
-                        out.write(chunk)
-                        done += len(chunk)
-                        if self.on_progress:
-                            self.on_progress(name, done, total)
-                except (TimeoutError, ConnectionError, http.client.IncompleteRead) as exc:
-                    raise _Interrupted(
-                        f"transfer interrupted after {done:,} bytes ({exc})"
-                    ) from None
+            if total is not None and total > limit:
+                raise _BadMirror(f"announces {total:,} bytes; {name} has {limit:,}")
+            done = self._receive(resp, part, mode, name, (start, total, limit), deadline)
             if total is not None and done < total:
                 raise _Interrupted(f"truncated body: {done:,} of {total:,} bytes")
+
+    def _receive(self, resp, part: Path, mode: str, name: str, sizes, deadline: float) -> int:
+        """Append the body to ``part`` until it ends, passes ``limit`` or the deadline; return
+        the bytes now in ``part``. A failed write (full disk) is the FileSystemError."""
+        start, total, limit = sizes
+        done, began = start, time.monotonic()
+        try:
+            out = open(part, mode)
+        except OSError as exc:
+            raise fs_error(exc, part) from None
+        with out:
+            try:
+                # read1: what one recv gives, so a trickling mirror meets the deadline check
+                while chunk := resp.read1(min(_CHUNK, limit + 1 - done)):
+                    if done == 0 and not chunk.startswith(b"\x1f\x8b"):
+                        kind = "an HTML page" if chunk.lstrip()[:1] == b"<" else "not gzip data"
+                        raise _BadMirror(f"served {kind}, not a .gz file")
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise fs_error(exc, part) from None
+                    done += len(chunk)
+                    if done > limit:
+                        raise _BadMirror(f"sent more than the {limit:,} bytes of {name}")
+                    if time.monotonic() > deadline:
+                        raise _BadMirror(
+                            f"too slow: {done - start:,} bytes in {time.monotonic() - began:.0f} "
+                            f"s (the deadline allows {MIN_RATE // 1024} KiB/s)"
+                        )
+                    if self.on_progress:
+                        self.on_progress(name, done, total)
+            except (TimeoutError, ConnectionError, http.client.IncompleteRead) as exc:
+                raise _Interrupted(f"transfer interrupted after {done:,} bytes ({exc})") from None
+        return done
+
+
+def _one_line(text: str) -> str:
+    r"""Messages from urllib may span lines (a redirect loop's does); errors here are one line.
+
+    >>> _one_line("HTTP 308 ... an infinite loop.\nThe last 30x error message was:\nFound")
+    'HTTP 308 ... an infinite loop. The last 30x error message was: Found'
+    """
+    return " ".join(str(text).split())

@@ -201,13 +201,15 @@ def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def payload_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """SHA-256 and size of the decompressed content (the file itself when not gzipped)."""
+def payload_sha256(path: str | os.PathLike[str], limit: int | None = None) -> tuple[str, int]:
+    """SHA-256 and size of the decompressed content (the file itself when not gzipped). With
+    ``limit``, hashing stops one byte past it, so a gzip bomb is not inflated to its end: a size
+    of ``limit + 1`` means "more than ``limit``"."""
     path = Path(path)
     h, n = hashlib.sha256(), 0
     try:
         with _open(path) as fh:
-            while chunk := fh.read(_CHUNK):
+            while chunk := fh.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - n)):
                 h.update(chunk)
                 n += len(chunk)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,6 +177,8 @@ class Memo:
             self.data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             self.data = {}
+        if not isinstance(self.data, dict):  # damaged: it only saves hashing, so start over
+            self.data = {}
         self.dirty = False
 
     @staticmethod
@@ -189,9 +192,9 @@ class Memo:
 
     def known(self, path: Path, f: FileSpec) -> str | None:
         entry = self.data.get(str(path.resolve()))
-        if entry and {k: entry.get(k) for k in ("size", "mtime_ns", "identity")} == self._stamp(
-            path, f
-        ):
+        if not isinstance(entry, dict):
+            return None
+        if {k: entry.get(k) for k in ("size", "mtime_ns", "identity")} == self._stamp(path, f):
             return entry.get("how")
         return None
 
@@ -226,7 +229,12 @@ def verify_file(path: Path, f: FileSpec, dataset: str) -> str:
             f"{f.name} (sha256 {f.gz_sha256}) and the SHA-256 of {dataset}'s "
             f"decompressed data is not known; use the official .gz file ({fix})"
         )
-    got, size = idx.payload_sha256(path)
+    got, size = idx.payload_sha256(path, limit=f.payload_size)
+    if size > f.payload_size:
+        raise DataError(
+            f"{path}: checksum mismatch: decompressed data is larger than the "
+            f"{f.payload_size:,} bytes of {dataset} {f.name} (stopped there); {fix}"
+        )
     if got != f.payload_sha256:
         raise DataError(
             f"{path}: checksum mismatch: decompressed data has sha256 {got[:16]}... "
@@ -291,33 +299,7 @@ def fetch(
             memo = Memo(cache_dir(name))  # one memo per dataset, keyed by absolute path
             try:
                 for f in spec.files:
-                    path = find(folder, f)
-                    if path is not None:
-                        try:
-                            how = memo.known(path, f) or verify_file(path, f, name)
-                            memo.remember(path, f, how)
-                            continue
-                        except DataError:
-                            memo.forget(path)  # corrupt: download a fresh copy over it
-                    if download.offline():
-                        raise download.DownloadError(
-                            f"could not download {f.name}: downloads are disabled "
-                            "(MNISTLAB_OFFLINE is set)",
-                            unreachable=True,
-                        )
-                    session.probe(urls)
-                    dest = folder / f.name
-                    how_got: list[str] = []
-                    # Defaults bind this file's spec and list: the check never sees a later file's.
-                    session.fetch(
-                        f.name,
-                        urls,
-                        dest,
-                        lambda p, f=f, got=how_got: got.append(verify_file(p, f, name)),
-                    )
-                    memo.remember(dest, f, how_got[-1])  # rename keeps size and mtime
-                    if path is not None and path != dest:
-                        path.unlink(missing_ok=True)  # the corrupt raw copy
+                    _fetch_file(session, memo, folder, f, urls, name)
             finally:
                 memo.save()
     except download.DownloadError as exc:
@@ -340,6 +322,47 @@ def fetch(
     return Resolved(
         spec, folder, "cache" if folder == cache_dir(name) else "data_dir", locate(folder, spec)
     )
+
+
+def _fetch_file(session, memo: Memo, folder: Path, f: FileSpec, urls: list[str], name: str):
+    """One file of ``fetch``: a verified copy in ``folder`` is kept, else it is downloaded."""
+    from mnistlab.datasets import download
+
+    path = find(folder, f)
+    if path is not None:
+        try:
+            memo.remember(path, f, memo.known(path, f) or verify_file(path, f, name))
+            return
+        except DataError:
+            memo.forget(path)  # corrupt: download a fresh copy over it
+    if download.offline():
+        raise download.DownloadError(
+            f"could not download {f.name}: downloads are disabled (MNISTLAB_OFFLINE is set)",
+            unreachable=True,
+        )
+    session.probe(urls)
+    dest = folder / f.name
+    how: list[str] = []
+    check = lambda p: how.append(verify_file(p, f, name))  # noqa: E731
+    session.fetch(f.name, urls, dest, check, size=f.gz_size, limit=largest_gz(f))
+    memo.remember(dest, f, how[-1])  # rename keeps size and mtime
+    if path is not None and path != dest:
+        path.unlink(missing_ok=True)  # the corrupt raw copy
+
+
+def largest_gz(f: FileSpec) -> int | None:
+    """The most bytes a download of ``f`` can have and still verify: the official file's size
+    when only its own SHA-256 is known, else the most any gzip of the payload takes (zlib's
+    ``deflateBound`` of stored blocks plus the gzip wrapper), since a mirror may compress it
+    differently. A mirror streaming more is stopped one byte past it.
+
+    >>> largest_gz(registry.get("mnist").files[0])  # train images: 47,040,016 bytes of payload
+    47054397
+    """
+    if f.payload_sha256 is None:
+        return f.gz_size
+    n = f.payload_size
+    return max(f.gz_size or 0, n + (n >> 12) + (n >> 14) + (n >> 25) + 7 + 18)
 
 
 _ARRAYS = {
@@ -413,11 +436,42 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
     """
     spec = resolved.spec
     folder = cache_dir(spec.name)
-    problem = None
-    if not spec.bundled:
+    if spec.bundled:  # the sample parses in ~0.1 s; not worth a cache entry per MNISTLAB_HOME
+        return _parse(resolved)
+    cached, _ = _cached_arrays(spec, folder)
+    if cached is not None:
+        return cached
+    # One builder at a time: another process may be rewriting the cache right now, and what
+    # looked changed may be its work in progress; under the lock that is settled.
+    with _cache_lock(folder):
         cached, problem = _cached_arrays(spec, folder)
         if cached is not None:
             return cached
+        return _rebuild(resolved, folder, problem)
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    """``folder/.arrays.lock`` held for the block; where it cannot be made (a read-only cache),
+    nothing will be written there either, so the block runs unlocked."""
+    from filelock import FileLock
+
+    lock = FileLock(folder / ".arrays.lock", timeout=LOCK_TIMEOUT)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _parse(resolved: Resolved) -> dict[str, np.ndarray]:
+    """The four arrays parsed from the verified files, each pair checked."""
+    spec = resolved.spec
     files, n = resolved.files, len(spec.class_names)
     out = {
         "train_images": idx.read_images(files["train_images"]),
@@ -432,8 +486,14 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
             files[f"{split}_images"],
             files[f"{split}_labels"],
         )
-    if spec.bundled:  # the sample parses in ~0.1 s; not worth a cache entry per MNISTLAB_HOME
-        return out
+    return out
+
+
+def _rebuild(resolved: Resolved, folder: Path, problem: str | None) -> dict[str, np.ndarray]:
+    """Parse the verified files and write them as the array cache (a warning when it cannot
+    be written, or when it replaces a cache that had ``problem``)."""
+    spec = resolved.spec
+    out = _parse(resolved)
     why = f"the array cache in {folder}: {problem}; " if problem else ""
     try:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -457,11 +517,11 @@ def arrays(resolved: Resolved) -> dict[str, np.ndarray]:
             f"{why}cannot write the array cache in {folder} ({exc}); using the "
             f"verified files in {resolved.folder}, and loads stay slow until "
             "MNISTLAB_HOME points at a writable folder",
-            stacklevel=3,
+            stacklevel=4,
         )
         return out
     if problem:
-        warnings.warn(f"{why}rebuilt it from the verified files in {resolved.folder}", stacklevel=3)
+        warnings.warn(f"{why}rebuilt it from the verified files in {resolved.folder}", stacklevel=4)
     return out
 
 

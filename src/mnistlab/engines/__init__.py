@@ -3,8 +3,8 @@
 Two engines implement the same maths, written once in ``engines/spec.py`` (float64 NumPy, Keras
 3's semantics) and tested equal to it:
 
-* ``fast`` (engines/fast.py): NumPy (+ numba), hand-derived MLP forward/backward, no torch
-  import; every MLP recipe on the CPU.
+* ``fast`` (engines/fast.py): NumPy (+ numba), hand-derived forward/backward, no torch
+  import; every MLP recipe, and every CNN recipe where numba is installed, on the CPU.
 * ``reference`` (engines/reference.py): torch autograd, every recipe (MLP and CNN), CUDA.
 
 ``make_engine`` picks one: ``engine="auto"`` takes ``fast`` when it supports the recipe and no
@@ -84,11 +84,12 @@ def make_engine(
     return engine
 
 
-def predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
-    """A function float32 (N, 784) normalized inputs -> (N, classes) float32 probabilities.
+def predictor(recipe: Recipe, weights: dict[str, np.ndarray], logits: bool = False):
+    """A function float32 (N, 784) normalized inputs -> (N, classes) float32 probabilities
+    (``logits=True``: the logits the probabilities are the softmax of).
 
-    NumPy when the fast engine covers the recipe at inference (no torch import, ~2 s saved),
-    else the torch model of the reference engine.
+    NumPy when the fast engine covers the recipe at inference, MLP or CNN (no torch and no
+    numba import: ~2 s saved), else the torch model of the reference engine.
 
     >>> from mnistlab.engines.init import init_weights
     >>> r = Recipe(hidden=[8])
@@ -97,7 +98,9 @@ def predictor(recipe: Recipe, weights: dict[str, np.ndarray]):
     """
     fast = _fast_module()
     if fast is not None and fast.FastEngine.unsupported(recipe, inference=True) is None:
-        return lambda x: fast.predict_proba(recipe, weights, x)
+        forward = fast.predict_logits if logits else fast.predict_proba
+        return lambda x: forward(recipe, weights, x)
     from mnistlab.engines.reference import ReferenceEngine
 
-    return ReferenceEngine(recipe, weights).predict_proba
+    engine = ReferenceEngine(recipe, weights)
+    return engine.predict_logits if logits else engine.predict_proba

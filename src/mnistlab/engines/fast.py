@@ -1,7 +1,8 @@
-"""The fast engine: a hand-derived MLP forward/backward on the CPU, no torch, no allocation per
-step. It runs every MLP recipe: each activation and optimizer of ``recipe.optimizers``, dropout,
-batch norm, L2, label smoothing and max-norm. The maths is ``engines/spec.py``'s; tests hold both
-back ends to it.
+"""The fast engine: a hand-derived forward/backward on the CPU, no torch, no allocation per
+step. It runs every MLP recipe (each activation and optimizer of ``recipe.optimizers``, dropout,
+batch norm, L2, label smoothing and max-norm) and every CNN recipe, its conv blocks in front of
+those Dense layers (engines/fast_conv.py, numba back end). The maths is ``engines/spec.py``'s;
+tests hold both back ends to it.
 
 Where the time goes at the notebook's shapes (batch 32, 784-128-128-128-10):
 
@@ -41,7 +42,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnistlab.engines import fast_numpy, fpmode
+from mnistlab.engines import fast_conv, fast_numpy, fpmode
 from mnistlab.engines.masks import dropout_keys
 from mnistlab.engines.optim import Hyper, step_scalars
 from mnistlab.engines.state import State, Steps, Workspace
@@ -56,7 +57,8 @@ def numba_available() -> bool:
 
 
 def default_backend(recipe) -> str:
-    """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy.
+    """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy;
+    a CNN always trains with numba (its conv blocks are compiled loops).
 
     Measured on 2 cores (bench/engine_steps.py and the fast-mlp preset): at batch 32 the numpy
     backend spends ~0.5 s per MNIST epoch on per-call overhead, which numba removes, for a
@@ -64,7 +66,7 @@ def default_backend(recipe) -> str:
     at batch 128 the steps are 4x fewer and 4x larger and numba saved nothing per epoch, so
     the start-up cost would only be a loss.
     """
-    if recipe.batch_size <= NUMBA_MAX_BATCH and numba_available():
+    if (recipe.kind == "cnn" or recipe.batch_size <= NUMBA_MAX_BATCH) and numba_available():
         return "numba"
     return "numpy"
 
@@ -82,21 +84,35 @@ def default_threads() -> int:
 
 def unsupported(recipe, inference: bool = False) -> str | None:
     """Why the fast engine cannot run ``recipe`` (one line), or None when it can. It has the
-    kernels of every optimizer and activation of ``recipe.optimizers``, so for training and
-    ``inference`` alike only the network family decides."""
-    if recipe.kind != "mlp":
-        return f"kind {recipe.kind!r} (it runs kind 'mlp' only)"
+    kernels of every optimizer and activation of ``recipe.optimizers``, so only the network
+    family decides (a CNN trains on the numba back end)."""
+    if recipe.kind not in ("mlp", "cnn"):
+        return f"kind {recipe.kind!r} (it runs kinds 'mlp' and 'cnn')"
+    if recipe.kind == "cnn" and not inference and not numba_available():
+        return "kind 'cnn' trains on its numba back end, and numba is not installed"
     return None
 
 
-def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
-    n_out = w[f"dense_{sum(k.endswith('.kernel') for k in w) - 1}.bias"].shape[0]
-    out = np.empty((len(x), n_out), np.float32)
+def _logit_chunks(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
+    """(first row, logits) of ``x`` chunk by chunk, in inference mode (no dropout, batch norm's
+    moving statistics); a CNN's conv blocks first (NumPy, chunks sized to stay in cache)."""
+    conv = "conv_0.kernel" in w
+    if conv:
+        batch_size = min(batch_size, fast_conv.eval_batch(w))
     for s in range(0, len(x), batch_size):
-        z = fast_numpy.logits(h, w, np.asarray(x[s : s + batch_size], np.float32))
-        z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        xb = np.asarray(x[s : s + batch_size], np.float32)
+        yield s, fast_numpy.logits(h, w, fast_conv.features(w, xb) if conv else xb)
+
+
+def _probabilities(chunks, n: int, n_out: int, softmax: bool = True) -> np.ndarray:
+    """Softmax rows (n, n_out) of the (first row, logits) ``chunks`` (the logits themselves
+    without ``softmax``)."""
+    out = np.empty((n, n_out), np.float32)
+    for s, z in chunks:
+        if softmax:
+            z -= z.max(axis=1, keepdims=True)  # stable: the largest exponent is 0
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
         out[s : s + len(z)] = z
     return out
 
@@ -104,7 +120,7 @@ def _probabilities(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size
 def predict_proba(
     recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
 ) -> np.ndarray:
-    """Softmax probabilities (N, n_classes) float32 of an MLP recipe's weights; torch-free.
+    """Softmax probabilities (N, n_classes) float32 of a recipe's weights; torch- and numba-free.
 
     >>> from mnistlab.recipe import Recipe
     >>> from mnistlab.engines.init import init_weights
@@ -118,12 +134,28 @@ def predict_proba(
         raise RecipeError(f"fast predict_proba cannot run this recipe: {reason}")
     w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
     x = np.asarray(x).reshape(len(x), -1)
+    n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
     with fpmode.flushing():
-        return _probabilities(Hyper.of(recipe), w, x, batch_size)
+        return _probabilities(_logit_chunks(Hyper.of(recipe), w, x, batch_size), len(x), n_out)
+
+
+def predict_logits(
+    recipe, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
+    """The logits (N, n_classes) float32 that ``predict_proba`` takes the softmax of."""
+    reason = unsupported(recipe, inference=True)
+    if reason is not None:
+        raise RecipeError(f"fast predict_logits cannot run this recipe: {reason}")
+    w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+    x = np.asarray(x).reshape(len(x), -1)
+    n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
+    with fpmode.flushing():
+        chunks = _logit_chunks(Hyper.of(recipe), w, x, batch_size)
+        return _probabilities(chunks, len(x), n_out, softmax=False)
 
 
 class FastEngine:
-    """NumPy(+numba) MLP engine; see the module docstring and ``engines.protocol.Engine``."""
+    """NumPy(+numba) MLP and CNN engine; see the module docstring and ``protocol.Engine``."""
 
     name = "fast"
     device = "cpu"
@@ -149,6 +181,8 @@ class FastEngine:
             raise ValueError(f"backend {backend!r}: expected 'numpy' or 'numba'")
         if backend == "numba" and not numba_available():
             raise RecipeError("the fast engine's numba backend needs numba installed")
+        if backend == "numpy" and recipe.kind == "cnn":
+            raise RecipeError("the fast engine trains a CNN on its numba back end only")
         self.backend = backend
         self._numba = None
         if backend == "numba":  # loads numba and its BLAS now, outside any thread limit
@@ -166,9 +200,12 @@ class FastEngine:
         self.st.load_weights(weights)
         self.n_layers = self.st.n_layers
         self._ws: Workspace | None = None
-        self.subnormals = fpmode.status(self.threads, "BLAS")
+        # a CNN's parts each flush their own thread and call one-thread BLAS: all covered
+        blas_threads = 1 if recipe.kind == "cnn" else self.threads
+        self.subnormals = fpmode.status(blas_threads, "BLAS")
         if fpmode.control() is None:
             self.subnormals += "; the update kernels flush the state's subnormals in software"
+        self._conv: fast_conv.ConvBuffers | None = None
 
     # ---- parameters and state ----------------------------------------------------------
     @property
@@ -192,18 +229,20 @@ class FastEngine:
         rows = max(1, min(self.recipe.batch_size, n))
         if self._ws is None or self._ws.rows < rows:
             self._ws = Workspace(self.st.sizes, rows, self.st.theta.size, self.hyper.dropout > 0)
+            if len(self.st.conv_layout):
+                self._conv = fast_conv.ConvBuffers(self.st, rows, max(1, self.threads))
         return self._ws
 
     # ---- training ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _thread_limit(self):
-        """The chosen BLAS thread count and subnormals flushed (yields whether the hardware
-        does it); overflow to inf/NaN stays silent (as in the numba backend): a diverging run
-        shows in its loss, which train.py's health check reads."""
+    def _thread_limit(self, blas: int | None = None):
+        """``blas`` BLAS threads (default: the chosen thread count) and subnormals flushed
+        (yields whether the hardware does it); overflow to inf/NaN stays silent (as in the
+        numba backend): a diverging run shows in its loss, which the health check reads."""
         from threadpoolctl import threadpool_limits
 
         with (
-            threadpool_limits(limits=self.threads, user_api="blas"),
+            threadpool_limits(limits=blas or self.threads, user_api="blas"),
             np.errstate(over="ignore", invalid="ignore"),
             fpmode.flushing() as flushed,
         ):
@@ -227,7 +266,7 @@ class FastEngine:
         if len(lrs) != steps:
             raise ValueError(f"{len(lrs)} learning rates for {steps} steps")
         # The compiled backend does not bounds-check: out-of-range indices must stop here.
-        n_in, n_out = self.st.sizes[0], self.st.sizes[-1]
+        n_in, n_out = self.st.n_inputs, self.st.sizes[-1]
         if x.ndim != 2 or x.shape[1] != n_in or len(y) != len(x):
             raise ValueError(f"x {x.shape} / y {y.shape}: expected (N, {n_in}) and (N,)")
         if n and (order.min() < 0 or order.max() >= len(x)):
@@ -253,10 +292,15 @@ class FastEngine:
         )
         ws = self._workspace(n)
         every = max(1, steps // 20)
-        with self._thread_limit() as flushed:
+        # a CNN splits each batch over its own threads, each calling one-thread BLAS
+        with self._thread_limit(1 if self._conv is not None else None) as flushed:
             for k0 in range(0, steps, every):
                 k1 = min(steps, k0 + every)
-                if self._numba is not None:
+                if self._conv is not None:
+                    fast_conv.run_steps(
+                        st, ws, h, s, k0, k1, self._conv, self.numpy_blas, not flushed
+                    )
+                elif self._numba is not None:
                     self._numba.run_steps(st, ws, h, s, k0, k1, self.numpy_blas, not flushed)
                 else:
                     fast_numpy.run_steps(st, ws, h, s, k0, k1, not flushed)
@@ -287,12 +331,10 @@ class FastEngine:
         """Loss (cross-entropy + L2 penalty, as Keras' val_loss) and accuracy, in big batches;
         inference mode (no dropout, batch norm's moving statistics)."""
         y = np.asarray(y, dtype=np.int64)
-        w = {**self.st.view, **self.st.moving_view}
         ls = self.hyper.label_smoothing
         total, correct = 0.0, 0
-        with self._thread_limit():
-            for s in range(0, len(x), EVAL_BATCH):
-                z = fast_numpy.logits(self.hyper, w, np.asarray(x[s : s + EVAL_BATCH], np.float32))
+        with self._thread_limit(1 if len(self.st.conv_layout) else None):
+            for s, z in self._logit_chunks(np.asarray(x).reshape(len(x), -1)):
                 yb = y[s : s + len(z)]
                 correct += int((z.argmax(axis=1) == yb).sum())
                 z -= z.max(axis=1, keepdims=True)
@@ -308,10 +350,19 @@ class FastEngine:
         return loss, correct / len(x)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        with self._thread_limit():
-            return _probabilities(
-                self.hyper,
-                {**self.st.view, **self.st.moving_view},
-                np.asarray(x).reshape(len(x), -1),
-                EVAL_BATCH,
-            )
+        with self._thread_limit(1 if len(self.st.conv_layout) else None):
+            chunks = self._logit_chunks(np.asarray(x).reshape(len(x), -1))
+            return _probabilities(chunks, len(x), self.st.sizes[-1])
+
+    def _logit_chunks(self, x: np.ndarray):
+        """(first row, logits) of ``x`` in inference mode; a CNN's conv blocks run on the
+        training kernels (numba is loaded already), a batch at a time on its threads."""
+        w = {**self.st.view, **self.st.moving_view}
+        if not len(self.st.conv_layout):
+            yield from _logit_chunks(self.hyper, w, x, EVAL_BATCH)
+            return
+        ws = self._workspace(self.recipe.batch_size)
+        h0 = ws.h_flat[ws.offsets[0, 0] : ws.offsets[0, 0] + ws.rows * self.st.sizes[0]]
+        feats = fast_conv.compiled_features(self.st, self._conv, h0, x, self.numpy_blas)
+        for s, f in feats:
+            yield s, fast_numpy.logits(self.hyper, w, f)

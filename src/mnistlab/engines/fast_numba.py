@@ -142,7 +142,15 @@ def run_steps(
     numpy_blas: bool = True,
     flush: bool = False,
 ) -> None:
-    """Steps k0..k1-1 of the epoch (same contract as ``fast_numpy.run_steps``)."""
+    """Steps k0..k1-1 of the epoch (same contract as ``fast_numpy.run_steps``); ``flush``: set
+    the state's subnormals to 0 after each step (where no hardware mode does it)."""
+    _steps(*step_args(state, ws, h, s, numpy_blas), k0, k1, False, flush)
+
+
+def step_args(state: State, ws: Workspace, h: Hyper, s: Steps, numpy_blas: bool = True) -> tuple:
+    """The compiled ``_steps``' arguments before (k0, k1, front): (sgemm, use_sgemm, net, work,
+    data, cfg). With ``front`` True a step starts from the features a front end (a CNN's conv
+    blocks, engines/fast_conv.py) wrote into h[0] and leaves dL/dh[0] in d[0] for its backward."""
     slots = list(state.slots.values())
     s1 = slots[0] if len(slots) > 0 else ws.scratch  # unused slots: scratch (never read)
     s2 = slots[1] if len(slots) > 1 else ws.scratch
@@ -179,9 +187,30 @@ def run_steps(
         row.rho,
         row.epsilon,
     )
+    return *sgemm_args(numpy_blas), net, work, data, cfg
+
+
+def sgemm_args(numpy_blas: bool = True) -> tuple:
+    """(sgemm, use_sgemm): NumPy's cblas_sgemm when found and wanted, else numba's np.dot."""
     use_sgemm = NUMPY_SGEMM is not None and numpy_blas
-    sgemm = NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM
-    _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush)
+    return NUMPY_SGEMM if use_sgemm else _UNUSED_SGEMM, use_sgemm
+
+
+def front_step(args: tuple, k: int, flush: bool = False) -> None:
+    """Step k on the features a front end wrote into h[0]; their gradient lands in d[0]."""
+    _steps(*args, k, k + 1, True, flush)
+
+
+def update_span(args: tuple, k: int, lo: int, hi: int, flush: bool = False) -> None:
+    """Step k's optimizer update of theta[lo:hi] from grad[lo:hi], without an L2 term (a front
+    end's weights, a CNN's conv kernels and biases, carry none, as in Keras' Dense-only
+    kernel_regularizer)."""
+    _, _, net, _, data, cfg = args
+    sl = slice(lo, hi)
+    _update(net.theta[sl], net.grad[sl], net.s1[sl], net.s2[sl], data.scalars[k], cfg, 0.0)
+    if flush:  # no hardware mode: the front end's state is flushed as the Dense layers' is
+        for a in (net.theta[sl], net.s1[sl], net.s2[sl]):
+            _flush_subnormals(a)
 
 
 @njit(cache=True, error_model="numpy")
@@ -280,8 +309,9 @@ def _block(flat, off, rows, width):
 
 # nogil: other Python threads (a progress display, a caller's own work) run during a chunk.
 @njit(cache=True, nogil=True, error_model="numpy")
-def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush):
-    """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct;
+def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, front, flush):
+    """Steps k0..k1-1: forward, loss, backward and update of each; writes losses/correct.
+    ``front``: h[0] holds the batch's features already; d[0] gets their gradient.
     ``flush``: the state's subnormals set to 0 after each step (no hardware mode)."""
     lay, off = net.layout, work.offsets
     n = lay.shape[0]
@@ -293,9 +323,10 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush):
         start = k * bs
         b = min(bs, n_total - start)
         sc = data.scalars[k]
-        xb = _block(work.h, off[0, 0], b, lay[0, 4])  # gather the batch rows
-        for r in range(b):
-            xb[r, :] = data.x[data.order[start + r], :]
+        if not front:  # gather the batch rows
+            xb = _block(work.h, off[0, 0], b, lay[0, 4])
+            for r in range(b):
+                xb[r, :] = data.x[data.order[start + r], :]
         penalty = 0.0
         if cfg.l2 > 0.0:  # weights before the update
             for i in range(n):
@@ -430,10 +461,11 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, flush):
                     for c in range(fo):
                         gb[c] += d[r, c]
             _mm(sgemm, use_sgemm, _block(work.h, off[i, 0], b, fi), d, gw, True, False)
+            if i > 0 or front:  # d[i] = d[i+1] @ W^T, before W's update
+                _mm(sgemm, use_sgemm, d, w, _block(work.d, off[i, 1], b, fi), False, True)
             if i > 0:
                 j = i - 1
                 dp = _block(work.d, off[i, 1], b, fi)
-                _mm(sgemm, use_sgemm, d, w, dp, False, True)
                 a = _block(work.a, off[j, 3], b, fi)
                 pre = _block(work.pre, off[j, 2], b, fi)
                 mask = _block(work.mask, off[j, 4], b, fi) if cfg.dropout else a

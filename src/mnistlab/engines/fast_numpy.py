@@ -75,7 +75,7 @@ def activation_grad(
 
 def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Inference-mode logits of ``x`` (allocating): no dropout, moving batch-norm statistics."""
-    n = sum(1 for k in w if k.endswith(".kernel"))
+    n = sum(1 for k in w if k.startswith("dense_") and k.endswith(".kernel"))
     out = x
     for i in range(n):
         out = np.matmul(out, w[f"dense_{i}.kernel"])

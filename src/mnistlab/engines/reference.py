@@ -1,10 +1,10 @@
 """The reference engine: torch autograd for every recipe, Keras' optimizer arithmetic by hand.
 
-It is the plain path the fast engine is tested against, and the one that runs CNNs, batch norm
-and CUDA. Speed still matters here (issue 4): the whole training array becomes one tensor once
-(zero-copy on the CPU, one upload on a GPU), batches are index slices of the epoch's ``order``,
-the optimizer updates all tensors with fused ``torch._foreach_*`` calls, losses accumulate on the
-device (no per-step sync), and evaluation runs in batches of 8192.
+It is the plain path the fast engine is tested against, and the one that runs on CUDA (and
+CNNs where numba is missing). Speed still matters here (issue 4): the whole training array
+becomes one tensor once (zero-copy on the CPU, one upload on a GPU), batches are index slices of
+the epoch's ``order``, the optimizer updates all tensors with fused ``torch._foreach_*`` calls,
+losses accumulate on the device (no per-step sync), and evaluation runs in batches of 8192.
 
 The optimizers are written out rather than taken from ``torch.optim`` because Keras' formulas
 differ (SGD momentum folds the learning rate into the velocity; Adam's epsilon sits outside the
@@ -319,6 +319,13 @@ class ReferenceEngine:
         out = np.empty((len(x), self.net.dense[-1].out_features), np.float32)
         for s, logits in self._logits_batches(x):
             out[s : s + len(logits)] = self._torch.softmax(logits, 1).cpu().numpy()
+        return out
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """The logits (N, n_classes) float32 that ``predict_proba`` takes the softmax of."""
+        out = np.empty((len(x), self.net.dense[-1].out_features), np.float32)
+        for s, logits in self._logits_batches(x):
+            out[s : s + len(logits)] = logits.cpu().numpy()
         return out
 
     # ---- state -------------------------------------------------------------------------

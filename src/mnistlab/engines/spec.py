@@ -148,8 +148,14 @@ def conv_backward(p: dict, d: np.ndarray, caches: list, g: dict) -> None:
             d = col2im(dz @ kernel.reshape(-1, c_out).T, k, c_in)
 
 
+# ---- Dense layers, loss, updates ------------------------------------------------------------
 def forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
     """(logits, cache, batch statistics); ``masks[i]``: keep-mask of hidden layer i."""
+    return dense_forward(p, conv_features(p, x), h, masks, training)
+
+
+def dense_forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
+    """``forward`` from the Dense layers' input (a CNN's conv features)."""
     n = n_layers(p)
     cache, stats = [], {}
     out = x
@@ -191,7 +197,9 @@ def loss_and_dlogits(logits: np.ndarray, y: np.ndarray, p: dict, h: Hyper):
 def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
     """(loss, gradient of every trainable weight, batch statistics) of one training batch."""
     n = n_layers(p)
-    logits, cache, stats = forward(p, x, h, masks)
+    convs: list = []
+    x = conv_features(p, x, convs)
+    logits, cache, stats = dense_forward(p, x, h, masks)
     loss, d = loss_and_dlogits(logits, y, p, h)
     g = {}
     for i in range(n - 1, -1, -1):
@@ -201,6 +209,8 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
         # 0, not as rounding noise that adaptive optimizers would scale up to steps of ~lr.
         g[f"dense_{i}.bias"] = np.zeros(d.shape[1]) if h.batch_norm and i < n - 1 else d.sum(0)
         if i == 0:
+            if convs:
+                conv_backward(p, d @ p["dense_0.kernel"].T, convs, g)
             break
         c = cache[i - 1]  # hidden layer i-1
         d = d @ p[f"dense_{i}.kernel"].T
@@ -277,7 +287,7 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
             w += lr * delta
     if h.max_norm > 0:
         for k in g:
-            if k.endswith(".kernel"):
+            if k.startswith("dense_") and k.endswith(".kernel"):
                 norms = np.sqrt((p[k] ** 2).sum(0, keepdims=True))
                 p[k] *= np.clip(norms, 0, h.max_norm) / (MAXNORM_EPSILON + norms)
 

@@ -1,13 +1,14 @@
-"""The training state of an MLP in flat float32 vectors, and the workspace a step reuses.
+"""The training state of a network in flat float32 vectors, and the workspace a step reuses.
 
-State layout. An MLP's trainable weights live in ONE flat float32 vector ``theta``, layer after
-layer: ``dense_i.kernel`` (fan_in, fan_out), ``dense_i.bias``, then, with batch norm on a hidden
-layer, ``bn_i.gamma`` and ``bn_i.beta``. Gradients and every optimizer slot use the same layout,
-so an optimizer update is one flat elementwise loop per layer, and the compiled back end takes
-the offsets table ``layout`` instead of tuples of arrays (one compiled function for every depth).
-Batch norm's moving statistics (``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second
-vector ``moving``. Names, shapes and order are the network walk's (``mnistlab.engines.arch``),
-so runs load unchanged.
+State layout. A network's trainable weights live in ONE flat float32 vector ``theta``, layer
+after layer: a CNN's ``conv_j.kernel`` (HWIO) and ``conv_j.bias`` first, then ``dense_i.kernel``
+(fan_in, fan_out), ``dense_i.bias``, then, with batch norm on a hidden layer, ``bn_i.gamma`` and
+``bn_i.beta``. Gradients and every optimizer slot use the same layout, so an optimizer update is
+one flat elementwise loop per layer (or one for all conv weights), and the compiled back ends
+take the offsets tables ``layout`` (Dense layers) and ``conv_layout`` (conv blocks) instead of
+tuples of arrays (one compiled function for every depth). Batch norm's moving statistics
+(``bn_i.moving_mean``, ``bn_i.moving_variance``) sit in a second vector ``moving``. Names, shapes
+and order are the network walk's (``mnistlab.engines.arch``), so runs load unchanged.
 
 >>> from mnistlab.recipe import Recipe
 >>> s = State.for_recipe(Recipe(hidden=[4], batch_norm=True))
@@ -15,6 +16,9 @@ so runs load unchanged.
 ['dense_0.kernel', 'dense_0.bias', 'bn_0.gamma', 'bn_0.beta', 'dense_1.kernel', 'dense_1.bias']
 >>> s.theta.size == 784 * 4 + 4 + 4 + 4 + 4 * 10 + 10
 True
+>>> c = State.for_recipe(Recipe(kind="cnn", conv_channels=[8], hidden=[4]))
+>>> c.names[:3], c.conv_end, c.sizes[0]
+(['conv_0.kernel', 'conv_0.bias', 'dense_0.kernel'], 80, 1568)
 """
 
 from __future__ import annotations
@@ -33,20 +37,32 @@ from mnistlab.recipe.optimizers import OPTIMIZERS
 # ---- state ----------------------------------------------------------------------------------
 class State:
     """Weights, optimizer slots, iteration count, nadam's product and batch norm's moving
-    statistics of an MLP, in flat float32 vectors (see the module docstring)."""
+    statistics of a network, in flat float32 vectors (see the module docstring)."""
 
     LAYOUT_COLUMNS = 8  # kernel, bias, gamma, beta offsets; fan_in, fan_out; mean, var offsets
+    CONV_COLUMNS = 6  # kernel, bias offsets; kernel size, in and out channels, input side
 
     def __init__(self, net: Network, slots: list[str], fill: float, nadam: bool = False):
         dense = net.of("dense")
         blocks = [(d, net.block(d).get("batch_norm")) for d in dense]
         self.sizes = [net.flat_features, *(d.width for d in dense)]
+        self.n_inputs = net.n_inputs  # pixels per image (an MLP's sizes[0])
         self.n_layers = len(dense)
         self.batch_norm = any(bn is not None for _, bn in blocks)
         self.shapes: dict[str, tuple[int, ...]] = {}
         offsets: dict[str, int] = {}
-        layout = np.zeros((self.n_layers, self.LAYOUT_COLUMNS), np.int64)
+        # conv blocks first (the walk's order): kernel (k, k, in, out), bias (out,)
+        self.conv_layout = np.zeros((len(net.of("conv")), self.CONV_COLUMNS), np.int64)
         pos = 0
+        for j, conv in enumerate(net.of("conv")):
+            for col, w in enumerate(conv.weights):
+                self.shapes[w.name], offsets[w.name] = w.shape, pos
+                self.conv_layout[j, col] = pos
+                pos += w.size
+            k, _, c_in, c_out = conv.weights[0].shape
+            self.conv_layout[j, 2:] = k, c_in, c_out, conv.shape[0]
+        self.conv_end = pos  # theta[:conv_end]: every conv weight, one flat optimizer update
+        layout = np.zeros((self.n_layers, self.LAYOUT_COLUMNS), np.int64)
         for i, (d, bn) in enumerate(blocks):
             # columns 0-3: kernel, bias, then batch norm's gamma, beta (the walk's order)
             trained = [w for w in (*d.weights, *(bn.weights if bn else ())) if w.trainable]

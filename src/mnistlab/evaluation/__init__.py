@@ -1,1 +1,4 @@
-"""Judge a trained model: precision, recall, the confusion matrix and an honest R²."""
+"""Judge a trained model: precision, recall, the confusion matrix and an honest R²
+(``evaluate``), on the splits the run had (``splits``); how sure it should be (``calibration``:
+ECE, NLL, temperature scaling fitted on the validation part); an interval on every accuracy
+(``intervals``: Wilson); and the metrics a compare ranks and tests on (``paired``)."""

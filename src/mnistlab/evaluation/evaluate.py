@@ -3,7 +3,9 @@ make sense" - with the metrics from sklearn.metrics and a plain answer on R².
 
 Two entry points: :func:`evaluate_predictions` is pure (labels + probabilities in, a JSON-ready
 dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts
-a split, writes the figures and merges the result into the run's ``metrics.json``.
+a split, writes the figures and merges the result into the run's ``metrics.json``. It takes
+test-set predictions from any framework too (a .npy of labels or probabilities, an ONNX model;
+``evaluation.sources``): the same metrics and figures, written to ``evaluation.json`` in ``out``.
 
 >>> import numpy as np
 >>> from mnistlab.evaluation.evaluate import evaluate_predictions
@@ -27,9 +29,17 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import RunError
+from mnistlab.evaluation.intervals import accuracy_interval, interval_text
+from mnistlab.evaluation.splits import (  # noqa: F401  (public here too)
+    SPLITS,
+    check_split,
+    run_dataset,
+    split_data,
+    training_parts,
+)
 
-SPLITS = ("test", "val")  # "val": the validation part the run held out in training
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
+RELIABILITY = {"reliability": "reliability.png"}  # evaluate draws it with the calibration
 
 R2_LABELS_WHY = (
     "R² on class labels makes no sense: labels are nominal (7 is not 'more' than 3), "
@@ -153,6 +163,7 @@ def evaluate_predictions(y_true, proba, class_names: Sequence[str] | None = None
     return {
         "n": int(len(y)),
         "accuracy": float(metrics.accuracy_score(y, pred)),
+        "accuracy_ci": accuracy_interval(int(np.sum(pred == y)), int(len(y))),
         "loss": float(metrics.log_loss(y, proba, labels=labels)),
         "per_class": {
             n: {
@@ -190,7 +201,8 @@ def figure_names(split: str | None = None) -> dict[str, str]:
     """File names of the figures; per split (``confusion_matrix_val.png``) so test and val
     coexist."""
     return {
-        k: v if split is None else v.replace(".png", f"_{split}.png") for k, v in FIGURES.items()
+        k: v if split is None else v.replace(".png", f"_{split}.png")
+        for k, v in {**FIGURES, **RELIABILITY}.items()
     }
 
 
@@ -202,9 +214,11 @@ def write_figures(
     out_dir,
     title: str = "",
     split: str | None = None,
+    labels_only: bool = False,
 ) -> dict[str, Path]:
     """The confusion matrix and the 32 most confident mistakes as PNGs in ``out_dir``
-    (names from :func:`figure_names`)."""
+    (names from :func:`figure_names`); ``labels_only``: the predictions carry no confidence,
+    so the first 32 mistakes in test-set order, without one."""
     from mnistlab import plots
 
     out = Path(out_dir)
@@ -225,12 +239,12 @@ def write_figures(
             np.asarray(images)[idx],
             np.asarray(y_true)[idx],
             pred[idx],
-            np.asarray(proba)[idx, pred[idx]],
+            None if labels_only else np.asarray(proba)[idx, pred[idx]],
             names,
             out / files["misclassified"],
             title=(
-                f"{prefix}most confident mistakes ({len(idx)} of "
-                f"{int(np.sum(pred != np.asarray(y_true)))} shown)"
+                f"{prefix}{'first' if labels_only else 'most confident'} mistakes ({len(idx)} "
+                f"of {int(np.sum(pred != np.asarray(y_true)))} shown)"
             ),
         ),
     }
@@ -245,69 +259,80 @@ def merge_metrics(run_dir: str | Path, split: str, result: dict[str, Any]) -> di
     return update_metrics(run_dir, {"evaluation": {split: result}})
 
 
-def check_split(split: str) -> str:
-    """``split`` if it names a split a run can be evaluated on, else a one-line RunError."""
-    if split not in SPLITS:
-        raise RunError(f"split (--split): expected 'test' or 'val', got {split!r}")
-    return split
-
-
-def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images (N, H, W), labels) of ``split`` for a run: "test", or "val" = the same last
-    ``validation_split`` fraction of the training set that training held out.
-
-    The data is the run's dataset record loaded again (``DatasetRecord.load``: by name, from the
-    folder it recorded, with the checksums it recorded) and, for "val", it must have the number
-    of training images the run had.
-    """
-    from mnistlab import rundir
-
-    check_split(split)
-    env_file = Path(run.path) / rundir.ENVIRONMENT
-    record = run.dataset
-    ds = record.load(env_file, recipe_dir=getattr(run.recipe, "data_dir", None))
-    if split == "test":
-        return ds.x_test, ds.y_test
-    from mnistlab.datasets.preprocess import split_validation
-
-    frac = run.recipe.validation_split
-    if not frac:
-        raise RunError(
-            f"{Path(run.path) / rundir.RECIPE}: validation_split is {frac}, the run "
-            "held out no validation data; use --split test"
-        )
-    if record.train is not None and record.train != len(ds.x_train):
-        # Trained on a subset passed as a Dataset object: its validation part cannot be rebuilt,
-        # and guessing would score the model on images it trained on.
-        raise RunError(
-            f"{env_file}: the run trained on {record.train:,} training images but "
-            f"{ds.name!r} has {len(ds.x_train):,}; its validation split cannot be "
-            "rebuilt, use --split test"
-        )
-    _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, frac)
-    return x_val, y_val
-
-
-def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    run, split: str = "test", out: str | Path | None = None, **source: Any
+) -> dict[str, Any]:
     """Evaluate a trained run (a run folder or a loaded Run) on ``split``; figures go to ``out``
     (default: the run folder) and the metrics into ``<run>/metrics.json`` under
-    ``"evaluation": {split: ...}``. Returns the metrics."""
+    ``"evaluation": {split: ...}``. Returns the metrics.
+
+    ``run`` may also be a .npy of test-set predictions or an ONNX model (``evaluate_source``;
+    ``source``: its ``dataset``, ``data_dir`` and ``pixels``).
+
+    A run is calibrated on the way (fitted on its validation part, written to its
+    calibration.json, see ``mnistlab.evaluation.calibration``): ``"calibration"`` holds the
+    temperature and the split's NLL and ECE before and after it.
+    """
+    from mnistlab.evaluation import calibration as cal
+    from mnistlab.evaluation import sources
     from mnistlab.rundir import Run, load_run
 
     check_split(split)
+    if not isinstance(run, Run) and sources.kind_of(Path(run)) != "run":
+        if split != "test":
+            raise RunError(f"{run}: predictions are of the test set; --split {split} needs a run")
+        return evaluate_source(run, out=out, **source)
     run = run if isinstance(run, Run) else load_run(run)
     run_path = Path(run.path)
-    x, y = split_data(run, split)
+    ds = run_dataset(run)
+    x, y = split_data(run, split, ds)
     proba = run.finite_proba(x, before="evaluating")
     result = evaluate_predictions(y, proba, run.class_names)
     result["split"] = split
     result["dataset"] = run.dataset_name
     out_dir = Path(out) if out is not None else run_path
-    figs = write_figures(
-        result, x, y, proba, out_dir, title=f"{run_path.name} on {split}", split=split
+    title = f"{run_path.name} on {split}"
+    figs = write_figures(result, x, y, proba, out_dir, title=title, split=split)
+    _, result["calibration"], logits = cal.evaluate_calibration(run, x, y, split, ds)
+    temperature = result["calibration"]["temperature"]
+    figs["reliability"] = cal.reliability_figure(
+        logits, y, temperature, out_dir / figure_names(split)["reliability"], title=title
     )
     result["figures"] = {k: str(p) for k, p in figs.items()}
     merge_metrics(run_path, split, result)
+    return result
+
+
+def evaluate_source(
+    path, dataset=None, data_dir=None, pixels: str = "raw", out: str | Path | None = None
+) -> dict[str, Any]:
+    """The metrics and figures of test-set predictions from any framework (a .npy of labels
+    (N,) or probabilities (N, classes), or an ONNX model; see ``evaluation.sources``) on
+    ``dataset``'s test set, written with ``evaluation.json`` to ``out`` (default:
+    runs/evaluate-<file name>). Labels alone have no loss, Brier score or R²: those are None."""
+    from mnistlab.evaluation import sources
+    from mnistlab.fsio import atomic_write_json, make_dirs
+    from mnistlab.paths import runs_dir
+
+    path = Path(path)
+    test, (found,) = sources.load([path], dataset, data_dir, pixels)
+    names = test.class_names
+    proba = found.proba
+    if proba is None:  # labels only: scored as certain answers, with nothing to say of confidence
+        proba = np.eye(len(names))[found.labels]
+    result = evaluate_predictions(test.y, proba, names)
+    if found.proba is None:
+        result["loss"] = None
+        result["r2"].update(probabilities_vs_onehot=None, brier=None)
+    result.update(split="test", dataset=test.name, source=str(path))
+    if found.note:
+        result["note"] = found.note
+    out_dir = make_dirs(Path(out) if out is not None else runs_dir() / f"evaluate-{path.stem}")
+    figs = write_figures(
+        result, test.x, test.y, proba, out_dir, path.name, "test", labels_only=found.proba is None
+    )
+    result["figures"] = {k: str(p) for k, p in figs.items()}
+    atomic_write_json(out_dir / "evaluation.json", result)
     return result
 
 
@@ -320,16 +345,22 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     where = f" ({result['dataset']}, {result['split']})" if "split" in result else ""
     head = Table(title=f"Evaluation{where}", show_header=False)
     head.add_row("samples", f"{result['n']:,}")
-    head.add_row("accuracy", f"{result['accuracy']:.4f}")
-    head.add_row("loss (cross-entropy)", f"{result['loss']:.4f}")
+    ci = result.get("accuracy_ci")
+    interval = f" ({interval_text(ci['low'], ci['high'], ci['level'])})" if ci else ""
+    head.add_row("accuracy", f"{result['accuracy']:.4f}{interval}")
     r2 = result["r2"]
-    head.add_row(
-        "R² (probabilities vs one-hot)",
-        "undefined (one class)"
-        if r2["probabilities_vs_onehot"] is None
-        else f"{r2['probabilities_vs_onehot']:.4f}",
-    )
-    head.add_row("Brier score", f"{r2['brier']:.4f}")
+    labels_only = result["loss"] is None  # predictions given as labels: no probabilities
+    if labels_only:
+        head.add_row("loss, R², Brier score", "none: labels only, no probabilities")
+    else:
+        head.add_row("loss (cross-entropy)", f"{result['loss']:.4f}")
+        head.add_row(
+            "R² (probabilities vs one-hot)",
+            "undefined (one class)"
+            if r2["probabilities_vs_onehot"] is None
+            else f"{r2['probabilities_vs_onehot']:.4f}",
+        )
+        head.add_row("Brier score", f"{r2['brier']:.4f}")
     console.print(head)
 
     t = Table(title="Per-class report")
@@ -364,5 +395,10 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
         console.print(c)
     console.print(r2["labels"])
     console.print(r2["how_to_read"])
+    if result.get("note"):
+        console.print(f"note: {result['note']}")
+    from mnistlab.evaluation.calibration import print_calibration
+
+    print_calibration(result.get("calibration"), console)
     for name, path in result.get("figures", {}).items():
         console.print(f"{name}: {path}")

@@ -138,7 +138,7 @@ class Model:
         """Every hidden layer of the inputs ``x`` (N, 784)."""
         convs: list[dict[str, Any]] = []
         features = spec.conv_features(self.p, np.asarray(x, np.float64), convs)
-        logits, dense, _ = spec.forward(self.p, features, self.hyper, training=False)
+        logits, dense, _ = spec.dense_forward(self.p, features, self.hyper, training=False)
         hidden = {f"relu_{j}": c["out"] for j, c in enumerate(convs)}
         hidden |= {f"activation_{i}": c["a"] for i, c in enumerate(dense)}
         last = dense[-1]["a"] if dense else features

@@ -21,23 +21,32 @@ Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<s
 finished runs and resumes a half-finished one from its checkpoint. Runs train single-threaded
 unless the recipe sets ``threads``, so ``jobs`` changes the wall time, never the numbers.
 
-Statistics: variants are ranked by mean validation accuracy (the selection split); test accuracy
-is reported and never used to choose. Each variant is compared with the baseline on the same test
-images by an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs), per seed pair
-(variant seed s against baseline seed s) and combined over seeds by pooling the discordant counts
-(the exact conditional test of the stratified matched-pairs design: one seed pair alone has
-little power for the 0.1-0.5 point differences between recipes, and a paired t-test over 3 seeds
-has 2 degrees of freedom). Holm's step-down correction runs over the variants; a difference is
-called real when its Holm-adjusted p-value is below ``ALPHA``. Pooling treats each (image, seed)
-disagreement as independent evidence, so it speaks of these seeds on this test set, not of every
-possible seed; the per-seed p-values are kept in ``leaderboard.json`` to show how consistent the
-direction is. The statistics and the files live in ``mnistlab.experiments.leaderboard``.
+Statistics: variants are ranked by the mean of the chosen metric (``metric``: accuracy by
+default, or ``ece``, see ``mnistlab.evaluation.paired``) on the validation part (the selection
+split); the test set is reported and never used to choose. Each variant is compared with the
+baseline on the same test images by an exact McNemar test (``scipy.stats.binomtest`` on the
+discordant pairs), per seed pair (variant seed s against baseline seed s) and combined over
+seeds by pooling the discordant counts (the exact conditional test of the stratified
+matched-pairs design: one seed pair alone has little power for the 0.1-0.5 point differences
+between recipes, and a paired t-test over 3 seeds has 2 degrees of freedom). Holm's step-down
+correction runs over the variants; a difference is called real when its Holm-adjusted p-value
+is below ``ALPHA``. Pooling treats each (image, seed) disagreement as independent evidence, so
+it speaks of these seeds on this test set, not of every possible seed; the per-seed p-values
+are kept in ``leaderboard.json`` to show how consistent the direction is. Other metrics use
+their own paired test the same way (ECE: a paired permutation test, stratified by seed pair).
+The statistics and the files live in ``mnistlab.experiments.leaderboard``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -50,12 +59,17 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.experiments.leaderboard import leaderboard, write_leaderboard
-from mnistlab.fsio import make_dirs, read_toml
+from mnistlab.fsio import make_dirs, read_toml, remove_temps_on_signals
 from mnistlab.paths import runs_dir
 from mnistlab.recipe import SECTIONS, Recipe
 from mnistlab.recipe import load_preset as load_recipe_preset
 
 SHARED = ("dataset", "data_dir", "validation_split", "seed", "name")  # the same for every variant
+# Each run is a whole training; a plan past these is a typo (or an exponent), refused before
+# anything is built.
+MAX_SEEDS = 1_000
+MAX_RUNS = 10_000  # variants x seeds
+MAX_JOBS = 256  # worker processes of one machine
 _NAME_OK = "letters, digits, '.', '_' or '-' (it names a folder)"
 _TOP_KEYS = ("name", "baseline", "seeds", "base", "variants")
 
@@ -71,11 +85,13 @@ class Variants:
 
 
 # ---- reading variants files -------------------------------------------------------------
-def load_variants(path: str | Path) -> Variants:
-    """Parse and validate a variants TOML file; any problem is one RecipeError line."""
+def load_variants(path: str | Path, changes: dict[str, Any] | None = None) -> Variants:
+    """Parse and validate a variants TOML file; any problem is one RecipeError line.
+    ``changes``: recipe fields set on its base (e.g. the command line's), under every variant's
+    own changes."""
     path = Path(path)
     data = read_toml(path, "variants file")
-    return parse_variants(data, source=str(path), default_name=path.stem)
+    return parse_variants(data, source=str(path), default_name=path.stem, changes=changes)
 
 
 def preset_names() -> list[str]:
@@ -86,16 +102,25 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_preset(name: str) -> Variants:
+def load_preset(name: str, changes: dict[str, Any] | None = None) -> Variants:
+    """A shipped variants file by name (``preset_names()``); ``changes`` as ``load_variants``."""
+    return parse_variants(
+        tomllib.loads(preset_text(name)),
+        source=f"compare preset {name}",
+        default_name=name,
+        changes=changes,
+    )
+
+
+def preset_text(name: str) -> str:
+    """A shipped variants file's TOML, comments and all: a starting point to copy and edit."""
     names = preset_names()
     if name not in names:
         raise RecipeError(
             f"unknown compare preset {name!r}: expected one of {', '.join(names) or '(none)'}"
         )
-    text = (resources.files("mnistlab.experiments") / "presets" / f"{name}.toml").read_text(
-        encoding="utf-8"
-    )
-    return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
+    path = resources.files("mnistlab.experiments") / "presets" / f"{name}.toml"
+    return path.read_text(encoding="utf-8")
 
 
 def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -105,9 +130,12 @@ def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     return flatten(table, where)
 
 
-def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
+def base_recipe(
+    data: dict[str, Any], source: str, scored: str, changes: dict[str, Any] | None = None
+) -> Recipe:
     """The ``[base]`` table of a variants or space file (an optional ``preset`` plus recipe
-    fields), validated; it must hold out a validation split, since ``scored`` on it."""
+    fields, then ``changes`` on top), validated; it must hold out a validation split, since
+    ``scored`` on it."""
     table = data.get("base", {})
     if not isinstance(table, dict):
         raise RecipeError(f"{source} [base]: expected a table of recipe fields")
@@ -118,6 +146,8 @@ def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
     base = load_recipe_preset(preset) if preset else Recipe()
     where = f"{source} [base]"
     base = Recipe.from_dict({**_fields(base), **_flat(table, where)}, source=where)
+    if changes:
+        base = Recipe.from_dict({**_fields(base), **changes}, source="the command line")
     if not base.validation_split > 0:
         raise RecipeError(
             f"{source} [base] field 'validation_split': expected a number in "
@@ -126,13 +156,19 @@ def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
     return base
 
 
-def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
+def parse_variants(
+    data: dict[str, Any],
+    *,
+    source: str,
+    default_name: str,
+    changes: dict[str, Any] | None = None,
+) -> Variants:
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
         raise RecipeError(
             f"{source}: unknown key '{unknown[0]}'; allowed keys: " + ", ".join(_TOP_KEYS)
         )
-    base = base_recipe(data, source, "variants are ranked")
+    base = base_recipe(data, source, "variants are ranked", changes)
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise RecipeError(f"{source}: expected at least one [variants.NAME] table")
@@ -169,8 +205,11 @@ def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> V
             f"{source}: baseline {baseline!r} is not one of the variants ({', '.join(recipes)})"
         )
     seeds = data.get("seeds")
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
-        raise RecipeError(f"{source}: seeds: expected an integer >= 1, got {seeds!r}")
+    if seeds is not None:
+        try:
+            _count("seeds", seeds, MAX_SEEDS)
+        except MnistlabError as exc:
+            raise RecipeError(f"{source}: {exc}") from None
     name = data.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise RecipeError(f"{source}: name: expected {_NAME_OK}, got {name!r}")
@@ -185,11 +224,34 @@ def _fields(recipe: Recipe) -> dict[str, Any]:
 
 # ---- running ----------------------------------------------------------------------------
 _WORKER_DATASET = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(dataset) -> None:
+def _init_worker(dataset, parent: int) -> None:
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
+    remove_temps_on_signals()
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int, *, poll: float = 1.0) -> None:
+    """End this process (SIGTERM) as soon as ``parent`` does, however it ended: a compare
+    killed with SIGTERM or SIGKILL must not leave workers training the rest of its queue and
+    holding its run folders. On Linux the kernel does it (``prctl(PR_SET_PDEATHSIG)``); elsewhere
+    a daemon thread watches the parent pid every ``poll`` seconds."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # it died before the prctl: no signal will come
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+    threading.Thread(target=_watch_parent, args=(parent, poll), daemon=True).start()
+
+
+def _watch_parent(parent: int, poll: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
@@ -259,6 +321,7 @@ def compare(
     heartbeat: int = 10,
     log: Callable[[str], None] | None = None,
     on_run: Callable[[Path, dict[str, str]], None] | None = None,
+    metric: str = "accuracy",
 ) -> dict[str, Any]:
     """Train every variant x seed into ``out`` (resuming what is there) and write the
     leaderboard; returns the leaderboard.json object.
@@ -271,9 +334,19 @@ def compare(
     ``on_run(run_dir, tags)`` is called once per run this process finishes (with --storage:
     once per run it reports to the study), tags naming the compare, variant and seed; e.g.
     ``lambda d, tags: mnistlab.experiments.track.log_run(d, uri, tags=tags)``.
+    ``metric``: what ranks (on validation) and is tested (paired, on the test images); a name
+    of ``mnistlab.evaluation.paired.METRICS``.
     """
-    n_seeds = _positive("--seeds", seeds if seeds is not None else (variants.seeds or 3))
-    _positive("--jobs", jobs)
+    from mnistlab.evaluation.paired import metric as find_metric
+
+    find_metric(metric)  # an unknown name is one line, before anything trains
+    n_seeds = _count("--seeds", seeds if seeds is not None else (variants.seeds or 3), MAX_SEEDS)
+    _count("--jobs", jobs, MAX_JOBS)
+    if len(variants.recipes) * n_seeds > MAX_RUNS:
+        raise MnistlabError(
+            f"--seeds {n_seeds}: {len(variants.recipes)} variants x {n_seeds} seeds is "
+            f"{len(variants.recipes) * n_seeds:,} runs; a compare trains at most {MAX_RUNS:,}"
+        )
     if storage is not None and jobs != 1:
         raise MnistlabError(
             "--jobs: with --storage every `mnistlab compare` process is one "
@@ -294,18 +367,25 @@ def compare(
     )
     finished = _announcer(variants.name, on_run)
     if storage is not None:
-        records = _shared(variants, plan, ds, out, storage, study, heartbeat, log, finished)
+        where = (storage, study, heartbeat)
+        records = _shared(variants, plan, ds, out, where, log, finished, metric)
     else:
-        records = _local(plan, ds, jobs, log, finished)
-    board = leaderboard(records, variants, seed_list, ds)
+        records = _local(plan, ds, jobs, log, finished, metric)
+    board = leaderboard(records, variants, seed_list, ds, metric)
     write_leaderboard(out, board)
     board["folder"] = str(out)  # after writing: the JSON holds paths relative to it only
     return board
 
 
-def _positive(flag: str, n: Any) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MnistlabError(f"{flag}: expected an integer >= 1, got {n!r}")
+def _count(flag: str, n: Any, most: int) -> int:
+    """``n`` if it is an integer in [1, most], else one MnistlabError line naming ``flag``.
+
+    >>> _count("--seeds", 10**11, MAX_SEEDS)
+    Traceback (most recent call last):
+    mnistlab.errors.MnistlabError: --seeds: expected an integer from 1 to 1,000, got 100000000000
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= most:
+        raise MnistlabError(f"{flag}: expected an integer from 1 to {most:,}, got {n!r}")
     return n
 
 
@@ -334,7 +414,9 @@ def _announcer(compare_name: str, on_run):
     return finished
 
 
-def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str, Any]]:
+def _local(
+    plan, ds, jobs: int, log, finished, metric: str = "accuracy"
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Train what the plan lacks in this process or a pool of ``jobs`` processes."""
     todo = []
     for name, s, run_dir, recipe in plan:
@@ -355,7 +437,7 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
         pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds,)
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds, os.getpid())
         )
         try:
             futures = {
@@ -371,40 +453,32 @@ def _local(plan, ds, jobs: int, log, finished) -> dict[tuple[str, int], dict[str
         finally:
             # On Ctrl-C or a failed run, queued runs must not start; finished ones are kept.
             pool.shutdown(wait=True, cancel_futures=True)
-    return {(name, s): run_record(run_dir, ds) for name, s, run_dir, _ in plan}
+    return {(name, s): run_record(run_dir, ds, metric) for name, s, run_dir, _ in plan}
 
 
 def _shared(
-    variants: Variants,
-    plan,
-    ds,
-    out: Path,
-    storage: str,
-    study: str | None,
-    heartbeat: int,
-    log,
-    finished,
+    variants: Variants, plan, ds, out: Path, where, log, finished, metric: str = "accuracy"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
     `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
-    run's record."""
+    run's record. ``where``: (storage URL, study name or None, heartbeat seconds)."""
     import json
-    import os
     import socket
 
     from mnistlab.experiments import studies
 
+    storage, study, heartbeat = where
     url = studies.storage_url(storage, out)
     name = study or f"compare-{variants.name}"
     rdb, st = studies.open_study(url, name, heartbeat)
-    described = json.dumps(
-        {
-            "baseline": variants.baseline,
-            "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
-            "dataset": [ds.name, len(ds.x_train), len(ds.x_test)],
-        },
-        sort_keys=True,
-    )
+    pinned = {
+        "baseline": variants.baseline,
+        "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
+        "dataset": [ds.name, len(ds.x_train), len(ds.x_test)],
+    }
+    if metric != "accuracy":  # every worker keeps the same per-image records
+        pinned["metric"] = metric
+    described = json.dumps(pinned, sort_keys=True)
     studies.pin(st, "compare", described, url, name, "compares other variants or data")
     _enqueue_missing(st, rdb, url, name, plan)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -416,7 +490,7 @@ def _shared(
             state = _state(run_dir, recipe)
             if state != "done":
                 _train_one(str(run_dir), recipe, state == "resume", ds)
-            rec = run_record(run_dir, ds)
+            rec = run_record(run_dir, ds, metric)
             trial.set_user_attr("result", {**_pack(rec), "worker": worker})
         if studies.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
@@ -442,28 +516,46 @@ def _enqueue_missing(st, rdb, url: str, name: str, plan) -> None:
 
 
 def _pack(record: dict[str, Any]) -> dict[str, Any]:
-    """A run record as a study attribute: JSON, the per-image hits as base64 bits."""
+    """A run record as a study attribute: JSON, the per-image hits as base64 bits, any other
+    per-image values (a metric's) as base64 float32."""
     import base64
 
     packed = base64.b64encode(np.packbits(record["correct"]).tobytes()).decode()
-    return {**{k: v for k, v in record.items() if k != "correct"}, "correct": packed}
+    out = {k: v for k, v in record.items() if k not in ("correct", "per_image")}
+    out["correct"] = packed
+    if "per_image" in record:
+        out["per_image"] = {
+            k: base64.b64encode(np.asarray(v, np.float32).tobytes()).decode()
+            for k, v in record["per_image"].items()
+        }
+    return out
+
+
+def _unpack(result: dict[str, Any], n: int) -> dict[str, Any]:
+    """``_pack``'s record back, for ``n`` test images."""
+    import base64
+
+    bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
+    out = {**result, "correct": np.unpackbits(bits, count=n).astype(bool)}
+    if "per_image" in result:
+        out["per_image"] = {
+            k: np.frombuffer(base64.b64decode(v), dtype=np.float32)
+            for k, v in result["per_image"].items()
+        }
+        if "correct" in out["per_image"]:
+            out["per_image"]["correct"] = out["per_image"]["correct"].astype(bool)
+    return out
 
 
 def _finished_records(st, plan, ds, name: str) -> dict[tuple[str, int], dict[str, Any]]:
     """Every completed trial's record; one line naming the runs no worker finished."""
-    import base64
-
     from optuna.trial import TrialState
 
     records = {}
     for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         result = t.user_attrs.get("result")
         if result is not None:
-            bits = np.frombuffer(base64.b64decode(result["correct"]), dtype=np.uint8)
-            records[t.user_attrs["variant"], t.user_attrs["seed"]] = {
-                **result,
-                "correct": np.unpackbits(bits, count=len(ds.y_test)).astype(bool),
-            }
+            records[t.user_attrs["variant"], t.user_attrs["seed"]] = _unpack(result, len(ds.y_test))
     missing = [f"{n} seed {s}" for n, s, _, _ in plan if (n, s) not in records]
     if missing:
         raise MnistlabError(
@@ -474,17 +566,32 @@ def _finished_records(st, plan, ds, name: str) -> dict[tuple[str, int], dict[str
     return records
 
 
-def run_record(run_dir: Path, ds) -> dict[str, Any]:
+def run_record(run_dir: Path, ds, metric: str = "accuracy") -> dict[str, Any]:
     """What the leaderboard needs of one finished run: validation and test accuracy, training
-    seconds, and which test images it classified right (for the paired test)."""
+    seconds, and which test images it classified right (for the paired test); for another
+    ``metric``, its value on the validation part and the test set, and the test set's
+    per-image record (``per_image``) its paired test takes."""
     from mnistlab import rundir
+    from mnistlab.datasets.preprocess import split_validation
+    from mnistlab.evaluation.paired import metric as find_metric
 
     run = rundir.load_run(run_dir)
-    hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
+    stored = Path(run_dir) / rundir.PREDICTIONS  # what the run's own end computed on ds.x_test
+    proba = rundir.read_predictions(stored)["proba"] if stored.is_file() else None
+    if proba is None or len(proba) != len(ds.y_test):
+        proba = run.predict_proba(ds.x_test)
+    hit = proba.argmax(axis=1) == np.asarray(ds.y_test)
     val = run.metrics.get("train", {}).get("val_accuracy")
-    return {
+    record = {
         "val_accuracy": float("nan") if val is None else float(val),
         "test_accuracy": float(hit.mean()),
         "seconds": float(sum(h["seconds"] or 0.0 for h in run.history)),
         "correct": hit,
     }
+    if metric != "accuracy":
+        m = find_metric(metric)
+        _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, run.recipe.validation_split)
+        record[f"val_{m.name}"] = m.value(m.measure(run, x_val, y_val))
+        record["per_image"] = m.measure(run, ds.x_test, ds.y_test)
+        record[f"test_{m.name}"] = m.value(record["per_image"])
+    return record

@@ -1,9 +1,15 @@
 """The leaderboard of a compare: paired significance, ranking, and its CSV, JSON, PNG and table.
 
-Each variant is compared with the baseline on the same test images by an exact McNemar test
-(``scipy.stats.binomtest`` on the discordant pairs), per seed pair and pooled over seeds, with
-Holm's correction over the variants (see ``mnistlab.experiments.compare`` for why pooled).
-Ranking uses validation accuracy only.
+Each variant is compared with the baseline on the same test images by the paired test of the
+chosen metric (``mnistlab.evaluation.paired``: for accuracy the exact McNemar test on the
+discordant pairs), per seed pair and pooled over seeds, with Holm's correction over the
+variants (see ``mnistlab.experiments.compare`` for why pooled). Ranking uses the metric on the
+validation part only.
+
+Every test accuracy carries its Wilson 95 % interval (``test_accuracy_ci``): per run on its
+own count, and per variant around the mean over seeds with n = the number of test images, not
+n x seeds: the seeds share the same images, so more seeds do not shrink what the finite test
+set can tell.
 
 >>> holm([0.01, 0.04, 0.03])
 [0.03, 0.06, 0.06]
@@ -21,27 +27,23 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.evaluation.intervals import accuracy_interval
+from mnistlab.evaluation.paired import Metric, mcnemar, metric  # noqa: F401  (mcnemar: public)
 from mnistlab.fsio import atomic_write_json, atomic_write_text
 
 ALPHA = 0.05
-SELECTION_NOTE = (
-    "ranked by validation accuracy; the test set is reported only, never used to select or rank"
-)
+
+
+def selection_note(name: str = "accuracy") -> str:
+    return (
+        f"ranked by validation {name}; the test set is reported only, never used to select or rank"
+    )
+
+
+SELECTION_NOTE = selection_note()
 
 
 # ---- statistics -------------------------------------------------------------------------
-def mcnemar(baseline_only: int, variant_only: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant counts (1.0 when there are none).
-
-    ``baseline_only``: images the baseline got right and the variant wrong; ``variant_only``:
-    the reverse. Under "no difference" each discordant image goes either way with chance 1/2.
-    """
-    n = baseline_only + variant_only
-    if n == 0:
-        return 1.0
-    from scipy.stats import binomtest
-
-    return float(binomtest(variant_only, n, 0.5, alternative="two-sided").pvalue)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -61,81 +63,99 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def leaderboard(
-    records: dict[tuple[str, int], dict[str, Any]], variants, seed_list: list[int], ds
+    records: dict[tuple[str, int], dict[str, Any]],
+    variants,
+    seed_list: list[int],
+    ds,
+    metric_name: str = "accuracy",
 ) -> dict[str, Any]:
     """The leaderboard.json object from one ``run_record`` per (variant, seed) of
-    ``variants`` (a ``compare.Variants``: name, baseline, recipes)."""
-    from mnistlab.engines.arch import network
-
-    correct = {key: rec["correct"] for key, rec in records.items()}
-    rows = []
-    for name, recipe in variants.recipes.items():
-        run_rows = [
-            {
-                "seed": s,
-                "path": f"runs/{name}-seed{s}",
-                **{k: v for k, v in records[name, s].items() if k != "correct"},
-            }
-            for s in seed_list
-        ]
-        rows.append(
-            {
-                "name": name,
-                "recipe": recipe.to_dict(),
-                "params": network(recipe, len(ds.class_names)).trainable_count,
-                "runs": run_rows,
-                "val_accuracy": _mean_std([r["val_accuracy"] for r in run_rows]),
-                "test_accuracy": _mean_std([r["test_accuracy"] for r in run_rows]),
-                "seconds": _mean_std([r["seconds"] for r in run_rows]),
-                "diff_test": None,
-                "p_value": None,
-                "p_holm": None,
-                "significant": None,
-                "verdict": "baseline",
-            }
-        )
+    ``variants`` (a ``compare.Variants``: name, baseline, recipes), ranked and tested on
+    ``metric_name`` (``mnistlab.evaluation.paired.METRICS``)."""
+    m = metric(metric_name)
+    rows = [
+        _row(name, recipe, records, seed_list, ds, m) for name, recipe in variants.recipes.items()
+    ]
     base = next(r for r in rows if r["name"] == variants.baseline)
     others = [r for r in rows if r is not base]
     for row in others:
-        pooled_b = pooled_c = 0
-        for run in row["runs"]:
-            v, b = correct[row["name"], run["seed"]], correct[variants.baseline, run["seed"]]
-            n_b, n_c = int(np.sum(b & ~v)), int(np.sum(v & ~b))
-            run["mcnemar"] = {
-                "baseline_only": n_b,
-                "variant_only": n_c,
-                "p_value": mcnemar(n_b, n_c),
-            }
-            pooled_b, pooled_c = pooled_b + n_b, pooled_c + n_c
-        row["discordant"] = {"baseline_only": pooled_b, "variant_only": pooled_c}
-        row["diff_test"] = row["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
-        row["p_value"] = mcnemar(pooled_b, pooled_c)
+        _test(row, base, records, m)
     for row, p in zip(others, holm([r["p_value"] for r in others])):
         row["p_holm"] = p
         row["significant"] = bool(p < ALPHA)
+        better = m.better(row["diff_test"], 0.0)
         row["verdict"] = (
-            ("real: better" if row["diff_test"] > 0 else "real: worse")
-            if row["significant"]
-            else "noise"
+            ("real: better" if better else "real: worse") if row["significant"] else "noise"
         )
     # Rank on validation only; NaN (a diverged run) sorts last.
-    order = sorted(rows, key=lambda r: -np.nan_to_num(r["val_accuracy"]["mean"], nan=-1.0))
+    sign = -1.0 if m.higher_is_better else 1.0
+    key = f"val_{m.name}"
+    order = sorted(rows, key=lambda r: np.nan_to_num(sign * r[key]["mean"], nan=np.inf))
     for rank, row in enumerate(order, 1):
         row["rank"] = rank
     return {
         "name": variants.name,
         "baseline": variants.baseline,
         "seeds": seed_list,
+        "metric": m.name,
         "selection": "validation",
-        "note": SELECTION_NOTE,
-        "test": {
-            "method": "exact McNemar (scipy.stats.binomtest) on discordant test images, "
-            "per seed pair and pooled over seeds; Holm over variants",
-            "alpha": ALPHA,
-        },
+        "note": selection_note(m.title),
+        "test": {"method": m.test, "alpha": ALPHA},
         "dataset": {"name": ds.name, "train": len(ds.x_train), "test": len(ds.x_test)},
         "variants": order,
     }
+
+
+def _row(name: str, recipe, records, seed_list: list[int], ds, m: Metric) -> dict[str, Any]:
+    """A variant's leaderboard entry before its test: runs, means and stds, intervals."""
+    from mnistlab.engines.arch import network
+
+    n_test = len(ds.y_test)
+    runs = []
+    for s in seed_list:
+        rec = records[name, s]
+        run = {"seed": s, "path": f"runs/{name}-seed{s}"}
+        run.update({k: v for k, v in rec.items() if k not in ("correct", "per_image")})
+        run["test_accuracy_ci"] = accuracy_interval(int(np.sum(rec["correct"])), n_test)
+        runs.append(run)
+    row = {
+        "name": name,
+        "recipe": recipe.to_dict(),
+        "params": network(recipe, len(ds.class_names)).trainable_count,
+        "runs": runs,
+        "val_accuracy": _mean_std([r["val_accuracy"] for r in runs]),
+        "test_accuracy": _mean_std([r["test_accuracy"] for r in runs]),
+        "seconds": _mean_std([r["seconds"] for r in runs]),
+        "diff_test": None,
+        "p_value": None,
+        "p_holm": None,
+        "significant": None,
+        "verdict": "baseline",
+    }
+    # the interval of the mean over seeds: n is the test set's size, whatever the seeds
+    mean_correct = float(np.mean([np.sum(records[name, s]["correct"]) for s in seed_list]))
+    row["test_accuracy_ci"] = accuracy_interval(mean_correct, n_test)
+    if m.name != "accuracy":
+        for split in ("val", "test"):
+            row[f"{split}_{m.name}"] = _mean_std([r[f"{split}_{m.name}"] for r in runs])
+    return row
+
+
+def _test(row: dict[str, Any], base: dict[str, Any], records, m: Metric) -> None:
+    """The paired test of ``row`` against the baseline, per seed pair and pooled."""
+    pairs = []
+    for run in row["runs"]:
+        b, v = (records[name, run["seed"]] for name in (base["name"], row["name"]))
+        pair = (
+            b.get("per_image") or {"correct": b["correct"]},
+            v.get("per_image") or {"correct": v["correct"]},
+        )
+        p, details = m.paired([pair])
+        run[m.per_seed] = {**details, "p_value": p}
+        pairs.append(pair)
+    row["p_value"], row[m.pooled] = m.paired(pairs)
+    key = f"test_{m.name}"
+    row["diff_test"] = row[key]["mean"] - base[key]["mean"]
 
 
 # ---- writing ----------------------------------------------------------------------------
@@ -146,6 +166,8 @@ CSV_FIELDS = (
     "val_std",
     "test_mean",
     "test_std",
+    "test_ci_low",
+    "test_ci_high",
     "seconds_mean",
     "seconds_std",
     "params",
@@ -172,8 +194,11 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
     atomic_write_json(out / "leaderboard.json", _json_safe(board))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
+    name = board.get("metric", "accuracy")
+    extra = () if name == "accuracy" else (f"val_{name}", f"test_{name}")
+    w.writerow(CSV_FIELDS + tuple(f"{k}_{stat}" for k in extra for stat in ("mean", "std")))
     for v in board["variants"]:
+        ci = v["test_accuracy_ci"]
         w.writerow(
             [
                 v["rank"],
@@ -182,6 +207,8 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
                 v["val_accuracy"]["std"],
                 v["test_accuracy"]["mean"],
                 v["test_accuracy"]["std"],
+                ci["low"],
+                ci["high"],
                 v["seconds"]["mean"],
                 v["seconds"]["std"],
                 v["params"],
@@ -189,6 +216,7 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
                 _blank(v["p_value"]),
                 _blank(v["p_holm"]),
                 v["verdict"],
+                *(v[k][stat] for k in extra for stat in ("mean", "std")),
             ]
         )
     atomic_write_text(out / "leaderboard.csv", buf.getvalue())
@@ -233,8 +261,8 @@ def plot_leaderboard(board: dict[str, Any], path: Path) -> Path:
     )
     ax.set_xlabel(f"accuracy (%), mean ± std over {len(board['seeds'])} seeds")
     ax.set_title(
-        f"{board.get('name', 'compare')}: * = differs from {board['baseline']} "
-        f"(McNemar, Holm, p < {ALPHA})",
+        f"{board.get('name', 'compare')}: * = {board.get('metric', 'accuracy')} differs from "
+        f"{board['baseline']} (paired test, Holm, p < {ALPHA})",
         fontsize=9,
     )
     fig.legend(fontsize=8, loc="outside lower center", ncols=2)
@@ -250,16 +278,20 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
     console = console or Console(highlight=False)
     if not console.is_terminal:  # a log file or pipe: rich's 80 columns would wrap every cell
         console.width = max(console.width, 120)
+    m = metric(board.get("metric", "accuracy"))
     table = Table(
         title=f"compare {board.get('name', '')}: {len(board['seeds'])} seeds, "
-        f"baseline {board['baseline']}"
+        f"baseline {board['baseline']}, ranked by validation {m.name}"
     )
+    shown = [] if m.name == "accuracy" else [f"val {m.name} %", f"test {m.name} %"]
     for col in (
         "rank",
         "variant",
+        *shown,
         "val acc %",
         "test acc %",
-        "Δ test",
+        "test acc 95 % CI",
+        f"Δ test {m.name}",
         "p Holm",
         "verdict",
         "train s",
@@ -275,11 +307,14 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
             if v["p_holm"] == 0  # float underflow
             else f"{v['p_holm']:.3g}"
         )
+        ci = v.get("test_accuracy_ci")
         table.add_row(
             str(v["rank"]),
             v["name"],
+            *([] if not shown else [_pm(v[f"val_{m.name}"]), _pm(v[f"test_{m.name}"])]),
             _pm(v["val_accuracy"]),
             _pm(v["test_accuracy"]),
+            "" if not ci else f"{100 * ci['low']:.2f}\u2013{100 * ci['high']:.2f}",
             diff,
             p,
             v["verdict"],
@@ -288,10 +323,9 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         )
     console.print(table)
     console.print(
-        f"{SELECTION_NOTE}. Δ test and p: exact McNemar on the same test images, "
-        f"discordant pairs pooled over seeds, Holm-corrected over variants; 'real' "
-        f"means p < {ALPHA}, 'noise' means this data cannot tell the variant from "
-        f"the baseline."
+        f"{selection_note(m.name)}. Δ test and p: {m.test}; 'real' means p < {ALPHA}, 'noise' "
+        "means this data cannot tell the variant from the baseline. Test accuracy's 95 % CI: "
+        "Wilson, around the mean over seeds, on the number of test images."
     )
 
 

@@ -25,43 +25,99 @@ from mnistlab.errors import MnistlabError
 
 HEARTBEAT = 10  # seconds between heartbeats; a trial silent for GRACE x this is failed, retried
 GRACE = 3
+# Deadlines of every PostgreSQL step: a server that accepts TCP and never answers, or a query
+# that hangs (a lock never granted), is one line after these, not a wait forever. A URL's own
+# ?connect_timeout=... wins.
+CONNECT_TIMEOUT = 10  # s to connect and log in
+STATEMENT_TIMEOUT = 60  # s for one statement (Optuna's, and waiting for the claim lock)
+SQLITE_BUSY_TIMEOUT = 60  # s a worker waits for another one's write lock on the SQLite file
+MAX_STUDY_NAME = 512  # characters: the width of Optuna's study_name column
 
 
 # ---- storage and the claim lock ---------------------------------------------------------
 def storage_url(url: str | None, out: Path) -> str:
+    """The study URL of ``--storage`` (default: ``OUT/study.db``), checked: SQLite in a file whose
+    folder exists (workers share a study through a file, never an in-memory one), or PostgreSQL.
+    """
     if url is None:
         return f"sqlite:///{(out / 'study.db').resolve()}"
     scheme = url.split(":", 1)[0].lower()
-    file_ok = scheme != "sqlite" or (url.startswith("sqlite:///") and len(url) > 10)
-    if (
-        not (scheme == "sqlite" or scheme.startswith("postgresql"))
-        or "://" not in url
-        or not file_ok
-    ):  # workers share a study through a file, never an in-memory one
+    if not (scheme == "sqlite" or scheme.startswith("postgresql")) or "://" not in url:
         raise MnistlabError(
             f"--storage: expected sqlite:///FILE or postgresql://user@host:port/db, got {url!r}"
         )
+    if scheme == "sqlite":
+        _check_sqlite_file(url)
     return url
 
 
-def make_storage(url: str, heartbeat: int = HEARTBEAT):
-    kwargs: dict[str, Any] = {}
+def _check_sqlite_file(url: str) -> None:
+    path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:" or "mode=memory" in url:
+        raise MnistlabError(
+            f"--storage {url}: an in-memory study is lost when the process ends and no other "
+            "worker can join it; give a file, sqlite:///FILE"
+        )
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise MnistlabError(
+            f"--storage {url}: folder {folder} does not exist; create it, or give a file "
+            "in an existing folder"
+        )
+
+
+def check_study_name(name: str) -> str:
+    if not name or len(name) > MAX_STUDY_NAME:
+        raise MnistlabError(
+            f"--study: expected a name of 1 to {MAX_STUDY_NAME} characters (the study "
+            f"storage's limit), got {len(name)}"
+        )
+    return name
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options of a study URL: the deadlines above, the URL's own first.
+
+    >>> engine_kwargs("postgresql://me@db/x?connect_timeout=3")["connect_args"]["options"]
+    '-c statement_timeout=60000'
+    >>> "connect_timeout" in engine_kwargs("postgresql://me@db/x?connect_timeout=3")["connect_args"]
+    False
+    """
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}  # workers on one machine wait for the file lock
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    from sqlalchemy.engine import make_url
+
+    given = make_url(url).query
+    deadlines: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        # a server gone mid-query (a lost machine) is noticed by TCP keepalives in ~1 min
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    args = {k: v for k, v in deadlines.items() if k not in given}
+    if "options" not in given:
+        args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}"
+    return {"pool_pre_ping": True, "connect_args": args}
+
+
+def make_storage(url: str, heartbeat: int = HEARTBEAT):
+    if url.startswith("sqlite"):
         # Optuna creates its tables on first use, and SQLite answers a second creator with
         # "table already exists" (an OperationalError), so workers on one file take turns.
         from filelock import FileLock
 
         first_use = FileLock(url.split("///", 1)[1] + ".claim.lock")
     else:
-        kwargs["pool_pre_ping"] = True
         first_use = contextlib.nullcontext()
     with first_use:
-        return _rdb_storage(url, kwargs, heartbeat)
+        return _rdb_storage(url, engine_kwargs(url), heartbeat)
 
 
 def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
     import optuna
+    from optuna.exceptions import StorageInternalError
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
@@ -87,7 +143,8 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
-            except (SQLAlchemyError, ValueError) as exc:  # bad URL, server down, refused login
+            except (SQLAlchemyError, StorageInternalError, ValueError) as exc:
+                # a bad URL, a server down or silent past CONNECT_TIMEOUT, a refused login
                 raise MnistlabError(
                     f"--storage {safe_url(url)}: cannot open the study storage "
                     f"({type(exc).__name__}: {_first_line(exc)})"
@@ -97,6 +154,22 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], heartbeat: int):
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [""])[0]
+
+
+@contextlib.contextmanager
+def storage_errors(url: str, doing: str) -> Iterator[None]:
+    """A database failure inside the block (a statement past STATEMENT_TIMEOUT, a server gone)
+    as one MnistlabError line naming the storage and what was being done."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, StorageInternalError) as exc:
+        raise MnistlabError(
+            f"--storage {safe_url(url)}: {doing} failed ({type(exc).__name__}: "
+            f"{_first_line(exc)}); run the same command again to continue"
+        ) from None
 
 
 def safe_url(url: str) -> str:
@@ -136,7 +209,15 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval):
-            self.storage.record_heartbeat(self.trial_id)
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as exc:  # the storage is gone: the trial will be retried elsewhere
+                warnings.warn(
+                    f"trial heartbeat failed ({type(exc).__name__}: {_first_line(exc)}); "
+                    "another worker may retry this trial",
+                    stacklevel=1,
+                )
+                return
 
     def __enter__(self):
         self.thread.start()
@@ -150,9 +231,11 @@ class Heartbeat:
 def open_study(url: str, study_name: str, heartbeat: int, pruner=None):
     """(RDBStorage, Study): the study in ``url``, created on first use (maximizing)."""
     import optuna
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_study_name(study_name)
     rdb = make_storage(url, heartbeat)
     try:
         st = optuna.create_study(
@@ -162,7 +245,7 @@ def open_study(url: str, study_name: str, heartbeat: int, pruner=None):
             load_if_exists=True,
             pruner=pruner,
         )
-    except (SQLAlchemyError, ValueError) as exc:
+    except (SQLAlchemyError, StorageInternalError, ValueError) as exc:
         raise MnistlabError(
             f"--storage {safe_url(url)}: cannot open study {study_name!r} "
             f"({type(exc).__name__}: {_first_line(exc)})"
@@ -194,7 +277,7 @@ def claims(st, rdb, url: str, study_name: str, heartbeat: int, target: int | Non
 
     poll = min(1.0, heartbeat / 2)
     while True:
-        with claim_lock(url, study_name, rdb):
+        with storage_errors(url, "claiming a trial"), claim_lock(url, study_name, rdb):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(st)  # dead workers' trials: FAIL, re-enqueued

@@ -15,6 +15,11 @@ slows or changes training, and compare or search can log each of their runs the 
 The default store is ``sqlite:///mlflow.db`` in the current folder (MLflow's own default backend,
 no server); artifacts of a new experiment go next to an SQLite file, in ``mlruns/``.
 
+A ``--track`` value is checked before training starts (``check_target``): a scheme MLflow has no
+store for, a server that does not answer within ``REACH_TIMEOUT``, or a store that cannot be
+written is one line then, not a traceback after the run. Logging runs under the HTTP deadlines
+of ``HTTP_DEADLINES`` (MLflow's defaults retry for minutes), and its failures are one line.
+
 >>> parse_target("mlflow")
 'sqlite:///mlflow.db'
 >>> parse_target("mlflow:sqlite:////tmp/t.db")
@@ -23,16 +28,35 @@ no server); artifacts of a new experiment go next to an SQLite file, in ``mlruns
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mnistlab.errors import MnistlabError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "mnistlab"
 _EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+# Stores MLflow ships: a file, a tracking server, a database ("": a plain folder path).
+SCHEMES = ("sqlite", "http", "https", "file", "", "postgresql", "mysql", "mssql", "databricks")
+_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433, "databricks": 443}
+REACH_TIMEOUT = 5.0  # s for the check that a tracking server or database host answers
+# MLflow's deadlines for its HTTP requests while logging (its defaults: 120 s a request and 7
+# retries with backoff, minutes on a dead server): 3 tries of at most 30 s each.
+HTTP_DEADLINES = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 class TrackError(MnistlabError):
@@ -44,7 +68,88 @@ def parse_target(spec: str) -> str:
     kind, _, uri = spec.partition(":")
     if kind != "mlflow":
         raise TrackError(f"--track: expected 'mlflow' or 'mlflow:URI', got {spec!r}")
-    return uri or DEFAULT_URI
+    uri = uri or DEFAULT_URI
+    scheme = _scheme(uri)
+    if scheme not in SCHEMES:
+        raise TrackError(
+            f"--track {spec}: MLflow has no store for '{scheme}:'; expected sqlite:///FILE, "
+            "http(s)://HOST:PORT, a folder, or a database URL (postgresql://, mysql://)"
+        )
+    return uri
+
+
+def _scheme(uri: str) -> str:
+    scheme = urlsplit(uri).scheme.lower().split("+")[0]  # postgresql+psycopg -> postgresql
+    return "" if len(scheme) == 1 else scheme  # C:\\mlruns is a folder, not a scheme
+
+
+def check_target(uri: str) -> None:
+    """Before any work: the store of ``uri`` can be written (SQLite, a folder) or its host
+    answers within REACH_TIMEOUT (a server, a database); else one TrackError line."""
+    parts, scheme = urlsplit(uri), _scheme(uri)
+    if scheme == "sqlite":
+        _check_writable(Path(uri[len("sqlite:///") :].split("?", 1)[0]), uri)
+    elif scheme in ("file", ""):  # MLflow makes the folder: the nearest existing one counts
+        folder = Path(parts.path if scheme == "file" else uri).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        _check_writable(folder / "meta.yaml", uri)
+    elif scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT).close()
+        except urllib.error.HTTPError:
+            pass  # it answered; what it makes of the requests is MLflow's to report
+        except (OSError, ValueError) as exc:
+            raise TrackError(
+                f"--track {uri}: the tracking server does not answer within "
+                f"{REACH_TIMEOUT:g} s ({getattr(exc, 'reason', exc)})"
+            ) from None
+    elif parts.hostname:
+        address = (parts.hostname, parts.port or _PORTS.get(scheme, 0))
+        try:
+            socket.create_connection(address, timeout=REACH_TIMEOUT).close()
+        except OSError as exc:
+            raise TrackError(f"--track {uri}: cannot reach {parts.netloc} ({exc})") from None
+
+
+def _check_writable(file: Path, uri: str) -> None:
+    """A file can be made beside ``file``, and ``file`` opened for writing if it exists: a
+    missing or read-only folder is refused before training, not after it."""
+    folder = file.parent
+    try:
+        if not folder.is_dir():
+            raise FileNotFoundError(2, "no such folder")
+        if file.is_file():
+            with open(file, "r+b"):
+                pass
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".mnistlab-track-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise TrackError(
+            f"--track {uri}: cannot write the tracking store in {folder} "
+            f"({exc.strerror or exc}); choose a writable location"
+        ) from None
+
+
+@contextlib.contextmanager
+def _deadlines(uri: str) -> Iterator[None]:
+    """MLflow's HTTP deadlines of ``HTTP_DEADLINES`` for the block (the user's own settings
+    win), and any failure of MLflow's inside it as one TrackError line."""
+    saved = {k: os.environ.get(k) for k in HTTP_DEADLINES}
+    for key, value in HTTP_DEADLINES.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    except MnistlabError:
+        raise
+    except Exception as exc:  # MlflowException, requests' and SQLAlchemy's errors, by store
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrackError(f"--track {uri}: logging to MLflow failed ({text})") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 def require_mlflow():
@@ -109,7 +214,6 @@ def log_run(
     from mnistlab.pages.run_pieces import health_verdict
 
     require_mlflow()
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     path = Path(run_dir)
@@ -129,11 +233,20 @@ def log_run(
 
     uri = uri or DEFAULT_URI
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter
-    client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(
-        _experiment_id(client, experiment, uri), run_name=path.name, tags=all_tags
-    )
-    run_id = run.info.run_id
+    with _deadlines(uri):
+        client = MlflowClient(tracking_uri=uri)
+        run = client.create_run(
+            _experiment_id(client, experiment, uri), run_name=path.name, tags=all_tags
+        )
+        _log(client, run.info.run_id, path, history, metrics, params)
+    return run.info.run_id
+
+
+def _log(client, run_id: str, path: Path, history, metrics, params) -> None:
+    """The run's parameters, metrics and files into the MLflow run ``run_id``, then FINISHED
+    (FAILED when any of it fails)."""
+    from mlflow.entities import Metric, Param, RunTag
+
     try:
         now = int(time.time() * 1000)
         points = [
@@ -154,7 +267,7 @@ def log_run(
             parent = file.parent.relative_to(path).as_posix()
             client.log_artifact(run_id, str(file), artifact_path=None if parent == "." else parent)
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        with contextlib.suppress(Exception):  # the store may be what failed
+            client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
-    return run_id

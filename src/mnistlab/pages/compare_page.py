@@ -5,8 +5,10 @@ the runs of every seed (folder relative to the compare folder, validation and te
 seconds), mean and std of each, the test difference to the baseline with its p-value, the
 Holm-corrected p and the verdict, and its rank. Ranks come from validation accuracy only; the
 test numbers are reported and never used to choose. The page shows accuracy +- std per variant
-(a figure and a table), which differences are real and which are noise, and links to each run's
-own ``report.html``.
+(a figure and a table) with the Wilson 95 % interval of the test accuracy (around the mean over
+seeds, on the number of test images: the seeds share them), which differences are real and which
+are noise, and links to each run's own ``report.html``. A compare ranked on another metric
+(``--metric ece``) shows that metric's columns too, and its test decides the verdicts.
 
 >>> from mnistlab.pages.compare_page import verdict
 >>> verdict({"name": "adam", "significant": True, "p_holm": 0.004}, "sgd")[0]
@@ -38,6 +40,7 @@ from mnistlab.pages.html import (
 from mnistlab.rundir import REPORT  # a compare folder's page has a run page's name
 
 LEADERBOARD = "leaderboard.json"
+METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE (expected calibration error)"}
 SECTIONS = {
     "accuracy": "Accuracy per variant",
     "leaderboard": "Leaderboard",
@@ -185,11 +188,12 @@ def render_compare(
     variants = _ranked(board["variants"])
     baseline = str(board.get("baseline", ""))
     seeds = board.get("seeds") if isinstance(board.get("seeds"), list) else []
-    selection = board.get("selection", "validation")
+    metric = board.get("metric") if isinstance(board.get("metric"), str) else "accuracy"
+    selection = f"{board.get('selection', 'validation')} {METRIC_NAMES.get(metric, metric)}"
     body = [
         _accuracy_section(variants, selection, seeds),
-        _leaderboard_section(variants, baseline),
-        _significance_section(variants, baseline),
+        _leaderboard_section(variants, baseline, metric),
+        _significance_section(variants, baseline, METRIC_NAMES.get(metric, metric)),
         _runs_section(variants, root, run_reports, page_dir),
     ]
     head = _head(root, variants, baseline, selection)
@@ -200,11 +204,13 @@ def _accuracy_section(variants: list[dict[str, Any]], selection: str, seeds: lis
     rule = tag(
         "p",
         tag("b", "How to read it. "),
-        f"Variants are ranked by {selection} accuracy only. The test accuracy is reported "
+        f"Variants are ranked by {selection} only. The test accuracy is reported "
         "for each variant but was never used to choose or tune anything, so it is an honest "
         f"estimate. Each number is the mean \u00b1 std over {len(seeds) or 'the'} seed"
         f"{'s' if len(seeds) != 1 else ''}"
-        + (f" ({', '.join(map(str, seeds))})." if seeds else "."),
+        + (f" ({', '.join(map(str, seeds))})." if seeds else ".")
+        + " The 95 % interval of the test accuracy (Wilson) is around that mean, on the number "
+        "of test images: the seeds share the same images, so more seeds do not narrow it.",
     )
     try:
         fig = _figure(variants)
@@ -217,14 +223,27 @@ def _num(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "\u2014"
 
 
-def _leaderboard_section(variants: list[dict[str, Any]], baseline: str) -> Html:
+def _ci(v: Any) -> str:
+    """'97.71\u201398.26 %' from a {"low", "high"} interval; a dash when absent."""
+    if isinstance(v, dict) and all(isinstance(v.get(k), (int, float)) for k in ("low", "high")):
+        return f"{100 * v['low']:.2f}\u2013{100 * v['high']:.2f} %"
+    return "\u2014"
+
+
+def _leaderboard_section(
+    variants: list[dict[str, Any]], baseline: str, metric: str = "accuracy"
+) -> Html:
+    short = METRIC_NAMES.get(metric, metric).split(" (")[0]
+    other = [] if metric == "accuracy" else [f"val {short}", f"test {short}"]
     header = (
         "rank",
         "variant",
+        *other,
         "val accuracy",
         "test accuracy",
+        "test accuracy, 95 % CI",
         "verdict",
-        "\u0394 test vs baseline",
+        f"\u0394 test {short} vs baseline",
         "p",
         "p (Holm)",
         "trainable parameters",
@@ -237,8 +256,10 @@ def _leaderboard_section(variants: list[dict[str, Any]], baseline: str) -> Html:
             (
                 v.get("rank", "\u2014"),
                 tag("b", v["name"]),
+                *[_pm(v.get(f"{split}_{metric}")) for split in ("val", "test") if other],
                 _pm(v.get("val_accuracy")),
                 _pm(v.get("test_accuracy")),
+                _ci(v.get("test_accuracy_ci")),
                 tag("span", mark, class_=_MARK_CLASS[mark]),
                 _num(v.get("diff_test"), "+.2%"),
                 _num(v.get("p_value"), ".3g"),
@@ -247,11 +268,15 @@ def _leaderboard_section(variants: list[dict[str, Any]], baseline: str) -> Html:
                 _pm(v.get("seconds"), ".1f") + " s",
             )
         )
-    table_ = table(header, rows, numeric=(0, 2, 3, 5, 6, 7, 8, 9))
+    verdict_col = 5 + len(other)
+    numeric = [i for i in range(len(header)) if i not in (1, verdict_col)]
+    table_ = table(header, rows, numeric=numeric)
     return section("leaderboard", SECTIONS["leaderboard"], table_)
 
 
-def _significance_section(variants: list[dict[str, Any]], baseline: str) -> Html:
+def _significance_section(
+    variants: list[dict[str, Any]], baseline: str, metric: str = "accuracy"
+) -> Html:
     base = next((v for v in variants if v["name"] == baseline), None)
     items = []
     for v in variants:
@@ -274,9 +299,10 @@ def _significance_section(variants: list[dict[str, Any]], baseline: str) -> Html
         )
     text = tag(
         "p",
-        "Each variant's test accuracy is compared with the baseline's, seed by seed (a "
-        "paired test). With several variants some small p-values appear by luck alone, so "
-        "the p-values are corrected with Holm's method before calling a difference real.",
+        f"Each variant's test {metric} is compared with the baseline's, seed by seed on the "
+        "same images (a paired test). With several variants some small p-values appear by "
+        "luck alone, so the p-values are corrected with Holm's method before calling a "
+        "difference real.",
     )
     return section("significance", SECTIONS["significance"], text, tag("ul", join(items)))
 
@@ -304,7 +330,7 @@ def _head(root: Path, variants: list[dict[str, Any]], baseline: str, selection: 
                 "p",
                 f"{len(variants)} variants, baseline ",
                 tag("code", baseline or "\u2014"),
-                f"; best by {selection} accuracy: ",
+                f"; best by {selection}: ",
                 tag("b", best["name"]),
                 (
                     f" ({_pm(best.get('val_accuracy'))} validation, "

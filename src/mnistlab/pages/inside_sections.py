@@ -18,12 +18,13 @@ import numpy as np
 
 from mnistlab.pages.html import Html, figure, join, missing, table, tag
 
-SECTIONS = {
+LEARNED = {  # what it learned: after the mistakes
     "templates": "What the first layer looks for",
     "attribution": "Why it got them wrong",
     "embedding": "How it arranges the digits",
-    "robustness": "Where it breaks",
 }
+BREAKS = {"robustness": "Where it breaks"}  # after how sure it should be
+SECTIONS = {**LEARNED, **BREAKS}
 PAIRS = 4  # most-confused pairs with attributions
 EXAMPLES = 3  # digits per pair
 ATTRIBUTION_COST = 3e9  # all the attributions of one page, in Model.cost's units (~1 s)

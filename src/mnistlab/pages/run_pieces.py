@@ -16,7 +16,7 @@ import numpy as np
 from mnistlab import rundir
 from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.pages.inside_sections import SECTIONS as INSIDE_SECTIONS
+from mnistlab.pages.inside_sections import BREAKS, LEARNED
 
 REPORT = rundir.REPORT
 SECTIONS = {
@@ -27,8 +27,10 @@ SECTIONS = {
     "per-class": "Precision, recall and F1 per class",
     "confused-pairs": "Most-confused pairs",
     "mistakes": "Misclassified digits",
-    **INSIDE_SECTIONS,
+    **LEARNED,
     "r2": "R\u00b2, honestly",
+    "calibration": "How sure it should be",
+    **BREAKS,
     "health": "Health check",
     "environment": "Environment and timings",
 }
@@ -95,9 +97,42 @@ def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
     keys = ("confusion_matrix", "per_class", "class_names", "r2", "most_confused", "accuracy", "n")
     if isinstance(stored, dict) and all(k in stored for k in keys):
         return Piece(
-            {"result": stored, "x": None, "y": None, "proba": None, "params": None}, problem
+            {"result": stored, "x": None, "y": None, "proba": None, "params": None, "run": None},
+            problem,
         )
     return Piece(problem=problem)
+
+
+def _calibration(path: Path, evaluation: Piece) -> Piece:
+    """The test set's logits and the temperature that calibrates them: the stored
+    calibration.json's, else one fitted now on the validation part (not stored), else none
+    and why. A damaged or stale calibration.json is named in ``damaged``."""
+    from mnistlab.evaluation import calibration as cal
+    from mnistlab.rundir.calibration import read_calibration
+
+    run = (evaluation.value or {}).get("run")
+    if run is None:
+        return Piece(problem=evaluation.problem or "the model cannot be used")
+    value: dict[str, Any] = {"stored": None, "damaged": None, "why_not": None, "fitted_on": None}
+    try:
+        if (path / rundir.CALIBRATION).is_file():
+            try:
+                value["stored"] = read_calibration(run)
+                value["temperature"] = value["stored"].temperature
+                value["fitted_on"] = value["stored"].fitted_on
+            except RunError as exc:
+                value["damaged"] = str(exc)
+        if value["stored"] is None:
+            try:
+                value["temperature"], value["fitted_on"] = cal.fit_run_temperature(run)
+            except RunError as exc:  # no validation part, or one that cannot be rebuilt
+                value["temperature"], value["why_not"] = None, str(exc)
+        x, y = evaluation.value["x"], evaluation.value["y"]
+        value["logits"], value["y"] = run.predict_logits(x), y
+        value["test"] = cal.before_after(value["logits"], y, value["temperature"], "test")
+    except _READ_ERRORS as exc:
+        return Piece(problem=str(exc))
+    return Piece(value)
 
 
 def gather(run_dir: str | Path) -> dict[str, Piece]:
@@ -119,6 +154,7 @@ def gather(run_dir: str | Path) -> dict[str, Piece]:
         else env
     )
     parts["evaluation"] = _evaluation(path, parts["dataset"], parts["metrics"])
+    parts["calibration"] = _calibration(path, parts["evaluation"])
     return parts
 
 

@@ -423,6 +423,152 @@ def _r2_section(p: dict[str, Piece]) -> Html:
     )
 
 
+def _pct(v: Any) -> str:
+    return "\u2014" if v is None else f"{100 * v:.2f} %"
+
+
+def _calibration_section(p: dict[str, Piece]) -> Html:
+    from mnistlab.evaluation import calibration as cal
+
+    c = p["calibration"]
+    if c.value is None:
+        return _stored_calibration(p) or _missing_piece(c, "the test-set logits (no calibration)")
+    v = c.value
+    t = v["temperature"]
+    intro = tag(
+        "p",
+        "A probability is honest when, of the digits it calls 90 % sure, about 90 % are right. "
+        "ECE (expected calibration error, 15 confidence bins) is the mean gap between the two; "
+        "NLL punishes confident mistakes hardest. Temperature scaling divides every logit by "
+        "one number T, fitted on the validation part (never the test set); the predicted "
+        "class never changes, only how sure it sounds.",
+    )
+    rows = [
+        (
+            f"{r['split']} ({r['n']:,} images)"
+            + (", T fitted here" if r is v["fitted_on"] else ""),
+            _pct(r["ece_before"]),
+            _pct(r["ece_after"]),
+            _num(r["nll_before"]),
+            _num(r["nll_after"]),
+        )
+        for r in (v["fitted_on"], v["test"])
+        if r
+    ]
+    numbers = table(
+        ("images", "ECE raw", "ECE calibrated", "NLL raw", "NLL calibrated"),
+        rows,
+        numeric=range(1, 5),
+    )
+    png = _png(cal.reliability_figure, v["logits"], v["y"], t)
+    diagram = figure(
+        png,
+        "reliability diagram of the test set, raw and calibrated",
+        "Accuracy against confidence per bin on the test set: on the dashed line, the model "
+        "is as sure as it is right; hatched, the gap. Below: the share of predictions per bin.",
+        name="reliability",
+    )
+    return join(
+        (
+            _missing_piece(Piece(problem=v["damaged"]), rundir.CALIBRATION)
+            if v["damaged"]
+            else None,
+            intro,
+            _calibration_status(v),
+            numbers,
+            diagram,
+            _ood_part(v, p["metrics"].value),
+        )
+    )
+
+
+def _stored_calibration(p: dict[str, Piece]) -> Html | None:
+    """What ``mnistlab evaluate`` stored of the test set's calibration, when the model itself
+    cannot be used; None when it stored none."""
+    ev = p["evaluation"].value
+    stored = (ev or {}).get("result", {}).get("calibration")
+    if not isinstance(stored, dict) or not isinstance(stored.get("ece_before"), (int, float)):
+        return None
+    t = stored.get("temperature")
+    rows = [
+        (
+            f"test ({stored.get('n', 0):,} images)",
+            _pct(stored["ece_before"]),
+            _pct(stored.get("ece_after")),
+            _num(stored.get("nll_before")),
+            _num(stored.get("nll_after")),
+        )
+    ]
+    return join(
+        (
+            tag(
+                "p",
+                "From the test evaluation stored in metrics.json by `mnistlab evaluate`"
+                + (f" (T = {t:.3g})" if isinstance(t, (int, float)) else "")
+                + "; the model could not be used, see ",
+                tag("a", "the confusion matrix section", href="#confusion"),
+                ".",
+                class_="muted",
+            ),
+            table(
+                ("images", "ECE raw", "ECE calibrated", "NLL raw", "NLL calibrated"),
+                rows,
+                numeric=range(1, 5),
+            ),
+        )
+    )
+
+
+def _calibration_status(v: dict[str, Any]) -> Html:
+    t = v["temperature"]
+    if t is None:
+        return tag("p", tag("b", "Not calibrated: "), v["why_not"], class_="muted")
+    told = tag("b", f"T = {t:.3g}")
+    if v["stored"] is not None:
+        return tag(
+            "p",
+            told,
+            f", stored in {rundir.CALIBRATION}: `predict --calibrated`, `export --calibrated` "
+            "and the draw page use it.",
+        )
+    return tag(
+        "p",
+        told,
+        f", fitted for this page and not stored: `mnistlab evaluate RUN` writes "
+        f"{rundir.CALIBRATION}; until then predict, export and the draw page show raw "
+        "probabilities, labelled raw.",
+    )
+
+
+def _ood_part(v: dict[str, Any], metrics: Any) -> Html:
+    stored = v["stored"]
+    if stored is None:
+        return None
+    ood = (((metrics or {}).get("evaluation") or {}).get("test") or {}).get("ood")
+    lead = tag(
+        "p",
+        tag("b", "Not a digit I know. "),
+        "Inputs unlike the training images (by the model's energy and by a PCA of the "
+        f"training images' pixels) score above {stored.ood.threshold:.3f}, a threshold set to "
+        f"flag {100 * stored.ood.false_alarm:.0f} % of the validation digits.",
+    )
+    if not isinstance(ood, dict) or not isinstance(ood.get("catch"), dict):
+        return join((lead, tag("p", "Measure it: `mnistlab evaluate RUN --ood`.", class_="muted")))
+    fa = ood["false_alarm"]
+    rows = [("test digits (false alarms)", f"{fa['n']:,}", _pct(fa["measured"]), "")]
+    rows += [
+        (kind, f"{c['n']:,}", _pct(c["rate"]), _num(c.get("auroc"), ".3f"))
+        for kind, c in ood["catch"].items()
+    ]
+    rows.append(("all non-digits", "", _pct(ood["catch_rate"]), _num(ood.get("auroc"), ".3f")))
+    return join(
+        (
+            lead,
+            table(("inputs", "n", "said 'not a digit I know'", "AUROC"), rows, numeric=(1, 2, 3)),
+        )
+    )
+
+
 def _health_section(p: dict[str, Piece]) -> Html:
     metrics = p["metrics"]
     verdict = health_verdict(metrics.value)
@@ -496,10 +642,34 @@ RENDER = {
     "confused-pairs": _pairs_section,
     "mistakes": _mistakes_section,
     "r2": _r2_section,
+    "calibration": _calibration_section,
     "health": _health_section,
     "environment": _environment_section,
     **INSIDE_RENDER,
 }
+
+
+def _counts(record: Any, recipe: Any) -> tuple[int | None, int | None]:
+    """(test images, validation images) of a run, from its dataset record and recipe."""
+    from mnistlab.datasets.preprocess import split_validation
+
+    n_test = getattr(record, "test", None)
+    train = getattr(record, "train", None)
+    frac = getattr(recipe, "validation_split", None)
+    if not train or not frac:
+        return n_test, None
+    held = split_validation(np.arange(train), np.arange(train), frac)[2]
+    return n_test, len(held) or None
+
+
+def _ci(accuracy: Any, n: int | None) -> Html | None:
+    """A line under an accuracy: its Wilson 95 % interval on ``n`` images."""
+    from mnistlab.evaluation.intervals import interval_text, wilson
+
+    if not isinstance(accuracy, (int, float)) or not n or not 0 <= accuracy <= 1:
+        return None
+    low, high = wilson(round(accuracy * n), n)
+    return join((tag("br"), tag("small", interval_text(low, high), f" on {n:,}", class_="ci")))
 
 
 def header(path, p: dict[str, Piece]) -> Html:
@@ -516,17 +686,20 @@ def header(path, p: dict[str, Piece]) -> Html:
     )
     env = p["environment"].value if isinstance(p["environment"].value, dict) else {}
     dataset = p["dataset"].value.name if p["dataset"].problem is None else "\u2014"
+    record = p["dataset"].value if p["dataset"].problem is None else None
+    recipe = p["recipe"].value if p["recipe"].problem is None else None
+    n_test, n_val = _counts(record, recipe)
     stats = [
         (
             _num(test.get("accuracy"), ".2%") if test.get("accuracy") is not None else "\u2014",
-            "test accuracy",
+            join(("test accuracy", _ci(test.get("accuracy"), n_test))),
         ),
         (_num(test.get("loss")), "test loss"),
         (
             _num(train.get("val_accuracy"), ".2%")
             if train.get("val_accuracy") is not None
             else "\u2014",
-            "validation accuracy",
+            join(("validation accuracy", _ci(train.get("val_accuracy"), n_val))),
         ),
         (str(train.get("epoch", "\u2014")), "epochs"),
         (dataset, "dataset"),

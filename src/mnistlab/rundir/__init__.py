@@ -3,14 +3,23 @@
 ``folder`` names the files (with the size each reader accepts) and makes folders atomically;
 ``files`` writes and reads the safetensors files, verified; ``records`` the text files, each
 through one bounded reader checked against its ``schema``; ``dataset`` is the typed record of
-the data a run trained on; ``run`` loads a finished run as a ``Run``; ``lock`` keeps one writer
-per folder.
+the data a run trained on; ``calibration`` the temperature and out-of-distribution check it
+stores, applied the same way by every command; ``run`` loads a finished run as a ``Run``;
+``lock`` keeps one writer per folder.
 The names below are the package's public face, so callers write ``rundir.load_run(path)``.
 """
 
 from mnistlab.rundir.dataset import DatasetRecord
-from mnistlab.rundir.files import read_checkpoint, read_model, write_checkpoint, write_model
+from mnistlab.rundir.files import (
+    read_checkpoint,
+    read_model,
+    read_predictions,
+    write_checkpoint,
+    write_model,
+    write_predictions,
+)
 from mnistlab.rundir.folder import (
+    CALIBRATION,
     CHECKPOINT,
     ENVIRONMENT,
     HISTORY,
@@ -19,12 +28,14 @@ from mnistlab.rundir.folder import (
     METRICS,
     MODEL,
     ONNX,
+    PREDICTIONS,
     RECIPE,
     REPORT,
     REQUIRED,
     check_free,
     new_run_dir,
     run_folder,
+    run_name,
 )
 from mnistlab.rundir.records import (
     json_bytes,
@@ -38,6 +49,7 @@ from mnistlab.rundir.records import (
 from mnistlab.rundir.run import Run, load_run
 
 __all__ = [
+    "CALIBRATION",
     "CHECKPOINT",
     "ENVIRONMENT",
     "HISTORY",
@@ -46,6 +58,7 @@ __all__ = [
     "METRICS",
     "MODEL",
     "ONNX",
+    "PREDICTIONS",
     "RECIPE",
     "REPORT",
     "REQUIRED",
@@ -61,9 +74,12 @@ __all__ = [
     "read_json",
     "read_metrics",
     "read_model",
+    "read_predictions",
     "run_folder",
+    "run_name",
     "update_metrics",
     "write_checkpoint",
     "write_history",
     "write_model",
+    "write_predictions",
 ]

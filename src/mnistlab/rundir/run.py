@@ -50,6 +50,7 @@ class Run:
     warnings: list[str] = dataclasses.field(default_factory=list)  # health check, this session
     stopped: str | None = None  # why training stopped early, if it did
     _predict: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _logits: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         return preprocess(x, self.mean, self.std)
@@ -63,6 +64,19 @@ class Run:
         predict = self._predict
         parts = [
             predict(self.preprocess(x[s : s + batch_size])) for s in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
+
+    def predict_logits(self, x: np.ndarray, batch_size: int = 10000) -> np.ndarray:
+        """(N, n_classes) float32 logits for uint8 images ``x``: what ``predict_proba`` takes
+        the softmax of (calibration divides them by a temperature first)."""
+        if self._logits is None:
+            from mnistlab.engines import predictor
+
+            self._logits = predictor(self.recipe, self.weights, logits=True)
+        parts = [
+            self._logits(self.preprocess(x[s : s + batch_size]))
+            for s in range(0, len(x), batch_size)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 

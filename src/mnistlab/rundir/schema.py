@@ -83,6 +83,36 @@ def fields(*, required: tuple[str, ...] = (), **specs: Any) -> Fields:
 
 # ---- the files ----------------------------------------------------------------------------
 _NUM = optional(NUMBER)  # null: a non-finite number (a diverged loss) is written as null
+_NUMBERS = listof(NUMBER)
+_BEFORE_AFTER = fields(
+    split=TEXT,
+    n=INTEGER,
+    nll_before=_NUM,
+    nll_after=_NUM,
+    ece_before=_NUM,
+    ece_after=_NUM,
+)
+CALIBRATION = fields(
+    required=("format", "model", "temperature", "ood"),
+    format=TEXT,
+    model=TEXT,
+    temperature=NUMBER,
+    fitted_on=_BEFORE_AFTER,
+    ood=fields(
+        required=("false_alarm", "threshold", "energy_quantiles", "pixel_quantiles", "pixels"),
+        false_alarm=NUMBER,
+        threshold=NUMBER,
+        energy_quantiles=_NUMBERS,
+        pixel_quantiles=_NUMBERS,
+        pixels=fields(
+            required=("mean", "components", "variances", "noise_variance"),
+            mean=_NUMBERS,
+            components=listof(_NUMBERS),
+            variances=_NUMBERS,
+            noise_variance=NUMBER,
+        ),
+    ),
+)
 _SCORES = fields(precision=_NUM, recall=_NUM, f1=_NUM, support=INTEGER)
 EVALUATION = fields(
     n=INTEGER,
@@ -98,6 +128,15 @@ EVALUATION = fields(
     split=TEXT,
     dataset=TEXT,
     figures=mapping(TEXT),
+    accuracy_ci=fields(low=_NUM, high=_NUM, level=NUMBER, correct=INTEGER, method=TEXT),
+    calibration=fields(temperature=_NUM, why_not=optional(TEXT), **_BEFORE_AFTER.specs),
+    ood=fields(
+        false_alarm=mapping(_NUM),
+        catch=mapping(mapping(_NUM)),
+        catch_rate=_NUM,
+        auroc=_NUM,
+        seed=INTEGER,
+    ),
 )
 METRICS = fields(
     train=fields(
@@ -152,6 +191,9 @@ ENVIRONMENT = fields(
     numba=TEXT,
     torch_threads=optional(INTEGER),
     resumed=listof(fields(after_epoch=INTEGER, at=TEXT)),
+    extended=listof(  # a finished run trained on: from_epochs -> to_epochs (training.plan.extend)
+        fields(required=("from_epochs",), from_epochs=INTEGER, to_epochs=INTEGER, at=TEXT)
+    ),
 )
 
 

@@ -8,7 +8,10 @@ form: the run's normalization ``(x - mean) / std``, then the network walk's laye
 (h, w, c) order the dense kernel was trained on), the Dense layers with batch norm folded into
 their weights from its moving statistics, no dropout (it is an identity at inference), and the
 softmax. So any ONNX runtime predicts like
-``Run.predict_proba`` without mnistlab.
+``Run.predict_proba`` without mnistlab. ``calibrated=True`` (``--calibrated``) divides the
+logits by the temperature of the run's calibration.json before the softmax, so the
+probabilities are the calibrated ones ``predict --calibrated`` gives; the model's metadata says
+which (``probabilities``: "raw softmax" or "calibrated", and ``temperature``).
 
 The graph is written with ``onnx.helper`` from the run's Keras-named weights: no torch import,
 no tracing. The class names, dataset and normalization travel in the model's metadata.
@@ -57,9 +60,10 @@ def _onnx():
 class _Graph:
     """A small builder: constants as initializers, nodes appended in order, fresh names."""
 
-    def __init__(self, helper, numpy_helper):
+    def __init__(self, helper, numpy_helper, temperature: float | None = None):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.inits, self.n = [], [], 0
+        self.temperature = temperature  # the softmax divides the logits by it first
 
     def const(self, name: str, value) -> str:
         self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value), name))
@@ -80,6 +84,8 @@ def _activation(g: _Graph, name: str, x: str) -> str:
     if name == "sigmoid":
         return g.op("Sigmoid", [x])
     if name == "softmax":
+        if g.temperature is not None:
+            x = g.op("Div", [x, g.const("temperature", np.array(g.temperature, np.float32))])
         g.nodes.append(g.helper.make_node("Softmax", [x], [OUTPUT], name="softmax", axis=-1))
         return OUTPUT
     if name == "gelu":  # exact erf form
@@ -144,10 +150,12 @@ def build_onnx(
     class_names,
     dataset: str = "",
     side: int = 28,
+    temperature: float | None = None,
 ):
-    """The ``onnx.ModelProto`` of a network given as a recipe and its Keras-named weights."""
+    """The ``onnx.ModelProto`` of a network given as a recipe and its Keras-named weights;
+    with ``temperature``, the softmax is of the logits divided by it (calibrated)."""
     onnx, helper, numpy_helper = _onnx()
-    g = _Graph(helper, numpy_helper)
+    g = _Graph(helper, numpy_helper, temperature)
     w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
     x = g.op("Sub", [INPUT, g.const("norm_mean", np.array(mean, np.float32))])
     # (x - mean) / std exactly as Run.preprocess does it: a division, not a folded product.
@@ -176,29 +184,43 @@ def build_onnx(
             "normalization.mean": repr(float(mean)),
             "normalization.std": repr(float(std)),
             "recipe": json.dumps(recipe.to_dict()),
+            "probabilities": "raw softmax" if temperature is None else "calibrated",
+            "temperature": "" if temperature is None else repr(float(temperature)),
         },
     )
     onnx.checker.check_model(model)
     return model
 
 
-def export_onnx(run, out: str | Path | None = None) -> Path:
-    """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path."""
+def export_onnx(run, out: str | Path | None = None, calibrated: bool = False) -> Path:
+    """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path.
+    ``calibrated``: with the temperature of the run's calibration.json (RunError without one)."""
     from mnistlab.rundir import ONNX, Run, load_run
+    from mnistlab.rundir.calibration import read_calibration
 
     _onnx()  # a missing extra is the first thing to say, before reading the run
     run = run if isinstance(run, Run) else load_run(run)
     run.finite_proba(np.zeros((1, 28, 28), np.uint8), before="exporting")
+    temperature = read_calibration(run).temperature if calibrated else None
     path = Path(out) if out is not None else Path(run.path) / ONNX
     model = build_onnx(
-        run.recipe, run.weights, run.mean, run.std, run.class_names, run.dataset_name
+        run.recipe,
+        run.weights,
+        run.mean,
+        run.std,
+        run.class_names,
+        run.dataset_name,
+        temperature=temperature,
     )
     atomic_write_bytes(path, model.SerializeToString())
     return path
 
 
-def export(run, format: str = "onnx", out: str | Path | None = None) -> Path:
-    """Export a run (folder or Run) in ``format``; only "onnx" for now."""
+def export(
+    run, format: str = "onnx", out: str | Path | None = None, calibrated: bool = False
+) -> Path:
+    """Export a run (folder or Run) in ``format``; only "onnx" for now. ``calibrated``: its
+    probabilities temperature-scaled with the run's calibration.json."""
     if format not in FORMATS:
         raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
-    return export_onnx(run, out)
+    return export_onnx(run, out, calibrated)

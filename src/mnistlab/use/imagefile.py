@@ -1,11 +1,14 @@
 """Image files decoded with bounded memory: a few hundred KB of PNG must not become gigabytes.
 
-``Image.open`` reads only the header, so the size is known before any pixel is decoded. Images
-above ``MAX_PIXELS`` are refused with one line: a 13000 x 13000 PNG compresses to 200 KB yet
-decodes to 170 MB per channel. A JPEG decodes at 1/2..1/8 scale directly (``draft``). Other
-formats decode whole and are box-reduced at once to about ``WORK_SIDE``, the resolution that
-``mnistlab.use.imageprep`` works at. Pillow's own DecompressionBombWarning never prints: the limit
-here is lower.
+``Image.open`` reads only the header, so the size and pixel format are known before any pixel
+is decoded. Two limits are checked there, each a one-line refusal: ``MAX_PIXELS``, and
+``MAX_DECODE_BYTES``, the memory the decode itself takes (``decode_bytes``: Pillow stores an
+8-bit RGB or RGBA pixel in 4 bytes and a greyscale one in 1, and a palette image is converted
+to RGB(A) before it is reduced). A 320 KB PNG of 6320 x 6320 RGBA is under the pixel limit yet
+decodes to 160 MB; the byte budget refuses it. A JPEG decodes at 1/2..1/8 scale directly
+(``draft``). Other formats decode whole and are box-reduced at once to about ``WORK_SIDE``, the
+resolution that ``mnistlab.use.imageprep`` works at. Pillow's own DecompressionBombWarning never
+prints: the limits here are lower.
 
 >>> from PIL import Image
 >>> import io
@@ -23,14 +26,25 @@ import warnings
 from typing import BinaryIO
 
 from mnistlab.errors import DataError, ImageTooLarge
+from mnistlab.fsio import read_bytes
 
 WORK_SIDE = 1024  # longest side the preparation works at: a digit needs ~200 px, not 12 MP
 MAX_PIXELS = 40_000_000  # decoded pixels (after JPEG's draft reduction) above which we refuse
+MAX_DECODE_BYTES = 64 * 2**20  # memory one decode may take: a 16 MP RGB(A), a 64 MP greyscale
+MAX_FILE_BYTES = 64 * 2**20  # an image file read from disk (a phone photo is 2-5 MB)
+# Bytes per pixel in Pillow's storage by mode (any other: 4, as 8-bit RGB/RGBA/LA/CMYK are).
+_STORED = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_TO_RGB = ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La", "RGBa", "RGBX")  # see _reduce
 
 Source = str | os.PathLike | bytes | BinaryIO
 
 
-def read_image(source: Source, name: str | None = None, max_pixels: int = MAX_PIXELS):
+def read_image(
+    source: Source,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODE_BYTES,
+):
     """Decode an image file (path, bytes or binary file) into a PIL image, memory bounded.
 
     ``open_image``, then ``decode``: the size is checked from the header before any pixel is
@@ -38,15 +52,33 @@ def read_image(source: Source, name: str | None = None, max_pixels: int = MAX_PI
     """
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else "<upload>"
-    return decode(open_image(source, name, max_pixels), name)
+    return decode(open_image(source, name, max_pixels, max_bytes), name)
 
 
-def open_image(source: Source, name: str, max_pixels: int = MAX_PIXELS):
-    """The image's header only: a PIL image whose size is known and within ``max_pixels``
-    (after a JPEG's draft reduction), nothing decoded yet, so a small file that would unpack
-    to gigabytes costs nothing to refuse (ImageTooLarge)."""
+def decode_bytes(img) -> int:
+    """The memory decoding ``img`` (an ``open_image`` result) takes at its peak: the decoded
+    image in Pillow's storage, plus the RGB(A) or 32-bit copy ``_reduce`` converts it to first.
+
+    >>> from PIL import Image
+    >>> decode_bytes(Image.new("RGBA", (100, 100))), decode_bytes(Image.new("P", (100, 100)))
+    (40000, 50000)
+    """
+    w, h = img.size
+    converted = img.mode in _TO_RGB or (img.mode.startswith("I;16") and max(w, h) >= 2 * WORK_SIDE)
+    return w * h * (_STORED.get(img.mode, 4) + (4 if converted else 0))
+
+
+def open_image(
+    source: Source, name: str, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES
+):
+    """The image's header only: a PIL image whose size is known and within ``max_pixels`` and
+    whose decoding takes at most ``max_bytes`` (after a JPEG's draft reduction), nothing
+    decoded yet, so a small file that would unpack to gigabytes costs nothing to refuse
+    (ImageTooLarge)."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, (str, os.PathLike)):
+        source = _read_file(source, name)
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     too_large = f"more than mnistlab decodes ({max_pixels:,} pixels); scale it down first"
     try:
@@ -73,7 +105,25 @@ def open_image(source: Source, name: str, max_pixels: int = MAX_PIXELS):
     if img.size[0] * img.size[1] > max_pixels:
         img.close()
         raise ImageTooLarge(f"{name}: {w}x{h} pixels is {too_large}")
+    if decode_bytes(img) > max_bytes:
+        need = decode_bytes(img)
+        img.close()
+        raise ImageTooLarge(
+            f"{name}: {w}x{h} pixels of {img.mode} take {need / 2**20:.0f} MiB to decode, more "
+            f"than mnistlab decodes ({max_bytes / 2**20:.0f} MiB); scale it down first"
+        )
     return img
+
+
+def _read_file(path, name: str) -> bytes:
+    """The bytes of an image file, at most ``MAX_FILE_BYTES``; a FIFO or a device is refused
+    without being opened (Pillow would block reading a FIFO forever)."""
+    try:
+        return read_bytes(path, "an image file", MAX_FILE_BYTES, DataError)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{name}: cannot read it ({exc.strerror or exc})") from None
 
 
 def decode(img, name: str):
@@ -99,7 +149,7 @@ def _reduce(img):
     for the rest is bounded, and averaging lowers the paper's noise rather than aliasing it."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La", "RGBa", "RGBX"):
+    elif img.mode in _TO_RGB:
         img = img.convert("RGBA" if "A" in img.mode or "a" in img.mode else "RGB")
     factor = max(img.size) // WORK_SIDE
     if factor >= 2:

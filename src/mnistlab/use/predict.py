@@ -6,6 +6,12 @@ A batch of files keeps going past a bad one: with ``on_error="collect"`` each un
 blank file becomes a ``Failed`` entry (its one-line reason) in its place, and every good file
 still gets its ``Prediction``.
 
+How sure: the probabilities are the model's raw softmax, or with ``calibrated=True`` the ones
+temperature scaling made honest (the run's calibration.json; a run without one is refused in
+one line). Each answer has a ``verdict``: "not a digit I know" when the run's out-of-distribution
+check finds the input unlike its training images (runs with a calibration.json), else "not
+sure" below ``NOT_SURE_BELOW``, else "sure".
+
 >>> import numpy as np
 >>> paper = np.full((120, 90), 235, np.uint8)
 >>> paper[20:100, 40:52] = 20                   # a dark vertical stroke: a "1"
@@ -22,26 +28,41 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import DataError, MnistlabError
+from mnistlab.errors import DataError, MnistlabError, RunError
 from mnistlab.use.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
 
 ImageLike = str | os.PathLike | bytes | np.ndarray | Any  # Any: a PIL image
+NOT_SURE_BELOW = 0.9  # a top probability below this is "not sure": wrong at least 1 time in 10
+STORED = "stored"  # predict_prepared's default calibration: the run's calibration.json, if any
+
+
+def unfamiliar(class_names) -> str:
+    """The verdict for an input unlike the training images, in the words of its classes."""
+    digits = [str(i) for i in range(len(class_names))] == list(class_names)
+    return "not a digit I know" if digits else "not like anything it was trained on"
 
 
 @dataclasses.dataclass
 class Prediction:
-    """One image's answer. ``top``: (class index, class name, probability), most likely first."""
+    """One image's answer. ``top``: (class index, class name, probability), most likely first;
+    the probabilities are calibrated or the raw softmax (``calibrated``). ``ood``: the
+    out-of-distribution check, {"score", "threshold", "unusual"}, None where the run has none."""
 
     source: str
     image: np.ndarray  # the prepared (28, 28) uint8 input the model saw
     probabilities: np.ndarray  # (n_classes,) float
     top: list[tuple[int, str, float]]
+    calibrated: bool = False
+    ood: dict[str, Any] | None = None
+    verdict: str = ""  # "sure", "not sure" or ``unfamiliar``'s words
+    raw_probability: float | None = None  # with ``calibrated``: the raw softmax's, of the label
     steps: list | None = None  # the preparation's steps (imageprep.Step), when asked for
     ok = True
 
@@ -57,12 +78,21 @@ class Prediction:
     def probability(self) -> float:
         return self.top[0][2]
 
+    @property
+    def kind(self) -> str:
+        """Which probabilities these are: "calibrated" or "raw"."""
+        return "calibrated" if self.calibrated else "raw"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.source,
             "predicted": self.predicted,
             "label": self.label,
             "probability": self.probability,
+            "probabilities_are": self.kind,
+            "raw_probability": self.raw_probability,
+            "verdict": self.verdict,
+            "ood": self.ood,
             "top": [{"class": c, "label": n, "probability": p} for c, n, p in self.top],
         }
 
@@ -85,10 +115,31 @@ def _load(run):
     return run if isinstance(run, Run) else load_run(run)
 
 
+def _calibration(run, calibrated: bool, calibration=STORED):
+    """The Calibration to apply (``STORED``: the run's, if it has one), RunError when
+    ``calibrated`` probabilities are asked of a run without one."""
+    from mnistlab.rundir.calibration import find_calibration, uncalibrated
+
+    if isinstance(calibration, str) and calibration == STORED:
+        calibration = find_calibration(run)
+    if calibrated and calibration is None:
+        raise RunError(uncalibrated(run))
+    return calibration
+
+
 def predict_prepared(
-    run, images: np.ndarray, sources: Sequence[str] | None = None, top: int = 3
+    run,
+    images: np.ndarray,
+    sources: Sequence[str] | None = None,
+    top: int = 3,
+    calibrated: bool = False,
+    calibration=STORED,
 ) -> list[Prediction]:
-    """Classify already prepared (N, 28, 28) uint8 images (``prepare``'s output) with a run."""
+    """Classify already prepared (N, 28, 28) uint8 images (``prepare``'s output) with a run.
+
+    ``calibration``: the ``rundir.calibration.Calibration`` to apply, None for none, or
+    ``STORED`` (the default) for the run's calibration.json when it has one.
+    """
     run = _load(run)
     x = np.asarray(images)
     if x.ndim == 2:
@@ -100,19 +151,61 @@ def predict_prepared(
         raise ValueError(f"top: expected 1..{n_classes}, got {top}")
     sources = list(sources) if sources is not None else [f"<array {i}>" for i in range(len(x))]
     x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
-    proba = run.finite_proba(x, before="predicting")
+    calibration = _calibration(run, calibrated, calibration)
+    proba, raw, checks = _answers(run, x, calibration, calibrated)
     out = []
-    for name, img, p in zip(sources, x, proba):
+    for name, img, p, q, ood in zip(sources, x, proba, raw, checks):
         order = np.argsort(-p, kind="stable")[:top]  # stable: ties go to the lower class index
+        best = float(p[order[0]])
+        verdict = (
+            unfamiliar(run.class_names)
+            if ood is not None and ood["unusual"]
+            else "not sure"
+            if best < NOT_SURE_BELOW
+            else "sure"
+        )
         out.append(
             Prediction(
                 name,
                 img,
                 p.astype(np.float64),
                 [(int(c), run.class_names[c], float(p[c])) for c in order],
+                calibrated=calibrated,
+                ood=ood,
+                verdict=verdict,
+                raw_probability=float(q[order[0]]) if calibrated else None,
             )
         )
     return out
+
+
+def _answers(run, x: np.ndarray, calibration, calibrated: bool):
+    """(probabilities (N, C), the raw softmax (N, C), the OOD check per image or None each)
+    for prepared images."""
+    from mnistlab.rundir import MODEL
+    from mnistlab.rundir.calibration import softmax
+
+    if calibration is None:
+        proba = run.finite_proba(x, before="predicting")
+        return proba, proba, [None] * len(x)
+    logits = run.predict_logits(x)
+    if not np.all(np.isfinite(logits)):
+        raise RunError(
+            f"{run.path}/{MODEL}: the model predicts NaN/inf (training diverged?); retrain it "
+            "before predicting"
+        )
+    raw = softmax(logits)
+    proba = calibration.probabilities(logits) if calibrated else raw
+    check = calibration.ood
+    scores = check.score(logits, x)
+    return (
+        proba,
+        raw,
+        [
+            {"score": float(s), "threshold": check.threshold, "unusual": bool(check.unusual(s))}
+            for s in scores
+        ],
+    )
 
 
 def _is_one_image(images) -> bool:
@@ -124,7 +217,12 @@ def _is_one_image(images) -> bool:
 
 
 def predict(
-    run, images: Sequence[ImageLike], top: int = 3, on_error: str = "raise", steps: bool = False
+    run,
+    images: Sequence[ImageLike],
+    top: int = 3,
+    on_error: str = "raise",
+    calibrated: bool = False,
+    steps: bool = False,
 ) -> list[Prediction | Failed]:
     """Predict every image with a run (folder or Run), in order.
 
@@ -132,11 +230,15 @@ def predict(
     or (H, W, 3|4) colour, or a stack (N, H, W) / (N, H, W, 3|4) of them: arrays go through the
     same preparation as files, so pass what a camera or a canvas gives. ``on_error``: "raise"
     stops at the first bad image (DataError); "collect" puts a ``Failed`` in its place.
-    ``steps``: each Prediction also keeps its preparation's steps (``imageprep.Step``).
+    ``calibrated``: temperature-scaled probabilities (the run's calibration.json) instead of the
+    raw softmax. ``steps``: each Prediction also keeps its preparation's steps
+    (``imageprep.Step``).
     """
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error: expected 'raise' or 'collect', got {on_error!r}")
     run = _load(run)
+    run.finite_proba(np.zeros((1, 28, 28), np.uint8), before="predicting")  # diverged: say so
+    calibration = _calibration(run, calibrated)  # a missing or damaged one: before any image
     if _is_one_image(images):
         images = [images]  # one image; an (N, H, W) or (N, H, W, C) array is N of them
     if len(images) == 0:
@@ -167,7 +269,11 @@ def predict(
         names.append(name)
         prepared.append(x)
         stages.append(made)
-    done = iter(predict_prepared(run, np.stack(prepared), names, top) if prepared else [])
+    done = iter(
+        predict_prepared(run, np.stack(prepared), names, top, calibrated, calibration)
+        if prepared
+        else []
+    )
     results = [next(done) if s is None else s for s in slots]
     for r, made in zip((r for r in results if r.ok), stages):
         r.steps = made
@@ -182,10 +288,12 @@ def print_predictions(results: Sequence[Prediction | Failed], console=None) -> N
 
     console = console or Console()
     good = [r for r in results if r.ok]
+    kind = good[0].kind if good else "raw"
     t = Table(title="Predictions")
     t.add_column("file", overflow="fold")  # a long path folds onto more lines, never "..."
     t.add_column("predicted")
-    t.add_column("probability", justify="right")
+    t.add_column(f"probability ({kind})", justify="right")
+    t.add_column("verdict")
     t.add_column(f"top {len(good[0].top)}" if good else "top")
     for r in results:
         if r.ok:
@@ -193,11 +301,21 @@ def print_predictions(results: Sequence[Prediction | Failed], console=None) -> N
                 escape(r.source),
                 _class(r.predicted, r.label),
                 f"{r.probability:.4f}",
+                r.verdict,
                 ", ".join(f"{_class(c, n)} {q:.3f}" for c, n, q in r.top),
             )
         else:
-            t.add_row(escape(r.source), "[red]error[/red]", "", escape(r.error))
+            t.add_row(escape(r.source), "[red]error[/red]", "", "", escape(r.error))
     console.print(t)
+    if good and kind == "raw":
+        console.print(
+            "probabilities: the raw softmax, often surer than the model is right; "
+            "--calibrated uses the run's calibration.json"
+        )
+    if good and good[0].ood is None:
+        console.print(
+            "not checked for inputs unlike the training images: the run is not calibrated"
+        )
 
 
 def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], path) -> Path:
@@ -208,7 +326,17 @@ def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], pat
     good = [r for r in results if r.ok]
     if not good:
         raise DataError(f"{path}: no image was predicted, nothing to show")
-    titles = [Path(r.source).name if not r.source.startswith("<") else r.source for r in good]
+    if len(good) > plots.PREDICTIONS_SHOWN:
+        warnings.warn(
+            f"{path}: shows the first {plots.PREDICTIONS_SHOWN} of the {len(good)} predicted "
+            "images (a figure of more would take minutes to draw)",
+            stacklevel=2,
+        )
+    titles = [
+        f"{Path(r.source).name if not r.source.startswith('<') else r.source}\n"
+        f"{r.verdict} ({r.kind})"
+        for r in good
+    ]
     return plots.predictions(
         [r.image for r in good],
         [r.probabilities for r in good],

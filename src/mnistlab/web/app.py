@@ -8,14 +8,25 @@ Endpoints (FastAPI; the schema is at /openapi.json, a local reference page at /d
   ``mnistlab predict`` prepares a photo (any polarity, cropped, scaled, centred). A JSON array
   is taken to be in MNIST's form already (bright ink on black) and goes to the model as it is,
   unless ``prepare`` is true. The answer holds ``predicted`` (class index), ``label``,
-  ``probability``, ``probabilities`` (per class name) and ``image``: the 28x28 the model saw.
-* ``GET /health``; ``GET /model`` (recipe, metrics, classes); ``GET /``, the page.
+  ``probability``, ``probabilities`` (per class name), ``probabilities_are`` ("calibrated" or
+  "raw"), ``raw_probability`` (the raw softmax's, of the label, beside calibrated ones),
+  ``verdict`` ("sure", "not sure" below ``NOT_SURE_BELOW``, or "not a digit I know"), ``ood``
+  (the out-of-distribution check: score, threshold, unusual; null for an uncalibrated run) and
+  ``image``: the 28x28 the model saw.
+* How sure: a run with a calibration.json (``mnistlab evaluate`` or ``mnistlab train`` writes
+  it) answers with calibrated probabilities and checks each input against what it was trained
+  on; the query parameter ``probabilities=raw`` asks for the raw softmax instead
+  (``probabilities=calibrated`` on a run without one is a 409).
+* ``GET /health``; ``GET /model`` (recipe, metrics, classes, calibration); ``GET /``, the page.
 
-Limits: the request body (``max_body`` bytes, else 413), the pixels of an uploaded image
-(``max_pixels``, read from its header before decoding, else 413), and the time per request
-(``timeout`` seconds, else 503: reading the body, and preparing an image larger than
-``INLINE_PIXELS``, which happens in a thread that the limit abandons; smaller images and 28x28
-arrays take a few milliseconds at most and are answered on the event loop, saving the hop).
+Limits: the request body (``max_body`` bytes, else 413), the pixels of an uploaded image and
+the memory its decoding takes (``max_pixels`` and ``imagefile.MAX_DECODE_BYTES``, read from its
+header before decoding, else 413), and the time per request (``timeout`` seconds, else 503:
+reading the body, and preparing an image larger than ``INLINE_PIXELS``; smaller images and
+28x28 arrays take a few milliseconds at most and are answered on the event loop, saving the
+hop). Larger images are prepared by a pool of ``threads`` threads: at most that many decode at
+once, whatever the number of requests, and a request that runs out of time gives up its place
+in the queue but not a running decode's thread, which stays taken until that decode ends.
 Nothing in a request names a file on disk. Errors are JSON ``{"error": "<one line>"}``: 400
 malformed, 404, 405, 413, 415 (neither an image nor JSON), 422 well-formed but unusable (blank
 image, wrong shape), 503.
@@ -31,6 +42,7 @@ image, wrong shape), 503.
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -50,7 +62,7 @@ from mnistlab.web.inputs import (
     decode_upload,
     open_upload,
     parse_pixels,
-    see_and_predict,
+    see,
 )
 
 MAX_BODY = 8 * 2**20  # bytes: a phone photo is 2-5 MB
@@ -61,6 +73,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 ERRORS = {
     400: "malformed body",
     413: "body or image too large",
+    409: "calibrated probabilities asked of a run without a calibration",
     415: "neither an image nor JSON",
     422: "unusable image or array",
     503: "time limit ran out",
@@ -76,7 +89,7 @@ def create_app(
     threads: int = THREADS,
 ):
     """A FastAPI app serving ``run`` (a folder or a loaded Run); loads and checks it now."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Query, Request
     from fastapi.responses import FileResponse, Response
     from starlette.staticfiles import StaticFiles
 
@@ -86,7 +99,7 @@ def create_app(
     run = run if isinstance(run, Run) else load_run(run)
     run.finite_proba(np.zeros((1, SIZE, SIZE), np.uint8), before="serving")  # builds it too
     predictor = Predictor(run, max_body, max_pixels, threads)
-    health, info = _describe(run)
+    health, info = _describe(run, predictor.calibration)
     Answer, Error, Health, ModelInfo = response_models()
     app = FastAPI(
         title="mnistlab",
@@ -105,8 +118,14 @@ def create_app(
         responses=responses,
         summary="Predict the class of one image",
     )
-    async def predict(request: Request) -> Response:
-        return await predictor.respond(request, timeout)
+    async def predict(
+        request: Request,
+        probabilities: Literal["calibrated", "raw"] | None = Query(
+            None,
+            description="calibrated (the default when the run is calibrated) or raw softmax",
+        ),
+    ) -> Response:
+        return await predictor.respond(request, timeout, probabilities)
 
     @app.get("/health", response_model=Health, summary="Liveness")
     async def get_health() -> Response:
@@ -124,15 +143,22 @@ def create_app(
     async def docs() -> FileResponse:  # FastAPI's own page loads swagger-ui from a CDN
         return FileResponse(STATIC / "docs.html")
 
-    inside.add_route(app, run, max_pixels, timeout, predictor.limiter)  # POST /inside
+    inside.add_route(app, run, predictor, timeout)  # POST /inside
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
     app.state.run = run
     return app
 
 
-def _describe(run) -> tuple[bytes, bytes]:
+def _describe(run, calibration) -> tuple[bytes, bytes]:
     """The bodies of ``GET /health`` and ``GET /model``, made once."""
+    from mnistlab.evaluation.intervals import accuracy_interval
+    from mnistlab.rundir.calibration import why_uncalibrated
+    from mnistlab.use.predict import NOT_SURE_BELOW
+
+    test = run.metrics.get("test") or {}
+    n = run.dataset.test
+    accuracy = test.get("accuracy")
     recipe = run.recipe.to_dict()
     recipe.get("data", {}).pop("data_dir", None)  # a path on the server: no client's business
     health = json_bytes({"status": "ok", "run": Path(run.path).name})
@@ -144,6 +170,17 @@ def _describe(run) -> tuple[bytes, bytes]:
             "classes": list(run.class_names),
             "recipe": recipe,
             "metrics": run.metrics,
+            "test_accuracy_ci": accuracy_interval(round(accuracy * n), n)
+            if isinstance(accuracy, (int, float)) and n
+            else None,
+            "calibration": {
+                "calibrated": calibration is not None,
+                "temperature": calibration.temperature if calibration is not None else None,
+                "fitted_on": calibration.fitted_on if calibration is not None else None,
+                "ood_false_alarm": calibration.ood.false_alarm if calibration else None,
+                "not_sure_below": NOT_SURE_BELOW,
+                "why_not": None if calibration is not None else why_uncalibrated(run),
+            },
             "input": {
                 "shape": [SIZE, SIZE],
                 "range": [0, 255],
@@ -158,58 +195,89 @@ class Predictor:
     """``POST /predict``: what the request carries, turned into the model's answer."""
 
     def __init__(self, run, max_body: int, max_pixels: int, threads: int):
-        import anyio
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mnistlab.rundir.calibration import find_calibration
 
         self.run, self.names = run, list(run.class_names)
         self.max_body, self.max_pixels = max_body, max_pixels
-        self.limiter = anyio.CapacityLimiter(threads)
+        # The decoding memory in flight is threads x imagefile.MAX_DECODE_BYTES at most: a
+        # request that times out cannot free a thread's slot while its decode still runs.
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-prepare")
+        self.calibration = find_calibration(run)  # read once; a damaged one stops the start
 
-    async def respond(self, request, timeout: float):
+    async def respond(self, request, timeout: float, probabilities: str | None = None):
         import anyio
         from fastapi.responses import Response
 
         with anyio.move_on_after(timeout):
             try:
-                return Response(await self.answer(request), media_type="application/json")
+                body = await self.answer(request, self._calibrated(probabilities))
+                return Response(body, media_type="application/json")
             except Reject as exc:
                 return error(exc.status, exc.message)
         return error(503, f"the request took longer than the {timeout:g} s limit; try again")
 
-    def compute(self, image: np.ndarray, prepare: bool, name: str) -> bytes:
-        x, p = see_and_predict(self.run, image, prepare, name)
-        if not np.all(np.isfinite(p)):
-            raise Reject(500, "the model predicted NaN/inf for this image")
-        k = int(np.argmax(p))
+    def _calibrated(self, probabilities: str | None) -> bool:
+        """Whether to answer with calibrated probabilities (the default, where there are)."""
+        from mnistlab.rundir.calibration import why_uncalibrated
+
+        if probabilities == "calibrated" and self.calibration is None:
+            raise Reject(409, f"probabilities=calibrated: {why_uncalibrated(self.run)}")
+        return self.calibration is not None and probabilities != "raw"
+
+    def compute(self, image: np.ndarray, prepare: bool, name: str, calibrated: bool) -> bytes:
+        from mnistlab.errors import RunError
+        from mnistlab.use.predict import predict_prepared
+
+        x = see(self.run, image, prepare, name)
+        try:
+            (answer,) = predict_prepared(
+                self.run, x[None], [name], len(self.names), calibrated, self.calibration
+            )
+        except RunError:  # the model's outputs are NaN/inf
+            raise Reject(500, "the model predicted NaN/inf for this image") from None
+        p = answer.probabilities
         return json_bytes(
             {
-                "predicted": k,
-                "label": self.names[k],
-                "probability": float(p[k]),
+                "predicted": answer.predicted,
+                "label": answer.label,
+                "probability": answer.probability,
                 "probabilities": dict(zip(self.names, p.tolist())),
+                "probabilities_are": answer.kind,
+                "raw_probability": answer.raw_probability,
+                "temperature": self.calibration.temperature if calibrated else None,
+                "verdict": answer.verdict,
+                "ood": answer.ood,
                 "image": x.tolist(),
             }
         )
 
-    async def answer(self, request) -> bytes:
-        import anyio
+    async def answer(self, request, calibrated: bool = False) -> bytes:
+        import asyncio
 
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()  # BodyLimit bounds it
         if ctype == "application/json" or ctype.endswith("+json"):
             image, prepare = parse_pixels(body)
-            work = functools.partial(self.compute, image, prepare, "image")
+            work = functools.partial(self.compute, image, prepare, "image", calibrated)
             size = SIZE * SIZE
         else:
             img = open_upload(await self._image_bytes(request, ctype, body), self.max_pixels)
-            work = functools.partial(self._upload, img)
+            work = functools.partial(self._upload, img, calibrated)
             size = img.size[0] * img.size[1]
         if size <= INLINE_PIXELS:  # a few ms at most: cheaper here than a hop to a thread
             return work()
-        # Larger images go to a thread, which the time limit can abandon.
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.limiter)
+        # Larger images go to the pool. Cancelled (the time limit, a client gone), a request
+        # that waits in its queue leaves it; a running one keeps its thread until it is done.
+        future = self.pool.submit(work)
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            future.cancel()
 
-    def _upload(self, img) -> bytes:
-        return self.compute(decode_upload(img), True, "file")
+    def _upload(self, img, calibrated: bool) -> bytes:
+        return self.compute(decode_upload(img), True, "file", calibrated)
 
     async def _image_bytes(self, request, ctype: str, body: bytes) -> bytes:
         from starlette.datastructures import UploadFile

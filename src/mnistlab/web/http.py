@@ -5,7 +5,7 @@ the API's JSON error."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from mnistlab.web.inputs import SIZE
 
@@ -145,11 +145,36 @@ def request_schemas() -> dict[str, Any]:
 def response_models():
     from pydantic import BaseModel, Field
 
+    class OodCheck(BaseModel):
+        score: float = Field(
+            description="unusualness, 0-1: the share of validation digits "
+            "that look more ordinary than this input"
+        )
+        threshold: float = Field(description="above it: not like the training images")
+        unusual: bool
+
     class Answer(BaseModel):
         predicted: int = Field(description="class index")
         label: str = Field(description="class name")
-        probability: float
+        probability: float = Field(description="of the label; which kind: probabilities_are")
         probabilities: dict[str, float] = Field(description="per class name")
+        probabilities_are: Literal["calibrated", "raw"] = Field(
+            description="calibrated: softmax(logits / temperature), fitted on the run's "
+            "validation part; raw: the model's softmax, often surer than it is right"
+        )
+        raw_probability: float | None = Field(
+            description="with calibrated probabilities: the raw softmax's, of the label"
+        )
+        temperature: float | None = Field(description="with calibrated probabilities")
+        verdict: Literal[
+            "sure", "not sure", "not a digit I know", "not like anything it was trained on"
+        ] = Field(
+            description="not a digit I know: the input is unlike the training images; not "
+            "sure: probability below the run's not_sure_below (GET /model)"
+        )
+        ood: OodCheck | None = Field(
+            description="the out-of-distribution check; null when the run is not calibrated"
+        )
         image: list[list[int]] = Field(description="the 28x28 the model saw, 0-255")
 
     class Error(BaseModel):
@@ -166,6 +191,13 @@ def response_models():
         classes: list[str]
         recipe: dict[str, Any]
         metrics: dict[str, Any]
+        test_accuracy_ci: dict[str, Any] | None = Field(
+            description="Wilson 95 % interval of the test accuracy"
+        )
+        calibration: dict[str, Any] = Field(
+            description="calibrated, temperature, fitted_on, ood_false_alarm, not_sure_below, "
+            "why_not"
+        )
         input: dict[str, Any]
 
     return Answer, Error, Health, ModelInfo

@@ -5,7 +5,7 @@ header first, its size checked against a pixel limit before anything is decoded,
 upright at a bounded size, then prepared as a photo. A JSON body is checked field by field.
 Anything unusable raises ``Reject``: an HTTP status and a one-line reason naming the field.
 
-``see_and_predict`` is the one place that calls into predict's preparation.
+``see`` is the one place that calls into predict's preparation.
 
 >>> x, prepare = parse_pixels(b'{"image": ' + str([[0] * 28] * 28).encode() + b'}')
 >>> x.shape, x.dtype, prepare
@@ -61,22 +61,17 @@ def decode_upload(img):
         raise Reject(422, str(exc)) from None
 
 
-def see_and_predict(
-    run, image: np.ndarray, prepare: bool, name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(the 28x28 uint8 the model saw, class probabilities) for a decoded image (a PIL image
-    or an array) or a 28x28;
-    the one place that calls predict's preparation."""
+def see(run, image: np.ndarray, prepare: bool, name: str) -> np.ndarray:
+    """The 28x28 uint8 the model sees for a decoded image (a PIL image or an array) or a
+    28x28; the one place that calls predict's preparation."""
     from mnistlab.use import predict as pr
 
     if prepare:
         try:
-            x = pr.prepare(image, name, pr.style_for(run.dataset_name))
+            return pr.prepare(image, name, pr.style_for(run.dataset_name))
         except DataError as exc:
             raise Reject(422, str(exc)) from None
-    else:
-        x = np.asarray(image, dtype=np.uint8)
-    return x, run.predict_proba(x[None])[0]
+    return np.asarray(image, dtype=np.uint8)
 
 
 # ---- JSON ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``POST /inside``: the draw page's look inside the network, for one drawn digit.
 
 It takes what ``POST /predict`` takes (an image upload, or JSON ``{"image": 28x28, "prepare":
-false}``) and answers, beside the prediction: ``steps``, each stage of the MNIST-style
+false}``) and answers, beside the predicted class and the logits (the class is /predict's,
+calibrated or not: temperature scaling keeps the order): ``steps``, each stage of the MNIST-style
 preparation as a PNG (``use.imageprep``; a 28x28 JSON array that is not prepared has one step,
 itself); ``layers``, each hidden layer's activations (a Dense layer's values, a conv block's
 maps as one PNG); ``attribution``, integrated gradients of the predicted class over the 28x28
@@ -12,7 +13,7 @@ drawing (``web/static/inside.js``).
 
 Its cost is bounded: the attribution gets at most ``COST`` of model work per request (enough
 for the exact path of a notebook-sized MLP; a conv net gets a coarser path, and ``gap`` says how
-coarse); the work runs in a thread the time limit can abandon.
+coarse); the work runs on ``POST /predict``'s threads, which the time limit can leave.
 """
 
 import base64
@@ -129,7 +130,7 @@ class Inside:
         return {
             "predicted": k,
             "label": self.names[k],
-            "probabilities": dict(zip(self.names, look.probabilities.tolist())),
+            "logits": dict(zip(self.names, look.logits.tolist())),
             "steps": [
                 {"name": s.name, "title": s.title, "note": s.note, "png": _step_png(s)}
                 for s in steps
@@ -183,9 +184,12 @@ def _layer(layer) -> dict:
     }
 
 
-def add_route(app, run, max_pixels: int, timeout: float, limiter) -> None:
-    """Register ``POST /inside`` on ``app`` for ``run``; ``limiter`` bounds the threads that
-    compute at once (the app's own, shared with ``/predict``)."""
+def add_route(app, run, predictor, timeout: float) -> None:
+    """Register ``POST /inside`` on ``app`` for ``run``; the work runs on ``predictor``'s
+    threads (``POST /predict``'s: the same bound on the decoding memory in flight) with its
+    limits on the body and the pixels."""
+    import asyncio
+
     import anyio
     from fastapi import Request
     from fastapi.responses import Response
@@ -196,26 +200,32 @@ def add_route(app, run, max_pixels: int, timeout: float, limiter) -> None:
     async def look_inside(request: Request) -> Response:
         with anyio.move_on_after(timeout):
             try:
-                image, prepare = await _read(request, max_pixels)
-                work = functools.partial(inside.compute, image, prepare)
-                body = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+                work = await _work(request, inside, predictor)
+                # Cancelled (the time limit, a client gone), a request that waits in the queue
+                # leaves it; a running one keeps its thread until it is done.
+                future = predictor.pool.submit(work)
+                try:
+                    body = await asyncio.wrap_future(future)
+                finally:
+                    future.cancel()
                 return Response(body, media_type="application/json")
             except Reject as exc:
                 return error(exc.status, exc.message)
         return error(503, f"the request took longer than the {timeout:g} s limit; try again")
 
 
-async def _read(request, max_pixels: int):
-    """(image, prepare) from a JSON, multipart or raw image body, as ``POST /predict`` reads
-    them."""
+async def _work(request, inside: Inside, predictor):
+    """What to compute for a JSON, multipart or raw image body, read as ``POST /predict``
+    reads them: an upload's header is checked here, its pixels decoded in the thread."""
     from starlette.datastructures import UploadFile
 
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()  # the app's BodyLimit bounds it
     if ctype == "application/json" or ctype.endswith("+json"):
-        return parse_pixels(body)
+        return functools.partial(inside.compute, *parse_pixels(body))
     if ctype == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=4) as form:
+        limits = {"max_files": 1, "max_fields": 4, "max_part_size": predictor.max_body}
+        async with request.form(**limits) as form:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise Reject(422, "file: expected a multipart file field named 'file'")
@@ -226,4 +236,5 @@ async def _read(request, max_pixels: int):
             "content-type: expected application/json, multipart/form-data or image/*, got "
             f"{ctype or 'none'!r}",
         )
-    return decode_upload(open_upload(body, max_pixels)), True
+    img = open_upload(body, predictor.max_pixels)
+    return lambda: inside.compute(decode_upload(img), True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -21,15 +22,34 @@ from mnistlab.use.imagefile import MAX_PIXELS
 from mnistlab.web.app import MAX_BODY, TIMEOUT, create_app
 
 ENV_CONFIG = "MNISTLAB_SERVE_CONFIG"  # how uvicorn's `--workers N` hands the settings over
+PROTOCOL = "mnistlab.web.protocol:GuardedH11"  # uvicorn imports it by name in each worker
 
 
 class ServeError(MnistlabError):
     """The server cannot start (address in use, bad setting)."""
 
 
+def return_freed_memory() -> None:
+    """glibc only: allocations of 1 MiB or more get mappings of their own, given back to the OS
+    when freed. Decoding an upload allocates tens of MB at a time; by default glibc raises its
+    mmap threshold at the first such free and keeps later blocks in its heaps, so a server that
+    decoded a few large images would hold their memory for good."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 2**20)  # a fixed threshold: no dynamic raising
+    except (OSError, AttributeError):  # another C library (musl): its own policy stays
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+
+
 def _app_from_env():
     """App factory for uvicorn's worker processes (``--workers`` > 1 off Linux)."""
     config = json.loads(os.environ[ENV_CONFIG])
+    return_freed_memory()
     return create_app(config.pop("run"), **config)
 
 
@@ -37,6 +57,7 @@ def _worker(run: str, settings: dict, host: str, port: int, options: dict, ready
     """One of ``--workers N`` processes: its own listening socket on the shared port."""
     import uvicorn
 
+    return_freed_memory()
     app = create_app(run, **settings)
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
@@ -121,10 +142,17 @@ def serve(
             raise ServeError(f"{flag}: expected a number > 0, got {value}")
     loaded = load_run(run)
     _check_address(host, port)
+    return_freed_memory()
     settings = {"timeout": timeout, "max_body": max_body, "max_pixels": max_pixels}
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {run} at http://{shown}:{port}/ (API docs /docs); Ctrl+C stops", flush=True)
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "http": PROTOCOL,  # a deadline on request heads, JSON 400s (web/protocol.py)
+    }
     if workers == 1:
         uvicorn.run(create_app(loaded, **settings), **options)
     elif sys.platform.startswith("linux"):  # SO_REUSEPORT balances connections only there

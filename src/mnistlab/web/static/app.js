@@ -1,6 +1,9 @@
 // Draw-a-digit page: pointer events (mouse, touch, pen) on a canvas; while drawing, the canvas
 // goes to POST /predict at most every GAP ms (one request in flight at a time, the latest
 // drawing always sent last), and the answer fills the bars and the 28x28 the model saw.
+// How sure it is comes from the answer as the server judged it: "sure" with the probability,
+// "not sure", or "not a digit I know"; the probabilities are calibrated where the run is, and
+// the page says which.
 "use strict";
 
 const GAP = 120;        // ms between requests while drawing
@@ -13,6 +16,12 @@ const bars = document.getElementById("bars");
 const statusLine = document.getElementById("status");
 const labelEl = document.getElementById("label");
 const confidenceEl = document.getElementById("confidence");
+const kindEl = document.getElementById("kind");
+const verdictEl = document.querySelector(".verdict");
+const KIND = {
+  calibrated: "calibrated probability",
+  raw: "raw softmax: not calibrated, often surer than it is right",
+};
 let classes = [];
 let drawing = null;     // the pointer id drawing now, with its last point
 let inked = false;      // anything drawn since the last clear
@@ -164,7 +173,9 @@ function show(answer) {
   if (answer === null) {
     labelEl.textContent = "\u2013";
     labelEl.dataset.label = "";
+    verdictEl.dataset.verdict = "";
     confidenceEl.textContent = "";
+    kindEl.textContent = "";
     items.forEach((li) => {
       li.dataset.p = "0";
       li.classList.remove("top");
@@ -174,7 +185,9 @@ function show(answer) {
   } else {
     labelEl.textContent = answer.label;
     labelEl.dataset.label = answer.label;
-    confidenceEl.textContent = `${(100 * answer.probability).toFixed(1)} % sure`;
+    verdictEl.dataset.verdict = answer.verdict;
+    confidenceEl.textContent = sureness(answer);
+    kindEl.textContent = KIND[answer.probabilities_are];
     items.forEach((li) => {
       const p = answer.probabilities[li.dataset.class];
       li.dataset.p = String(p);
@@ -192,12 +205,33 @@ function show(answer) {
   document.body.dataset.answers = String(Number(document.body.dataset.answers) + 1);
 }
 
+// "99.2 % sure" only where the server judged it sure; otherwise its verdict, plainly.
+function sureness(answer) {
+  const pct = `${(100 * answer.probability).toFixed(1)} %`;
+  if (answer.verdict === "sure") return `${pct} sure`;
+  if (answer.verdict === "not sure") return `not sure (${pct})`;
+  return `${answer.verdict} (closest: ${answer.label}, ${pct})`;
+}
+
+function describe(m) {
+  const parts = [`run ${m.run}`, m.dataset];
+  const acc = m.metrics && m.metrics.test && m.metrics.test.accuracy;
+  if (acc) {
+    const ci = m.test_accuracy_ci;
+    const range = ci ? ` (95 % CI ${(100 * ci.low).toFixed(1)}\u2013${(100 * ci.high).toFixed(1)} %)` : "";
+    parts.push(`${(100 * acc).toFixed(1)} % test accuracy${range}`);
+  }
+  const cal = m.calibration;
+  parts.push(cal && cal.calibrated
+    ? `calibrated probabilities (T = ${cal.temperature.toPrecision(3)})`
+    : "raw probabilities: not calibrated");
+  return parts.join(" \u00b7 ");
+}
+
 blank();
 fetch("/model").then((r) => r.json()).then((m) => {
   classes = m.classes;
   buildBars();
   show(null);
-  const acc = m.metrics && m.metrics.test && m.metrics.test.accuracy;
-  document.getElementById("model").textContent =
-    `run ${m.run} \u00b7 ${m.dataset}` + (acc ? ` \u00b7 ${(100 * acc).toFixed(1)} % test accuracy` : "");
+  document.getElementById("model").textContent = describe(m);
 }).catch((err) => setStatus(`cannot read the model (${err.message})`, true));

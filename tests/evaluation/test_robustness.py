@@ -164,3 +164,116 @@ def test_evaluate_command_with_robustness(tmp_path_factory, capsys, monkeypatch)
     assert "Where it breaks" in out and "FGSM" in out and 'saved under "robustness"' in out
     card = json.loads((path / "metrics.json").read_text())["robustness"]
     assert card["n"] == 80 and "evaluation" in json.loads((path / "metrics.json").read_text())
+
+
+# ---- compare --metric robust_accuracy -------------------------------------------------------
+def _scores(rng, n=800, skill=0.7):
+    """Per-image shares of 36 corrupted versions right, drawn around ``skill``."""
+    return {
+        "score": (
+            rng.binomial(36, np.clip(rng.beta(8 * skill, 8 * (1 - skill), n), 0, 1)) / 36
+        ).astype(np.float32)
+    }
+
+
+def test_the_sign_flip_test_holds_its_level_and_sees_a_real_difference():
+    from mnistlab.evaluation import paired
+
+    rng = np.random.default_rng(0)
+    calls = 0
+    for i in range(60):  # no difference: at most a few false calls (5 % expected)
+        pair = (_scores(rng), _scores(rng))
+        p, _ = paired._robust_paired([pair], permutations=200, seed=i)
+        calls += p < 0.05
+    assert calls <= 8, calls
+    b = _scores(rng)
+    v = {"score": np.clip(b["score"] + rng.normal(0.03, 0.05, len(b["score"])), 0, 1)}
+    p, details = paired._robust_paired([(b, v)], permutations=400)
+    assert p < 0.01 and details["diff"] > 0
+    assert paired._robust_paired([(b, b)], permutations=100)[0] == 1.0  # no difference at all
+
+    class NoFlip:
+        @staticmethod
+        def random(shape):
+            return np.ones(shape)  # never < 0.5
+
+    got = paired._flipped_mean_diffs(b, v, NoFlip, 3)
+    np.testing.assert_allclose(got, np.mean(np.float64(v["score"]) - b["score"]), rtol=1e-12)
+
+
+def test_robust_accuracy_is_a_compare_metric_with_the_cards_number(run):
+    from mnistlab.evaluation import paired
+
+    ds = datasets.load("mnist-sample")
+    m = paired.metric("robust_accuracy")
+    record = m.measure(run, ds.x_test[:300], ds.y_test[:300])
+    assert record["score"].shape == (300,) and record["score"].dtype == np.float32
+    hits = rb.corruption_hits(run, ds.x_test[:300], ds.y_test[:300])
+    assert m.value(record) == pytest.approx(hits.mean(), abs=1e-6) and m.higher_is_better
+    assert m.value(record) < float(
+        np.mean(run.predict_proba(ds.x_test[:300]).argmax(1) == ds.y_test[:300])
+    )  # harder than the clean images
+
+
+def test_a_leaderboard_ranks_on_robust_accuracy():
+    from types import SimpleNamespace
+
+    from mnistlab.experiments import leaderboard as lb
+    from mnistlab.recipe import Recipe
+
+    rng = np.random.default_rng(4)
+    records = {}
+    for name, skill in (("base", 0.6), ("sturdy", 0.75), ("same", 0.6)):
+        for s in (0, 1):
+            test, val = _scores(rng, skill=skill), _scores(rng, skill=skill)
+            records[name, s] = {
+                "val_accuracy": 0.9,
+                "test_accuracy": 0.9,
+                "seconds": 1.0,
+                "correct": rng.random(800) < 0.9,
+                "val_robust_accuracy": float(val["score"].mean()),
+                "test_robust_accuracy": float(test["score"].mean()),
+                "per_image": test,
+            }
+    variants = SimpleNamespace(
+        name="t",
+        baseline="base",
+        recipes={k: Recipe(hidden=[8], name=k) for k in ("base", "sturdy", "same")},
+    )
+    ds = SimpleNamespace(
+        name="s",
+        x_train=np.zeros(10),
+        x_test=np.zeros(800),
+        y_test=np.zeros(800),
+        class_names=list("0123456789"),
+    )
+    board = lb.leaderboard(records, variants, [0, 1], ds, "robust_accuracy")
+    by = {v["name"]: v for v in board["variants"]}
+    assert board["metric"] == "robust_accuracy" and "sign-flip" in board["test"]["method"]
+    assert by["sturdy"]["rank"] == 1 and by["sturdy"]["verdict"] == "real: better"
+    assert by["same"]["verdict"] == "noise"
+
+
+def test_compare_metric_robust_accuracy_end_to_end(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from mnistlab.cli import main
+
+    (tmp_path / "v.toml").write_text(
+        '[base]\nhidden = [16]\nepochs = 1\nbatch_size = 64\ndataset = "mnist-sample"\n'
+        "[variants.small]\n[variants.wider]\nhidden = [48]\n"
+    )
+    out = tmp_path / "c"
+    argv = ["mnistlab", "compare", str(tmp_path / "v.toml"), "--seeds", "1", "--out", str(out)]
+    argv += ["--train-images", "1500", "--metric", "robust_accuracy", "-q"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0
+    assert "ranked by validation robust_accuracy" in capsys.readouterr().out
+    board = json.loads((out / "leaderboard.json").read_text())
+    wider = next(v for v in board["variants"] if v["name"] == "wider")
+    assert 0 < wider["test_robust_accuracy"]["mean"] < wider["test_accuracy"]["mean"]
+    assert "p_value" in wider["runs"][0]["paired"]
+    assert "val robust accuracy" in (out / "report.html").read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ mnistlab compare my-variants.toml --out runs/compare-mine     # run again to res
 mnistlab compare v.toml --storage postgresql://me@db/mnistlab  # on every machine: one worker
 mnistlab compare runs/A runs/B keras_preds.npy model.onnx --dataset mnist   # already trained
 mnistlab compare --preset beat-the-baseline --metric ece     # which recipe is most honestly sure?
+mnistlab compare --preset beat-the-baseline --metric robust_accuracy  # which breaks least?
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ def compare_command(
     metric: str = typer.Option(
         "accuracy",
         "--metric",
-        metavar="accuracy|ece",
-        help="What ranks (validation) and is tested (paired, test images): accuracy, or ece "
-        "(expected calibration error of the raw softmax, lower is better).",
+        metavar="accuracy|ece|robust_accuracy",
+        help="What ranks (validation) and is tested (paired, test images): accuracy, ece "
+        "(expected calibration error of the raw softmax, lower is better), or robust_accuracy "
+        "(accuracy under 12 corruptions at 3 severities).",
     ),
     **fields: Any,
 ) -> None:

@@ -40,7 +40,11 @@ from mnistlab.pages.html import (
 from mnistlab.rundir import REPORT  # a compare folder's page has a run page's name
 
 LEADERBOARD = "leaderboard.json"
-METRIC_NAMES = {"accuracy": "accuracy", "ece": "ECE (expected calibration error)"}
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "ece": "ECE (expected calibration error)",
+    "robust_accuracy": "robust accuracy (under 12 corruptions x 3 severities)",
+}
 SECTIONS = {
     "accuracy": "Accuracy per variant",
     "leaderboard": "Leaderboard",

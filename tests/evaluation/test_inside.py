@@ -239,7 +239,7 @@ def test_pca_embedding_of_the_last_hidden_layer(mlp, test_digits, monkeypatch):
     monkeypatch.setattr(inside, "umap_available", lambda: False)
     model = inside.Model.of(mlp)
     x, y = test_digits
-    e = inside.embedding(model, x, y)
+    e = inside.embedding(model, x, y, method="auto")
     assert e.method == "PCA" and e.points.shape == (300, 2) and "variance" in e.note
     assert e.layer == "hidden layer 2: 16 relu"
     np.testing.assert_array_equal(e.predicted, mlp.predict_proba(x).argmax(axis=1))
@@ -275,6 +275,17 @@ def test_umap_is_used_when_installed_and_asked_for_otherwise_a_hint(mlp, test_di
     fake.__spec__ = importlib.machinery.ModuleSpec("umap", None)
     monkeypatch.setitem(sys.modules, "umap", fake)
     monkeypatch.setattr(inside, "umap_available", lambda: True)
-    e = inside.embedding(model, x, y, seed=7)  # auto: UMAP, seeded
+    e = inside.embedding(model, x, y, method="auto", seed=7)  # UMAP when installed, seeded
     assert e.method == "UMAP" and calls == {"n_components": 2, "random_state": 7}
     np.testing.assert_allclose(e.points, model.trace(model.inputs(x)).last[:, :2] * 2.0)
+
+
+def test_real_umap_when_the_extra_is_installed(mlp, test_digits):
+    pytest.importorskip("umap", reason="the inside extra (umap-learn) is not installed")
+    model = inside.Model.of(mlp)
+    x, y = test_digits[0][:120], test_digits[1][:120]
+    e = inside.embedding(model, x, y, method="umap", seed=3)
+    assert e.method == "UMAP" and e.points.shape == (120, 2) and np.isfinite(e.points).all()
+    np.testing.assert_array_equal(
+        inside.embedding(model, x, y, method="umap", seed=3).points, e.points
+    )

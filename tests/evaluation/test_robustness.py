@@ -277,3 +277,18 @@ def test_compare_metric_robust_accuracy_end_to_end(tmp_path, monkeypatch, capsys
     assert 0 < wider["test_robust_accuracy"]["mean"] < wider["test_accuracy"]["mean"]
     assert "p_value" in wider["runs"][0]["paired"]
     assert "val robust accuracy" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_robustness_of_bare_predictions_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from mnistlab.cli import main
+
+    labels = datasets.load("mnist-sample").y_test
+    np.save(tmp_path / "preds.npy", labels)
+    argv = ["mnistlab", "evaluate", str(tmp_path / "preds.npy"), "--dataset", "mnist-sample"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--robustness"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--robustness needs a run folder" in err and "\n" == err[-1]

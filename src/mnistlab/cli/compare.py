@@ -97,9 +97,8 @@ def compare_command(
         "accuracy",
         "--metric",
         metavar="accuracy|ece|robust_accuracy",
-        help="What ranks (validation) and is tested (paired, test images): accuracy, ece "
-        "(expected calibration error of the raw softmax, lower is better), or robust_accuracy "
-        "(accuracy under 12 corruptions at 3 severities).",
+        help="What ranks (validation) and is tested (paired, test images): accuracy, ece (raw "
+        "softmax's calibration error, lower is better) or robust_accuracy (under corruptions).",
     ),
     **fields: Any,
 ) -> None:

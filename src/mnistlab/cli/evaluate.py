@@ -4,6 +4,7 @@ how well it tells digits from things that are not; or test-set predictions from 
 
     mnistlab evaluate runs/20260101-120000-notebook
     mnistlab evaluate runs/20260101-120000-notebook --ood
+    mnistlab evaluate runs/20260101-120000-notebook --robustness   # where it breaks
     mnistlab evaluate keras_preds.npy --dataset mnist       # labels (N,) or probabilities (N, 10)
     mnistlab evaluate model.onnx --dataset mnist --pixels unit
 """
@@ -14,6 +15,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+ROBUSTNESS = typer.Option(
+    False,
+    "--robustness",
+    help="Also measure where it breaks: accuracy under 12 corruptions at 3 severities and "
+    "under the FGSM attack, on a seeded subset of the test set (see --robustness-images).",
+)
+ROBUSTNESS_IMAGES = typer.Option(
+    2000, "--robustness-images", metavar="N", min=1, help="Test images the card uses."
+)
 
 
 def evaluate(
@@ -61,15 +72,8 @@ def evaluate(
         help="Also measure 'not a digit I know': false alarms on the test digits, catch rate "
         "on letters, shapes, scribbles and noise drawn in code (a few seconds).",
     ),
-    robustness: bool = typer.Option(
-        False,
-        "--robustness",
-        help="Also measure where it breaks: accuracy under 12 corruptions at 3 severities and "
-        "under the FGSM attack, on a seeded subset of the test set (see --robustness-images).",
-    ),
-    robustness_images: int = typer.Option(
-        2000, "--robustness-images", metavar="N", min=1, help="Test images the card uses."
-    ),
+    robustness: bool = ROBUSTNESS,
+    robustness_images: int = ROBUSTNESS_IMAGES,
 ) -> None:
     """Evaluate a run: accuracy with its interval, per-class precision/recall/F1, confusion
     matrix, R², and calibration (ECE and NLL before and after temperature scaling)."""
@@ -97,19 +101,33 @@ def evaluate(
             ev.merge_metrics(run, split, {"ood": result["ood"]})
             print_ood(result["ood"], console)
         typer.echo(f'saved under "evaluation"."{split}" in {Path(run) / rundir.METRICS}')
-        if robustness:
-            from mnistlab.evaluation import robustness as rb
-
-            rb.print_card(rb.evaluate_robustness(run, images=robustness_images, out=out), console)
-            typer.echo(f'saved under "robustness" in {Path(run) / rundir.METRICS}')
+        _robustness(run, robustness, robustness_images, out, console)
         return
+    _run_only(ood=ood, robustness=robustness)
+    result = ev.evaluate(run, split, out, dataset=dataset, data_dir=data_dir, pixels=pixels)
+    ev.print_evaluation(result, console)
+    typer.echo(f"wrote evaluation.json in {Path(result['figures']['confusion_matrix']).parent}")
+
+
+def _run_only(ood: bool, robustness: bool) -> None:
+    """Refuse, in one line, what predictions cannot give: both need a run's model."""
+    from mnistlab.errors import RunError
+
     if ood:
         raise RunError("--ood needs a run folder (its model and validation part), not predictions")
     if robustness:
         raise RunError("--robustness needs a run folder (its model), not predictions")
-    result = ev.evaluate(run, split, out, dataset=dataset, data_dir=data_dir, pixels=pixels)
-    ev.print_evaluation(result, console)
-    typer.echo(f"wrote evaluation.json in {Path(result['figures']['confusion_matrix']).parent}")
+
+
+def _robustness(run: Path, asked: bool, images: int, out: Optional[Path], console) -> None:
+    """The robustness card of a run, printed and stored, when ``asked``."""
+    if not asked:
+        return
+    from mnistlab import rundir
+    from mnistlab.evaluation import robustness as rb
+
+    rb.print_card(rb.evaluate_robustness(run, images=images, out=out), console)
+    typer.echo(f'saved under "robustness" in {Path(run) / rundir.METRICS}')
 
 
 def register(root: typer.Typer) -> None:

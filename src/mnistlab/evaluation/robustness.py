@@ -322,8 +322,8 @@ def print_card(result: dict[str, Any], console=None) -> None:
     for c in rows:
         t.add_row(c["title"], *(f"{a:.2%}" for a in c["accuracy"]), c["levels"][-1])
     console.print(t)
-    f = Table(title="FGSM attack (epsilon: pixels scaled 0..1)")
-    f.add_column("epsilon", justify="right")
+    f = Table(title="FGSM attack")
+    f.add_column("epsilon (pixels 0..1)", justify="right")
     f.add_column("accuracy", justify="right")
     for e, a in zip(result["fgsm"]["epsilon"], result["fgsm"]["accuracy"]):
         f.add_row(f"{e:g}", f"{a:.2%}")

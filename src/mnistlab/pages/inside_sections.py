@@ -270,16 +270,18 @@ def _embedding_section(p: Pieces) -> Html:
         names,
         title=f"{e.layer}: {len(e.labels):,} test digits ({e.method})",
     )
-    from mnistlab.evaluation.inside import UMAP_HINT, umap_available
-
-    extra = "" if umap_available() else f" UMAP draws the neighbourhoods more clearly: {UMAP_HINT}."
     return join(
         (
             tag(
                 "p",
                 f"The last hidden layer of {len(e.labels):,} test digits, in two dimensions; "
-                "colour: the true class; circled: the mistakes, which sit where classes meet."
-                + extra,
+                "colour: the true class; circled: the mistakes, which sit where classes meet. "
+                "UMAP draws the neighbourhoods more clearly but takes ~30 s, too long for every "
+                "report: ",
+                tag("code", 'mnistlab.evaluation.inside.embedding(..., method="umap")'),
+                " with the ",
+                tag("code", "inside"),
+                " extra.",
             ),
             figure(png, "test digits in two dimensions", e.note, name="embedding", class_="narrow"),
         )
@@ -317,8 +319,13 @@ def _robustness_section(p: Pieces) -> Html:
         (
             tag(
                 "p",
-                f"On {card['n']:,} test digits (a seeded subset of {card['of']:,}): "
-                f"{card['clean_accuracy']:.1%} clean, {card['robust_accuracy']:.1%} on average "
+                f"On {card['n']:,} test digits "
+                + (
+                    f"(a seeded subset of {card['of']:,}): "
+                    if card["n"] < card["of"]
+                    else "(all): "
+                )
+                + f"{card['clean_accuracy']:.1%} clean, {card['robust_accuracy']:.1%} on average "
                 f"under the corruptions; worst under {worst}. FGSM at epsilon "
                 f"{fgsm['epsilon'][-1]:g}: {fgsm['accuracy'][-1]:.1%}.",
             ),

@@ -72,3 +72,21 @@ def test_a_cnn_report_shows_its_filters(tmp_path_factory):
     assert "4 filters of the first conv layer (3\u00d73)" in page.text("templates")
     assert "trapezoid rule" in page.text("attribution")
     assert "hidden layer 1: 12 relu" in page.text("embedding") or page.figures["embedding"] == 1
+
+
+def test_the_cost_benchmark_runs(tmp_path_factory):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "report_cost.py"
+    run = small_run(tmp_path_factory, "mlp")
+    proc = subprocess.run(
+        [sys.executable, str(bench), str(run), "--reps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("machine: ") and "the look inside adds" in proc.stdout

@@ -91,7 +91,7 @@
     canvas.height = 1;
     const ctx = canvas.getContext("2d");
     const img = ctx.createImageData(values.length, 1);
-    const top = Math.max(...values.map(Math.abs)) || 1;
+    const top = values.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1;
     values.forEach((v, i) => {
       const t = Math.min(1, Math.abs(v) / top);
       const [r, g, b] = v >= 0 ? [232, 112, 42] : [68, 119, 170];

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.evaluation.significance import ALPHA, verdict
 from mnistlab.fsio import atomic_write_json, atomic_write_text
 
-ALPHA = 0.05
 SELECTION_NOTE = (
     "ranked by validation accuracy; the test set is reported only, never used to select or rank"
 )
@@ -113,11 +113,7 @@ def leaderboard(
     for row, p in zip(others, holm([r["p_value"] for r in others])):
         row["p_holm"] = p
         row["significant"] = bool(p < ALPHA)
-        row["verdict"] = (
-            ("real: better" if row["diff_test"] > 0 else "real: worse")
-            if row["significant"]
-            else "noise"
-        )
+        row["verdict"] = verdict(row["diff_test"], p)
     # Rank on validation only; NaN (a diverged run) sorts last.
     order = sorted(rows, key=lambda r: -np.nan_to_num(r["val_accuracy"]["mean"], nan=-1.0))
     for rank, row in enumerate(order, 1):
@@ -262,7 +258,7 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         "Δ test",
         "p Holm",
         "verdict",
-        "train s",
+        "training s",
         "trainable params",
     ):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
@@ -290,8 +286,8 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
     console.print(
         f"{SELECTION_NOTE}. Δ test and p: exact McNemar on the same test images, "
         f"discordant pairs pooled over seeds, Holm-corrected over variants; 'real' "
-        f"means p < {ALPHA}, 'noise' means this data cannot tell the variant from "
-        f"the baseline."
+        f"means p < {ALPHA}, 'not shown' means this data cannot tell the variant from "
+        f"the baseline. training s: the epochs' own seconds (start-up and data loading left out)."
     )
 
 

@@ -40,11 +40,12 @@ from mnistlab.rundir.lock import LOCK
 from mnistlab.rundir.records import read_environment, read_history, read_json, read_metrics
 
 KINDS = ("run", "compare", "search", "explore")
-LEADERBOARD, TRIALS, STUDY, BEST, SUMMARY = (
+LEADERBOARD, TRIALS, STUDY, BEST, IMPORTANCE, SUMMARY = (
     "leaderboard.json",
     "trials.csv",
     "study.db",
     "best_recipe.toml",
+    "importance.json",
     "summary.json",
 )
 CHANGES_WIDTH = 48  # characters of the changes column before the rest is counted

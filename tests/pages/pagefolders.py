@@ -69,3 +69,11 @@ def make_compare(out: Path) -> Path:
     board = {"baseline": "notebook", "seeds": [0], "variants": [variant]}
     (out / "leaderboard.json").write_text(json.dumps(board), encoding="utf-8")
     return out
+
+
+def make_trained_comparison(out: Path, *models: Path) -> Path:
+    """What `mnistlab compare RUN_A RUN_B --out DIR` writes: comparison.json and .csv."""
+    from mnistlab.experiments.paired import compare_trained
+
+    compare_trained(list(models), out=out)
+    return out

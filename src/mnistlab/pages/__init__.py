@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 
 from mnistlab.errors import RunError
-from mnistlab.rundir.listing import LEADERBOARD, RECIPE, SUMMARY, TRIALS, kind_of
+from mnistlab.rundir.listing import COMPARISON, LEADERBOARD, RECIPE, SUMMARY, TRIALS, kind_of
 
 WHAT = "a run, compare, search or explore folder"
 
@@ -64,8 +64,11 @@ def _run(folder: Path, out) -> Path:
 
 
 def _compare(folder: Path, out) -> Path:
-    from mnistlab.pages import compare_page
+    """A variants compare's page (leaderboard.json), or a comparison of trained models'."""
+    from mnistlab.pages import compare_page, comparison_page
 
+    if not (folder / LEADERBOARD).is_file() and (folder / COMPARISON).is_file():
+        return comparison_page.write(folder, out)
     if not (folder / LEADERBOARD).is_file():
         raise RunError(
             f"{folder}: a compare that has not finished (no {LEADERBOARD} yet); run the same "

@@ -1,5 +1,5 @@
-"""Self-contained HTML pages, one per kind of folder mnistlab writes: a run, a compare, a
-search, an explore.
+"""Self-contained HTML pages, one per kind of folder mnistlab writes: a run, a compare (of
+variants, or of trained models), a search, an explore.
 
 ``write(folder)`` tells what made the folder as ``mnistlab runs`` does
 (``rundir.listing.kind_of``) and writes the page that fits it atomically; any other path (a

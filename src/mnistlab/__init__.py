@@ -121,7 +121,8 @@ def search(space, trials: int, **options: Any):
 
 
 def report(folder, out=None) -> Path:
-    """Write the HTML page of a run or compare folder; returns the page's path."""
+    """Write the HTML page of a run, compare, search or explore folder (a ``Run`` too);
+    returns the page's path. Any other path is one ``RunError`` line."""
     from mnistlab.pages import write
 
     return write(getattr(folder, "path", folder), out)

@@ -130,7 +130,7 @@ def test_a_network_that_cannot_take_an_image_says_so():
     net = nn.Sequential(nn.Linear(100, 10), nn.Softmax(dim=1))
     r = check.model(net, _sgd(net))
     assert r.problems[0].startswith("the model fails on a batch of 2 images of 784 pixels:")
-    assert "the first layer takes 100 values per image: count a 28×28 image's" in r.problems
+    assert "the first layer takes 100 values per image, not one per pixel" in r.problems
 
 
 def test_something_else_is_not_yet_not_a_traceback():

@@ -80,16 +80,14 @@ def _read(kind: str, net, optimizer, loss):
         ]
         return fw.recipe_steps(recipe), fw.recipe_optim(recipe), None, notes, problems
     if kind == "torch":
+        from mnistlab.engines.arch import network
+
+        tutorial = network(Recipe())
         steps, notes = fw.torch_steps(net)
-        forward = fw.torch_forward(net, 784, 10)
+        failed = fw.torch_forward(net, tutorial.n_inputs, tutorial.n_classes)
         opt = fw.torch_optim(optimizer) if optimizer is not None else None
-        return (
-            steps,
-            opt,
-            fw.torch_loss(loss) if loss is not None else None,
-            notes,
-            [p for p in (forward,) if p],
-        )
+        used = fw.torch_loss(loss) if loss is not None else None
+        return steps, opt, used, notes, [failed] if failed else []
     steps, notes = fw.keras_steps(net)
     optimizer = optimizer if optimizer is not None else getattr(net, "optimizer", None)
     loss = loss if loss is not None else getattr(net, "loss", None)
@@ -124,7 +122,7 @@ def _net_problems(blocks: list[Block], expected: list[Block], kind: str) -> list
         problems.append(f"{len(hidden)} hidden layers (the layers before the output layer)")
     first = blocks[0].dense.fan_in
     if first is not None and first != expected[0].dense.fan_in:
-        problems.append(f"the first layer takes {first} values per image: count a 28×28 image's")
+        problems.append(f"the first layer takes {first} values per image, not one per pixel")
     for i, (got, ref) in enumerate(zip(hidden, want), 1):
         if got.dense.width != ref.dense.width:
             problems.append(f"hidden layer {i} has {got.dense.width} units")

@@ -1,9 +1,11 @@
 """Build the bundled ``mnist-sample`` dataset from the official MNIST files, deterministically.
 
-A stratified subset: ``--per-class-train`` training and ``--per-class-test`` test images of each
-digit, drawn with a fixed seed and kept in their original order. Writes the four gzip IDX files
-(mtime 0, so reruns give identical bytes), ``manifest.json`` (checksums, counts and the source
-index of every image), ``SHA256SUMS`` and ``ATTRIBUTION.md`` into ``--out``.
+A stratified subset that keeps MNIST's own class proportions: ``--train`` training and
+``--test`` test images, each digit's share of them its share of the official set (counts by
+the largest-remainder rule, so they add up exactly), drawn with a fixed seed and kept in their
+original order. Writes the four gzip IDX files (mtime 0, so reruns give identical bytes),
+``manifest.json`` (checksums, counts per class and the source index of every image),
+``SHA256SUMS`` and ``ATTRIBUTION.md`` into ``--out``.
 
 Usage (from the repository root)::
 
@@ -32,7 +34,7 @@ ATTRIBUTION = """\
 # mnist-sample: attribution and license
 
 These four files are a stratified subset ({n_train:,} training and {n_test:,} test images,
-{per_train:,} and {per_test:,} of each digit) of the MNIST database of handwritten digits,
+each digit in the proportion MNIST itself has) of the MNIST database of handwritten digits,
 by Yann LeCun and Corinna Cortes (with Christopher J.C. Burges),
 https://yann.lecun.com/exdb/mnist/ .
 
@@ -46,18 +48,33 @@ Made by scripts/make_sample.py (seed {seed}) from the official files
 """
 
 
-def stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """``per_class`` indices of each class, drawn without replacement, returned sorted."""
-    picks = []
-    for c in range(10):
-        members = np.flatnonzero(labels == c)
-        if len(members) < per_class:
-            raise SystemExit(f"class {c} has only {len(members)} images, need {per_class}")
-        picks.append(rng.choice(members, size=per_class, replace=False))
+def proportional(counts: np.ndarray, total: int) -> np.ndarray:
+    """``total`` split over classes in proportion to ``counts``: each class gets the floor of
+    its exact share, and the images left go to the largest remainders (ties: lower class).
+
+    >>> proportional(np.array([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]), 10000)
+    array([ 987, 1124,  993, 1022,  974,  904,  986, 1044,  975,  991])
+    """
+    exact = counts * total / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    left = total - int(quota.sum())
+    order = np.lexsort((np.arange(len(counts)), -(exact - quota)))  # largest remainder first
+    quota[order[:left]] += 1
+    return quota
+
+
+def stratified(labels: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """``total`` indices drawn without replacement, each class in its share of ``labels``,
+    returned sorted."""
+    counts = np.bincount(labels, minlength=10)
+    picks = [
+        rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False)
+        for c, k in enumerate(proportional(counts, total))
+    ]
     return np.sort(np.concatenate(picks))
 
 
-def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -> dict:
+def build(source: Path, out: Path, n_train: int = 10_000, n_test: int = 2_000) -> dict:
     """Write the sample into ``out``; return the manifest."""
     spec = registry.get("mnist")
     for f in spec.files:  # only ever derive the sample from verified official files
@@ -69,7 +86,7 @@ def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -
     for split in ("train", "test"):
         x = idx.read_images(source / spec.file(f"{split}_images").name)
         y = idx.read_labels(source / spec.file(f"{split}_labels").name)
-        chosen = stratified(y, per_train if split == "train" else per_test, rng)
+        chosen = stratified(y, n_train if split == "train" else n_test, rng)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = x[chosen], y[chosen]
         indices[split] = chosen.tolist()
     files = {}
@@ -91,6 +108,10 @@ def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -
         "seed": SEED,
         "n_train": len(indices["train"]),
         "n_test": len(indices["test"]),
+        "class_counts": {
+            split: np.bincount(arrays[f"{split}_labels"], minlength=10).tolist()
+            for split in ("train", "test")
+        },
         "files": files,
         "source": {"dataset": "mnist", "gz_sha256": {f.name: f.gz_sha256 for f in spec.files}},
         "source_indices": indices,
@@ -106,8 +127,6 @@ def build(source: Path, out: Path, per_train: int = 1000, per_test: int = 200) -
         ATTRIBUTION.format(
             n_train=manifest["n_train"],
             n_test=manifest["n_test"],
-            per_train=per_train,
-            per_test=per_test,
             seed=SEED,
             src_sha=spec.file("train_images").gz_sha256,
         ),
@@ -126,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the four official MNIST .gz files",
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    ap.add_argument("--per-class-train", type=int, default=1000)
-    ap.add_argument("--per-class-test", type=int, default=200)
+    ap.add_argument("--train", type=int, default=10_000, help="training images")
+    ap.add_argument("--test", type=int, default=2_000, help="test images")
     args = ap.parse_args(argv)
-    m = build(args.source, args.out, args.per_class_train, args.per_class_test)
+    m = build(args.source, args.out, args.train, args.test)
     total = sum(f["gz_size"] for f in m["files"].values())
     print(
         f"wrote {args.out}: {m['n_train']:,} train / {m['n_test']:,} test images, "

@@ -8,6 +8,7 @@ step on first use, so ``import mnistlab`` loads NumPy only::
     metrics = mnistlab.evaluate(run, split="test")       # run -> metrics
     answers = mnistlab.predict(run, ["seven.jpg"])       # run + images -> top classes
     page = mnistlab.report(run)                          # folder -> report.html
+    table = mnistlab.runs()                              # runs/ -> one entry per folder
 
 >>> import mnistlab
 >>> ds = mnistlab.datasets.load("mnist-sample")
@@ -40,6 +41,7 @@ __all__ = [
     "predict",
     "report",
     "resume",
+    "runs",
     "search",
     "serve",
 ]
@@ -72,11 +74,13 @@ def explore(dataset=None, **options: Any) -> dict[str, Any]:
     return _explore(dataset, **options)
 
 
-def evaluate(run, split: str = "test", out=None) -> dict[str, Any]:
-    """Precision, recall, confusion and R² of a run (a folder or a Run) on ``split``."""
+def evaluate(run, split: str = "test", out=None, **source: Any) -> dict[str, Any]:
+    """Precision, recall, confusion and R² of a run (a folder or a Run) on ``split``, or of
+    test-set predictions from any framework (a .npy file or an ONNX model; ``source``: its
+    ``dataset``, ``data_dir`` and ``pixels``, see :mod:`mnistlab.evaluation.sources`)."""
     from mnistlab.evaluation.evaluate import evaluate as _evaluate
 
-    return _evaluate(run, split=split, out=out)
+    return _evaluate(run, split=split, out=out, **source)
 
 
 def predict(run, images, top: int = 3, **options: Any):
@@ -88,13 +92,19 @@ def predict(run, images, top: int = 3, **options: Any):
 
 def compare(variants, **options: Any):
     """Train variants x seeds and rank them with paired tests; ``variants`` is a TOML file,
-    a preset name or a parsed ``Variants``.
+    a preset name or a parsed ``Variants``. A list of trained models (run folders, .npy
+    predictions, .onnx models) is compared as it is, on the same test images.
 
-    Options: :func:`mnistlab.experiments.compare.compare`.
+    Options: :func:`mnistlab.experiments.compare.compare`, or for a list
+    :func:`mnistlab.experiments.paired.compare_trained`.
     """
     from mnistlab.experiments.compare import compare as _compare
     from mnistlab.experiments.compare import load_preset, load_variants
 
+    if isinstance(variants, (list, tuple)):
+        from mnistlab.experiments.paired import compare_trained
+
+        return compare_trained(variants, **options)
     if isinstance(variants, (str, Path)):
         variants = load_variants(variants) if Path(variants).suffix else load_preset(variants)
     return _compare(variants, **options)
@@ -129,6 +139,16 @@ def serve(run, **options: Any) -> None:
     from mnistlab.web.server import serve as _serve
 
     _serve(getattr(run, "path", run), **options)
+
+
+def runs(folder=None) -> list:
+    """One entry per run, compare, search or explore folder under ``folder`` (default: the
+    runs folder), oldest first: name, kind, dataset, what it changes from the notebook's
+    recipe, epochs, test accuracy, health and date (``rundir.listing.Entry``; ``to_dict()``
+    for JSON or a DataFrame). A damaged folder is an entry whose health says why."""
+    from mnistlab.rundir.listing import listing
+
+    return listing(folder)
 
 
 def load_run(path) -> Run:

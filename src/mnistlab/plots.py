@@ -241,7 +241,7 @@ def misclassified_grid(
     images, true, pred, prob, class_names: Sequence[str], path, title: str = "Misclassified"
 ) -> Path:
     """Thumbnails of wrong predictions, each labelled 'true X' / 'pred Y p' (p = predicted
-    probability)."""
+    probability; ``prob`` None: predicted labels alone, no p)."""
     images = np.asarray(images)
     n = len(images)
     cols = min(8, max(n, 1))
@@ -262,7 +262,8 @@ def misclassified_grid(
         ax.text(
             c * (w + pad) + w / 2,
             r * (top + h + pad) + top - 1,
-            f"true {names[int(true[i])]}\npred {names[int(pred[i])]} {prob[i]:.2f}",
+            f"true {names[int(true[i])]}\npred {names[int(pred[i])]}"
+            + ("" if prob is None else f" {prob[i]:.2f}"),
             ha="center",
             va="bottom",
             fontsize=7,

@@ -261,6 +261,7 @@ def test_train_resume_of_an_edited_or_bare_run_folder(monkeypatch, capsys, tiny_
         "history.csv",
         "metrics.json",
         "model.safetensors",
+        "predictions.safetensors",
         "recipe.toml",
         "report.html",
     ]

@@ -20,7 +20,7 @@ def test_info_default_falls_back_to_sample_and_says_so_first(mnistlab_home):
     assert r.exit_code == 0, r.output
     first = r.output.splitlines()[0]
     assert first.startswith("note: full MNIST not found") and "mnist-sample" in first
-    assert "1,000" in r.output and "10,000" in r.output and "CC BY-SA 3.0" in r.output
+    assert "1,124" in r.output and "10,000" in r.output and "CC BY-SA 3.0" in r.output
 
 
 def test_import_info_verify_path_on_real_mnist(mnist_dir, mnistlab_home):

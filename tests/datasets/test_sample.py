@@ -29,9 +29,31 @@ def test_size_and_counts():
     assert ds.x_train.shape == (10000, 28, 28) and ds.x_test.shape == (2000, 28, 28)
     total = sum((SAMPLE / f.name).stat().st_size for f in registry.get("mnist-sample").files)
     assert total <= 2.5e6
-    assert np.bincount(ds.y_train, minlength=10).tolist() == [1000] * 10
-    assert np.bincount(ds.y_test, minlength=10).tolist() == [200] * 10
     assert ds.note is None and ds.source.startswith("bundled: ")
+
+
+# MNIST's own class counts (LeCun et al.): digit 1 is the most common, 5 the rarest.
+MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_classes_keep_mnists_own_proportions():
+    ds = datasets.load("mnist-sample")
+    for y, official in ((ds.y_train, MNIST_TRAIN), (ds.y_test, MNIST_TEST)):
+        counts = np.bincount(y, minlength=10)
+        exact = np.array(official) * len(y) / sum(official)
+        assert np.all(np.abs(counts - exact) < 1), (counts, exact)  # largest remainder
+        assert counts.argmax() == 1 and counts.argmin() == 5  # not a flat chart
+    assert MANIFEST["class_counts"]["train"] == np.bincount(ds.y_train).tolist()
+
+
+def test_proportional_split_adds_up_by_largest_remainder():
+    split = _make_sample_module().proportional
+    assert split(np.array(MNIST_TEST), 2000).tolist() == [
+        196, 227, 206, 202, 196, 178, 192, 206, 195, 202
+    ]  # fmt: skip
+    assert split(np.array([1, 1, 1]), 2).tolist() == [1, 1, 0]  # a tie goes to the lower class
+    assert split(np.array(MNIST_TRAIN), 12345).sum() == 12345
 
 
 def test_checksums_manifest_and_sums_file_agree_with_the_bytes():

@@ -202,7 +202,7 @@ def test_cli_report_and_train_writes_it_unless_no_report(monkeypatch, capsys, tm
     code, out, err = _cli(
         monkeypatch, capsys, "train", *flags, "-q", "--no-report", "--out", str(tmp_path / "b")
     )
-    assert code == 0 and out == "", err
+    assert code == 0 and out == f"{tmp_path / 'b'}\n", err  # --quiet: the run folder alone
     assert (tmp_path / "b" / "model.safetensors").is_file() and not (
         tmp_path / "b" / "report.html"
     ).exists()

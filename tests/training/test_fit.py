@@ -228,7 +228,7 @@ def test_cli_train_recipe_file_flags_and_alias(tmp_path):
     assert rundir.load_run(tmp_path / "run").recipe.validation_split == 0.2
 
 
-def test_cli_train_quiet_prints_nothing(tmp_path):
+def test_cli_train_quiet_prints_only_the_run_folder(tmp_path):
     p = _cli(
         "--dataset",
         "mnist-sample",
@@ -241,7 +241,7 @@ def test_cli_train_quiet_prints_nothing(tmp_path):
         tmp_path / "run",
         env_home=tmp_path / "home",
     )
-    assert p.returncode == 0 and p.stdout == "", p.stdout + p.stderr
+    assert p.returncode == 0 and p.stdout == f"{tmp_path / 'run'}\n", p.stdout + p.stderr
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
@@ -252,7 +252,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     for args, words in (
         (["--batch-size", "0"], "batch_size"),
         (["--hidden", "12,x"], "--hidden"),
-        (["--resume", tmp_path / "used", "--epochs", "3"], "--resume"),
+        (["--resume", tmp_path / "used", "--seed", "3"], "--resume"),
         (["--resume", tmp_path / "used", "--out", tmp_path / "x"], "drop --out"),
         (["--out", tmp_path / "used"], "not an empty folder"),
         (["--recipe", tmp_path / "nope.toml"], "nope.toml"),
@@ -374,6 +374,7 @@ FINISHED = sorted(
         rundir.MODEL,
         rundir.ENVIRONMENT,
         rundir.CHECKPOINT,
+        rundir.PREDICTIONS,
     ]
 )
 

@@ -14,7 +14,9 @@ from mnistlab.cli import evaluate as _evaluate
 from mnistlab.cli import explore as _explore
 from mnistlab.cli import export as _export
 from mnistlab.cli import predict as _predict
+from mnistlab.cli import presets as _presets
 from mnistlab.cli import report as _report
+from mnistlab.cli import runs as _runs
 from mnistlab.cli import search as _search
 from mnistlab.cli import serve as _serve
 from mnistlab.cli import train as _train
@@ -23,7 +25,7 @@ from mnistlab.fsio import fs_error
 
 app = typer.Typer(
     name="mnistlab",
-    help="The MNIST deep-learning workflow: data, explore, train, evaluate, compare, "
+    help="The MNIST deep-learning workflow: data, explore, train, runs, evaluate, compare, "
     "predict, serve.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,12 +45,14 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    """The MNIST deep-learning workflow: data, explore, train, evaluate, compare, predict."""
+    """The MNIST deep-learning workflow: data, explore, train, runs, evaluate, compare, predict."""
 
 
 app.add_typer(_data.app, name="data")
 _explore.register(app)
 _train.register(app)
+_runs.register(app)
+_presets.register(app)
 _evaluate.register(app)
 _compare.register(app)
 _search.register(app)
@@ -70,7 +74,7 @@ def main() -> None:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            code = app(standalone_mode=False)
+            code = click_command()(standalone_mode=False)
     except MnistlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
@@ -95,6 +99,40 @@ def main() -> None:
         typer.echo(f"error: {exc.format_message()}{command}", err=True)
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def click_command():
+    """The click command of ``app``, its help in words rather than Python types: an option
+    shows what it takes (N, X, FILE, RUN; a flag nothing) and an argument its name alone."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    _plain_help(root)
+    return root
+
+
+def _plain_help(cmd) -> None:
+    helper = cmd.get_help_option(cmd.context_class(cmd))  # made once, then kept by the command
+    for param in [*cmd.params, *([helper] if helper is not None else [])]:
+        if param.param_type_name == "argument":
+            # typer prints an argument's type beside its name (<path>, <list[Path]>); the
+            # names (RUN, IMAGE..., FOLDER) say what they take
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            param.metavar = "" if getattr(param, "is_flag", False) else _metavar(param)
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain_help(sub)
+
+
+def _metavar(param) -> str | None:
+    """N, X, PATH or TEXT for an option declared without a metavar (None: leave it to typer)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:  # an older typer: click's own (INTEGER, TEXT) says it in words
+        return None
+    if getattr(descriptor, "is_path", False):
+        return "PATH"
+    annotation = getattr(descriptor, "annotation", None)
+    return {int: "N", float: "X", str: "TEXT"}.get(annotation)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -38,12 +38,15 @@ def _console():
 
 @app.command()
 def fetch(
-    dataset: str = typer.Option("mnist", "--dataset", "-d", help=DATASET_HELP),
+    dataset: str = typer.Option("mnist", "--dataset", "-d", metavar="NAME", help=DATASET_HELP),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", help="Download into this folder instead of the cache."
     ),
     mirror: Optional[list[str]] = typer.Option(
-        None, "--mirror", help="Base URL to try instead of the built-in ones (repeatable)."
+        None,
+        "--mirror",
+        metavar="URL",
+        help="Base URL to try instead of the built-in ones (repeatable).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -54,8 +57,10 @@ def fetch(
 
 @app.command("import")
 def import_(
-    src: Path = typer.Argument(..., help="Folder with the four files (.gz or uncompressed)."),
-    dataset: str = typer.Option("mnist", "--dataset", "-d", help=DATASET_HELP),
+    src: Path = typer.Argument(
+        ..., metavar="FOLDER", help="Folder with the four files (.gz or uncompressed)."
+    ),
+    dataset: str = typer.Option("mnist", "--dataset", "-d", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Verify a folder of the four files and copy it into the cache (for offline machines)."""
     folder = datasets.import_dir(src, dataset)
@@ -104,7 +109,7 @@ def info(
 
 @app.command()
 def verify(
-    dataset: str = typer.Option("mnist", "--dataset", "-d", help=DATASET_HELP),
+    dataset: str = typer.Option("mnist", "--dataset", "-d", metavar="NAME", help=DATASET_HELP),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Re-hash every file load() would use; exit 2 naming the first bad one."""
@@ -118,7 +123,7 @@ def verify(
 
 @app.command()
 def path(
-    dataset: str = typer.Option("mnist", "--dataset", "-d", help=DATASET_HELP),
+    dataset: str = typer.Option("mnist", "--dataset", "-d", metavar="NAME", help=DATASET_HELP),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Print the folder the dataset is read from (or would be downloaded to)."""

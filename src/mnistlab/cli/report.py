@@ -12,10 +12,16 @@ import typer
 def report(
     folder: Path = typer.Argument(
         ...,
+        metavar="FOLDER",
         help="A run folder (from `mnistlab train`) or a compare folder (holding leaderboard.json).",
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="HTML file to write.", show_default="FOLDER/report.html"
+        None,
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="HTML file to write.",
+        show_default="FOLDER/report.html",
     ),
 ) -> None:
     """Write one self-contained HTML report (figures embedded; offline, phone, print)."""
@@ -34,6 +40,7 @@ def track_option(what: str = "each finished run"):
     return typer.Option(
         None,
         "--track",
+        metavar="mlflow[:URI]",
         help=f"Also log {what} to MLflow: mlflow or mlflow:URI (default URI sqlite:///mlflow.db).",
     )
 

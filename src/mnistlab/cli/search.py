@@ -1,18 +1,31 @@
 """``mnistlab search``: an Optuna study over a declared recipe space (one worker per command).
 
     mnistlab search space.toml --trials 40                       # SQLite study in the out folder
+    mnistlab search space.toml --trials 40 --epochs 2            # recipe flags set the base
     mnistlab search space.toml --trials 200 --study s1 \\
         --storage postgresql://me@db-host:5432/mnistlab            # run this on every machine
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from mnistlab.cli.recipe_flags import overrides_from_flags, with_recipe_flags
 from mnistlab.cli.report import track_option
+
+SPACE_EXAMPLE = """\
+    name = "lr-and-width"        # names the folder and the study: runs/search-lr-and-width
+    \\[base]                       # recipe fields (or preset = "NAME"); the flags below too
+    epochs = 3
+    \\[space]                      # one entry per searched recipe field
+    lr = { low = 1e-4, high = 0.1, log = true }
+    dropout = { low = 0.0, high = 0.5 }
+    hidden = { choices = [[128], [256, 128]] }
+    optimizer = { choices = ["sgd", "adam"] }"""
 
 
 def search_command(
@@ -23,42 +36,41 @@ def search_command(
         ...,
         "--trials",
         "-n",
+        metavar="N",
         help="Finished trials the study should hold (counted over all workers).",
     ),
     storage: Optional[str] = typer.Option(
         None,
         "--storage",
-        help="Study database URL (default: "
-        "sqlite:///OUT/study.db; postgresql://user@host:port/db "
-        "to share one study between machines).",
+        metavar="URL",
+        help="Study database URL (default: sqlite:///OUT/study.db; "
+        "postgresql://user@host:port/db to share one study between machines).",
     ),
     study: Optional[str] = typer.Option(
-        None, "--study", help="Study name (default: the space file's name)."
+        None, "--study", metavar="NAME", help="Study name (default: the space's name)."
     ),
     out: Optional[Path] = typer.Option(
         None,
         "--out",
+        metavar="FOLDER",
         help="Folder for trial runs, best_recipe.toml, trials.csv (default: runs/search-<name>).",
     ),
-    dataset: Optional[str] = typer.Option(
-        None,
-        "--dataset",
-        help="Dataset name (default: the base recipe's, else full MNIST or the sample).",
-    ),
     train_images: Optional[int] = typer.Option(
-        None, "--train-images", help="Use only the first N training images (quick trials)."
+        None, "--train-images", metavar="N", help="Use only the first N training images."
     ),
     test_images: Optional[int] = typer.Option(
-        None, "--test-images", help="Use only the first N test images (quick trials)."
+        None, "--test-images", metavar="N", help="Use only the first N test images."
     ),
     heartbeat: int = typer.Option(
         10,
         "--heartbeat",
-        help="Seconds between a running trial's "
-        "heartbeats; silent for 3x this, it is failed and retried.",
+        metavar="SECONDS",
+        help="Seconds between a running trial's heartbeats; silent for 3x this, it is failed "
+        "and retried.",
     ),
     track: Optional[str] = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
+    **fields: Any,
 ) -> None:
     """Search recipe fields with Optuna (pruning on validation accuracy); resumable, scales out."""
     from rich.console import Console
@@ -67,20 +79,19 @@ def search_command(
     from mnistlab.experiments import search as srch
 
     track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
-    space = srch.load_space(space_file)
+    changes = overrides_from_flags(fields)
+    dataset = changes.pop("dataset", None)  # the data every trial sees, not a recipe change
+    space = srch.load_space(space_file, changes)
     console = Console(highlight=False, soft_wrap=True)
     log = None if quiet else console.print
+    options = dict(storage=storage, study=study, out=out, dataset=dataset, heartbeat=heartbeat)
     try:
         result = srch.search(
             space,
             trials,
-            storage=storage,
-            study=study,
-            out=out,
-            dataset=dataset,
+            **options,
             train_images=train_images,
             test_images=test_images,
-            heartbeat=heartbeat,
             log=log,
             on_run=run_tracker(track_uri, log),
         )
@@ -97,5 +108,17 @@ def search_command(
     )
 
 
+search_command.__doc__ = "\n\n".join(
+    [
+        inspect.cleandoc(search_command.__doc__),
+        "A space file (TOML):",
+        SPACE_EXAMPLE,
+        "Every recipe flag sets that field of the base; the searched fields take the values "
+        "each trial draws. The best trial's recipe goes to best_recipe.toml, named "
+        "<study>-best.",
+    ]
+)
+
+
 def register(root: typer.Typer) -> None:
-    root.command("search")(search_command)
+    root.command("search")(with_recipe_flags(search_command, skip=("name",)))

@@ -3,7 +3,9 @@ make sense" - with the metrics from sklearn.metrics and a plain answer on R².
 
 Two entry points: :func:`evaluate_predictions` is pure (labels + probabilities in, a JSON-ready
 dict out) and :func:`evaluate` (also ``mnistlab.evaluate(run)``) loads a run folder, predicts
-a split, writes the figures and merges the result into the run's ``metrics.json``.
+a split, writes the figures and merges the result into the run's ``metrics.json``. It takes
+test-set predictions from any framework too (a .npy of labels or probabilities, an ONNX model;
+``evaluation.sources``): the same metrics and figures, written to ``evaluation.json`` in ``out``.
 
 >>> import numpy as np
 >>> from mnistlab.evaluation.evaluate import evaluate_predictions
@@ -202,9 +204,11 @@ def write_figures(
     out_dir,
     title: str = "",
     split: str | None = None,
+    labels_only: bool = False,
 ) -> dict[str, Path]:
     """The confusion matrix and the 32 most confident mistakes as PNGs in ``out_dir``
-    (names from :func:`figure_names`)."""
+    (names from :func:`figure_names`); ``labels_only``: the predictions carry no confidence,
+    so the first 32 mistakes in test-set order, without one."""
     from mnistlab import plots
 
     out = Path(out_dir)
@@ -225,12 +229,12 @@ def write_figures(
             np.asarray(images)[idx],
             np.asarray(y_true)[idx],
             pred[idx],
-            np.asarray(proba)[idx, pred[idx]],
+            None if labels_only else np.asarray(proba)[idx, pred[idx]],
             names,
             out / files["misclassified"],
             title=(
-                f"{prefix}most confident mistakes ({len(idx)} of "
-                f"{int(np.sum(pred != np.asarray(y_true)))} shown)"
+                f"{prefix}{'first' if labels_only else 'most confident'} mistakes ({len(idx)} "
+                f"of {int(np.sum(pred != np.asarray(y_true)))} shown)"
             ),
         ),
     }
@@ -288,13 +292,23 @@ def split_data(run, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x_val, y_val
 
 
-def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    run, split: str = "test", out: str | Path | None = None, **source: Any
+) -> dict[str, Any]:
     """Evaluate a trained run (a run folder or a loaded Run) on ``split``; figures go to ``out``
     (default: the run folder) and the metrics into ``<run>/metrics.json`` under
-    ``"evaluation": {split: ...}``. Returns the metrics."""
+    ``"evaluation": {split: ...}``. Returns the metrics.
+
+    ``run`` may also be a .npy of test-set predictions or an ONNX model (``evaluate_source``;
+    ``source``: its ``dataset``, ``data_dir`` and ``pixels``)."""
+    from mnistlab.evaluation import sources
     from mnistlab.rundir import Run, load_run
 
     check_split(split)
+    if not isinstance(run, Run) and sources.kind_of(Path(run)) != "run":
+        if split != "test":
+            raise RunError(f"{run}: predictions are of the test set; --split {split} needs a run")
+        return evaluate_source(run, out=out, **source)
     run = run if isinstance(run, Run) else load_run(run)
     run_path = Path(run.path)
     x, y = split_data(run, split)
@@ -311,6 +325,39 @@ def evaluate(run, split: str = "test", out: str | Path | None = None) -> dict[st
     return result
 
 
+def evaluate_source(
+    path, dataset=None, data_dir=None, pixels: str = "raw", out: str | Path | None = None
+) -> dict[str, Any]:
+    """The metrics and figures of test-set predictions from any framework (a .npy of labels
+    (N,) or probabilities (N, classes), or an ONNX model; see ``evaluation.sources``) on
+    ``dataset``'s test set, written with ``evaluation.json`` to ``out`` (default:
+    runs/evaluate-<file name>). Labels alone have no loss, Brier score or R²: those are None."""
+    from mnistlab.evaluation import sources
+    from mnistlab.fsio import atomic_write_json, make_dirs
+    from mnistlab.paths import runs_dir
+
+    path = Path(path)
+    test, (found,) = sources.load([path], dataset, data_dir, pixels)
+    names = test.class_names
+    proba = found.proba
+    if proba is None:  # labels only: scored as certain answers, with nothing to say of confidence
+        proba = np.eye(len(names))[found.labels]
+    result = evaluate_predictions(test.y, proba, names)
+    if found.proba is None:
+        result["loss"] = None
+        result["r2"].update(probabilities_vs_onehot=None, brier=None)
+    result.update(split="test", dataset=test.name, source=str(path))
+    if found.note:
+        result["note"] = found.note
+    out_dir = make_dirs(Path(out) if out is not None else runs_dir() / f"evaluate-{path.stem}")
+    figs = write_figures(
+        result, test.x, test.y, proba, out_dir, path.name, "test", labels_only=found.proba is None
+    )
+    result["figures"] = {k: str(p) for k, p in figs.items()}
+    atomic_write_json(out_dir / "evaluation.json", result)
+    return result
+
+
 def print_evaluation(result: dict[str, Any], console=None) -> None:
     """Rich tables: headline numbers, per-class report with averages, most-confused pairs, R²."""
     from rich.console import Console
@@ -321,15 +368,19 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     head = Table(title=f"Evaluation{where}", show_header=False)
     head.add_row("samples", f"{result['n']:,}")
     head.add_row("accuracy", f"{result['accuracy']:.4f}")
-    head.add_row("loss (cross-entropy)", f"{result['loss']:.4f}")
     r2 = result["r2"]
-    head.add_row(
-        "R² (probabilities vs one-hot)",
-        "undefined (one class)"
-        if r2["probabilities_vs_onehot"] is None
-        else f"{r2['probabilities_vs_onehot']:.4f}",
-    )
-    head.add_row("Brier score", f"{r2['brier']:.4f}")
+    labels_only = result["loss"] is None  # predictions given as labels: no probabilities
+    if labels_only:
+        head.add_row("loss, R², Brier score", "none: labels only, no probabilities")
+    else:
+        head.add_row("loss (cross-entropy)", f"{result['loss']:.4f}")
+        head.add_row(
+            "R² (probabilities vs one-hot)",
+            "undefined (one class)"
+            if r2["probabilities_vs_onehot"] is None
+            else f"{r2['probabilities_vs_onehot']:.4f}",
+        )
+        head.add_row("Brier score", f"{r2['brier']:.4f}")
     console.print(head)
 
     t = Table(title="Per-class report")
@@ -364,5 +415,7 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
         console.print(c)
     console.print(r2["labels"])
     console.print(r2["how_to_read"])
+    if result.get("note"):
+        console.print(f"note: {result['note']}")
     for name, path in result.get("figures", {}).items():
         console.print(f"{name}: {path}")

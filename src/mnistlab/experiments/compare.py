@@ -71,11 +71,13 @@ class Variants:
 
 
 # ---- reading variants files -------------------------------------------------------------
-def load_variants(path: str | Path) -> Variants:
-    """Parse and validate a variants TOML file; any problem is one RecipeError line."""
+def load_variants(path: str | Path, changes: dict[str, Any] | None = None) -> Variants:
+    """Parse and validate a variants TOML file; any problem is one RecipeError line.
+    ``changes``: recipe fields set on its base (e.g. the command line's), under every variant's
+    own changes."""
     path = Path(path)
     data = read_toml(path, "variants file")
-    return parse_variants(data, source=str(path), default_name=path.stem)
+    return parse_variants(data, source=str(path), default_name=path.stem, changes=changes)
 
 
 def preset_names() -> list[str]:
@@ -86,16 +88,25 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_preset(name: str) -> Variants:
+def load_preset(name: str, changes: dict[str, Any] | None = None) -> Variants:
+    """A shipped variants file by name (``preset_names()``); ``changes`` as ``load_variants``."""
+    return parse_variants(
+        tomllib.loads(preset_text(name)),
+        source=f"compare preset {name}",
+        default_name=name,
+        changes=changes,
+    )
+
+
+def preset_text(name: str) -> str:
+    """A shipped variants file's TOML, comments and all: a starting point to copy and edit."""
     names = preset_names()
     if name not in names:
         raise RecipeError(
             f"unknown compare preset {name!r}: expected one of {', '.join(names) or '(none)'}"
         )
-    text = (resources.files("mnistlab.experiments") / "presets" / f"{name}.toml").read_text(
-        encoding="utf-8"
-    )
-    return parse_variants(tomllib.loads(text), source=f"compare preset {name}", default_name=name)
+    path = resources.files("mnistlab.experiments") / "presets" / f"{name}.toml"
+    return path.read_text(encoding="utf-8")
 
 
 def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -105,9 +116,12 @@ def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     return flatten(table, where)
 
 
-def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
+def base_recipe(
+    data: dict[str, Any], source: str, scored: str, changes: dict[str, Any] | None = None
+) -> Recipe:
     """The ``[base]`` table of a variants or space file (an optional ``preset`` plus recipe
-    fields), validated; it must hold out a validation split, since ``scored`` on it."""
+    fields, then ``changes`` on top), validated; it must hold out a validation split, since
+    ``scored`` on it."""
     table = data.get("base", {})
     if not isinstance(table, dict):
         raise RecipeError(f"{source} [base]: expected a table of recipe fields")
@@ -118,6 +132,8 @@ def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
     base = load_recipe_preset(preset) if preset else Recipe()
     where = f"{source} [base]"
     base = Recipe.from_dict({**_fields(base), **_flat(table, where)}, source=where)
+    if changes:
+        base = Recipe.from_dict({**_fields(base), **changes}, source="the command line")
     if not base.validation_split > 0:
         raise RecipeError(
             f"{source} [base] field 'validation_split': expected a number in "
@@ -126,13 +142,19 @@ def base_recipe(data: dict[str, Any], source: str, scored: str) -> Recipe:
     return base
 
 
-def parse_variants(data: dict[str, Any], *, source: str, default_name: str) -> Variants:
+def parse_variants(
+    data: dict[str, Any],
+    *,
+    source: str,
+    default_name: str,
+    changes: dict[str, Any] | None = None,
+) -> Variants:
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
         raise RecipeError(
             f"{source}: unknown key '{unknown[0]}'; allowed keys: " + ", ".join(_TOP_KEYS)
         )
-    base = base_recipe(data, source, "variants are ranked")
+    base = base_recipe(data, source, "variants are ranked", changes)
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise RecipeError(f"{source}: expected at least one [variants.NAME] table")
@@ -480,7 +502,11 @@ def run_record(run_dir: Path, ds) -> dict[str, Any]:
     from mnistlab import rundir
 
     run = rundir.load_run(run_dir)
-    hit = run.predict_proba(ds.x_test).argmax(axis=1) == np.asarray(ds.y_test)
+    stored = Path(run_dir) / rundir.PREDICTIONS  # what the run's own end computed on ds.x_test
+    proba = rundir.read_predictions(stored)["proba"] if stored.is_file() else None
+    if proba is None or len(proba) != len(ds.y_test):
+        proba = run.predict_proba(ds.x_test)
+    hit = proba.argmax(axis=1) == np.asarray(ds.y_test)
     val = run.metrics.get("train", {}).get("val_accuracy")
     return {
         "val_accuracy": float("nan") if val is None else float(val),

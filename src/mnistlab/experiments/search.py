@@ -100,19 +100,25 @@ class Space:
 
 
 # ---- reading space files ----------------------------------------------------------------
-def load_space(path: str | Path) -> Space:
-    """Parse and validate a space TOML file; any problem is one RecipeError line."""
+def load_space(path: str | Path, changes: dict[str, Any] | None = None) -> Space:
+    """Parse and validate a space TOML file; any problem is one RecipeError line.
+    ``changes``: recipe fields set on its base (e.g. the command line's); searched fields
+    still take the values the trials draw."""
     path = Path(path)
-    return parse_space(read_toml(path, "space file"), source=str(path), default_name=path.stem)
+    return parse_space(
+        read_toml(path, "space file"), source=str(path), default_name=path.stem, changes=changes
+    )
 
 
-def parse_space(data: dict[str, Any], *, source: str, default_name: str) -> Space:
+def parse_space(
+    data: dict[str, Any], *, source: str, default_name: str, changes: dict[str, Any] | None = None
+) -> Space:
     from mnistlab.experiments.compare import _fields, base_recipe
 
     unknown = [k for k in data if k not in ("name", "base", "space")]
     if unknown:
         raise RecipeError(f"{source}: unknown key '{unknown[0]}'; allowed keys: name, base, space")
-    base = base_recipe(data, source, "trials are scored")
+    base = base_recipe(data, source, "trials are scored", changes)
     space = data.get("space")
     if not isinstance(space, dict) or not space:
         raise RecipeError(f"{source}: expected a [space] table with at least one recipe field")
@@ -301,7 +307,7 @@ def search(
                     "mnistlab.trial_state": state,
                 },
             )
-    return _finish(st, out, space, log)
+    return _finish(st, out, space, log, ds)
 
 
 def _run_trial(
@@ -358,7 +364,42 @@ def _run_trial(
 
 
 # ---- results ----------------------------------------------------------------------------
-def _finish(st, out: Path, space: Space, log) -> dict[str, Any]:
+def best_recipe(trial: Recipe, space: Space, study: str, dataset: str) -> Recipe:
+    """The recipe of the best trial as best_recipe.toml states it: named ``<study>-best``, with
+    the dataset it was found on, the searched numbers rounded to 3 significant digits (what
+    the search can tell apart), and no thread count or per-optimizer value the base left unset
+    (the trials pin one thread each, and record the values they resolved).
+
+    >>> space = Space("s", Recipe(), {"learning_rate": Param("learning_rate", "float", 1e-4, 1.0)})
+    >>> r = best_recipe(Recipe(lr=0.0031622777, threads=1).resolved(), space, "s", "mnist")
+    >>> r.name, r.dataset, r.learning_rate, r.threads, r.momentum
+    ('s-best', 'mnist', 0.00316, None, None)
+    """
+    from mnistlab.recipe import SPECS
+    from mnistlab.recipe.optimizers import OPTIMIZERS
+
+    changes: dict[str, Any] = {
+        "name": re.sub(r"[^A-Za-z0-9._-]", "_", f"{study}-best")[:200],
+        "dataset": trial.dataset or dataset,
+        "threads": space.base.threads,
+    }
+    row = OPTIMIZERS[trial.optimizer]
+    for name, spec in SPECS.items():
+        if spec.per_optimizer and getattr(space.base, name) is None:
+            if getattr(trial, name) == getattr(row, name):
+                changes[name] = None
+    recipe = trial.replace(**changes)
+    for name, p in space.params.items():
+        value = getattr(recipe, name)
+        if p.kind == "float" and value:
+            try:
+                recipe = recipe.replace(**{name: float(f"{value:.3g}")})
+            except RecipeError:  # rounded past the field's range (0.9996 of [0, 1)): as drawn
+                pass
+    return recipe
+
+
+def _finish(st, out: Path, space: Space, log, ds) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     all_trials = st.get_trials(deepcopy=False)
@@ -368,13 +409,16 @@ def _finish(st, out: Path, space: Space, log) -> dict[str, Any]:
     best = None
     if complete:
         best_trial = max(complete, key=lambda t: (t.value, -t.number))
-        recipe = Recipe.from_dict(
+        trial_recipe = Recipe.from_dict(
             best_trial.user_attrs["recipe"], source=f"trial {best_trial.number}"
         )
+        recipe = best_recipe(trial_recipe, space, st.study_name, ds.name)
         header = (
             f"# Best of {counts['COMPLETE']} complete trials of study {st.study_name!r} "
             f"(mnistlab search): validation accuracy {best_trial.value:.4f}, trial "
             f"{best_trial.number} ({best_trial.user_attrs.get('run')}).\n"
+            f"# Found on {ds.name} ({len(ds.x_train):,} training images); the searched numbers "
+            "are rounded to 3 significant digits.\n"
             "# Chosen on the validation split only; train it with "
             "`mnistlab train --recipe best_recipe.toml`.\n\n"
         )

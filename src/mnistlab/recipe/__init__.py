@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -505,6 +506,102 @@ def _toml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# ---- how two recipes differ -------------------------------------------------------------
+# Fields that say where or how fast a run goes, not what it learns: no run is told apart by them.
+NOT_WHAT_IT_LEARNS = ("name", "data_dir", "threads")
+# The order changes are named in: the data, the network family, the optimizer, then the rest in
+# declaration order ("adam-lr0.001-dropout0.2-bn").
+_FIRST = ("dataset", "normalize", "kind", "optimizer", "learning_rate")
+_SHORT = {
+    "learning_rate": "lr",
+    "batch_norm": "bn",
+    "batch_size": "batch",
+    "validation_split": "val",
+    "label_smoothing": "smooth",
+    "weight_decay": "wd",
+    "warmup_epochs": "warmup",
+    "early_stopping": "patience",
+    "restore_best": "restore-best",
+    "conv_channels": "conv",
+    "kernel_size": "kernel",
+    "max_norm": "maxnorm",
+    "augment_shift": "shift",
+    "augment_rotate": "rotate",
+    "augment_scale": "zoom",
+    "augment_elastic": "elastic",
+    "augment_elastic_sigma": "elastic-sigma",
+    "plateau_monitor": "plateau-monitor",
+    "plateau_factor": "plateau-factor",
+    "plateau_patience": "plateau-patience",
+    "plateau_min_delta": "plateau-delta",
+    "plateau_cooldown": "plateau-cooldown",
+    "min_lr": "min-lr",
+    "step_size": "step-size",
+}
+_BARE = ("dataset", "kind", "optimizer", "schedule", "activation")  # the value says it all
+
+
+def differences(recipe: Recipe, base: Recipe | None = None) -> dict[str, tuple[Any, Any]]:
+    """field -> (base's value, recipe's value) for every field but ``name`` in which ``recipe``
+    differs from ``base`` (default: the notebook's ``Recipe()``). A per-optimizer field at its
+    optimizer's own value counts as unset, so the momentum sgd fills in is no difference.
+
+    >>> differences(Recipe(optimizer="adam", lr=0.001, momentum=0.0))
+    {'optimizer': ('sgd', 'adam'), 'learning_rate': (0.01, 0.001)}
+    """
+    a, b = _unresolved(base or Recipe()), _unresolved(recipe)
+    return {name: (a[name], b[name]) for name in SPECS if name != "name" and a[name] != b[name]}
+
+
+def _unresolved(recipe: Recipe) -> dict[str, Any]:
+    row = OPTIMIZERS[recipe.optimizer]
+    values = {name: getattr(recipe, name) for name in SPECS}
+    for name, spec in SPECS.items():
+        if spec.per_optimizer and values[name] == getattr(row, name):
+            values[name] = None
+    return values
+
+
+def changes(recipe: Recipe, base: Recipe | None = None) -> list[str]:
+    """What ``recipe`` changes from ``base`` (default: the notebook's), one short token per
+    field that changes what a run learns, data and optimizer first: the words a run folder is
+    named with.
+
+    >>> changes(Recipe(batch_norm=True, dropout=0.2, optimizer="adam", lr=0.001, threads=2))
+    ['adam', 'lr0.001', 'dropout0.2', 'bn']
+    >>> changes(Recipe(normalize="none", hidden=[256, 128]))
+    ['normalize-none', 'hidden256_128']
+    """
+    diff = differences(recipe, base)
+    order = [n for n in _FIRST if n in diff] + [n for n in diff if n not in _FIRST]
+    return [_token(n, diff[n][1]) for n in order if n not in NOT_WHAT_IT_LEARNS]
+
+
+def _token(name: str, value: Any) -> str:
+    short = _SHORT.get(name, name)
+    if isinstance(value, bool):
+        text = short if value else f"no-{short}"
+    elif value is None:
+        text = f"{short}-unset"
+    elif name in _BARE:
+        text = str(value)
+    elif isinstance(value, str):
+        text = f"{short}-{value}"
+    elif isinstance(value, list):
+        text = f"{short}{'_'.join(map(str, value))}" if value else f"{short}-none"
+    else:
+        text = f"{short}{value:g}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def base_of(recipe: Recipe) -> tuple[str | None, Recipe]:
+    """(preset name or None, the recipe ``recipe`` was made from): the shipped preset its name
+    names, else the notebook's ``Recipe()`` (None: it carries a name of its own)."""
+    if recipe.name in preset_names() and recipe.name != "notebook":
+        return recipe.name, load_preset(recipe.name)
+    return ("notebook" if recipe.name == "notebook" else None), Recipe()
+
+
 def preset_names() -> list[str]:
     """Names of the recipes shipped in ``mnistlab/recipe/presets``."""
     root = resources.files("mnistlab.recipe") / "presets"
@@ -515,14 +612,34 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> Recipe:
     """A shipped recipe by name (see ``preset_names()``)."""
+    return Recipe.from_dict(tomllib.loads(preset_text(name)), source=f"preset {name}")
+
+
+def preset_text(name: str) -> str:
+    """A shipped recipe's TOML file, comments and all: a starting point to copy and edit."""
     names = preset_names()
     if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise RecipeError(
-            f"unknown preset {name!r}: expected one of {', '.join(names) or '(none)'}"
+            f"unknown preset {name!r}{hint}: expected one of {', '.join(names) or '(none)'}"
         )
     res = resources.files("mnistlab.recipe") / "presets" / f"{name}.toml"
-    data = tomllib.loads(res.read_text(encoding="utf-8"))
-    return Recipe.from_dict(data, source=f"preset {name}")
+    return res.read_text(encoding="utf-8")
+
+
+def description(toml_text: str) -> str:
+    """What a preset file is, in one line: its first comment line (empty without one).
+
+    >>> description("# Adam at 0.001.\\n# More words.\\nlr = 0.001\\n")
+    'Adam at 0.001.'
+    """
+    for line in toml_text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
 
 
 def _canonical(key: str, source: str) -> str:

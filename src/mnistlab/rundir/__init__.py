@@ -9,7 +9,14 @@ The names below are the package's public face, so callers write ``rundir.load_ru
 """
 
 from mnistlab.rundir.dataset import DatasetRecord
-from mnistlab.rundir.files import read_checkpoint, read_model, write_checkpoint, write_model
+from mnistlab.rundir.files import (
+    read_checkpoint,
+    read_model,
+    read_predictions,
+    write_checkpoint,
+    write_model,
+    write_predictions,
+)
 from mnistlab.rundir.folder import (
     CHECKPOINT,
     ENVIRONMENT,
@@ -19,12 +26,14 @@ from mnistlab.rundir.folder import (
     METRICS,
     MODEL,
     ONNX,
+    PREDICTIONS,
     RECIPE,
     REPORT,
     REQUIRED,
     check_free,
     new_run_dir,
     run_folder,
+    run_name,
 )
 from mnistlab.rundir.records import (
     json_bytes,
@@ -46,6 +55,7 @@ __all__ = [
     "METRICS",
     "MODEL",
     "ONNX",
+    "PREDICTIONS",
     "RECIPE",
     "REPORT",
     "REQUIRED",
@@ -61,9 +71,12 @@ __all__ = [
     "read_json",
     "read_metrics",
     "read_model",
+    "read_predictions",
     "run_folder",
+    "run_name",
     "update_metrics",
     "write_checkpoint",
     "write_history",
     "write_model",
+    "write_predictions",
 ]

@@ -28,10 +28,12 @@ import numpy as np
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_bytes, read_bytes
 from mnistlab.recipe import Recipe
-from mnistlab.rundir.folder import CHECKPOINT, LIMITS, MODEL, RECIPE
+from mnistlab.rundir.folder import CHECKPOINT, LIMITS, MODEL, PREDICTIONS, RECIPE
 
 MODEL_FORMAT = "mnistlab-model/1"
 CHECKPOINT_FORMAT = "mnistlab-checkpoint/1"
+PREDICTIONS_FORMAT = "mnistlab-predictions/1"
+_FILE_OF = {MODEL_FORMAT: MODEL, CHECKPOINT_FORMAT: CHECKPOINT, PREDICTIONS_FORMAT: PREDICTIONS}
 
 
 # ---- model.safetensors ------------------------------------------------------------------
@@ -64,7 +66,7 @@ def _load(path: Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict
     from safetensors.numpy import load
 
     try:
-        limit = LIMITS[CHECKPOINT if expected_format == CHECKPOINT_FORMAT else MODEL]
+        limit = LIMITS[_FILE_OF[expected_format]]
         data = read_bytes(path, "a safetensors file", limit, RunError)
     except FileNotFoundError:
         raise RunError(f"{path}: file is missing") from None
@@ -171,10 +173,12 @@ def write_checkpoint(
 
 
 def read_checkpoint(
-    path: Path, recipe: Recipe | None = None
+    path: Path, recipe: Recipe | None = None, also_epochs: tuple[int, ...] = ()
 ) -> tuple[dict[str, np.ndarray], int, list[dict[str, Any]]]:
     """(state, epoch, history); with ``recipe``, RunError naming the first field in which it
-    differs from the recipe the checkpoint was made with."""
+    differs from the recipe the checkpoint was made with. ``also_epochs``: epoch counts the
+    run had before it was extended (environment.json's "extended"), which the checkpoint's
+    recipe may still state, all else equal."""
     path = Path(path)
     tensors, meta = _load(path, CHECKPOINT_FORMAT)
     try:
@@ -186,6 +190,8 @@ def read_checkpoint(
         )
     except (KeyError, ValueError, MnistlabError) as exc:
         raise RunError(f"{path}: incomplete metadata ({exc})") from None
+    if made_with is not None and made_with.epochs in also_epochs:
+        made_with = made_with.replace(epochs=recipe.epochs if recipe else made_with.epochs)
     if recipe is not None and made_with is not None and made_with != recipe:
         name = next(
             f.name
@@ -199,3 +205,36 @@ def read_checkpoint(
             f"started: set it back, or train a new run with the changed recipe"
         )
     return tensors, epoch, history
+
+
+# ---- predictions.safetensors ------------------------------------------------------------
+def write_predictions(
+    path: Path, proba: np.ndarray, class_names: tuple[str, ...], dataset_name: str
+) -> None:
+    """The final model's class probabilities of every test image, (N, classes) float32."""
+    _save(
+        Path(path),
+        {"proba": np.asarray(proba, dtype=np.float32)},
+        {
+            "format": PREDICTIONS_FORMAT,
+            "class_names": json.dumps(list(class_names)),
+            "dataset": dataset_name,
+        },
+    )
+
+
+def read_predictions(path: Path) -> dict[str, Any]:
+    """{"proba", "class_names", "dataset"} from predictions.safetensors, verified."""
+    path = Path(path)
+    tensors, meta = _load(path, PREDICTIONS_FORMAT)
+    try:
+        proba = tensors["proba"]
+        class_names = tuple(json.loads(meta["class_names"]))
+        dataset = meta["dataset"]
+    except (KeyError, ValueError) as exc:
+        raise RunError(f"{path}: incomplete metadata ({exc})") from None
+    if proba.ndim != 2 or proba.shape[1] != len(class_names):
+        raise RunError(
+            f"{path}: probabilities of shape {proba.shape}, expected (N, {len(class_names)})"
+        )
+    return {"proba": proba, "class_names": class_names, "dataset": dataset}

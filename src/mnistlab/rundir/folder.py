@@ -8,6 +8,7 @@ A finished run holds::
     model.safetensors  weights + normalization statistics; recipe, class names, dataset and
                        SHA-256s of the tensors and of the metadata (so tampering is detected)
     environment.json   versions, threads, seed, engine, device, dataset name/checksums/note
+    predictions.safetensors  the test set's class probabilities per image, from the final model
     checkpoint.safetensors  weights + optimizer state + history after the last finished epoch,
                        and the recipe it was made with (resume refuses an edited recipe.toml)
     .lock              only while a process writes the run (see rundir/lock.py)
@@ -29,7 +30,7 @@ from pathlib import Path
 from mnistlab.errors import RunError
 from mnistlab.fsio import _umask, atomic_write_bytes, fs_error, fs_errors, make_dirs, normalize
 from mnistlab.paths import runs_dir
-from mnistlab.recipe import Recipe
+from mnistlab.recipe import Recipe, base_of, changes
 
 RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
     "recipe.toml",
@@ -41,6 +42,9 @@ RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT, CHECKPOINT = (
 )
 REQUIRED = (RECIPE, HISTORY, METRICS, MODEL, ENVIRONMENT)
 REPORT, ONNX = "report.html", "model.onnx"
+# The finished run's per-image test-set class probabilities (float32, N x classes, in the test
+# set's order), so runs compare on the same images without recomputing them.
+PREDICTIONS = "predictions.safetensors"
 # Far above what a run writes (a history row is ~150 bytes: 16 MiB is 100,000 epochs; metrics
 # with two evaluations ~20 KiB), far below what would exhaust memory. recipe.toml is read as
 # every recipe is, under fsio.TOML_LIMIT. The safetensors files hold what training held in
@@ -51,7 +55,9 @@ LIMITS = {
     ENVIRONMENT: 2**20,
     MODEL: 16 * 2**30,
     CHECKPOINT: 16 * 2**30,
+    PREDICTIONS: 2**30,  # 10,000 x 10 float32 is 400 KB; EMNIST-sized sets fit many times over
 }
+NAME_WORDS = 60  # characters of a default run name's change words; the rest are counted
 JSON_LIMIT = 16 * 2**20  # other JSON read by rundir.read_json (a compare's leaderboard.json)
 HISTORY_FIELDS = (
     "epoch",
@@ -65,6 +71,31 @@ HISTORY_FIELDS = (
 
 
 # ---- the folder -------------------------------------------------------------------------
+def run_name(recipe: Recipe) -> str:
+    """The name a run folder gets after its UTC time: what ``recipe`` changes from the recipe it
+    was made from (the notebook's, or the preset its name names), so runs can be told apart;
+    a name of its own wins. Short: past ``NAME_WORDS`` characters the other changes are counted.
+
+    >>> run_name(Recipe()), run_name(Recipe(normalize="none"))
+    ('notebook', 'normalize-none')
+    >>> run_name(Recipe(optimizer="adam", lr=0.001, dropout=0.2, batch_norm=True))
+    'adam-lr0.001-dropout0.2-bn'
+    >>> run_name(Recipe(name="mine", epochs=2))
+    'mine'
+    """
+    preset, base = base_of(recipe)
+    if preset is None:
+        return recipe.name
+    words = changes(recipe, base)
+    kept = [] if preset == "notebook" and words else [preset]
+    for k, word in enumerate(words):
+        if kept and len("-".join([*kept, word])) > NAME_WORDS:
+            kept.append(f"{len(words) - k}more")
+            break
+        kept.append(word)
+    return "-".join(kept)
+
+
 def check_free(out: str | Path) -> Path:
     """``out`` as a Path if a new run may go there (absent or an empty folder), else RunError."""
     path = Path(out)
@@ -79,7 +110,7 @@ def check_free(out: str | Path) -> Path:
 def new_run_dir(
     recipe: Recipe, out: str | Path | None = None, files: dict[str, bytes] | None = None
 ) -> Path:
-    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<name>.
+    """A fresh folder: ``out`` (must not hold files yet) or runs/<UTC timestamp>-<run_name>.
 
     With ``files`` (name -> content) the folder appears with them all or not at all: it is built
     under a temporary name in the same parent and renamed into place, so a kill leaves no
@@ -89,7 +120,7 @@ def new_run_dir(
         path = normalize(check_free(out))
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        base = normalize(runs_dir() / f"{stamp}-{recipe.name}")
+        base = normalize(runs_dir() / f"{stamp}-{run_name(recipe)}")
         path, k = base, 1
         while path.exists():
             k += 1

@@ -152,6 +152,9 @@ ENVIRONMENT = fields(
     numba=TEXT,
     torch_threads=optional(INTEGER),
     resumed=listof(fields(after_epoch=INTEGER, at=TEXT)),
+    extended=listof(  # a finished run trained on: from_epochs -> to_epochs (training.plan.extend)
+        fields(required=("from_epochs",), from_epochs=INTEGER, to_epochs=INTEGER, at=TEXT)
+    ),
 )
 
 

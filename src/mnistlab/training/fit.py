@@ -113,6 +113,7 @@ def fit(
     device: str | None = None,
     on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
     resume: bool = False,
+    epochs: int | None = None,
 ) -> rundir.Run:
     """Train ``recipe`` (default: the notebook's) and return the finished run.
 
@@ -121,12 +122,13 @@ def fit(
     ``stop_on_divergence``: stop after the first epoch the health check flags.
     ``on_epoch``: called with each epoch's history row after its checkpoint; returning True
     stops training there (the run is completed as usual, ``run.stopped`` says why).
-    ``resume=True`` is ``resume(out, ...)`` spelled as the CLI's ``train --resume`` spells it.
+    ``resume=True`` is ``resume(out, ..., epochs=epochs)`` spelled as the CLI's ``train
+    --resume`` spells it.
     """
 
     def make_plan(say, hold) -> Plan:
         if resume:
-            return plan_resume(out, recipe, dataset, data_dir, say, hold)
+            return plan_resume(out, recipe, dataset, data_dir, say, hold, epochs)
         return plan_fresh(recipe, dataset, out, data_dir)
 
     return _run(
@@ -147,9 +149,12 @@ def resume(
     data_dir: str | Path | None = None,
     device: str | None = None,
     on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
+    epochs: int | None = None,
 ) -> rundir.Run:
     """Continue the run folder ``run`` (a path or a Run) from its last checkpoint, with the
-    recipe, dataset and engine it started with; a finished run is returned as it is.
+    recipe, dataset and engine it started with; a finished run is returned as it is, unless
+    ``epochs`` asks for more than it has (``training.plan.extend``: trained on exactly as a
+    run of that many epochs would have gone, where its schedule allows it).
 
     ``dataset``: the Dataset it trained on, when it was not one ``datasets.load`` gives by
     name (checked against the recorded checksums); ``data_dir``: where to load it from instead
@@ -157,7 +162,7 @@ def resume(
     """
     out = getattr(run, "path", run)
     return _run(
-        lambda say, hold: plan_resume(out, None, dataset, data_dir, say, hold),
+        lambda say, hold: plan_resume(out, None, dataset, data_dir, say, hold, epochs),
         quiet=quiet,
         stop_on_divergence=stop_on_divergence,
         device=device,

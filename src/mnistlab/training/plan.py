@@ -3,13 +3,16 @@
 Three ways in: ``plan_fresh`` (a new run folder), and ``plan_resume`` of an existing one: either
 a restart (killed before anything but recipe.toml was written: nothing to continue) or a true
 resume from the last checkpoint with the recipe, dataset and engine the run started with. A
-resume of a finished run plans nothing ("complete"). After the plan, the training loop reads
-the same for all of them: start epoch, history so far, engine state (or none).
+resume of a finished run plans nothing ("complete"), unless it asks for more epochs: ``extend``
+then makes the run a longer one, continued from its last checkpoint exactly as a run of that
+many epochs would have gone (where the schedule allows it). After the plan, the training loop
+reads the same for all of them: start epoch, history so far, engine state (or none).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,17 @@ from mnistlab import rundir
 from mnistlab.datasets import Dataset
 from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
 from mnistlab.errors import RunError
-from mnistlab.fsio import normalize
+from mnistlab.fsio import atomic_write_json, normalize
 from mnistlab.recipe import Recipe
 from mnistlab.training import budget as memory
+from mnistlab.training.stopping import EarlyStopping
+
+# Schedules whose rate at an epoch depends on the run's total epochs: the epochs a shorter run
+# trained had other rates than a longer run's, so it cannot be continued into one.
+NEEDS_THE_TOTAL = {
+    "cosine": "decays to 0 over the run's total epochs",
+    "onecycle": "rises and falls over the run's total epochs",
+}
 
 
 @dataclasses.dataclass
@@ -54,10 +65,11 @@ def plan_fresh(recipe: Recipe | None, dataset, out, data_dir) -> Plan:
     return Plan("fresh", recipe, recipe.engine, ds, data_dir, out)
 
 
-def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Plan:
+def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold, epochs=None) -> Plan:
     """Continue the run folder ``out`` exactly as it started (``recipe``, when given, must be
-    its own). ``hold(run_dir)`` takes the folder's lock before its checkpoint is read: a second
-    trainer stops there. ``say`` prints one line."""
+    its own); ``epochs`` more than it has trains it on (``extend``). ``hold(run_dir)`` takes the
+    folder's lock before its checkpoint is read: a second trainer stops there. ``say`` prints
+    one line."""
     if out is None:
         raise RunError("resume needs the run folder to continue")
     run_dir = normalize(out)
@@ -72,6 +84,9 @@ def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Pla
             f"{run_dir}: the recipe given differs from the run's recipe.toml; "
             "resume continues a run exactly as it started"
         )
+    if epochs is not None and epochs != saved.epochs:
+        hold(run_dir)
+        saved = extend(run_dir, saved, epochs, say)
     if not any((run_dir / f).exists() for f in (rundir.ENVIRONMENT, rundir.CHECKPOINT)):
         hold(run_dir)  # killed before anything but recipe.toml was written: start over
         say(f"{run_dir}: nothing was trained yet; starting it from epoch 0")
@@ -87,13 +102,72 @@ def plan_resume(out, recipe: Recipe | None, dataset, data_dir, say, hold) -> Pla
     hold(run_dir)
     state, start, history = None, 0, []
     if (run_dir / rundir.CHECKPOINT).is_file():
-        state, start, history = rundir.read_checkpoint(run_dir / rundir.CHECKPOINT, saved)
+        # made before an extension (see ``extend``): with the epochs the run had then
+        shorter = tuple(e["from_epochs"] for e in env.get("extended", []))
+        state, start, history = rundir.read_checkpoint(
+            run_dir / rundir.CHECKPOINT, saved, also_epochs=shorter
+        )
     if isinstance(dataset, Dataset):
         ds = record.verify(dataset, env_file)
     else:
         ds = record.load(env_file, data_dir, saved.data_dir)
     # The same engine as before: "auto" could pick differently on a changed installation.
     return Plan("resume", saved, env["engine"], ds, data_dir, run_dir, state, start, history)
+
+
+def extend(run_dir: Path, saved: Recipe, epochs: int, say) -> Recipe:
+    """Make the (held) run folder a run of ``epochs`` epochs, to be continued from its last
+    checkpoint; the new recipe. Refused in one line where that would not be the run a fresh
+    ``epochs``-epoch training gives: fewer epochs, a schedule that depends on the total, a run
+    that stopped early. The files of the shorter run's end go first (model, metrics, stored
+    predictions, report, ONNX), then environment.json records the change, then recipe.toml
+    states it: a kill at any moment leaves a run that ``--resume`` continues."""
+    longer = saved.replace(epochs=epochs)  # checks the range
+    if epochs < saved.epochs:
+        raise RunError(
+            f"{run_dir}: has {saved.epochs} epochs; --epochs {epochs} would cut it short, and "
+            f"a run is only continued (train a new run with --epochs {epochs})"
+        )
+    env_file = run_dir / rundir.ENVIRONMENT
+    if not env_file.is_file() and not (run_dir / rundir.CHECKPOINT).is_file():
+        longer.to_toml(run_dir / rundir.RECIPE)  # nothing trained yet: it simply is longer
+        return longer
+    _refuse_extension(run_dir, saved, epochs)
+    env = rundir.read_environment(env_file)
+    for name in (rundir.REPORT, rundir.ONNX, rundir.PREDICTIONS, rundir.METRICS, rundir.MODEL):
+        (run_dir / name).unlink(missing_ok=True)
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    env.setdefault("extended", []).append(
+        {"from_epochs": saved.epochs, "to_epochs": epochs, "at": at}
+    )
+    atomic_write_json(env_file, env)
+    longer.to_toml(run_dir / rundir.RECIPE)
+    say(f"{run_dir}: training on from {saved.epochs} to {epochs} epochs")
+    return longer
+
+
+def _refuse_extension(run_dir: Path, saved: Recipe, epochs: int) -> None:
+    """RunError when continuing ``saved`` to ``epochs`` would differ from training that long."""
+    fresh = f"train a new run with --epochs {epochs} instead"
+    if saved.schedule in NEEDS_THE_TOTAL:
+        raise RunError(
+            f"{run_dir}: its schedule '{saved.schedule}' {NEEDS_THE_TOTAL[saved.schedule]}, so "
+            f"its first {saved.epochs} epochs are not those of a {epochs}-epoch run; {fresh}"
+        )
+    if not (run_dir / rundir.CHECKPOINT).is_file():
+        raise RunError(f"{run_dir}: has no checkpoint to continue from; {fresh}")
+    metrics = run_dir / rundir.METRICS
+    stopped = rundir.read_metrics(metrics).get("stopped") if metrics.is_file() else None
+    if stopped:
+        raise RunError(f"{run_dir}: it {stopped}; {fresh}")
+    stopper = EarlyStopping.for_recipe(saved)
+    history = run_dir / rundir.HISTORY
+    if stopper is not None and history.is_file() and stopper.replay(rundir.read_history(history)):
+        raise RunError(
+            f"{run_dir}: early stopping ended it after epoch {stopper.stopped_epoch} "
+            f"({saved.monitor} did not improve for {saved.early_stopping} epochs); more epochs "
+            f"would not train it further; {fresh} or a larger early_stopping"
+        )
 
 
 def _load(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:

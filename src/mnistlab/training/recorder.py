@@ -2,7 +2,9 @@
 
 A new run folder appears whole with its recipe.toml and environment.json (``start``); every
 epoch writes the checkpoint and history.csv together, so a kill loses one epoch at most; the end
-writes model.safetensors, completes environment.json and merges metrics.json (``finish``).
+writes model.safetensors, completes environment.json, merges metrics.json and stores the final
+model's test-set probabilities (predictions.safetensors, which compare pairs runs on; a run
+without them has them recomputed from its model) (``finish``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class Recorder:
             },
         )
         run = rundir.load_run(run_dir)
+        proba = run.predict_proba(ds.x_test)
+        rundir.write_predictions(run_dir / rundir.PREDICTIONS, proba, classes, ds.name)
         run.warnings, run.stopped = watched["health"], watched["stopped"]
         return run
 

@@ -414,17 +414,18 @@ display(Image(filename=str(Path(board["folder"]) / "leaderboard.png")))
 # On the small sample with few epochs, expect small differences to come out as noise; full MNIST
 # (`MNISTLAB_TUTORIAL_FULL=1`) has five times as many test images to tell them apart. A compare
 # folder also holds `report.html`, a page with the table and links to every run's own report.
-# The answer key carries on with the best variant by validation, and its seed with the best
-# validation accuracy.
+# At the tutorial's budget of epochs the differences between these ideas are small. The answer
+# key's own pick goes further: batch normalization, which lets each epoch learn more, trained
+# for twice as many epochs (each idea is a recipe field, and so is the number of epochs). The
+# check then tests it against the baseline, seed by seed, and the key carries on with its seed
+# of best validation accuracy.
 
 # %% exercise="beat"
 my_runs = ...  # one per seed in range(SEEDS): mnistlab runs, or test-set predictions
 best_run = baseline  # the model step 7 measures: your best mnistlab run, if you like
 # BEGIN SOLUTION
 best = board["variants"][0]  # rank 1: the best mean validation accuracy
-my_runs = [mnistlab.load_run(Path(board["folder"]) / run["path"]) for run in best["runs"]]
 best_seed = max(best["runs"], key=lambda run: run["val_accuracy"])
-best_run = mnistlab.load_run(Path(board["folder"]) / best_seed["path"])
 results["best variant (by validation)"] = best["name"]
 results["test accuracy, best variant"] = best["test_accuracy"]["mean"]
 for v in board["variants"]:
@@ -436,6 +437,12 @@ for v in board["variants"]:
 print(
     f"winner by validation accuracy: {best['name']} (seed {best_seed['seed']}, "
     f"report: {board['report']})"
+)
+pick = recipe.replace(batch_norm=True, epochs=2 * EPOCHS)
+my_runs = [train(f"batch-norm-longer-seed{s}", pick.replace(seed=s)) for s in range(SEEDS)]
+best_run = max(my_runs, key=lambda run: run.metrics["train"]["val_accuracy"])
+results["test accuracy, batch norm x2 epochs"] = float(
+    np.mean([run.metrics["test"]["accuracy"] for run in my_runs])
 )
 # END SOLUTION
 

@@ -15,7 +15,7 @@ from mnistlab.check.beat import seeds_needed
 from mnistlab.experiments.leaderboard import ALPHA
 
 
-def test_batch_norm_beats_the_baseline_on_every_seed(runs, capsys):
+def test_batch_norm_trained_longer_beats_the_baseline_on_every_seed(runs, capsys):
     r = check.beat_this([runs["bn0"], runs["bn1"]], [runs["base1"], runs["base0"]])
     assert r.passed and r.details["p_value"] < ALPHA
     assert [p["label"] for p in r.details["pairs"]] == ["seed 0", "seed 1"]  # paired by seed
@@ -101,7 +101,8 @@ def test_one_seed_is_not_enough(runs):
 @pytest.mark.parametrize(
     "mine, said",
     [
-        ("nowhere.txt", "my_runs[0]: nowhere.txt is neither a run folder nor a .npy file"),
+        ("nowhere.npy", "my_runs[0]: nowhere.npy: no such file or folder"),
+        (__file__, "my_runs[0]: "),  # neither a run folder, a .npy nor an .onnx file
         (np.zeros(7, dtype=np.int64), "my_runs[0]: 7 predictions for 2,000 test images"),
         (np.zeros((2000, 3)), "my_runs[0]: an array of shape (2000, 3); expected labels"),
     ],

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.check.inputs import PREDICTION_FORMS, as_list, predicted, resolve, scored_on
+from mnistlab.check.inputs import PREDICTION_FORMS, as_list, predicted, scored_on, source
 from mnistlab.check.verdict import Off, Result, given, refused, verdict
 from mnistlab.experiments.leaderboard import ALPHA, mcnemar
 
@@ -103,27 +103,24 @@ def beat_this(mine, baseline, *, dataset=None) -> Result:
 def _pairs(mine: list[Any], baseline: list[Any], dataset) -> list[Pair]:
     if not mine or not baseline:
         raise Off(f"{'my_runs' if not mine else 'baselines'} is empty", f"give {PREDICTION_FORMS}")
-    mine = [resolve(m, f"my_runs[{i}]") for i, m in enumerate(mine)]
-    baseline = [resolve(m, f"baselines[{i}]") for i, m in enumerate(baseline)]
-    x, y = scored_on(baseline + mine, dataset)
-    ours = [predicted(m, f"my_runs[{i}]", x) for i, m in enumerate(mine)]
-    theirs = [predicted(m, f"baselines[{i}]", x) for i, m in enumerate(baseline)]
-    by_seed = all(s is not None for _, s in ours + theirs)
-    if by_seed:
-        base = {s: a for a, s in theirs}
-        missing = [s for _, s in ours if s not in base]
+    ours = [source(m, f"my_runs[{i}]") for i, m in enumerate(mine)]
+    theirs = [source(b, f"baselines[{i}]") for i, b in enumerate(baseline)]
+    test = scored_on(theirs + ours, dataset)
+    if all(s.seed is not None for s in ours + theirs):
+        base = {s.seed: s for s in theirs}
+        missing = [str(s.seed) for s in ours if s.seed not in base]
         if missing:
             raise Off(
-                f"no baseline run for seed {', '.join(map(str, missing))}: the test pairs runs "
-                "of the same seed",
+                f"no baseline run for seed {', '.join(missing)}: the test pairs runs of the "
+                "same seed",
                 "train the baseline with the same seeds as your runs",
             )
-        matched = [(f"seed {s}", a, base[s]) for a, s in ours]
+        matched = [(f"seed {s.seed}", s, base[s.seed]) for s in ours]
     else:
-        matched = [(f"pair {i + 1}", a, b[0]) for i, ((a, _), b) in enumerate(zip(ours, theirs))]
+        matched = [(f"pair {i + 1}", a, b) for i, (a, b) in enumerate(zip(ours, theirs))]
     out = []
     for label, a, b in matched:
-        hit_a, hit_b = a == y, b == y
+        hit_a, hit_b = predicted(a, test) == test.y, predicted(b, test) == test.y
         out.append(
             Pair(
                 label,
@@ -131,7 +128,7 @@ def _pairs(mine: list[Any], baseline: list[Any], dataset) -> list[Pair]:
                 float(hit_b.mean()),
                 int(np.sum(hit_b & ~hit_a)),
                 int(np.sum(hit_a & ~hit_b)),
-                len(y),
+                len(test.y),
             )
         )
     return out

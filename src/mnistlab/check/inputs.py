@@ -15,12 +15,14 @@ named, else the MNIST the tutorial uses whose size matches (the bundled sample o
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mnistlab.check.verdict import Off
+from mnistlab.errors import MnistlabError
 
 TUTORIAL_DATASETS = ("mnist-sample", "mnist")  # what the notebook loads, sample first
 TRAINING_PARTS = (0.3, 0.2)  # the tutorial's validation splits: the retraining's, the first fit's
@@ -71,7 +73,6 @@ def reference(dataset=None, n_train: int | None = None, n_test: int | None = Non
     """The Dataset to check against: ``dataset`` (a Dataset or a name), else the tutorial's
     MNIST whose train or test size matches the learner's arrays."""
     from mnistlab.datasets import registry
-    from mnistlab.errors import MnistlabError
 
     if dataset is not None and not isinstance(dataset, str):
         return dataset
@@ -123,7 +124,6 @@ def history_rows(history: Any, name: str) -> list[dict[str, Any]]:
     elif hasattr(history, "history") and hasattr(history, "recipe"):  # a mnistlab Run
         history = history.history
     elif isinstance(history, (str, Path)):
-        from mnistlab.errors import MnistlabError
         from mnistlab.rundir import load_run
 
         try:
@@ -162,8 +162,20 @@ def _columns(history: dict[str, Any], name: str) -> list[dict[str, Any]]:
 # ---- test-set predictions ---------------------------------------------------------------
 PREDICTION_FORMS = (
     "mnistlab runs (or their folders), or test-set predictions from any framework: labels (N,) "
-    "or probabilities (N, 10) in the test set's order, as arrays or .npy files"
+    "or probabilities (N, 10) in the test set's order, as arrays, .npy files or an .onnx model"
 )
+
+
+@dataclass(frozen=True)
+class Source:
+    """One model's test-set answers to read: a file or folder ``evaluation.sources`` reads
+    (``kind`` run, npy or onnx), or an array in memory; ``seed`` is a run's."""
+
+    name: str
+    kind: str  # "run", "npy", "onnx" or "array"
+    path: Path | None = None
+    values: np.ndarray | None = None
+    seed: int | None = None
 
 
 def as_list(value: Any) -> list[Any]:
@@ -171,63 +183,66 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def resolve(item: Any, name: str) -> Any:
-    """A mnistlab Run (a run folder is loaded), or the predictions as an array (a .npy file is
-    read, without pickles)."""
+def source(item: Any, name: str) -> Source:
+    """What ``item`` is: a mnistlab Run or its folder, a .npy or .onnx file, or an array."""
+    from mnistlab.evaluation import sources
     from mnistlab.recipe import Recipe
+    from mnistlab.rundir import RECIPE
 
-    if isinstance(getattr(item, "recipe", None), Recipe) and hasattr(item, "predict_proba"):
-        return item
+    if isinstance(getattr(item, "recipe", None), Recipe) and hasattr(item, "path"):
+        return Source(name, "run", Path(item.path), seed=int(item.recipe.seed))
     if not isinstance(item, (str, Path)):
-        return array(item, name)
+        return Source(name, "array", values=array(item, name))
     path = Path(item)
-    if path.is_dir():
-        from mnistlab.errors import MnistlabError
-        from mnistlab.rundir import load_run
-
-        try:
-            return load_run(path)
-        except MnistlabError as exc:
-            raise Off(f"{name}: {exc}", f"give {PREDICTION_FORMS}") from None
-    if path.suffix.lower() != ".npy":
-        raise Off(
-            f"{name}: {path} is neither a run folder nor a .npy file", f"give {PREDICTION_FORMS}"
-        )
+    if not path.exists():
+        raise Off(f"{name}: {path}: no such file or folder", f"give {PREDICTION_FORMS}")
     try:
-        return array(np.load(path, allow_pickle=False), name)
+        kind = sources.kind_of(path)
+        seed = Recipe.from_toml(path / RECIPE).seed if kind == "run" else None
+    except MnistlabError as exc:
+        raise Off(f"{name}: {exc}", f"give {PREDICTION_FORMS}") from None
+    return Source(name, kind, path, seed=seed)
+
+
+def scored_on(items: list[Source], dataset=None):
+    """The test set (``evaluation.sources.ScoredImages``) the items are scored on: their runs'
+    (which must share it), else ``dataset``'s or the tutorial's MNIST of their length."""
+    from mnistlab.evaluation import sources
+
+    runs = [i.path for i in items if i.kind == "run"]
+    try:
+        if runs:
+            return sources.shared_test_images(runs, dataset)
+        first = next(i for i in items if i.kind in ("array", "npy"))
+        n = len(first.values) if first.values is not None else len(_npy(first))
+        ds = reference(dataset, n_test=n)
+        return sources.shared_test_images([], ds)
+    except StopIteration:
+        raise Off("no run and no predictions to tell the test set by", "pass dataset=...") from None
+    except MnistlabError as exc:
+        raise Off(str(exc)) from None
+
+
+def _npy(item: Source) -> np.ndarray:
+    try:
+        return np.load(item.path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise Off(f"{name}: {path}: not a readable .npy array ({exc})") from None
+        raise Off(f"{item.name}: {item.path}: not a readable .npy array ({exc})") from None
 
 
-def is_run(item: Any) -> bool:
-    return not isinstance(item, np.ndarray)
+def predicted(item: Source, test) -> np.ndarray:
+    """The labels ``item`` predicts for every image of ``test``, checked against it."""
+    from mnistlab.evaluation import sources
 
-
-def scored_on(items: list[Any], dataset=None) -> tuple[np.ndarray, np.ndarray]:
-    """(test images, test labels) the resolved ``items`` are scored on: those of the first
-    mnistlab run among them, else of ``dataset`` or of the tutorial's MNIST of their length."""
-    runs = [i for i in items if is_run(i)]
-    if runs and dataset is None:
-        from mnistlab.evaluation.evaluate import split_data
-
-        x, y = split_data(runs[0], "test")
-        return x, np.asarray(y, dtype=np.int64)
-    ds = reference(dataset, n_test=len(items[0]) if items and not runs else None)
-    return ds.x_test, np.asarray(ds.y_test, dtype=np.int64)
-
-
-def predicted(item: Any, name: str, x_test: np.ndarray, n_classes: int = 10):
-    """(labels predicted for every test image, the run's seed or None) of a resolved item. A
-    diverged run's NaN rows count as wrong answers (label -1)."""
-    if not is_run(item):
-        answer = labels(item, name, n_classes)
-        if len(answer) != len(x_test):
-            raise Off(
-                f"{name}: {len(answer):,} predictions for {len(x_test):,} test images",
-                "predict every test image, in the test set's order",
-            )
-        return answer, None
-    proba = item.predict_proba(x_test)
-    answer = proba.argmax(axis=1).astype(np.int64)
-    answer[~np.all(np.isfinite(proba), axis=1)] = -1
-    return answer, int(item.recipe.seed)
+    if item.kind != "array":
+        try:
+            return sources.read(item.path, item.kind, test).labels
+        except MnistlabError as exc:
+            raise Off(f"{item.name}: {exc}") from None
+    answer = labels(item.values, item.name, len(test.class_names))
+    if len(answer) != len(test.y):
+        raise Off(
+            f"{item.name}: {len(answer):,} predictions for {len(test.y):,} test images",
+            "predict every test image, in the test set's order",
+        )
+    return answer

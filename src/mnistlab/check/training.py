@@ -45,8 +45,10 @@ def diagnose(rows: list[dict[str, Any]]) -> Diagnosis:
         w = warnings["diverged"]
         row = rows[w.epoch - 1] if 0 < w.epoch <= len(rows) else last
         text = f"diverged: the loss reached {row['loss']:.3g} in epoch {w.epoch}"
-        if not _finite(last["loss"]):
-            text += f", and it is still {last['loss']} in epoch {last['epoch']}"
+        if now is not None and now.kind == "diverged" and last is not row:
+            loss_bad = health.check_epoch({**last, "val_loss": None}, Recipe())
+            which = "loss" if loss_bad and loss_bad.kind == "diverged" else "val_loss"
+            text += f", and in epoch {last['epoch']} the {which} is still {last[which]:.3g}"
         elif stuck_now:
             text += f", then stuck at {last['loss']:.3f} ({chance})"
         return Diagnosis("diverged", w.epoch, text)

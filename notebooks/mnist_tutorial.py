@@ -414,11 +414,14 @@ display(Image(filename=str(Path(board["folder"]) / "leaderboard.png")))
 # On the small sample with few epochs, expect small differences to come out as noise; full MNIST
 # (`MNISTLAB_TUTORIAL_FULL=1`) has five times as many test images to tell them apart. A compare
 # folder also holds `report.html`, a page with the table and links to every run's own report.
+#
+# <!-- BEGIN SOLUTION -->
 # At the tutorial's budget of epochs the differences between these ideas are small. The answer
 # key's own pick goes further: batch normalization, which lets each epoch learn more, trained
 # for twice as many epochs (each idea is a recipe field, and so is the number of epochs). The
 # check then tests it against the baseline, seed by seed, and the key carries on with its seed
 # of best validation accuracy.
+# <!-- END SOLUTION -->
 
 # %% exercise="beat"
 my_runs = ...  # one per seed in range(SEEDS): mnistlab runs, or test-set predictions

@@ -2,9 +2,11 @@
 
 The key (a jupytext percent script, paired with mnist_tutorial.ipynb) holds each exercise's
 solution between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` lines, after the placeholder lines
-(``model = ...``) the learner starts from. The exercise notebook is the key with those blocks
-cut out and the cells they leave empty dropped: the two cannot drift, and a test checks that
-the committed exercises.ipynb is what this script writes now.
+(``model = ...``) the learner starts from; text that would give a solution away sits between
+``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` in a markdown cell. The exercise
+notebook is the key with those blocks cut out and the cells they leave empty dropped: the two
+cannot drift, and a test checks that the committed exercises.ipynb is what this script writes
+now.
 
     python scripts/make_exercises.py            # write notebooks/exercises.ipynb
     python scripts/make_exercises.py --check    # exit 1 if it is out of date
@@ -19,23 +21,26 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = ROOT / "notebooks" / "mnist_tutorial.py"
 EXERCISES = ROOT / "notebooks" / "exercises.ipynb"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+# in a markdown cell the markers are HTML comments: the key's rendered text does not show them
+MARKDOWN_MARKERS = ("<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->")
 EXERCISE = "exercise"  # the cell metadata key naming an exercise cell: exercise="model"
 
 
-def strip_solutions(source: str, where: str) -> str:
-    """``source`` without its solution blocks (markers included); a marker out of place is a
-    ValueError naming ``where`` and the line."""
+def strip_solutions(source: str, where: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """``source`` without its solution blocks (``markers`` included); a marker out of place is
+    a ValueError naming ``where`` and the line."""
+    begin, end = markers
     kept, inside = [], False
     for number, line in enumerate(source.splitlines(), 1):
         mark = line.strip()
-        if mark in (BEGIN, END) and (mark == BEGIN) == inside:
+        if mark in markers and (mark == begin) == inside:
             raise ValueError(f"{where}, line {number}: {mark} where it does not belong")
-        if mark in (BEGIN, END):
-            inside = mark == BEGIN
+        if mark in markers:
+            inside = mark == begin
         elif not inside:
             kept.append(line)
     if inside:
-        raise ValueError(f"{where}: {BEGIN} without its {END}")
+        raise ValueError(f"{where}: {begin} without its {end}")
     return "\n".join(kept).rstrip()
 
 
@@ -49,7 +54,8 @@ def exercise_notebook(key: Path = KEY) -> str:
     for index, cell in enumerate(source.cells):
         where = f"{key.name}, cell {index + 1}"
         if cell.cell_type == "markdown":
-            out.cells.append(nbformat.v4.new_markdown_cell(cell.source))
+            text = strip_solutions(cell.source, where, MARKDOWN_MARKERS)
+            out.cells.append(nbformat.v4.new_markdown_cell(text))
             continue
         code = strip_solutions(cell.source, where)
         if EXERCISE in cell.metadata and BEGIN not in cell.source:

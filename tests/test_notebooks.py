@@ -156,6 +156,7 @@ def test_exercises_notebook_leaves_each_exercise_to_write_then_checks_it():
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     text = "".join("".join(c["source"]) for c in nb["cells"])
     assert "SOLUTION" not in text and "Recipe(\n    hidden=" not in text
+    assert "batch_norm=True" not in text and "key's own pick" not in text
     names = [c["metadata"]["exercise"] for c in code if "exercise" in c["metadata"]]
     assert names == list(CHECKS)
     for i, cell in enumerate(code):
@@ -182,6 +183,9 @@ def test_misplaced_solution_markers_are_named(source, problem):
 def test_solution_blocks_are_cut_and_the_rest_kept():
     source = "x = ...  # yours\n# BEGIN SOLUTION\nx = 1\n    # END SOLUTION\nprint(x)\n"
     assert _make_exercises().strip_solutions(source, "cell") == "x = ...  # yours\nprint(x)"
+    text = "Try it.\n\n<!-- BEGIN SOLUTION -->\nThe key's pick.\n<!-- END SOLUTION -->"
+    markers = _make_exercises().MARKDOWN_MARKERS
+    assert _make_exercises().strip_solutions(text, "cell", markers) == "Try it."
 
 
 def _execute(nb, kernel_manager, work, allow_errors=False):

@@ -112,6 +112,13 @@ def test_predictions_that_do_not_fit_get_not_yet(runs, mine, said):
     assert not r.passed and r.problems[0].startswith(said), r.problems
 
 
+def test_models_without_a_baseline_are_said_to_be_left_out(runs, sample):
+    labels = [runs[f"base{s}"].predict_proba(sample.x_test).argmax(1) for s in range(3)]
+    r = check.beat_this(labels, labels[:2])
+    assert len(r.details["pairs"]) == 2
+    assert r.notes[-1].startswith("1 of your models had no baseline to pair with")
+
+
 def test_runs_pair_by_seed_and_need_the_baselines_seeds(runs):
     r = check.beat_this([runs["base2"], runs["base3"]], [runs["base0"], runs["base1"]])
     assert r.problems[0].startswith("no baseline run for seed 2, 3")

@@ -79,8 +79,9 @@ def beat_this(mine, baseline, *, dataset=None) -> Result:
     pair at a time (by seed when both are mnistlab runs, else in the order given)."""
     given(mine, "my_runs", "train your idea with two or more seeds in the exercise cell")
     given(baseline, "baselines", "run the cell that trains the baseline's seeds")
+    mine, baseline = as_list(mine), as_list(baseline)
     try:
-        pairs = _pairs(as_list(mine), as_list(baseline), dataset)
+        pairs = _pairs(mine, baseline, dataset)
     except Off as off:
         return refused(EXERCISE, off)
     b = sum(p.baseline_only for p in pairs)
@@ -97,6 +98,11 @@ def beat_this(mine, baseline, *, dataset=None) -> Result:
     }
     problems, hint, summary = _judge(pairs, b, c, p_value, diff, details)
     notes = [p.text for p in pairs]
+    if len(mine) > len(pairs):
+        notes.append(
+            f"{len(mine) - len(pairs)} of your models had no baseline to pair with: train the "
+            "baseline with as many seeds"
+        )
     return verdict(EXERCISE, problems, hint, details, notes, summary)
 
 

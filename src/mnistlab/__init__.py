@@ -164,4 +164,8 @@ def __getattr__(name: str):
         from mnistlab.recipe import Recipe
 
         return Recipe
+    if name == "check":  # the exercises' checks (notebooks/exercises.ipynb), on first use
+        import importlib
+
+        return importlib.import_module("mnistlab.check")
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

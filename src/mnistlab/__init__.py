@@ -121,7 +121,8 @@ def search(space, trials: int, **options: Any):
 
 
 def report(folder, out=None) -> Path:
-    """Write the HTML page of a run or compare folder; returns the page's path."""
+    """Write the HTML page of a run, compare, search or explore folder (a ``Run`` too);
+    returns the page's path. Any other path is one ``RunError`` line."""
     from mnistlab.pages import write
 
     return write(getattr(folder, "path", folder), out)
@@ -163,4 +164,8 @@ def __getattr__(name: str):
         from mnistlab.recipe import Recipe
 
         return Recipe
+    if name == "check":  # the exercises' checks (notebooks/exercises.ipynb), on first use
+        import importlib
+
+        return importlib.import_module("mnistlab.check")
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

@@ -649,3 +649,81 @@ def _rectangle(x, y, w, h):
     from matplotlib.patches import Rectangle
 
     return Rectangle((x, y), w, h, fill=False, edgecolor="#33bbee", lw=1)
+
+
+def search_history(numbers, values, states, path, title: str = "Validation accuracy per trial"):
+    """A search over time: each trial's validation accuracy by trial number (complete trials as
+    dots, pruned ones as crosses at the last epoch they reached, failed ones left out), and the
+    best complete trial so far as a step line. ``values``: None where a trial has none."""
+    numbers = np.asarray(numbers, dtype=np.float64)
+    y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    states = np.asarray(states)
+    fig = _figure(4.8, 3.3)
+    ax = fig.add_subplot()
+    for state, marker, color, label in (
+        ("COMPLETE", "o", "#4477aa", "complete"),
+        ("PRUNED", "x", "#bbbbbb", "pruned (last epoch)"),
+    ):
+        pick = (states == state) & np.isfinite(y)
+        if pick.any():
+            ax.plot(numbers[pick], y[pick], marker, color=color, ms=5, label=label, ls="none")
+    done = (states == "COMPLETE") & np.isfinite(y)
+    if done.any():
+        order = np.argsort(numbers[done], kind="stable")
+        best = np.maximum.accumulate(y[done][order])
+        ax.step(numbers[done][order], best, where="post", color="#ee7733", label="best so far")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def trial_curves(curves, path, title: str = "Validation accuracy per epoch"):
+    """Every trial's validation accuracy epoch by epoch: ``curves`` maps a trial number to
+    (state, [accuracy per epoch]); pruned trials in grey, where the pruner stopped them, the
+    best complete trial in orange."""
+    fig = _figure(4.8, 3.3)
+    ax = fig.add_subplot()
+    complete = {n: c for n, (s, c) in curves.items() if s == "COMPLETE" and c}
+    best = max(complete, key=lambda n: (complete[n][-1], -n), default=None)
+    for n, (state, accs) in sorted(curves.items()):
+        if not accs or n == best:
+            continue
+        grey = state != "COMPLETE"
+        ax.plot(
+            np.arange(1, len(accs) + 1), accs, color="#bbbbbb" if grey else "#4477aa",
+            lw=1.0, alpha=0.7 if grey else 0.8, marker="o", ms=2.5,
+        )  # fmt: skip
+    if best is not None:
+        accs = complete[best]
+        ax.plot(np.arange(1, len(accs) + 1), accs, color="#ee7733", lw=2, marker="o", ms=3.5,
+                label=f"best: trial {best}")  # fmt: skip
+        ax.legend(fontsize=8, loc="lower right")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def param_importance(importances: dict, path, title: str = "Parameter importance"):
+    """Horizontal bars of each searched field's importance (shares summing to 1), the most
+    important on top."""
+    names = list(importances)
+    values = np.array([importances[n] for n in names], dtype=np.float64)
+    fig = _figure(4.8, 0.42 * len(names) + 1.3)
+    ax = fig.add_subplot()
+    y = np.arange(len(names))[::-1]
+    bars = ax.barh(y, values, color="#4477aa")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
+    ax.set_yticks(y, _short(names, 22))
+    ax.set_xlim(0, max(1.0, float(values.max(initial=0)) * 1.15))
+    ax.set_xlabel("share of the validation accuracy's variance (fANOVA)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,5 +1,6 @@
-"""The compare page: accuracy +- std per variant, real vs noise with the Holm p, the
-validation-only rule, and working relative links to each run's report."""
+"""The compare page: accuracy +- std per variant, real or "not shown" with the Holm p (one verdict
+function with the leaderboard and the trained-models comparison), training seconds without a
+worker's warm-up, the validation-only rule, and working relative links to each run's report."""
 
 from __future__ import annotations
 
@@ -140,8 +141,12 @@ def test_compare_page_sections_marks_and_links(tmp_path):
         and "0.31" in table
     )
     sig = page.text("significance")
-    assert "real adam : a real difference (Holm-corrected p = 0.008)" in sig
-    assert "noise dropout : within the noise between seeds (Holm-corrected p = 0.31)" in sig
+    assert "real: better adam : a real difference: better (Holm-corrected p = 0.008)" in sig
+    assert "not shown dropout : not shown by the paired test (Holm-corrected p = 0.31)" in sig
+    assert "noise" not in text.lower()  # a test that shows nothing does not prove equality
+    assert "not shown (p = 0.31)" in table  # the leaderboard says it with its p-value too
+    assert "p (Holm) trainable parameters training s 1 adam" in table  # the column's header
+    assert "3.5 \u00b1 0.7 " in table and "start-up" in table
     assert "optimizer=adam, learning_rate=0.001" in sig and "dropout=0.2" in sig
     assert "Holm" in sig and "paired" in sig
 
@@ -196,4 +201,4 @@ def test_cli_report_detects_a_compare_folder(tmp_path, monkeypatch, capsys):
     assert (
         exc.value.code == 0 and capsys.readouterr().out.strip() == f"report: {root / 'report.html'}"
     )
-    assert "Real or noise?" in (root / "report.html").read_text(encoding="utf-8")
+    assert "Which differences are real?" in (root / "report.html").read_text(encoding="utf-8")

@@ -181,7 +181,7 @@ def _trained(inputs, preset, changes, training, pixels, track, quiet) -> None:
     from mnistlab.experiments import paired
 
     data_dir = changes.pop("data_dir", None)
-    defaults = {"jobs": 1, "heartbeat": 10}
+    defaults = {"jobs": 1, "heartbeat": 10, "metric": "accuracy"}
     given = (
         ([f"--preset {preset}"] if preset else [])
         + ["--" + k.replace("_", "-") for k in changes]

@@ -1,4 +1,5 @@
-"""``mnistlab report DIR``: the self-contained HTML page of a run folder or a compare folder."""
+"""``mnistlab report FOLDER``: the self-contained HTML page of a run, compare, search or explore
+folder (any other path is one line, exit 2)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def report(
     folder: Path = typer.Argument(
         ...,
         metavar="FOLDER",
-        help="A run folder (from `mnistlab train`) or a compare folder (holding leaderboard.json).",
+        help="A folder mnistlab wrote: a run (train), compare, search or explore folder.",
     ),
     out: Optional[Path] = typer.Option(
         None,
@@ -24,7 +25,7 @@ def report(
         show_default="FOLDER/report.html",
     ),
 ) -> None:
-    """Write one self-contained HTML report (figures embedded; offline, phone, print)."""
+    """Write the page of a run, compare, search or explore folder: one self-contained HTML file (figures embedded; offline, phone, print)."""  # noqa: E501 (one line in the command list)
     from mnistlab.pages import write
 
     path = write(folder, out)

@@ -227,11 +227,12 @@ _WORKER_DATASET = None
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(dataset, parent: int) -> None:
+def _init_worker(dataset, parent: int, recipes=()) -> None:
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
     remove_temps_on_signals()
     die_with_parent(parent)
+    warm_up(recipes, dataset)
 
 
 def die_with_parent(parent: int, *, poll: float = 1.0) -> None:
@@ -252,6 +253,32 @@ def _watch_parent(parent: int, poll: float) -> None:
     while os.getppid() == parent:
         time.sleep(poll)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def warm_up(recipes, ds) -> None:
+    """Load what each engine of ``recipes`` compiles or imports on its first step before any
+    run's clock starts: one throwaway step and one evaluation on blank images per distinct
+    recipe, in memory, nothing written. A worker's first run would otherwise count that load
+    (about a second for the compiled fast engine) in its first epoch, and the leaderboard's
+    training seconds would depend on which run a worker happened to train first."""
+    import numpy as np
+
+    from mnistlab.engines import make_engine
+    from mnistlab.engines.init import init_weights
+
+    seen = set()
+    for recipe in recipes:
+        one = recipe.replace(seed=0, name="warm-up", epochs=1)
+        key = one.to_toml()
+        if key in seen:
+            continue
+        seen.add(key)
+        n_in = int(np.prod(ds.x_train.shape[1:]))
+        x = np.zeros((one.batch_size, n_in), np.float32)
+        y = np.zeros(one.batch_size, np.int64)
+        engine = make_engine(one, init_weights(one, n_classes=len(ds.class_names)))
+        engine.train_epoch(x, y, np.arange(len(y)), np.full(1, one.learning_rate), 0)
+        engine.evaluate(x, y)
 
 
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
@@ -429,6 +456,7 @@ def _local(
     )
     done = len(plan) - len(todo)
     if jobs == 1 or len(todo) <= 1:
+        warm_up([recipe for _, _, _, recipe, _ in todo], ds)
         for name, s, run_dir, recipe, resume in todo:
             _train_one(str(run_dir), recipe, resume, ds)
             done += 1
@@ -437,7 +465,10 @@ def _local(
     else:
         ctx = multiprocessing.get_context("spawn")  # fork would copy numba/BLAS thread state
         pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(ds, os.getpid())
+            max_workers=jobs,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(ds, os.getpid(), [recipe for _, _, _, recipe, _ in todo]),
         )
         try:
             futures = {
@@ -482,6 +513,7 @@ def _shared(
     studies.pin(st, "compare", described, url, name, "compares other variants or data")
     _enqueue_missing(st, rdb, url, name, plan)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    warm_up([planned_recipe(r, 0) for r in variants.recipes.values()], ds)
     for trial in studies.claims(st, rdb, url, name, heartbeat, target=None):
         vname, s = trial.user_attrs["variant"], trial.user_attrs["seed"]
         with studies.running(st, rdb, trial, heartbeat, log):

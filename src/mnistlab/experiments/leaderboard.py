@@ -29,9 +29,8 @@ import numpy as np
 
 from mnistlab.evaluation.intervals import accuracy_interval
 from mnistlab.evaluation.paired import Metric, mcnemar, metric  # noqa: F401  (mcnemar: public)
+from mnistlab.evaluation.significance import ALPHA, verdict
 from mnistlab.fsio import atomic_write_json, atomic_write_text
-
-ALPHA = 0.05
 
 
 def selection_note(name: str = "accuracy") -> str:
@@ -83,10 +82,7 @@ def leaderboard(
     for row, p in zip(others, holm([r["p_value"] for r in others])):
         row["p_holm"] = p
         row["significant"] = bool(p < ALPHA)
-        better = m.better(row["diff_test"], 0.0)
-        row["verdict"] = (
-            ("real: better" if better else "real: worse") if row["significant"] else "noise"
-        )
+        row["verdict"] = verdict(row["diff_test"], p, higher_is_better=m.higher_is_better)
     # Rank on validation only; NaN (a diverged run) sorts last.
     sign = -1.0 if m.higher_is_better else 1.0
     key = f"val_{m.name}"
@@ -294,7 +290,7 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         f"Δ test {m.name}",
         "p Holm",
         "verdict",
-        "train s",
+        "training s",
         "trainable params",
     ):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
@@ -323,9 +319,10 @@ def print_leaderboard(board: dict[str, Any], console=None) -> None:
         )
     console.print(table)
     console.print(
-        f"{selection_note(m.name)}. Δ test and p: {m.test}; 'real' means p < {ALPHA}, 'noise' "
-        "means this data cannot tell the variant from the baseline. Test accuracy's 95 % CI: "
-        "Wilson, around the mean over seeds, on the number of test images."
+        f"{selection_note(m.name)}. Δ test and p: {m.test}; 'real' means p < {ALPHA}, "
+        "'not shown' means this data cannot tell the variant from the baseline. Test accuracy's "
+        "95 % CI: Wilson, around the mean over seeds, on the number of test images. training s: "
+        "the epochs' own seconds (start-up and data loading left out)."
     )
 
 

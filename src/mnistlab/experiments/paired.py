@@ -24,7 +24,8 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation import sources
-from mnistlab.experiments.leaderboard import ALPHA, holm, mcnemar
+from mnistlab.evaluation.significance import ALPHA, verdict
+from mnistlab.experiments.leaderboard import holm, mcnemar
 from mnistlab.fsio import atomic_write_json, atomic_write_text, make_dirs
 
 METHOD = (
@@ -103,8 +104,7 @@ def paired_rows(correct: dict[str, np.ndarray], baseline: str) -> list[dict[str,
     for row, p in zip(others, holm([r["p_value"] for r in others])):
         row["p_holm"] = p
         row["significant"] = bool(p < ALPHA)
-        better = "better" if row["diff_test"] > 0 else "worse"
-        row["verdict"] = f"real: {better}" if row["significant"] else "not shown"
+        row["verdict"] = verdict(row["diff_test"], p)
     return rows
 
 

@@ -54,11 +54,13 @@ from mnistlab.experiments.studies import (
     storage_url,
     tell,
 )
-from mnistlab.fsio import atomic_write_text, make_dirs, read_toml
+from mnistlab.fsio import atomic_write_json, atomic_write_text, make_dirs, read_toml
 from mnistlab.recipe import Recipe
+from mnistlab.rundir.listing import IMPORTANCE
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
 MAX_TRIALS = 10_000  # each a whole training; trial folders are numbered trial-0000..trial-9999
+IMPORTANCE_METHOD = "fANOVA (optuna.importance.FanovaImportanceEvaluator)"
 PARAM_KEYS = ("low", "high", "log", "step", "choices")
 
 
@@ -261,8 +263,8 @@ def search(
     log: Callable[[str], None] | None = None,
     on_run: Callable[[Path, dict[str, str]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml and
-    trials.csv in ``out``; return {"study", "best", "counts", "out"}.
+    """Run trials until the study holds ``trials`` finished ones; write best_recipe.toml,
+    trials.csv and importance.json in ``out``; return {"study", "best", "counts", "out"}.
 
     ``on_run(run_dir, tags)`` is called once per trial this worker reports complete or pruned,
     tags naming the study, the trial number and its state (e.g. to log it with
@@ -413,6 +415,7 @@ def _finish(st, out: Path, space: Space, log, ds) -> dict[str, Any]:
 
     all_trials = st.get_trials(deepcopy=False)
     write_trials_csv(all_trials, space, out / "trials.csv")
+    write_importance(st, space, out / IMPORTANCE)
     complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
     counts = {s.name: sum(t.state == s for t in all_trials) for s in TrialState}
     best = None
@@ -443,6 +446,39 @@ def _finish(st, out: Path, space: Space, log, ds) -> dict[str, Any]:
             f"{out / 'best_recipe.toml'}"
         )
     return {"study": st.study_name, "best": best, "counts": counts, "out": str(out)}
+
+
+def write_importance(st, space: Space, path: Path) -> Path:
+    """importance.json: each searched field's share of the variance of the complete trials'
+    validation accuracy (Optuna's fANOVA, seeded with the base recipe's seed so the same study
+    gives the same shares), or in ``problem`` why there are none (fewer than 2 complete trials).
+    The search page reads it; nothing on the page needs the study database."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.trial import TrialState
+
+    complete = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    doc: dict[str, Any] = {
+        "study": st.study_name,
+        "method": IMPORTANCE_METHOD,
+        "seed": space.base.seed,
+        "complete_trials": len(complete),
+        "importances": None,
+        "problem": None,
+    }
+    if len(complete) < 2:
+        doc["problem"] = f"{len(complete)} complete trial(s); the importance needs at least 2"
+    elif len({t.value for t in complete}) == 1:
+        doc["problem"] = "every complete trial has the same validation accuracy"
+    else:
+        evaluator = FanovaImportanceEvaluator(seed=space.base.seed)
+        try:
+            shares = get_param_importances(st, evaluator=evaluator, params=list(space.params))
+        except (ValueError, RuntimeError) as exc:
+            doc["problem"] = f"Optuna could not compute it: {exc}"
+        else:
+            doc["importances"] = {k: float(v) for k, v in shares.items()}
+    atomic_write_json(path, doc)
+    return path
 
 
 def write_trials_csv(all_trials, space: Space, path: Path) -> Path:

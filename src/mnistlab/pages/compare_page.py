@@ -6,13 +6,17 @@ seconds), mean and std of each, the test difference to the baseline with its p-v
 Holm-corrected p and the verdict, and its rank. Ranks come from validation accuracy only; the
 test numbers are reported and never used to choose. The page shows accuracy +- std per variant
 (a figure and a table) with the Wilson 95 % interval of the test accuracy (around the mean over
-seeds, on the number of test images: the seeds share them), which differences are real and which
-are noise, and links to each run's own ``report.html``. A compare ranked on another metric
+seeds, on the number of test images: the seeds share them), which differences the paired test
+shows and which it does not (with the p-value either way), the training seconds of each (the
+epochs' own time, from each run's history: a worker's start-up, imports and data loading are
+not in it), and links to each run's own ``report.html``. A compare ranked on another metric
 (``--metric ece``) shows that metric's columns too, and its test decides the verdicts.
 
 >>> from mnistlab.pages.compare_page import verdict
->>> verdict({"name": "adam", "significant": True, "p_holm": 0.004}, "sgd")[0]
-'real'
+>>> verdict({"name": "adam", "diff_test": 0.02, "p_holm": 0.004}, "sgd")
+('real: better', 'a real difference: better (Holm-corrected p = 0.004)')
+>>> verdict({"name": "dropout", "diff_test": 0.001, "p_holm": 0.31}, "sgd")[1]
+'not shown by the paired test (Holm-corrected p = 0.31)'
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.evaluation import significance
 from mnistlab.fsio import atomic_write_text
 from mnistlab.pages.html import (
     Html,
@@ -48,7 +53,7 @@ METRIC_NAMES = {
 SECTIONS = {
     "accuracy": "Accuracy per variant",
     "leaderboard": "Leaderboard",
-    "significance": "Real or noise?",
+    "significance": "Which differences are real?",
     "runs": "Runs",
 }
 
@@ -69,19 +74,34 @@ def _pm(v: Any, spec: str = ".2%") -> str:
 
 
 def verdict(v: dict[str, Any], baseline: str) -> tuple[str, str]:
-    """(mark, sentence) for a variant: 'baseline', 'real', 'noise' or 'untested'."""
-    p = v.get("p_holm")
-    p_text = f"Holm-corrected p = {p:.3g}" if isinstance(p, (int, float)) else "no p-value"
+    """(mark, sentence) for a variant: 'baseline', or ``significance.verdict`` of its test
+    difference and Holm-corrected p ('real: better', 'real: worse', 'not shown', 'untested')."""
     if v.get("name") == baseline:
         return "baseline", "the reference every other variant is tested against"
-    if v.get("significant") is True:
-        return "real", f"a real difference ({p_text})"
-    if v.get("significant") is False:
-        return "noise", f"within the noise between seeds ({p_text})"
-    return "untested", "not tested (too few seeds for a paired test)"
+    p = v.get("p_holm") if isinstance(v.get("p_holm"), (int, float)) else None
+    diff = v.get("diff_test") if isinstance(v.get("diff_test"), (int, float)) else None
+    # the leaderboard's own verdict knows its metric's direction (lower ECE is better)
+    mark = v.get("verdict") if v.get("verdict") in _MARK_CLASS else significance.verdict(diff, p)
+    if mark == "untested":
+        return mark, "not tested (no p-value: too few seeds or images for a paired test)"
+    p_words = f"Holm-corrected p {_p_equals(p)}"
+    if mark == "not shown":
+        return mark, f"not shown by the paired test ({p_words})"
+    return mark, f"a real difference: {mark.split(': ')[1]} ({p_words})"
 
 
-_MARK_CLASS = {"real": "badge ok", "noise": "badge warn", "baseline": "badge", "untested": "badge"}
+def _p_equals(p: float) -> str:
+    text = significance.p_text(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+_MARK_CLASS = {
+    "real: better": "badge ok",
+    "real: worse": "badge bad",
+    "not shown": "badge",
+    "baseline": "badge",
+    "untested": "badge",
+}
 
 
 def read_leaderboard(compare_dir: str | Path) -> dict[str, Any]:
@@ -251,7 +271,7 @@ def _leaderboard_section(
         "p",
         "p (Holm)",
         "trainable parameters",
-        "seconds",
+        "training s",
     )
     rows = []
     for v in variants:  # what matters first: a phone shows the left columns, the rest scrolls
@@ -264,18 +284,32 @@ def _leaderboard_section(
                 _pm(v.get("val_accuracy")),
                 _pm(v.get("test_accuracy")),
                 _ci(v.get("test_accuracy_ci")),
-                tag("span", mark, class_=_MARK_CLASS[mark]),
+                _verdict_cell(mark, v.get("p_holm")),
                 _num(v.get("diff_test"), "+.2%"),
                 _num(v.get("p_value"), ".3g"),
                 _num(v.get("p_holm"), ".3g"),
                 f"{v['params']:,}" if isinstance(v.get("params"), int) else "\u2014",
-                _pm(v.get("seconds"), ".1f") + " s",
+                _pm(v.get("seconds"), ".1f"),
             )
         )
     verdict_col = 5 + len(other)
     numeric = [i for i in range(len(header)) if i not in (1, verdict_col)]
     table_ = table(header, rows, numeric=numeric)
-    return section("leaderboard", SECTIONS["leaderboard"], table_)
+    note = tag(
+        "p",
+        "training s: the seconds of each run's epochs, from its history, mean \u00b1 std over "
+        "seeds; a worker's start-up (imports, data loading, setting up the engine) is not in it.",
+        class_="muted",
+    )
+    return section("leaderboard", SECTIONS["leaderboard"], table_, note)
+
+
+def _verdict_cell(mark: str, p: Any) -> Html:
+    """The verdict's badge; a difference not shown carries its p-value beside it."""
+    badge = tag("span", mark, class_=_MARK_CLASS[mark])
+    if mark == "not shown" and isinstance(p, (int, float)):
+        return join((badge, f" (p {_p_equals(p)})"))
+    return badge
 
 
 def _significance_section(
@@ -306,7 +340,9 @@ def _significance_section(
         f"Each variant's test {metric} is compared with the baseline's, seed by seed on the "
         "same images (a paired test). With several variants some small p-values appear by "
         "luck alone, so the p-values are corrected with Holm's method before calling a "
-        "difference real.",
+        "difference real. "
+        f"Not shown means p \u2265 {significance.ALPHA}: these seeds and test images cannot "
+        "tell the variant from the baseline, which is not proof that they are equal.",
     )
     return section("significance", SECTIONS["significance"], text, tag("ul", join(items)))
 

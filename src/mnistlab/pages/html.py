@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mnistlab._version import __version__
 
@@ -52,6 +55,17 @@ def tag(name: str, /, *children: Any, **attrs: Any) -> Html:
     if name in _VOID:
         return Html(open_)
     return Html(open_ + join(c for c in children if c is not None) + f"</{name}>")
+
+
+def href(target: str | os.PathLike[str], page_dir: str | os.PathLike[str]) -> str:
+    """A link from a page saved in ``page_dir`` to ``target``: relative, so a folder and its
+    pages can move or be zipped as a whole; each part URL-quoted.
+
+    >>> href("/r/search/trials/trial-0001/report.html", "/r/search")
+    'trials/trial-0001/report.html'
+    """
+    rel = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
+    return "/".join(quote(part) for part in Path(rel).parts)
 
 
 def data_uri(png: bytes) -> str:
@@ -120,7 +134,7 @@ html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; color: var(--ink); background: var(--bg); line-height: 1.5;
        font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
              sans-serif; }
-main { max-width: 68rem; margin: 0 auto; padding: 1rem; }
+main { max-width: 68rem; margin: 0 auto; padding: 1rem; overflow-wrap: break-word; }
 header.page { border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
 h1 { font-size: 1.6rem; margin: .3rem 0; overflow-wrap: anywhere; }
 h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .2rem;
@@ -140,7 +154,8 @@ nav.toc ul { display: flex; flex-wrap: wrap; gap: .3rem .9rem; padding: 0; margi
 .stat b { display: block; font-size: 1.3rem; }
 .stat span { color: var(--muted); font-size: .85rem; }
 .badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-weight: 600;
-         font-size: .9rem; background: var(--soft); border: 1px solid var(--line); }
+         font-size: .9rem; background: var(--soft); border: 1px solid var(--line);
+         white-space: nowrap; }
 .ok { color: var(--good); } .bad { color: var(--bad); } .warn { color: var(--warn); }
 .badge.ok { background: #dafbe1; } .badge.bad { background: #ffebe9; }
 .badge.warn { background: #fff8c5; }
@@ -150,6 +165,19 @@ nav.toc ul { display: flex; flex-wrap: wrap; gap: .3rem .9rem; padding: 0; margi
            margin: .6rem 0; }
 .healthy { border-left: 4px solid var(--good); background: #dafbe1; padding: .6rem .8rem;
            margin: .6rem 0; }
+.diagnosis { border: 2px solid var(--bad); border-left-width: 6px; border-radius: 6px;
+             background: #ffebe9; padding: .6rem 1rem; margin: .8rem 0; }
+.diagnosis .title { font-size: 1.15rem; color: var(--bad); margin: 0 0 .3rem; }
+.diagnosis ul { margin: .2rem 0; padding-left: 1.2rem; }
+.diagnosis p { margin: .3rem 0; max-width: none; }
+.diagnosis .fix { background: var(--bg); border: 1px solid var(--line); border-radius: 4px;
+                  padding: .3rem .6rem; }
+.lesson { border-left: 4px solid var(--accent); background: var(--soft); padding: .6rem .8rem;
+          margin: .8rem 0; }
+details { margin: .8rem 0; }
+details > summary { cursor: pointer; color: var(--accent); }
+pre { background: var(--soft); border: 1px solid var(--line); border-radius: 4px;
+      padding: .6rem .8rem; overflow-x: auto; font-size: .85rem; }
 figure { margin: .8rem 0; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
              border-radius: 4px; }
@@ -193,7 +221,11 @@ footer { color: var(--muted); font-size: .85rem; border-top: 1px solid var(--lin
   a { color: inherit; text-decoration: none; }
   section { break-inside: auto; }
   h2, h3 { break-after: avoid; }
-  figure, tr, .pair, .digits li, .missing, .warning, .healthy, .stat { break-inside: avoid; }
+  figure, tr, .pair, .digits li, .missing, .warning, .healthy, .stat, .diagnosis, .lesson {
+    break-inside: avoid; }
+  details::details-content { content-visibility: visible; display: block; }
+  details > summary { color: inherit; }
+  pre { white-space: pre-wrap; }
   .scroll { overflow: visible; }
   figure img { max-height: 23cm; width: auto; }
 }

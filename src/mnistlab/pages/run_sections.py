@@ -78,28 +78,111 @@ def _missing_piece(piece: Piece, what: str) -> Html:
 
 # ---- sections ---------------------------------------------------------------------------
 def _recipe_section(p: dict[str, Piece]) -> Html:
+    """What the run changes from the notebook's recipe first; every other field it reads folded
+    below; the fields it holds but does not read (a conv field on an MLP) left out."""
+    from mnistlab.recipe import SECTIONS as TOML_SECTIONS
+    from mnistlab.recipe import Recipe, differences
+    from mnistlab.recipe.applies import applies
+
     recipe = p["recipe"]
     if recipe.value is None:
         return _missing_piece(recipe, f"{rundir.RECIPE} (the recipe cannot be shown)")
-    r = recipe.value
-    groups = []
-    for group, fields in r.to_dict().items():
-        if isinstance(fields, dict):
-            rows = [
-                (k, tag("code", ", ".join(map(str, v)) if isinstance(v, list) else v))
-                for k, v in fields.items()
-            ]
-            groups.append(tag("div", table((f"[{group}]", ""), rows)))
+    r, notebook = recipe.value, Recipe()
+    changed = list(differences(r, notebook))
+    shown = [n for n in changed if applies(r, n)]
+    unread = [n for n in changed if n not in shown]
     params = (p["evaluation"].value or {}).get("params")
-    intro = tag(
-        "p",
-        "Name ",
-        tag("code", r.name),
-        ". Network: ",
-        tag("code", architecture(r)),
-        f" ({params:,} trainable parameters)." if params else ".",
+    parts = [
+        tag(
+            "p",
+            "Name ",
+            tag("code", r.name),
+            ". Network: ",
+            tag("code", architecture(r)),
+            f" ({params:,} trainable parameters)." if params else ".",
+        ),
+        tag("h3", "Changed from the notebook's recipe"),
+        table(
+            ("field", "notebook", "this run"),
+            [(tag("code", n), _field(notebook, n), tag("b", _field(r, n))) for n in shown],
+        )
+        if shown
+        else tag("p", "Nothing: this run trains the notebook's recipe."),
+    ]
+    if unread:
+        parts.append(_unread_line(r, unread))
+    resolved = r.resolved()
+    rest = {
+        group: [
+            (tag("code", n), _field(r, n))
+            for n in names
+            if n not in changed and applies(r, n) and getattr(resolved, n) is not None
+        ]
+        for group, names in TOML_SECTIONS.items()
+    }
+    parts.append(
+        tag(
+            "details",
+            tag(
+                "summary",
+                f"The other {sum(map(len, rest.values()))} fields this recipe reads "
+                "(as in the notebook's recipe)",
+            ),
+            tag(
+                "div",
+                join(table((f"[{g}]", ""), rows) for g, rows in rest.items() if rows),
+                class_="grid tables",
+            ),
+        )
     )
-    return join((intro, tag("div", join(groups), class_="grid tables")))
+    return join(parts)
+
+
+def _field(recipe, name: str) -> Html:
+    """A recipe field's value as recipe.toml writes it (an optimizer's own value where unset;
+    a dash where the recipe does not read the field)."""
+    from mnistlab.recipe.applies import applies
+
+    if not applies(recipe, name):
+        return tag("span", "\u2014 (not read)", class_="muted")
+    return tag("code", _toml_text(getattr(recipe.resolved(), name)))
+
+
+def _toml_text(v: Any) -> str:
+    if v is None:
+        return "unset"
+    if isinstance(v, list):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _unread_line(recipe, names: list[str]) -> Html:
+    """The fields the recipe changes that its training does not read, and when it would."""
+    from mnistlab.recipe.applies import WHEN
+
+    items = [
+        join(
+            (
+                tag("code", f"{n} = {_toml_text(getattr(recipe, n))}"),
+                f" (read when {WHEN[n].words})",
+            )
+        )
+        for n in names
+    ]
+    return tag(
+        "p",
+        "Set, but not read by this recipe: ",
+        join(_comma(items)),
+        ".",
+        class_="muted",
+    )
+
+
+def _comma(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        out += [", ", item] if out else [item]
+    return out
 
 
 def _dataset_section(p: dict[str, Piece]) -> Html:
@@ -672,6 +755,41 @@ def _ci(accuracy: Any, n: int | None) -> Html | None:
     return join((tag("br"), tag("small", interval_text(low, high), f" on {n:,}", class_="ci")))
 
 
+def diagnosis(metrics: dict[str, Any]) -> Html | None:
+    """The box at the top of a run that failed its health check: what went wrong, the likely
+    cause and the fix (``training.health`` words them; metrics.json keeps them); None for a
+    healthy run or one without a verdict."""
+    from mnistlab.training.health import parts
+
+    verdict = health_verdict(metrics)
+    if verdict is None or verdict[0] == "healthy":
+        return None
+    found = [parts(m) for m in verdict[1]]
+    diagnoses = list(dict.fromkeys((cause, fix) for _, cause, fix in found if cause and fix))
+    items = [tag("li", what) for what, _, _ in found]
+    advice = [
+        join(
+            (
+                tag("p", tag("b", "Likely cause: "), cause),
+                tag("p", tag("b", "Fix: "), fix, class_="fix"),
+            )
+        )
+        for cause, fix in diagnoses
+    ]
+    stopped = metrics.get("stopped")
+    return tag(
+        "div",
+        tag("p", tag("strong", "This run failed its health check."), class_="title"),
+        tag("ul", join(items)),
+        join(advice),
+        tag("p", tag("b", "Training stopped early: "), stopped) if stopped else None,
+        tag("p", tag("a", "The health check section", href="#health"), " has the details."),
+        class_="diagnosis",
+        role="alert",
+        data_box="diagnosis",
+    )
+
+
 def header(path, p: dict[str, Piece]) -> Html:
     metrics = p["metrics"].value if isinstance(p["metrics"].value, dict) else {}
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
@@ -719,6 +837,7 @@ def header(path, p: dict[str, Piece]) -> Html:
                 " ",
                 tag("span", f"started {env.get('started', 'at an unknown time')}", class_="muted"),
             ),
+            diagnosis(metrics),
             tag(
                 "div",
                 join(tag("div", tag("b", v), tag("span", k), class_="stat") for v, k in stats),

@@ -1,9 +1,10 @@
 """What a runs folder holds, one entry per folder: the table of ``mnistlab runs``.
 
 Each folder under it is read for what it is: a run (recipe.toml), a compare (leaderboard.json
-or its runs/), a search (trials.csv or study.db) or an explore (summary.json), every file through
-its bounded reader, so a damaged folder is one entry saying what is wrong, never a traceback or
-a missing row. Other folders (not made by mnistlab) are not listed. Entries come sorted by date.
+or its runs/; comparison.json for trained models), a search (trials.csv or study.db) or an
+explore (summary.json), every file through its bounded reader, so a damaged folder is one
+entry saying what is wrong, never a traceback or a missing row. Other folders (not made by
+mnistlab) are not listed. Entries come sorted by date.
 
 >>> import tempfile
 >>> listing(tempfile.mkdtemp())
@@ -40,11 +41,13 @@ from mnistlab.rundir.lock import LOCK
 from mnistlab.rundir.records import read_environment, read_history, read_json, read_metrics
 
 KINDS = ("run", "compare", "search", "explore")
-LEADERBOARD, TRIALS, STUDY, BEST, SUMMARY = (
+LEADERBOARD, COMPARISON, TRIALS, STUDY, BEST, IMPORTANCE, SUMMARY = (
     "leaderboard.json",
+    "comparison.json",
     "trials.csv",
     "study.db",
     "best_recipe.toml",
+    "importance.json",
     "summary.json",
 )
 CHANGES_WIDTH = 48  # characters of the changes column before the rest is counted
@@ -89,7 +92,7 @@ def kind_of(path: Path) -> str | None:
     """What made ``path``: "run", "compare", "search", "explore", or None (not mnistlab)."""
     if any((path / f).is_file() for f in (RECIPE, ENVIRONMENT, MODEL)):
         return "run"
-    if (path / LEADERBOARD).is_file() or (path / "runs").is_dir():
+    if any((path / f).is_file() for f in (LEADERBOARD, COMPARISON)) or (path / "runs").is_dir():
         return "compare"
     if (path / TRIALS).is_file() or (path / STUDY).is_file() or (path / "trials").is_dir():
         return "search"
@@ -198,6 +201,8 @@ def _held(lock: Path) -> bool:
 
 # ---- a compare, a search, an explore ---------------------------------------------------
 def _compare(path: Path) -> Entry:
+    if not (path / LEADERBOARD).is_file() and (path / COMPARISON).is_file():
+        return _comparison(path)
     if not (path / LEADERBOARD).is_file():
         runs = [p for p in (path / "runs").iterdir() if (p / RECIPE).is_file()]
         return Entry(
@@ -222,6 +227,24 @@ def _compare(path: Path) -> Entry:
         changes=f"{len(variants)} variants x {len(seeds)} seeds; best: {best.get('name')}",
         test_accuracy=(best.get("test_accuracy") or {}).get("mean"),
         date=_mtime(path / LEADERBOARD),
+    )
+
+
+def _comparison(path: Path) -> Entry:
+    """A comparison of trained models (``mnistlab compare RUN_A RUN_B --out``)."""
+    doc = read_json(path / COMPARISON, what="a comparison of trained models")
+    models = doc.get("models") or []
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise RunError(f"{path / COMPARISON}: ['models'] is not a list of objects")
+    best = max(models, key=lambda m: m.get("test_accuracy") or 0.0, default={})
+    return Entry(
+        name=path.name,
+        path=str(path),
+        kind="compare",
+        dataset=(doc.get("dataset") or {}).get("name"),
+        changes=f"{len(models)} trained models; best test: {best.get('name')}",
+        test_accuracy=best.get("test_accuracy"),
+        date=_mtime(path / COMPARISON),
     )
 
 

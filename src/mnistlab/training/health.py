@@ -35,6 +35,7 @@ from mnistlab.recipe.optimizers import OPTIMIZERS
 
 NEAR_CHANCE_MARGIN = 0.05
 EXPLODED = 1e3  # no sane mean cross-entropy gets here (a uniform guess is 2.30)
+CAUSE, FIX = " Likely cause: ", " Fix: "  # how a message names its diagnosis (see ``parts``)
 
 
 def suggested_lr(recipe: Recipe) -> float:
@@ -97,7 +98,7 @@ def check_epoch(
             "diverged",
             epoch,
             f"epoch {epoch}: the {which} is {row.get(which):.4g}: training diverged "
-            f"(the weights blew up). Likely cause: {cause}. Fix: {fix}.",
+            f"(the weights blew up).{CAUSE}{cause}.{FIX}{fix}.",
         )
     chance = 1.0 / n_classes
     floor = round(chance_loss(n_classes), 2)  # 2.30: the level the notebook talks about
@@ -119,9 +120,26 @@ def check_epoch(
             f"epoch {epoch}: the {which} is stuck at {pair_loss:.3f} (>= ln({n_classes}) "
             f"= {chance_loss(n_classes):.2f}, the loss of a uniform guess) with "
             f"{pair_acc:.1%} accuracy (chance: {chance:.0%}): the network learns "
-            f"nothing. Likely cause: {cause}. Fix: {fix}.",
+            f"nothing.{CAUSE}{cause}.{FIX}{fix}.",
         )
     return None
+
+
+def parts(message: str) -> tuple[str, str | None, str | None]:
+    """(what happened, likely cause, fix) of a warning's message, as metrics.json stores it;
+    a message in other words is all "what happened".
+
+    >>> w = check_epoch({"epoch": 2, "loss": float("inf"), "accuracy": 0.1}, Recipe(lr=0.5))
+    >>> parts(w.message)[1:]
+    ('learning_rate 0.5 is too large for this recipe (sgd)', 'lower learning_rate (e.g. 0.01)')
+    >>> parts("epoch 3: odd")
+    ('epoch 3: odd', None, None)
+    """
+    what, cause_sep, rest = message.partition(CAUSE)
+    cause, fix_sep, fix = rest.partition(FIX)
+    if not cause_sep or not fix_sep:
+        return message, None, None
+    return what, cause.removesuffix("."), fix.removesuffix(".")
 
 
 def check_history(

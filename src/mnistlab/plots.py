@@ -521,7 +521,7 @@ def templates(weights, order, dead, path, cols: int = 16) -> Path:
     n, h, wd = w.shape
     cols = min(cols, n)
     rows = -(-n // cols)
-    scale = 8 if h < 10 else 2  # a 3x3 filter as a visible block
+    scale = 16 if h < 10 else 2  # a 3x3 filter as a visible block
     th, tw, pad = h * scale, wd * scale, 3
     mosaic = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, np.uint8)
     for i in range(n):

@@ -9,7 +9,7 @@ the ``datasets.load("mnist", data_dir=../shared/data/mnist)`` call:
 * second load: same MNISTLAB_HOME -> checksums remembered, arrays memory-mapped;
 * baseline: what a plain loader does every time (gzip.open + np.frombuffer of the four files).
 
-Target (issue 2): second load <= 0.2 s.
+Target: second load <= 0.2 s.
 """
 
 from __future__ import annotations

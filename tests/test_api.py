@@ -53,6 +53,7 @@ def test_one_verb_per_step_end_to_end(tmp_path):
         out=tmp_path / "r",
         quiet=True,
     )
+    assert (run.path / "calibration.json").is_file() and not run.warnings  # as `train` leaves it
     metrics = mnistlab.evaluate(run.path, out=tmp_path / "figs")
     assert metrics["split"] == "test" and metrics["n"] == len(ds.x_test)
     assert (

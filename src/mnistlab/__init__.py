@@ -48,23 +48,37 @@ __all__ = [
 
 
 def fit(recipe: Recipe | None = None, dataset=None, out=None, **options: Any) -> Run:
-    """Train ``recipe`` (default: the notebook's) on ``dataset`` and return the finished Run.
+    """Train ``recipe`` (default: the notebook's) on ``dataset`` and return the finished Run,
+    calibrated on its validation part as ``mnistlab train`` leaves it (where it cannot be, e.g.
+    without a validation part, ``run.warnings`` says why).
 
     Options: see :func:`mnistlab.training.fit.fit`.
     """
     from mnistlab.training.fit import fit as _fit
 
-    return _fit(recipe, dataset, out, **options)
+    return _calibrated(_fit(recipe, dataset, out, **options))
+
+
+def _calibrated(run: Run) -> Run:
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.calibration import calibrate
+
+    try:
+        calibrate(run)
+    except MnistlabError as exc:
+        run.warnings.append(f"not calibrated: {exc}")
+    return run
 
 
 def resume(run, **options: Any) -> Run:
-    """Continue the run folder ``run`` from its last checkpoint, exactly as it started.
+    """Continue the run folder ``run`` from its last checkpoint, exactly as it started, and
+    calibrate it as ``fit`` does.
 
     Options: see :func:`mnistlab.training.fit.resume`.
     """
     from mnistlab.training.fit import resume as _resume
 
-    return _resume(run, **options)
+    return _calibrated(_resume(run, **options))
 
 
 def explore(dataset=None, **options: Any) -> dict[str, Any]:

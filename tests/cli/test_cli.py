@@ -25,7 +25,7 @@ def _main(monkeypatch, capsys, *args):
     ],
 )
 def test_usage_errors_are_one_line_exit_2(monkeypatch, capsys, args, words):
-    # typer's own rendering is a multi-line box; the brief wants `error: ...` on one line.
+    # typer's own rendering is a multi-line box; every error is one `error: ...` line.
     code, out, err = _main(monkeypatch, capsys, *args)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err

@@ -18,8 +18,8 @@ from typing import Any, Optional
 
 import typer
 
+from mnistlab.cli import options
 from mnistlab.cli.recipe_flags import overrides_from_flags, with_recipe_flags
-from mnistlab.cli.report import track_option
 
 VARIANTS_EXAMPLE = """\
     name = "adam-vs-sgd"         # names the folder: runs/compare-adam-vs-sgd
@@ -61,37 +61,13 @@ def compare_command(
         help="Compare folder (default: runs/compare-<name>); an existing one is resumed. "
         "Comparing trained models: where to write comparison.json (default: nowhere).",
     ),
-    train_images: Optional[int] = typer.Option(
-        None, "--train-images", metavar="N", help="Use only the first N training images."
-    ),
-    test_images: Optional[int] = typer.Option(
-        None, "--test-images", metavar="N", help="Use only the first N test images."
-    ),
-    storage: Optional[str] = typer.Option(
-        None,
-        "--storage",
-        metavar="URL",
-        help="Share the runs between processes/machines through this study URL "
-        "(sqlite:///FILE or postgresql://user@host:port/db).",
-    ),
-    study: Optional[str] = typer.Option(
-        None, "--study", metavar="NAME", help="Study name with --storage (default: compare-<name>)."
-    ),
-    heartbeat: int = typer.Option(
-        10,
-        "--heartbeat",
-        metavar="SECONDS",
-        help="With --storage: seconds between a run's heartbeats; silent for 3x this, it is "
-        "retried.",
-    ),
-    pixels: str = typer.Option(
-        "raw",
-        "--pixels",
-        metavar="raw|unit|standardize",
-        help="What an .onnx model takes: raw 0-255 grey levels (as `mnistlab export` writes "
-        "them), unit 0-1, or standardize (the training images' mean and std).",
-    ),
-    track: Optional[str] = track_option(),
+    train_images: Optional[int] = options.images("train"),
+    test_images: Optional[int] = options.images("test"),
+    storage: Optional[str] = options.storage("none: this process trains every run"),
+    study: Optional[str] = options.study("compare-<name>, with --storage"),
+    heartbeat: int = options.heartbeat("run (with --storage)"),
+    pixels: str = options.pixels(),
+    track: Optional[str] = options.track(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the leaderboard."),
     metric: str = typer.Option(
         "accuracy",
@@ -151,7 +127,7 @@ def _load_variants(inputs, preset, changes):
 def _variants_compare(variants, options: dict[str, Any], track, quiet: bool) -> None:
     from rich.console import Console
 
-    from mnistlab.cli.report import run_tracker, tracking_uri
+    from mnistlab.cli.finish import run_tracker, tracking_uri
     from mnistlab.experiments import compare as cmp
     from mnistlab.experiments.leaderboard import print_leaderboard
 

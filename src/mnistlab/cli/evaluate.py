@@ -16,6 +16,8 @@ from typing import Optional
 
 import typer
 
+from mnistlab.cli import options
+
 ROBUSTNESS = typer.Option(
     False,
     "--robustness",
@@ -59,13 +61,7 @@ def evaluate(
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="FOLDER", help="Folder holding the dataset's four files."
     ),
-    pixels: str = typer.Option(
-        "raw",
-        "--pixels",
-        metavar="raw|unit|standardize",
-        help="What an .onnx model takes: raw 0-255 grey levels (as `mnistlab export` writes "
-        "them), unit 0-1, or standardize (the training images' mean and std).",
-    ),
+    pixels: str = options.pixels(),
     ood: bool = typer.Option(
         False,
         "--ood",

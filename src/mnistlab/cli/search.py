@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from mnistlab.cli import options
 from mnistlab.cli.recipe_flags import overrides_from_flags, with_recipe_flags
-from mnistlab.cli.report import track_option
 
 SPACE_EXAMPLE = """\
     name = "lr-and-width"        # names the folder and the study: runs/search-lr-and-width
@@ -39,43 +39,25 @@ def search_command(
         metavar="N",
         help="Finished trials the study should hold (counted over all workers).",
     ),
-    storage: Optional[str] = typer.Option(
-        None,
-        "--storage",
-        metavar="URL",
-        help="Study database URL (default: sqlite:///OUT/study.db; "
-        "postgresql://user@host:port/db to share one study between machines).",
-    ),
-    study: Optional[str] = typer.Option(
-        None, "--study", metavar="NAME", help="Study name (default: the space's name)."
-    ),
+    storage: Optional[str] = options.storage("sqlite:///OUT/study.db"),
+    study: Optional[str] = options.study("the space's name"),
     out: Optional[Path] = typer.Option(
         None,
         "--out",
         metavar="FOLDER",
         help="Folder for trial runs, best_recipe.toml, trials.csv (default: runs/search-<name>).",
     ),
-    train_images: Optional[int] = typer.Option(
-        None, "--train-images", metavar="N", help="Use only the first N training images."
-    ),
-    test_images: Optional[int] = typer.Option(
-        None, "--test-images", metavar="N", help="Use only the first N test images."
-    ),
-    heartbeat: int = typer.Option(
-        10,
-        "--heartbeat",
-        metavar="SECONDS",
-        help="Seconds between a running trial's heartbeats; silent for 3x this, it is failed "
-        "and retried.",
-    ),
-    track: Optional[str] = track_option(),
+    train_images: Optional[int] = options.images("train"),
+    test_images: Optional[int] = options.images("test"),
+    heartbeat: int = options.heartbeat("trial"),
+    track: Optional[str] = options.track(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
     **fields: Any,
 ) -> None:
     """Search recipe fields with Optuna (pruning on validation accuracy); resumable, scales out."""
     from rich.console import Console
 
-    from mnistlab.cli.report import run_tracker, tracking_uri
+    from mnistlab.cli.finish import run_tracker, tracking_uri
     from mnistlab.experiments import search as srch
 
     track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training

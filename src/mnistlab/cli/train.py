@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import typer
 
+from mnistlab.cli import options
 from mnistlab.cli.recipe_flags import overrides_from_flags, with_recipe_flags
-from mnistlab.cli.report import track_option
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe, preset_names
 
@@ -69,11 +69,11 @@ def train_command(
         help="torch device for the reference engine: cpu, cuda, cuda:N (default: cuda if present).",
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.html."),
-    track: Optional[str] = track_option("the run"),
+    track: Optional[str] = options.track("the run"),
     **fields: Any,
 ) -> None:
     """Train a recipe (the notebook's by default) and write a run folder."""
-    from mnistlab.cli.report import after_train, tracking_uri
+    from mnistlab.cli.finish import after_train, tracking_uri
 
     track_uri = tracking_uri(track)  # a bad value or a missing MLflow fails before training
     try:

@@ -60,11 +60,10 @@ def default_backend(recipe) -> str:
     """``"numba"`` for batches of at most ``NUMBA_MAX_BATCH`` when numba is installed, else numpy;
     a CNN always trains with numba (its conv blocks are compiled loops).
 
-    Measured on 2 cores (bench/engine_steps.py and the fast-mlp preset): at batch 32 the numpy
-    backend spends ~0.5 s per MNIST epoch on per-call overhead, which numba removes, for a
-    one-off ~1-1.5 s per process (importing numba and scipy's BLAS, loading the compiled code);
-    at batch 128 the steps are 4x fewer and 4x larger and numba saved nothing per epoch, so
-    the start-up cost would only be a loss.
+    At small batches the NumPy back end pays per-call overhead on every step, which numba
+    removes for a one-off start-up cost per process (importing numba and scipy's BLAS, loading
+    the compiled code); at large batches the steps are fewer and larger, numba saves nothing
+    per epoch, and its start-up would only be a loss (bench/README.md has the figures).
     """
     if (recipe.kind == "cnn" or recipe.batch_size <= NUMBA_MAX_BATCH) and numba_available():
         return "numba"
@@ -74,10 +73,9 @@ def default_backend(recipe) -> str:
 def default_threads() -> int:
     """BLAS threads when the recipe leaves ``threads`` unset: 1.
 
-    Measured (bench/engine_steps.py, 2 shared cores): batch-32 products take 17-90 us each, too
-    small to split; with 2 OpenBLAS threads an epoch took 3-12x longer (workers spin and wait
-    for a core another process holds), with 1 thread it is steady. ``recipe.threads = 2`` is
-    there for a quiet machine (the bench prints both).
+    Batch-32 products are too small to split, and two OpenBLAS threads spin waiting for a core
+    another process holds, so on a shared machine one thread is the steady choice
+    (bench/README.md has the figures). ``recipe.threads = 2`` is there for a quiet machine.
     """
     return 1
 

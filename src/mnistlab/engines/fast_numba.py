@@ -10,16 +10,12 @@ offsets tables: ONE compiled specialization serves every depth, option and optim
 once per machine, ``cache=True``). The optimizer loops have no branch inside (every per-step
 scalar comes from ``optim.step_scalars``), so LLVM turns them into SIMD code; that also needs
 ``error_model="numpy"`` (a float division gives inf/NaN as in NumPy instead of numba's
-zero-divisor check, whose branch kept the loops scalar: adam's epoch took 2.2x plain SGD's with
-it, ~1.1x without, bench/variants). No fastmath: results stay within float32 rounding of the
+zero-divisor check, whose branch kept the loops scalar; bench/README.md has the figures). No
+fastmath: results stay within float32 rounding of the
 NumPy back end and deterministic. The optimizer's Keras constants come in with the call (from its
 row of ``recipe.optimizers``); the constants of ``optim.py`` (batch norm, max-norm) and the mask
 hash are compiled in, and numba's cache is keyed on this file only: after changing them, touch
 this file.
-
-Tried and dropped (bench/engine_steps.py, min of 40 interleaved 50-step chunks): computing
-layer 0's forward on a sparse form of the input (MNIST is ~81 % background) was 10 % slower per
-step than NumPy's sgemm; its backward twin (scatter into dW0) was no faster either.
 """
 
 from __future__ import annotations
@@ -47,8 +43,8 @@ from mnistlab.recipe.optimizers import ACTIVATIONS, OPTIMIZERS
 def _numpy_sgemm():
     """NumPy's own OpenBLAS ``cblas_sgemm`` (64-bit ints) as a ctypes function, or None.
 
-    Why: numba's np.dot goes to scipy's OpenBLAS build, measured 5-50 % slower than the one
-    NumPy wheels bundle for the recipe's shapes (x @ W0: 136 vs 91 us). It is passed to the
+    Why: numba's np.dot goes to scipy's OpenBLAS build, slower than the one NumPy wheels
+    bundle at the recipe's small shapes (bench/README.md). It is passed to the
     compiled function as an argument (not a global) so numba can still cache the machine code.
     """
     from threadpoolctl import threadpool_info

@@ -1,7 +1,7 @@
 """The reference engine: torch autograd for every recipe, Keras' optimizer arithmetic by hand.
 
 It is the plain path the fast engine is tested against, and the one that runs on CUDA (and
-CNNs where numba is missing). Speed still matters here (issue 4): the whole training array
+CNNs where numba is missing). Speed still matters here: the whole training array
 becomes one tensor once (zero-copy on the CPU, one upload on a GPU), batches are index slices of
 the epoch's ``order``, the optimizer updates all tensors with fused ``torch._foreach_*`` calls,
 losses accumulate on the device (no per-step sync), and evaluation runs in batches of 8192.
@@ -80,7 +80,7 @@ class ReferenceEngine:
         if recipe.threads is not None:
             torch.set_num_threads(recipe.threads)
         elif self.device == "cpu" and recipe.kind == "mlp":
-            # Measured (issue 4): at batch-32 MLP shapes one thread is as fast as two, and it
+            # At batch-32 MLP shapes one thread is as fast as two (bench/README.md), and it
             # does not collapse when another process wants the second core.
             torch.set_num_threads(1)
         self.threads = torch.get_num_threads()

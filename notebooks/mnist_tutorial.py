@@ -52,7 +52,7 @@ from IPython.display import Image, display
 import mnistlab
 from mnistlab import check, datasets
 from mnistlab.engines.arch import network
-from mnistlab.exploration import print_summary, write_report
+from mnistlab.exploration import print_summary, write_files
 from mnistlab.recipe import Recipe
 
 FULL = os.environ.get("MNISTLAB_TUTORIAL_FULL") == "1"
@@ -133,7 +133,7 @@ check.data(
 # %%
 summary = mnistlab.explore(ds)
 print_summary(summary)
-figures = write_report(summary, OUT / "explore")
+figures = write_files(summary, OUT / "explore")
 display(
     Image(filename=str(figures["class_balance"])), Image(filename=str(figures["pixel_histogram"]))
 )

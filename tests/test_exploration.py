@@ -95,7 +95,7 @@ def test_explore_on_bundled_sample_and_report(tmp_path):
     assert s["pixels"]["test"]["std"] == pytest.approx(np.std(ds.x_test), rel=1e-12)
     assert "standardize" in s["advice"] and f"{s['pixels']['train']['std']:.2f}" in s["advice"]
 
-    files = explore.write_report(s, tmp_path / "rep")
+    files = explore.write_files(s, tmp_path / "rep")
     assert set(files) == set(explore.FIGURES) | {"summary"}
     for key in explore.FIGURES:
         with Image.open(files[key]) as im:
@@ -108,12 +108,12 @@ def test_explore_on_bundled_sample_and_report(tmp_path):
     )
 
 
-def test_write_report_onto_a_file_is_a_one_line_error(tmp_path):
+def test_write_files_onto_a_file_is_a_one_line_error(tmp_path):
     from mnistlab.errors import MnistlabError
 
     (tmp_path / "taken.png").write_text("x")
     with pytest.raises(MnistlabError, match="taken.png: cannot create this folder"):
-        explore.write_report({}, tmp_path / "taken.png")
+        explore.write_files({}, tmp_path / "taken.png")
 
 
 def test_full_mnist_known_numbers(mnist_dir):  # conftest: ../shared/data/mnist, skipped when absent

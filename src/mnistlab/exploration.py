@@ -8,7 +8,7 @@ MNIST), then written as PNG figures plus ``summary.json``.
 >>> s = explore.explore("mnist-sample")               # doctest: +SKIP
 >>> round(s["pixels"]["train"]["mean"], 1)           # doctest: +SKIP
 33.3
->>> files = explore.write_report(s, "explore-out")  # doctest: +SKIP
+>>> files = explore.write_files(s, "explore-out")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import datasets
+from mnistlab import datasets, plots
 from mnistlab.errors import DataError
-from mnistlab.fsio import atomic_write_json
+from mnistlab.fsio import atomic_write_json, make_dirs
 
 FIGURES = {
     "class_balance": "class_balance.png",
@@ -239,10 +239,8 @@ def to_json(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+def write_files(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write the five PNG figures and ``summary.json`` into ``out_dir``; returns name -> path."""
-    from mnistlab import plots
-    from mnistlab.fsio import make_dirs
 
     out = make_dirs(out_dir)
     names, img, name = summary["class_names"], summary["images"], summary["dataset"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mnistlab.errors import MnistlabError
-from mnistlab.experiments import studies, track
+from mnistlab.experiments import shared_study, track
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -21,19 +21,21 @@ def test_a_database_that_never_answers_is_given_up_after_the_connect_timeout(
     silent_port, monkeypatch
 ):
     pytest.importorskip("psycopg")
-    monkeypatch.setattr(studies, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(shared_study, "CONNECT_TIMEOUT", 1)
     t0 = time.monotonic()
     with pytest.raises(MnistlabError, match="cannot open the study storage") as err:
-        studies.open_study(f"postgresql://me@127.0.0.1:{silent_port}/db", "s", 10)
+        shared_study.open_study(f"postgresql://me@127.0.0.1:{silent_port}/db", "s", 10)
     assert time.monotonic() - t0 < 8
     assert "\n" not in str(err.value)
 
 
 def test_postgres_urls_carry_connect_and_statement_deadlines():
-    kw = studies.engine_kwargs("postgresql://me@db/x")
-    assert kw["connect_args"]["connect_timeout"] == studies.CONNECT_TIMEOUT
-    assert kw["connect_args"]["options"] == f"-c statement_timeout={studies.STATEMENT_TIMEOUT}000"
-    mine = studies.engine_kwargs("postgresql://me@db/x?connect_timeout=2&options=-c%20a%3Db")
+    kw = shared_study.engine_kwargs("postgresql://me@db/x")
+    assert kw["connect_args"]["connect_timeout"] == shared_study.CONNECT_TIMEOUT
+    assert (
+        kw["connect_args"]["options"] == f"-c statement_timeout={shared_study.STATEMENT_TIMEOUT}000"
+    )
+    mine = shared_study.engine_kwargs("postgresql://me@db/x?connect_timeout=2&options=-c%20a%3Db")
     assert "connect_timeout" not in mine["connect_args"] and "options" not in mine["connect_args"]
 
 
@@ -49,16 +51,16 @@ def test_postgres_urls_carry_connect_and_statement_deadlines():
 def test_study_files_that_cannot_be_shared_are_refused(tmp_path, monkeypatch, url, words):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(MnistlabError, match=words) as err:
-        studies.storage_url(url, tmp_path)
+        shared_study.storage_url(url, tmp_path)
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == [] and not Path("/nonexistent").exists()
 
 
 def test_a_study_name_longer_than_the_storage_holds_is_one_line(tmp_path):
-    url = studies.storage_url(None, tmp_path)
+    url = shared_study.storage_url(None, tmp_path)
     with pytest.raises(MnistlabError, match="1 to 512 characters .* got 600"):
-        studies.open_study(url, "s" * 600, 10)
-    studies.open_study(url, "s" * 512, 10)
+        shared_study.open_study(url, "s" * 600, 10)
+    shared_study.open_study(url, "s" * 512, 10)
 
 
 @pytest.mark.parametrize("spec", ["mlflow:bogus://x", "mlflow:ftp://host/x"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mnistlab import fsio, plots
 from mnistlab.datasets import download, store
-from mnistlab.experiments import compare, search, studies, track
+from mnistlab.experiments import compare, search, shared_study, track
 from mnistlab.rundir import folder, schema
 from mnistlab.use import imagefile
 from mnistlab.web import app, protocol
@@ -52,10 +52,12 @@ def test_every_bound_in_the_table_is_the_codes():
         "`experiments.compare.MAX_JOBS`": [f"1 to {compare.MAX_JOBS}"],
         "`experiments.search.MAX_TRIALS`": [f"1 to {search.MAX_TRIALS:,}"],
         "`plots.PREDICTIONS_SHOWN`": [f"first {plots.PREDICTIONS_SHOWN} images"],
-        "`experiments.studies.MAX_STUDY_NAME`": [f"1 to {studies.MAX_STUDY_NAME} characters"],
-        "`experiments.studies.CONNECT_TIMEOUT`": [f"{studies.CONNECT_TIMEOUT} s"],
-        "`experiments.studies.STATEMENT_TIMEOUT`": [f"{studies.STATEMENT_TIMEOUT} s"],
-        "`experiments.studies.SQLITE_BUSY_TIMEOUT`": [f"{studies.SQLITE_BUSY_TIMEOUT} s"],
+        "`experiments.shared_study.MAX_STUDY_NAME`": [
+            f"1 to {shared_study.MAX_STUDY_NAME} characters"
+        ],
+        "`experiments.shared_study.CONNECT_TIMEOUT`": [f"{shared_study.CONNECT_TIMEOUT} s"],
+        "`experiments.shared_study.STATEMENT_TIMEOUT`": [f"{shared_study.STATEMENT_TIMEOUT} s"],
+        "`experiments.shared_study.SQLITE_BUSY_TIMEOUT`": [f"{shared_study.SQLITE_BUSY_TIMEOUT} s"],
         "`experiments.track.REACH_TIMEOUT`": [f"within {track.REACH_TIMEOUT:g} s"],
         "`experiments.track.HTTP_DEADLINES`": [
             f"{track.HTTP_DEADLINES['MLFLOW_HTTP_REQUEST_TIMEOUT']} s each, {retries + 1} tries"

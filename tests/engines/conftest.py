@@ -33,7 +33,7 @@ import pytest
 from mnistlab.engines import spec
 from mnistlab.engines.init import init_weights
 from mnistlab.engines.masks import dropout_keys, keep_mask
-from mnistlab.engines.optim import BN_MOMENTUM, Hyper
+from mnistlab.engines.optim import BN_MOMENTUM, Hyperparameters
 
 G_REL = 1e-5  # gradients: float32 vs float64, relative to each tensor's largest entry
 F32_REL = 1e-6  # storing and summing in float32: ~16 ulps of the value and of its tensor
@@ -43,7 +43,7 @@ def spec_run(r, x, y, lrs, signs=None, epoch=0):
     """spec.py's steps of ``r.batch_size`` over x in order, from init_weights(r), in float64;
     ``signs[k]`` (+1/-1/0) moves step k's gradients by that many ``G_REL`` of each tensor's
     largest entry. Returns (losses, {weights and ``opt.<slot>.<weight>``}, nadam's u_product)."""
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
     slots = spec.init_slots(p, h)
     bs = r.batch_size

@@ -17,7 +17,7 @@ from mnistlab.engines import fast, spec
 from mnistlab.engines.fast import FastEngine, numba_available
 from mnistlab.engines.init import init_weights
 from mnistlab.engines.masks import dropout_keys, keep_mask
-from mnistlab.engines.optim import Hyper
+from mnistlab.engines.optim import Hyperparameters
 from mnistlab.errors import RecipeError, RunError
 from mnistlab.recipe import Recipe
 from mnistlab.training.schedules import learning_rates, steps_per_epoch
@@ -138,7 +138,7 @@ def test_gradients_equal_spec(backend, name, tolerance):
     x, y = _batch()
     eng = FastEngine(r, init_weights(r), backend=backend)
     loss, _ = eng.train_epoch(x, y, np.arange(16), np.ones(1), epoch=0)
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
     keys = dropout_keys(h.seed, 0, 1, 3)
     masks = [keep_mask(keys[0, j], 16, w, h.dropout) for j, w in enumerate(r.hidden)]
@@ -504,7 +504,7 @@ def test_each_option_adds_the_state_it_declares(kw, added):
     n_params = sum(v.size for k, v in eng.weights().items() if "moving" not in k)
     want = sum(
         v.size
-        for v in spec.init_slots({k: v for k, v in init_weights(r).items()}, Hyper.of(r))[
+        for v in spec.init_slots({k: v for k, v in init_weights(r).items()}, Hyperparameters.of(r))[
             "m" if r.optimizer == "nadam" else "momentum"
         ].values()
     )
@@ -520,11 +520,11 @@ def test_inference_has_no_dropout_and_uses_moving_statistics(data, backend):
     w = eng.weights()
     assert not np.all(w["bn_0.moving_mean"] == 0) and not np.all(w["bn_0.moving_variance"] == 1)
     p = {k: v.astype(np.float64) for k, v in w.items()}
-    want = spec.predict_proba(p, x.astype(np.float64), Hyper.of(r))
+    want = spec.predict_proba(p, x.astype(np.float64), Hyperparameters.of(r))
     np.testing.assert_allclose(eng.predict_proba(x), want, atol=1e-5)
     np.testing.assert_allclose(fast.predict_proba(r, w, x), want, atol=1e-5)
     loss, acc = eng.evaluate(x, y)
-    logits_loss = spec.loss_and_dlogits(np.log(want), y, p, Hyper.of(r))[0]
+    logits_loss = spec.loss_and_dlogits(np.log(want), y, p, Hyperparameters.of(r))[0]
     assert loss == pytest.approx(logits_loss, abs=1e-5)
     assert acc == np.mean(want.argmax(1) == y)
     assert eng.evaluate(x, y) == (loss, acc)  # deterministic: no mask drawn

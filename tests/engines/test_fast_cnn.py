@@ -22,7 +22,7 @@ from mnistlab.engines import fast, fast_conv, spec
 from mnistlab.engines.fast import FastEngine, numba_available
 from mnistlab.engines.init import init_weights
 from mnistlab.engines.masks import dropout_keys, keep_mask
-from mnistlab.engines.optim import Hyper
+from mnistlab.engines.optim import Hyperparameters
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 from mnistlab.training.schedules import learning_rates, steps_per_epoch
@@ -101,7 +101,7 @@ def untied_batch(weights: dict, n: int = 8, start: int = 1):
     raise AssertionError("no batch far from ties")
 
 
-def _masks(h: Hyper, r: Recipe, rows: int, step: int = 0, epoch: int = 0):
+def _masks(h: Hyperparameters, r: Recipe, rows: int, step: int = 0, epoch: int = 0):
     if not h.dropout:
         return None
     keys = dropout_keys(h.seed, epoch, step + 1, len(r.hidden))
@@ -124,7 +124,7 @@ def test_gradients_equal_spec(name):
     r = Recipe(**{**SMALL, "seed": 2, **OPTIONS[name]})
     p = _f64(init_weights(r))
     x, y, _ = untied_batch(p)
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     want_loss, grads, _ = spec.gradients(p, x.astype(np.float64), y, h, _masks(h, r, 8))
     eng = FastEngine(r.replace(optimizer="sgd", momentum=0.0, nesterov=False), init_weights(r))
     loss, _ = eng.train_epoch(x, y, np.arange(8), np.ones(1), epoch=0)
@@ -148,7 +148,7 @@ def test_updates_equal_spec_given_the_same_gradient(name):
     weights goes through spec.update in float64, from the fast engine's slots."""
     r = Recipe(**{**SMALL, "learning_rate": 1e-3, **OPTIMIZERS[name]}).resolved()
     x, y = _batch(8)
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     eng = FastEngine(r, init_weights(r))
     state = eng.state()
     for step, lr in enumerate([1e-3, 5e-4]):
@@ -177,7 +177,7 @@ def test_inference_equals_spec_in_chunks(monkeypatch, k, channels):
     eng = FastEngine(r, init_weights(r))
     eng.train_epoch(x, y, np.arange(24), np.full(3, 0.01), epoch=0)
     w = eng.weights()
-    want = spec.predict_proba(_f64(w), x.astype(np.float64), Hyper.of(r))
+    want = spec.predict_proba(_f64(w), x.astype(np.float64), Hyperparameters.of(r))
     np.testing.assert_allclose(eng.predict_proba(x), want, rtol=1e-5, atol=1e-7)
     monkeypatch.setattr(fast_conv, "EVAL_FLOATS", 1)  # one image per chunk
     assert fast_conv.eval_batch(w) == 1

@@ -15,7 +15,7 @@ import pytest
 from mnistlab.engines import spec
 from mnistlab.engines.init import init_weights
 from mnistlab.engines.masks import dropout_keep, dropout_keys, keep_mask
-from mnistlab.engines.optim import Hyper, step_scalars
+from mnistlab.engines.optim import Hyperparameters, step_scalars
 from mnistlab.engines.state import State, Workspace
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
@@ -53,7 +53,7 @@ OPTIONS = {
 def test_gradients_equal_torch_autograd(name):
     torch = pytest.importorskip("torch")
     r = Recipe(hidden=[24, 12], **OPTIONS[name])
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     p = _params(r)
     masks = (
         [dropout_keep(0, 0, 0, j, 16, w, h.dropout) for j, w in enumerate(r.hidden)]
@@ -114,7 +114,7 @@ def test_updates_equal_torch_optim(name):
     settings, except where epsilon sits (inside or outside a sqrt / bias correction), which
     moves results by ~1e-7 relative here."""
     torch = pytest.importorskip("torch")
-    h = Hyper.of(Recipe(optimizer=name))
+    h = Hyperparameters.of(Recipe(optimizer=name))
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal((5, 4))
     grads = [rng.choice([-1, 1], (5, 4)) * rng.uniform(0.5, 2, (5, 4)) for _ in range(3)]
@@ -131,7 +131,7 @@ def test_updates_equal_torch_optim(name):
 
 def test_max_norm_equals_torch_renorm_on_columns():
     torch = pytest.importorskip("torch")
-    h = Hyper.of(Recipe(max_norm=1.0, momentum=0.0))
+    h = Hyperparameters.of(Recipe(max_norm=1.0, momentum=0.0))
     w = np.random.default_rng(0).standard_normal((50, 6)) * np.array([0.01, 0.1, 0.2, 1, 2, 3])
     p = {"dense_0.kernel": w.copy()}
     spec.update(p, {"dense_0.kernel": np.zeros_like(w)}, spec.init_slots(p, h), 1, 0.0, h)
@@ -142,7 +142,7 @@ def test_max_norm_equals_torch_renorm_on_columns():
 
 def test_batch_norm_moving_statistics_and_inference():
     r = Recipe(hidden=[8], batch_norm=True, dropout=0.5)
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     p = _params(r)
     masks = [np.ones((16, 8), bool)]
     spec.step(p, spec.init_slots(p, h), X, Y, 1, 0.0, h, masks)  # lr 0: only the moving stats
@@ -176,7 +176,7 @@ def test_dropout_masks_are_a_function_of_seed_epoch_step_layer():
 
 
 def test_step_scalars_nadam_product_continues_across_calls():
-    h = Hyper.of(Recipe(optimizer="nadam"))
+    h = Hyperparameters.of(Recipe(optimizer="nadam"))
     lrs = np.full(6, 0.001, np.float32)
     whole, prods = step_scalars(h, lrs, 0, 1.0)
     first, p1 = step_scalars(h, lrs[:3], 0, 1.0)
@@ -239,7 +239,7 @@ def test_conv_gradients_equal_torch_autograd(name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     r = Recipe(kind="cnn", hidden=[12], **CONV_OPTIONS[name])
-    h = Hyper.of(r)
+    h = Hyperparameters.of(r)
     p = _params(r)
     masks = [dropout_keep(0, 0, 0, 0, 16, 12, h.dropout)] if h.dropout else None
     loss, grads, _ = spec.gradients(p, X, Y, h, masks)

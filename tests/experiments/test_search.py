@@ -18,7 +18,7 @@ from mnistlab import datasets
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError, RecipeError
 from mnistlab.experiments import search as srch
-from mnistlab.experiments import studies
+from mnistlab.experiments import shared_study
 from mnistlab.experiments.compare import slice_dataset
 
 SPACE = """
@@ -223,11 +223,11 @@ def test_pin_records_once_and_refuses_a_different_value():
             self.user_attrs = {**self.user_attrs, key: value}
 
     st = Study()
-    studies.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
-    studies.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
+    shared_study.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
+    shared_study.pin(st, "compare", "A", "sqlite:///x.db", "s", "compares other variants")
     assert st.user_attrs == {"compare": "A"}
     with pytest.raises(MnistlabError, match="study 's' in .* compares other variants; give"):
-        studies.pin(st, "compare", "B", "sqlite:///x.db", "s", "compares other variants")
+        shared_study.pin(st, "compare", "B", "sqlite:///x.db", "s", "compares other variants")
 
 
 def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
@@ -251,14 +251,18 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
         )
         for n in (0, 1)
     ]
-    study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "p"))
+    study = optuna.load_study(
+        study_name="space", storage=shared_study.storage_url(None, tmp_path / "p")
+    )
     for t in study.trials:
         assert list(t.intermediate_values) == [1]
         history = (tmp_path / "p" / t.user_attrs["run"] / "history.csv").read_text()
         assert len(history.splitlines()) == 2  # header + the one epoch before pruning
     # without pruning every epoch is reported
     full = srch.search(space, 1, out=tmp_path / "f", dataset=tiny)
-    study = optuna.load_study(study_name="space", storage=studies.storage_url(None, tmp_path / "f"))
+    study = optuna.load_study(
+        study_name="space", storage=shared_study.storage_url(None, tmp_path / "f")
+    )
     assert full["counts"]["COMPLETE"] == 1
     assert list(study.trials[0].intermediate_values) == [1, 2, 3]
 
@@ -281,7 +285,7 @@ def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(mnistlab.training.fit, "fit", interrupted_second_fit)
     with pytest.raises(KeyboardInterrupt):
         srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
-    url = studies.storage_url(None, tmp_path / "s")
+    url = shared_study.storage_url(None, tmp_path / "s")
     states = [t.state.name for t in optuna.load_study(study_name="space", storage=url).trials]
     assert states == ["COMPLETE", "FAIL", "WAITING"]  # queued at once, no grace period
     monkeypatch.setattr(mnistlab.training.fit, "fit", real_fit)
@@ -296,7 +300,7 @@ def test_sqlite_tables_are_created_by_one_worker_at_a_time(tmp_path, monkeypatch
     from filelock import FileLock, Timeout
 
     db = tmp_path / "study.db"
-    real, opened = studies._rdb_storage, []
+    real, opened = shared_study._rdb_storage, []
 
     def while_locked(url, kwargs, heartbeat):
         with pytest.raises(Timeout):
@@ -304,17 +308,17 @@ def test_sqlite_tables_are_created_by_one_worker_at_a_time(tmp_path, monkeypatch
         opened.append(url)
         return real(url, kwargs, heartbeat)
 
-    monkeypatch.setattr(studies, "_rdb_storage", while_locked)
-    studies.make_storage(f"sqlite:///{db}")
+    monkeypatch.setattr(shared_study, "_rdb_storage", while_locked)
+    shared_study.make_storage(f"sqlite:///{db}")
     assert opened == [f"sqlite:///{db}"] and db.is_file()
     FileLock(f"{db}.claim.lock").acquire(timeout=0)  # and released afterwards
 
 
 def test_storage_url_must_name_a_file_or_server(tmp_path):
-    assert studies.storage_url(None, tmp_path).startswith("sqlite:///")
+    assert shared_study.storage_url(None, tmp_path).startswith("sqlite:///")
     for bad in ("sqlite://", "sqlite:///", "mysql://x@y/z", "study.db"):
         with pytest.raises(MnistlabError, match="--storage"):
-            studies.storage_url(bad, tmp_path)
+            shared_study.storage_url(bad, tmp_path)
 
 
 def test_result_of_a_trial_failed_meanwhile_is_dropped_not_double_counted():
@@ -325,11 +329,11 @@ def test_result_of_a_trial_failed_meanwhile_is_dropped_not_double_counted():
     trial = study.ask()
     study.tell(trial, state=TrialState.FAIL)  # what a live worker sees after a missed heartbeat
     lines = []
-    assert studies.tell(study, trial, lines.append, 0.9) is False
+    assert shared_study.tell(study, trial, lines.append, 0.9) is False
     assert "already finished elsewhere" in lines[0]
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     fresh = study.ask()
-    assert studies.tell(study, fresh, lines.append, 0.8) is True
+    assert shared_study.tell(study, fresh, lines.append, 0.8) is True
     assert study.best_value == 0.8
 
 
@@ -529,8 +533,8 @@ def test_postgres_sessions_run_under_the_statement_deadline(postgres_url):
     study name longer than Optuna's column is one line before the database sees it."""
     from sqlalchemy import text
 
-    rdb, _ = studies.open_study(postgres_url, "deadlines", 10)
+    rdb, _ = shared_study.open_study(postgres_url, "deadlines", 10)
     with rdb.engine.connect() as conn:
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "1min"
     with pytest.raises(MnistlabError, match="1 to 512 characters"):
-        studies.open_study(postgres_url, "s" * 600, 10)
+        shared_study.open_study(postgres_url, "s" * 600, 10)

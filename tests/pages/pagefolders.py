@@ -50,7 +50,7 @@ def make_search(out: Path, trials: int = 3) -> Path:
 def make_explore(out: Path) -> Path:
     from mnistlab import exploration
 
-    exploration.write_report(exploration.explore("mnist-sample"), out)
+    exploration.write_files(exploration.explore("mnist-sample"), out)
     return out
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from mnistlab.engines import spec
-from mnistlab.engines.optim import Hyper, optimizer_slots
+from mnistlab.engines.optim import Hyperparameters, optimizer_slots
 from mnistlab.recipe import SPECS, Recipe
 from mnistlab.recipe.optimizers import ACTIVATIONS, OPTIMIZERS, slot_names
 from mnistlab.training.health import suggested_lr
@@ -65,8 +65,10 @@ def test_unset_fields_take_the_rows_values_and_only_readers_get_weight_decay():
     for name, row in OPTIMIZERS.items():
         r = Recipe(optimizer=name).resolved()
         assert (r.momentum, r.weight_decay) == (row.momentum, row.weight_decay)
-    assert Hyper.of(Recipe(optimizer="adamw")).weight_decay == 0.004
-    assert Hyper.of(Recipe(optimizer="adam", weight_decay=0.1)).weight_decay == 0.0  # not read
+    assert Hyperparameters.of(Recipe(optimizer="adamw")).weight_decay == 0.004
+    assert (
+        Hyperparameters.of(Recipe(optimizer="adam", weight_decay=0.1)).weight_decay == 0.0
+    )  # not read
 
 
 @pytest.mark.parametrize(

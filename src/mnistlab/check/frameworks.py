@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnistlab.check.verdict import Off
+from mnistlab.engines.arch import network
+from mnistlab.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ class Loss:
 
 def framework(net: Any) -> str:
     """ "recipe", "keras" or "torch" (a Keras model on the torch back end is a Keras model)."""
-    from mnistlab.recipe import Recipe
 
     if isinstance(net, Recipe) or isinstance(getattr(net, "recipe", None), Recipe):
         return "recipe"
@@ -80,7 +81,6 @@ def framework(net: Any) -> str:
 
 # ---- mnistlab ---------------------------------------------------------------------------
 def recipe_steps(recipe) -> list[Step]:
-    from mnistlab.engines.arch import network
 
     steps = []
     for layer in network(recipe).layers:

@@ -21,8 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import datasets
 from mnistlab.check.verdict import Off
+from mnistlab.datasets import registry
 from mnistlab.errors import MnistlabError
+from mnistlab.evaluation import sources
+from mnistlab.recipe import Recipe
+from mnistlab.rundir import RECIPE, load_run
 
 TUTORIAL_DATASETS = ("mnist-sample", "mnist")  # what the notebook loads, sample first
 TRAINING_PARTS = (0.3, 0.2)  # the tutorial's validation splits: the retraining's, the first fit's
@@ -64,7 +69,6 @@ def labels(value: Any, name: str, n_classes: int = 10) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _load(name: str):
-    from mnistlab import datasets
 
     return datasets.load(name, quiet=True)
 
@@ -72,7 +76,6 @@ def _load(name: str):
 def reference(dataset=None, n_train: int | None = None, n_test: int | None = None):
     """The Dataset to check against: ``dataset`` (a Dataset or a name), else the tutorial's
     MNIST whose train or test size matches the learner's arrays."""
-    from mnistlab.datasets import registry
 
     if dataset is not None and not isinstance(dataset, str):
         return dataset
@@ -124,8 +127,6 @@ def history_rows(history: Any, name: str) -> list[dict[str, Any]]:
     elif hasattr(history, "history") and hasattr(history, "recipe"):  # a mnistlab Run
         history = history.history
     elif isinstance(history, (str, Path)):
-        from mnistlab.rundir import load_run
-
         try:
             history = load_run(history).history
         except MnistlabError as exc:
@@ -185,9 +186,6 @@ def as_list(value: Any) -> list[Any]:
 
 def source(item: Any, name: str) -> Source:
     """What ``item`` is: a mnistlab Run or its folder, a .npy or .onnx file, or an array."""
-    from mnistlab.evaluation import sources
-    from mnistlab.recipe import Recipe
-    from mnistlab.rundir import RECIPE
 
     if isinstance(getattr(item, "recipe", None), Recipe) and hasattr(item, "path"):
         return Source(name, "run", Path(item.path), seed=int(item.recipe.seed))
@@ -207,7 +205,6 @@ def source(item: Any, name: str) -> Source:
 def scored_on(items: list[Source], dataset=None):
     """The test set (``evaluation.sources.ScoredImages``) the items are scored on: their runs'
     (which must share it), else ``dataset``'s or the tutorial's MNIST of their length."""
-    from mnistlab.evaluation import sources
 
     runs = [i.path for i in items if i.kind == "run"]
     try:
@@ -232,7 +229,6 @@ def _npy(item: Source) -> np.ndarray:
 
 def predicted(item: Source, test) -> np.ndarray:
     """The labels ``item`` predicts for every image of ``test``, checked against it."""
-    from mnistlab.evaluation import sources
 
     if item.kind != "array":
         try:

@@ -19,6 +19,7 @@ from typing import Any
 from mnistlab.check import frameworks as fw
 from mnistlab.check.frameworks import Loss, Optim, Step
 from mnistlab.check.verdict import Off, Result, given, refused, verdict
+from mnistlab.engines.arch import network
 from mnistlab.recipe import Recipe
 
 EXERCISE = "model"
@@ -80,8 +81,6 @@ def _read(kind: str, net, optimizer, loss):
         ]
         return fw.recipe_steps(recipe), fw.recipe_optim(recipe), None, notes, problems
     if kind == "torch":
-        from mnistlab.engines.arch import network
-
         tutorial = network(Recipe())
         steps, notes = fw.torch_steps(net)
         failed = fw.torch_forward(net, tutorial.n_inputs, tutorial.n_classes)

@@ -33,7 +33,7 @@ def explore(
 
     summary = ex.explore(dataset, data_dir=data_dir, seed=seed)
     ex.print_summary(summary)
-    files = ex.write_report(
+    files = ex.write_files(
         summary, out if out is not None else Path(f"explore-{summary['dataset']}")
     )
     typer.echo(

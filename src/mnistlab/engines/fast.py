@@ -44,7 +44,7 @@ import numpy as np
 
 from mnistlab.engines import fast_conv, fast_numpy, fpmode
 from mnistlab.engines.masks import dropout_keys
-from mnistlab.engines.optim import Hyper, step_scalars
+from mnistlab.engines.optim import Hyperparameters, step_scalars
 from mnistlab.engines.state import State, Steps, Workspace
 from mnistlab.errors import RecipeError
 
@@ -91,7 +91,7 @@ def unsupported(recipe, inference: bool = False) -> str | None:
     return None
 
 
-def _logit_chunks(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
+def _logit_chunks(h: Hyperparameters, w: dict[str, np.ndarray], x: np.ndarray, batch_size: int):
     """(first row, logits) of ``x`` chunk by chunk, in inference mode (no dropout, batch norm's
     moving statistics); a CNN's conv blocks first (NumPy, chunks sized to stay in cache)."""
     conv = "conv_0.kernel" in w
@@ -134,7 +134,9 @@ def predict_proba(
     x = np.asarray(x).reshape(len(x), -1)
     n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
     with fpmode.flushing():
-        return _probabilities(_logit_chunks(Hyper.of(recipe), w, x, batch_size), len(x), n_out)
+        return _probabilities(
+            _logit_chunks(Hyperparameters.of(recipe), w, x, batch_size), len(x), n_out
+        )
 
 
 def predict_logits(
@@ -148,7 +150,7 @@ def predict_logits(
     x = np.asarray(x).reshape(len(x), -1)
     n_out = w[f"dense_{len(recipe.hidden)}.bias"].shape[0]
     with fpmode.flushing():
-        chunks = _logit_chunks(Hyper.of(recipe), w, x, batch_size)
+        chunks = _logit_chunks(Hyperparameters.of(recipe), w, x, batch_size)
         return _probabilities(chunks, len(x), n_out, softmax=False)
 
 
@@ -190,7 +192,7 @@ class FastEngine:
         # numba backend: products through NumPy's OpenBLAS (fast_numba.NUMPY_SGEMM) when found
         self.numpy_blas = numpy_blas
         self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
-        self.hyper = Hyper.of(recipe)
+        self.hyper = Hyperparameters.of(recipe)
         self.threads = recipe.threads if recipe.threads is not None else default_threads()
         last = f"dense_{len(recipe.hidden)}.bias"
         n_out = len(weights[last]) if last in weights else 10  # load_weights names a gap

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from mnistlab.engines import fpmode
-from mnistlab.engines.optim import Hyper
+from mnistlab.engines.optim import Hyperparameters
 from mnistlab.engines.state import State, Steps, Workspace
 
 # im2col columns of one training chunk: 512 KB, so the columns, dZ and the column gradient of a
@@ -196,7 +196,7 @@ def compiled_features(
 def run_steps(
     st: State,
     ws: Workspace,
-    h: Hyper,
+    h: Hyperparameters,
     s: Steps,
     k0: int,
     k1: int,

@@ -30,7 +30,7 @@ from numba import njit
 
 from mnistlab.engines.fpmode import TINY
 from mnistlab.engines.masks import dropout_threshold, mix64
-from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyperparameters
 from mnistlab.engines.state import State, Steps, Workspace
 from mnistlab.recipe.optimizers import ACTIVATIONS, OPTIMIZERS
 
@@ -131,7 +131,7 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
 def run_steps(
     state: State,
     ws: Workspace,
-    h: Hyper,
+    h: Hyperparameters,
     s: Steps,
     k0: int,
     k1: int,
@@ -143,7 +143,9 @@ def run_steps(
     _steps(*step_args(state, ws, h, s, numpy_blas), k0, k1, False, flush)
 
 
-def step_args(state: State, ws: Workspace, h: Hyper, s: Steps, numpy_blas: bool = True) -> tuple:
+def step_args(
+    state: State, ws: Workspace, h: Hyperparameters, s: Steps, numpy_blas: bool = True
+) -> tuple:
     """The compiled ``_steps``' arguments before (k0, k1, front): (sgemm, use_sgemm, net, work,
     data, cfg). With ``front`` True a step starts from the features a front end (a CNN's conv
     blocks, engines/fast_conv.py) wrote into h[0] and leaves dL/dh[0] in d[0] for its backward."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from mnistlab.engines import fpmode
 from mnistlab.engines.masks import keep_mask
-from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper
+from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyperparameters
 from mnistlab.engines.state import State, Steps, Workspace
 from mnistlab.recipe.optimizers import OPTIMIZERS
 
@@ -73,7 +73,7 @@ def activation_grad(
         d *= tmp
 
 
-def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def logits(h: Hyperparameters, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Inference-mode logits of ``x`` (allocating): no dropout, moving batch-norm statistics."""
     n = sum(1 for k in w if k.startswith("dense_") and k.endswith(".kernel"))
     out = x
@@ -93,7 +93,7 @@ def logits(h: Hyper, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 def run_steps(
-    state: State, ws: Workspace, h: Hyper, s: Steps, k0: int, k1: int, flush: bool = False
+    state: State, ws: Workspace, h: Hyperparameters, s: Steps, k0: int, k1: int, flush: bool = False
 ) -> None:
     """Steps k0..k1-1 of the epoch; writes each step's loss and correct count into ``s``.
 
@@ -110,7 +110,7 @@ def run_steps(
                 fpmode.flush_in_place(a, ws.scratch[: a.size])
 
 
-def step(state: State, ws: Workspace, h: Hyper, x, y, idx, sc, keys) -> tuple[float, int]:
+def step(state: State, ws: Workspace, h: Hyperparameters, x, y, idx, sc, keys) -> tuple[float, int]:
     b, n, v = len(idx), state.n_layers, state.view
     yb = y[idx]
     np.take(x, idx, axis=0, out=ws.h(0, b))
@@ -231,7 +231,7 @@ def max_norm(kernel: np.ndarray, c: float) -> None:
     kernel *= np.minimum(norms, np.float32(c)) / (np.float32(MAXNORM_EPSILON) + norms)
 
 
-def update(state: State, ws: Workspace, h: Hyper, lo: int, hi: int, sc) -> None:
+def update(state: State, ws: Workspace, h: Hyperparameters, lo: int, hi: int, sc) -> None:
     """Keras-exact optimizer update of theta[lo:hi] in place (its gradient gets overwritten);
     ``sc``: this step's row of ``optim.step_scalars``. One kernel per kernel code of the
     optimizer's row (``recipe.optimizers``), as in the numba back end."""

@@ -16,7 +16,7 @@ MAXNORM_EPSILON = 1e-7  # keras.constraints.MaxNorm (backend.epsilon)
 
 
 @dataclasses.dataclass(frozen=True)
-class Hyper:
+class Hyperparameters:
     """The recipe's numbers an engine's maths reads (per-optimizer defaults resolved)."""
 
     optimizer: str = "sgd"
@@ -32,7 +32,7 @@ class Hyper:
     seed: int = 0
 
     @classmethod
-    def of(cls, recipe) -> Hyper:
+    def of(cls, recipe) -> Hyperparameters:
         r = recipe.resolved()
         return cls(
             optimizer=r.optimizer,
@@ -62,7 +62,7 @@ def optimizer_slots(recipe) -> tuple[list[str], float]:
     return list(slot_names(r.optimizer, r.momentum)), OPTIMIZERS[r.optimizer].slot_init
 
 
-def slots_of(h: Hyper) -> list[str]:
+def slots_of(h: Hyperparameters) -> list[str]:
     return list(slot_names(h.optimizer, h.momentum))
 
 
@@ -71,7 +71,7 @@ N_SCALARS = 4
 
 
 def step_scalars(
-    h: Hyper, lrs32: np.ndarray, iterations: int, u_product: float
+    h: Hyperparameters, lrs32: np.ndarray, iterations: int, u_product: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scalars (steps, 4) float64, nadam's u_product after each step) for the next steps.
 

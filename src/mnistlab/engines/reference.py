@@ -39,7 +39,7 @@ import numpy as np
 from mnistlab.engines import fpmode
 from mnistlab.engines.device import select_device
 from mnistlab.engines.masks import dropout_keys, keep_mask
-from mnistlab.engines.optim import MAXNORM_EPSILON, Hyper, optimizer_slots, step_scalars
+from mnistlab.engines.optim import MAXNORM_EPSILON, Hyperparameters, optimizer_slots, step_scalars
 from mnistlab.recipe import Recipe
 from mnistlab.recipe.optimizers import OPTIMIZERS
 
@@ -100,7 +100,7 @@ class ReferenceEngine:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         self.recipe = recipe = recipe.resolved()  # per-optimizer defaults filled in
-        self.hyper = Hyper.of(recipe)
+        self.hyper = Hyperparameters.of(recipe)
         self.net = models.build_model(recipe, weights, self.device)
         self.params = models.trainable(self.net)
         self.iterations = 0

@@ -30,10 +30,10 @@ their tests compare with this float64 maths (which has no subnormal in its range
 
 >>> from mnistlab.recipe import Recipe
 >>> from mnistlab.engines.init import init_weights
->>> from mnistlab.engines.optim import Hyper
+>>> from mnistlab.engines.optim import Hyperparameters
 >>> r = Recipe(hidden=[8])
 >>> p = {k: v.astype(np.float64) for k, v in init_weights(r).items()}
->>> loss, grads, _ = gradients(p, np.zeros((4, 784)), np.arange(4), Hyper.of(r))
+>>> loss, grads, _ = gradients(p, np.zeros((4, 784)), np.arange(4), Hyperparameters.of(r))
 >>> round(loss, 4)     # zero inputs, zero biases: uniform softmax
 2.3026
 """
@@ -44,7 +44,13 @@ import math
 
 import numpy as np
 
-from mnistlab.engines.optim import BN_EPSILON, BN_MOMENTUM, MAXNORM_EPSILON, Hyper, slots_of
+from mnistlab.engines.optim import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    MAXNORM_EPSILON,
+    Hyperparameters,
+    slots_of,
+)
 from mnistlab.recipe.optimizers import OPTIMIZERS
 
 _erf = np.vectorize(math.erf)
@@ -149,12 +155,12 @@ def conv_backward(p: dict, d: np.ndarray, caches: list, g: dict) -> None:
 
 
 # ---- Dense layers, loss, updates ------------------------------------------------------------
-def forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
+def forward(p: dict, x: np.ndarray, h: Hyperparameters, masks=None, training: bool = True):
     """(logits, cache, batch statistics); ``masks[i]``: keep-mask of hidden layer i."""
     return dense_forward(p, conv_features(p, x), h, masks, training)
 
 
-def dense_forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool = True):
+def dense_forward(p: dict, x: np.ndarray, h: Hyperparameters, masks=None, training: bool = True):
     """``forward`` from the Dense layers' input (a CNN's conv features)."""
     n = n_layers(p)
     cache, stats = [], {}
@@ -182,7 +188,7 @@ def dense_forward(p: dict, x: np.ndarray, h: Hyper, masks=None, training: bool =
         out = a
 
 
-def loss_and_dlogits(logits: np.ndarray, y: np.ndarray, p: dict, h: Hyper):
+def loss_and_dlogits(logits: np.ndarray, y: np.ndarray, p: dict, h: Hyperparameters):
     """Mean smoothed cross-entropy + L2 penalty, and its gradient with respect to the logits."""
     b, k = logits.shape
     target = np.full((b, k), h.label_smoothing / k)
@@ -194,7 +200,7 @@ def loss_and_dlogits(logits: np.ndarray, y: np.ndarray, p: dict, h: Hyper):
     return float(loss), (np.exp(logp) - target) / b
 
 
-def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
+def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyperparameters, masks=None):
     """(loss, gradient of every trainable weight, batch statistics) of one training batch."""
     n = n_layers(p)
     convs: list = []
@@ -225,11 +231,11 @@ def gradients(p: dict, x: np.ndarray, y: np.ndarray, h: Hyper, masks=None):
     return loss, g, stats
 
 
-def _layer_output(c: dict, h: Hyper) -> np.ndarray:
+def _layer_output(c: dict, h: Hyperparameters) -> np.ndarray:
     return c["a"] * c["scale"] if "scale" in c else c["a"]
 
 
-def init_slots(p: dict, h: Hyper) -> dict:
+def init_slots(p: dict, h: Hyperparameters) -> dict:
     """Optimizer state: one array per slot and trainable weight, plus nadam's running product."""
     fill = OPTIMIZERS[h.optimizer].slot_init
     slots = {
@@ -240,7 +246,7 @@ def init_slots(p: dict, h: Hyper) -> dict:
     return slots
 
 
-def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
+def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyperparameters) -> None:
     """One optimizer step in place (``t`` counts from 1), then the max-norm constraint."""
     opt, row = h.optimizer, OPTIMIZERS[h.optimizer]
     b1, b2, rho, eps = row.beta_1, row.beta_2, row.rho, row.epsilon
@@ -293,7 +299,14 @@ def update(p: dict, g: dict, slots: dict, t: int, lr: float, h: Hyper) -> None:
 
 
 def step(
-    p: dict, slots: dict, x: np.ndarray, y: np.ndarray, t: int, lr: float, h: Hyper, masks=None
+    p: dict,
+    slots: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    t: int,
+    lr: float,
+    h: Hyperparameters,
+    masks=None,
 ) -> float:
     """One training step in place: gradients, moving statistics, update. Returns the loss."""
     loss, g, stats = gradients(p, x, y, h, masks)
@@ -304,7 +317,7 @@ def step(
     return loss
 
 
-def predict_proba(p: dict, x: np.ndarray, h: Hyper) -> np.ndarray:
+def predict_proba(p: dict, x: np.ndarray, h: Hyperparameters) -> np.ndarray:
     """Softmax probabilities at inference: no dropout, batch norm's moving statistics."""
     logits = forward(p, x, h, training=False)[0]
     e = np.exp(logits - logits.max(1, keepdims=True))

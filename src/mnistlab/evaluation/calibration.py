@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import RunError
+from mnistlab.evaluation.splits import training_parts
+from mnistlab.plots import _figure, _save
+from mnistlab.rundir import Run, load_run
 from mnistlab.rundir.calibration import (
     LEVELS,
     Calibration,
@@ -158,7 +161,6 @@ def fit_ood(
 def _validation(run, ds=None):
     """(training part images, validation images, labels, logits) of a loaded run; RunError in
     one line when it has no validation part or its model answers NaN/inf there."""
-    from mnistlab.evaluation.splits import training_parts
 
     if not run.recipe.validation_split:
         raise RunError(uncalibrated(run))
@@ -193,7 +195,6 @@ def fit(run, false_alarm: float = FALSE_ALARM, ds=None) -> Calibration:
 
 def calibrate(run, false_alarm: float = FALSE_ALARM, ds=None) -> Calibration:
     """Fit a run's calibration (a folder or a loaded Run) and write its calibration.json."""
-    from mnistlab.rundir import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
     calibration = fit(run, false_alarm, ds)
@@ -259,7 +260,6 @@ def reliability_figure(logits, y, temperature: float | None, path, title: str = 
     """The reliability diagram: accuracy against confidence per bin, raw and (with a
     temperature) calibrated side by side, and below each the share of predictions per bin.
     ``path``: a file name or a binary file object."""
-    from mnistlab.plots import _figure, _save
 
     z = np.asarray(logits, dtype=np.float64)
     temps = [("raw softmax", 1.0)] + ([] if temperature is None else [("calibrated", temperature)])

@@ -28,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import plots
 from mnistlab.errors import RunError
+from mnistlab.evaluation import calibration as cal
+from mnistlab.evaluation import sources
+from mnistlab.evaluation.calibration import print_calibration
 from mnistlab.evaluation.intervals import accuracy_interval, interval_text
 from mnistlab.evaluation.splits import (  # noqa: F401  (public here too)
     SPLITS,
@@ -37,6 +41,9 @@ from mnistlab.evaluation.splits import (  # noqa: F401  (public here too)
     split_data,
     training_parts,
 )
+from mnistlab.fsio import atomic_write_json, make_dirs
+from mnistlab.paths import runs_dir
+from mnistlab.rundir import Run, load_run, update_metrics
 
 FIGURES = {"confusion_matrix": "confusion_matrix.png", "misclassified": "misclassified.png"}
 RELIABILITY = {"reliability": "reliability.png"}  # evaluate draws it with the calibration
@@ -219,7 +226,6 @@ def write_figures(
     """The confusion matrix and the 32 most confident mistakes as PNGs in ``out_dir``
     (names from :func:`figure_names`); ``labels_only``: the predictions carry no confidence,
     so the first 32 mistakes in test-set order, without one."""
-    from mnistlab import plots
 
     out = Path(out_dir)
     files = figure_names(split)
@@ -254,7 +260,6 @@ def merge_metrics(run_dir: str | Path, split: str, result: dict[str, Any]) -> di
     """Set ``["evaluation"][split]`` in ``<run_dir>/metrics.json``; every other key - train's
     "train"/"test", other splits - is kept. Read-modify-atomic-write under the run's lock
     (:func:`mnistlab.rundir.files.update_metrics`, shared with training)."""
-    from mnistlab.rundir import update_metrics
 
     return update_metrics(run_dir, {"evaluation": {split: result}})
 
@@ -273,9 +278,6 @@ def evaluate(
     calibration.json, see ``mnistlab.evaluation.calibration``): ``"calibration"`` holds the
     temperature and the split's NLL and ECE before and after it.
     """
-    from mnistlab.evaluation import calibration as cal
-    from mnistlab.evaluation import sources
-    from mnistlab.rundir import Run, load_run
 
     check_split(split)
     if not isinstance(run, Run) and sources.kind_of(Path(run)) != "run":
@@ -310,9 +312,6 @@ def evaluate_source(
     (N,) or probabilities (N, classes), or an ONNX model; see ``evaluation.sources``) on
     ``dataset``'s test set, written with ``evaluation.json`` to ``out`` (default:
     runs/evaluate-<file name>). Labels alone have no loss, Brier score or R²: those are None."""
-    from mnistlab.evaluation import sources
-    from mnistlab.fsio import atomic_write_json, make_dirs
-    from mnistlab.paths import runs_dir
 
     path = Path(path)
     test, (found,) = sources.load([path], dataset, data_dir, pixels)
@@ -397,7 +396,6 @@ def print_evaluation(result: dict[str, Any], console=None) -> None:
     console.print(r2["how_to_read"])
     if result.get("note"):
         console.print(f"note: {result['note']}")
-    from mnistlab.evaluation.calibration import print_calibration
 
     print_calibration(result.get("calibration"), console)
     for name, path in result.get("figures", {}).items():

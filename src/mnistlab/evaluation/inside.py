@@ -41,7 +41,7 @@ import numpy as np
 
 from mnistlab.engines import spec
 from mnistlab.engines.arch import Network, network
-from mnistlab.engines.optim import Hyper
+from mnistlab.engines.optim import Hyperparameters
 from mnistlab.errors import MnistlabError
 from mnistlab.recipe import Recipe
 
@@ -79,7 +79,7 @@ class Model:
         self.net: Network = network(recipe, len(self.class_names))
         self.p = {k: np.asarray(v, np.float64) for k, v in weights.items()}
         self.mean, self.std = float(mean), float(std)
-        self.hyper = Hyper.of(recipe)
+        self.hyper = Hyperparameters.of(recipe)
         missing = sorted(set(self.net.shapes) - set(self.p))
         if missing:
             raise MnistlabError(f"weights do not fit the recipe's network: missing {missing}")

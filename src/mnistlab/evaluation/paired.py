@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.evaluation import robustness
 from mnistlab.evaluation.calibration import BINS, ece
 
 PERMUTATIONS = 2000
@@ -122,7 +123,6 @@ def _ece_paired(pairs, permutations: int = PERMUTATIONS, seed: int = 0) -> tuple
 
 
 def _robust(run, x, y) -> dict[str, np.ndarray]:
-    from mnistlab.evaluation import robustness
 
     idx = robustness.subset(len(y), robustness.IMAGES)
     # float32, as a study stores a record: the same numbers in one process and through one

@@ -26,7 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import plots
 from mnistlab.errors import MnistlabError
+from mnistlab.evaluation import inside
+from mnistlab.evaluation.evaluate import split_data
+from mnistlab.rundir import Run, load_run, update_metrics
 
 IMAGES = 2000  # test images the card uses by default (a seeded subset)
 EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # FGSM steps, pixels scaled 0..1
@@ -253,8 +257,6 @@ def card(run, images: int = IMAGES, seed: int = 0) -> dict[str, Any]:
     """The robustness card of a loaded run on ``images`` test images (a seeded subset): clean
     accuracy, accuracy per corruption and severity, the robust accuracy (their mean), the worst
     three corruptions, and the FGSM accuracy per epsilon. JSON-ready."""
-    from mnistlab.evaluation import inside
-    from mnistlab.evaluation.evaluate import split_data
 
     if images < 1:
         raise MnistlabError(f"images: expected at least 1 test image, got {images}")
@@ -293,9 +295,6 @@ def evaluate_robustness(run, images: int = IMAGES, seed: int = 0, out=None) -> d
     """The card of a run (folder or loaded Run), its figure written to ``out`` (default the run
     folder) and the card merged into the run's metrics.json under "robustness"."""
     from pathlib import Path
-
-    from mnistlab import plots
-    from mnistlab.rundir import Run, load_run, update_metrics
 
     run = run if isinstance(run, Run) else load_run(run)
     result = card(run, images, seed)

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import rundir
+from mnistlab import datasets, rundir
+from mnistlab.datasets.preprocess import normalization_stats
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import read_bytes
 from mnistlab.recipe import Recipe
@@ -102,7 +103,6 @@ def load(
 def shared_test_images(runs: list[Path], dataset=None, data_dir=None) -> ScoredImages:
     """The test set of the run folders ``runs`` (which must share it), else of ``dataset``
     (a name or a Dataset; default: full MNIST, else the bundled sample)."""
-    from mnistlab import datasets
 
     if not runs:
         ds = dataset if isinstance(dataset, datasets.Dataset) else datasets.load(dataset, data_dir)
@@ -275,7 +275,6 @@ def _scaled(test: ScoredImages, pixels: str) -> np.ndarray:
         return x
     if pixels == "unit":
         return x.astype(np.float32) / np.float32(255)
-    from mnistlab.datasets.preprocess import normalization_stats
 
     mean, std = normalization_stats(test.dataset.x_train, "standardize")
     return ((x.astype(np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)

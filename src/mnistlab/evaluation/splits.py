@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab import rundir
+from mnistlab.datasets.preprocess import split_validation
 from mnistlab.errors import RunError
 
 SPLITS = ("test", "val")  # "val": the validation part the run held out in training
@@ -24,7 +26,6 @@ def check_split(split: str) -> str:
 def run_dataset(run):
     """The data ``run`` trained on, loaded again and verified (``DatasetRecord.load``: by name,
     from the folder it recorded, with the checksums it recorded)."""
-    from mnistlab import rundir
 
     env_file = Path(run.path) / rundir.ENVIRONMENT
     return run.dataset.load(env_file, recipe_dir=getattr(run.recipe, "data_dir", None))
@@ -36,8 +37,6 @@ def training_parts(run, ds=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
     It must have the number of training images the run had, and a validation part.
     """
-    from mnistlab import rundir
-    from mnistlab.datasets.preprocess import split_validation
 
     ds = ds if ds is not None else run_dataset(run)
     env_file = Path(run.path) / rundir.ENVIRONMENT

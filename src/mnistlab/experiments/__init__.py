@@ -1,3 +1,3 @@
 """Experiments over many runs: ``compare`` (variants x seeds, paired tests), ``search`` (Optuna),
-the shared study storage (``studies``), the leaderboard, and MLflow tracking (``track``).
+a study shared by workers (``shared_study``), the leaderboard, and MLflow tracking (``track``).
 """

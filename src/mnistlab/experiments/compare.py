@@ -13,7 +13,7 @@ changes on top of the base::
     lr = 0.001
 
 With ``storage`` (``--storage URL``) the runs are the queued trials of a shared study
-(``mnistlab.experiments.studies``): start the same command on several machines and they
+(``mnistlab.experiments.shared_study``): start the same command on several machines and they
 share the work.
 
 Every (variant, seed) trains into its own run folder ``OUT/runs/<variant>-seed<seed>`` (seeds are
@@ -57,12 +57,20 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import datasets, rundir
+from mnistlab.datasets.preprocess import split_validation
+from mnistlab.engines import make_engine
+from mnistlab.engines.init import init_weights
 from mnistlab.errors import MnistlabError, RecipeError
+from mnistlab.evaluation.paired import metric as find_metric
+from mnistlab.experiments import shared_study
 from mnistlab.experiments.leaderboard import leaderboard, write_leaderboard
 from mnistlab.fsio import make_dirs, read_toml, remove_temps_on_signals
 from mnistlab.paths import runs_dir
-from mnistlab.recipe import SECTIONS, Recipe
+from mnistlab.recipe import SECTIONS, Recipe, flatten
 from mnistlab.recipe import load_preset as load_recipe_preset
+from mnistlab.training.fit import fit
+from mnistlab.training.fit import resume as resume_run
 
 SHARED = ("dataset", "data_dir", "validation_split", "seed", "name")  # the same for every variant
 # Each run is a whole training; a plan past these is a typo (or an exponent), refused before
@@ -125,7 +133,6 @@ def preset_text(name: str) -> str:
 
 def _flat(table: dict[str, Any], where: str) -> dict[str, Any]:
     """Recipe changes as a flat {field: value}, sections unfolded and aliases resolved."""
-    from mnistlab.recipe import flatten  # the recipe's own did-you-mean for unknown keys
 
     return flatten(table, where)
 
@@ -263,9 +270,6 @@ def warm_up(recipes, ds) -> None:
     training seconds would depend on which run a worker happened to train first."""
     import numpy as np
 
-    from mnistlab.engines import make_engine
-    from mnistlab.engines.init import init_weights
-
     seen = set()
     for recipe in recipes:
         one = recipe.replace(seed=0, name="warm-up", epochs=1)
@@ -283,8 +287,6 @@ def warm_up(recipes, ds) -> None:
 
 def _train_one(run_dir: str, recipe: Recipe, resume: bool, dataset=None) -> str:
     """Train (or resume) one (variant, seed) run; module-level so spawned workers can run it."""
-    from mnistlab.training.fit import fit
-    from mnistlab.training.fit import resume as resume_run
 
     ds = dataset if dataset is not None else _WORKER_DATASET
     if resume:
@@ -319,7 +321,6 @@ def planned_recipe(recipe: Recipe, seed: int) -> Recipe:
 
 def _state(run_dir: Path, recipe: Recipe) -> str:
     """'done', 'resume' or 'new' for a planned run folder; a foreign recipe there is an error."""
-    from mnistlab import rundir
 
     if not (run_dir / rundir.RECIPE).is_file():
         if run_dir.exists():  # killed between mkdir and the first write: nothing to keep
@@ -364,7 +365,6 @@ def compare(
     ``metric``: what ranks (on validation) and is tested (paired, on the test images); a name
     of ``mnistlab.evaluation.paired.METRICS``.
     """
-    from mnistlab.evaluation.paired import metric as find_metric
 
     find_metric(metric)  # an unknown name is one line, before anything trains
     n_seeds = _count("--seeds", seeds if seeds is not None else (variants.seeds or 3), MAX_SEEDS)
@@ -419,7 +419,6 @@ def _count(flag: str, n: Any, most: int) -> int:
 def _dataset(variants: Variants, dataset, train_images, test_images, log):
     """The data every run of the compare trains on: ``dataset`` (a Dataset or a name), else the
     base recipe's, cut to the first ``train_images`` / ``test_images``."""
-    from mnistlab import datasets
 
     base = variants.recipes[variants.baseline]
     if not isinstance(dataset, datasets.Dataset):
@@ -491,17 +490,15 @@ def _shared(
     variants: Variants, plan, ds, out: Path, where, log, finished, metric: str = "accuracy"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Run the (variant, seed) runs as the queued trials of an Optuna study that any number of
-    `mnistlab compare` processes share (see mnistlab.experiments.studies); returns every
+    `mnistlab compare` processes share (see experiments.shared_study); returns every
     run's record. ``where``: (storage URL, study name or None, heartbeat seconds)."""
     import json
     import socket
 
-    from mnistlab.experiments import studies
-
     storage, study, heartbeat = where
-    url = studies.storage_url(storage, out)
+    url = shared_study.storage_url(storage, out)
     name = study or f"compare-{variants.name}"
-    rdb, st = studies.open_study(url, name, heartbeat)
+    rdb, st = shared_study.open_study(url, name, heartbeat)
     pinned = {
         "baseline": variants.baseline,
         "recipes": {n: r.to_dict() for n, r in variants.recipes.items()},
@@ -510,13 +507,13 @@ def _shared(
     if metric != "accuracy":  # every worker keeps the same per-image records
         pinned["metric"] = metric
     described = json.dumps(pinned, sort_keys=True)
-    studies.pin(st, "compare", described, url, name, "compares other variants or data")
+    shared_study.pin(st, "compare", described, url, name, "compares other variants or data")
     _enqueue_missing(st, rdb, url, name, plan)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     warm_up([planned_recipe(r, 0) for r in variants.recipes.values()], ds)
-    for trial in studies.claims(st, rdb, url, name, heartbeat, target=None):
+    for trial in shared_study.claims(st, rdb, url, name, heartbeat, target=None):
         vname, s = trial.user_attrs["variant"], trial.user_attrs["seed"]
-        with studies.running(st, rdb, trial, heartbeat, log):
+        with shared_study.running(st, rdb, trial, heartbeat, log):
             recipe = planned_recipe(variants.recipes[vname], s)
             run_dir = out / "runs" / f"{vname}-seed{s}"
             state = _state(run_dir, recipe)
@@ -524,7 +521,7 @@ def _shared(
                 _train_one(str(run_dir), recipe, state == "resume", ds)
             rec = run_record(run_dir, ds, metric)
             trial.set_user_attr("result", {**_pack(rec), "worker": worker})
-        if studies.tell(st, trial, log, rec["val_accuracy"]):
+        if shared_study.tell(st, trial, log, rec["val_accuracy"]):
             log(f"{vname} seed {s}: val_accuracy {rec['val_accuracy']:.4f} ({worker})")
             finished(vname, s, run_dir)
     return _finished_records(st, plan, ds, name)
@@ -534,9 +531,7 @@ def _enqueue_missing(st, rdb, url: str, name: str, plan) -> None:
     """Queue each (variant, seed) the study does not hold yet, once, whoever asks first."""
     from optuna.trial import TrialState
 
-    from mnistlab.experiments import studies
-
-    with studies.claim_lock(url, name, rdb):
+    with shared_study.claim_lock(url, name, rdb):
         have = {
             (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
             for t in st.get_trials(deepcopy=False)
@@ -603,9 +598,6 @@ def run_record(run_dir: Path, ds, metric: str = "accuracy") -> dict[str, Any]:
     seconds, and which test images it classified right (for the paired test); for another
     ``metric``, its value on the validation part and the test set, and the test set's
     per-image record (``per_image``) its paired test takes."""
-    from mnistlab import rundir
-    from mnistlab.datasets.preprocess import split_validation
-    from mnistlab.evaluation.paired import metric as find_metric
 
     run = rundir.load_run(run_dir)
     stored = Path(run_dir) / rundir.PREDICTIONS  # what the run's own end computed on ds.x_test

@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.engines.arch import network
 from mnistlab.evaluation.intervals import accuracy_interval
 from mnistlab.evaluation.paired import Metric, mcnemar, metric  # noqa: F401  (mcnemar: public)
 from mnistlab.evaluation.significance import ALPHA, verdict
 from mnistlab.fsio import atomic_write_json, atomic_write_text
+from mnistlab.pages.compare_page import write_compare
+from mnistlab.plots import _figure, _save
 
 
 def selection_note(name: str = "accuracy") -> str:
@@ -104,7 +107,6 @@ def leaderboard(
 
 def _row(name: str, recipe, records, seed_list: list[int], ds, m: Metric) -> dict[str, Any]:
     """A variant's leaderboard entry before its test: runs, means and stds, intervals."""
-    from mnistlab.engines.arch import network
 
     n_test = len(ds.y_test)
     runs = []
@@ -217,13 +219,12 @@ def write_leaderboard(out: Path, board: dict[str, Any]) -> None:
         )
     atomic_write_text(out / "leaderboard.csv", buf.getvalue())
     plot_leaderboard(board, out / "leaderboard.png")
-    board["report"] = write_report(out)
+    board["report"] = write_page(out)
 
 
-def write_report(out: Path) -> str:
+def write_page(out: Path) -> str:
     """The compare's HTML page, and first the report.html of every run folder that lacks one,
     so each of the page's run links leads somewhere."""
-    from mnistlab.pages.compare_page import write_compare
 
     return str(write_compare(out, run_reports=True))
 
@@ -234,7 +235,6 @@ def _blank(v: Any) -> Any:
 
 def plot_leaderboard(board: dict[str, Any], path: Path) -> Path:
     """Validation and test accuracy, mean +- std over seeds, one row per variant by rank."""
-    from mnistlab.plots import _figure, _save
 
     rows = board["variants"]
     fig = _figure(7.5, 1.2 + 0.45 * len(rows))

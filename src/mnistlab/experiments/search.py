@@ -42,8 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mnistlab import datasets
 from mnistlab.errors import MnistlabError, RecipeError
-from mnistlab.experiments.studies import (
+from mnistlab.experiments.compare import _fields, base_recipe, slice_dataset
+from mnistlab.experiments.shared_study import (
     GRACE,
     HEARTBEAT,
     claims,
@@ -55,8 +57,11 @@ from mnistlab.experiments.studies import (
     tell,
 )
 from mnistlab.fsio import atomic_write_json, atomic_write_text, make_dirs, read_toml
-from mnistlab.recipe import Recipe
+from mnistlab.paths import runs_dir
+from mnistlab.recipe import SPECS, Recipe, _canonical
+from mnistlab.recipe.optimizers import OPTIMIZERS
 from mnistlab.rundir.listing import IMPORTANCE
+from mnistlab.training.fit import fit
 
 NOT_SEARCHABLE = ("name", "dataset", "data_dir", "validation_split")  # the objective's ground
 MAX_TRIALS = 10_000  # each a whole training; trial folders are numbered trial-0000..trial-9999
@@ -116,7 +121,6 @@ def load_space(path: str | Path, changes: dict[str, Any] | None = None) -> Space
 def parse_space(
     data: dict[str, Any], *, source: str, default_name: str, changes: dict[str, Any] | None = None
 ) -> Space:
-    from mnistlab.experiments.compare import _fields, base_recipe
 
     unknown = [k for k in data if k not in ("name", "base", "space")]
     if unknown:
@@ -125,7 +129,6 @@ def parse_space(
     space = data.get("space")
     if not isinstance(space, dict) or not space:
         raise RecipeError(f"{source}: expected a [space] table with at least one recipe field")
-    from mnistlab.recipe import _canonical
 
     hints = typing.get_type_hints(Recipe)
     params: dict[str, Param] = {}
@@ -223,8 +226,6 @@ def suggest(trial, space: Space) -> Recipe:
     """The trial's recipe: the base with each searched field drawn by Optuna."""
     import optuna
 
-    from mnistlab.experiments.compare import _fields
-
     # Each trial draws with a sampler seeded from (the base recipe's seed, the trial number):
     # a one-worker search repeats exactly, and workers sharing a study never draw alike
     # (their trial numbers differ). TPE's choice of what to draw still reads the whole study.
@@ -271,9 +272,6 @@ def search(
     ``mnistlab.experiments.track.log_run(run_dir, uri, tags=tags)``)."""
     import optuna
 
-    from mnistlab import datasets
-    from mnistlab.experiments.compare import slice_dataset
-
     if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
         raise MnistlabError(
             f"--trials: expected an integer from 1 to {MAX_TRIALS:,}, got {trials!r}"
@@ -282,8 +280,6 @@ def search(
         raise MnistlabError(f"--heartbeat: expected an integer >= 1 (seconds), got {heartbeat!r}")
     log = log or (lambda _text: None)
     if out is None:
-        from mnistlab.paths import runs_dir
-
         out = runs_dir() / f"search-{space.name}"
     out = make_dirs(out)
     url = storage_url(storage, out)
@@ -322,8 +318,6 @@ def _run_trial(
     (COMPLETE or PRUNED), else None."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
-
-    from mnistlab.training.fit import fit
 
     run_rel = f"trials/trial-{trial.number:04d}"
     pruned: list[int] = []
@@ -386,8 +380,6 @@ def best_recipe(trial: Recipe, space: Space, study: str, dataset: str) -> Recipe
     >>> r.name, r.dataset, r.learning_rate, r.threads, r.momentum
     ('s-best', 'mnist', 0.00316, None, None)
     """
-    from mnistlab.recipe import SPECS
-    from mnistlab.recipe.optimizers import OPTIMIZERS
 
     changes: dict[str, Any] = {
         "name": re.sub(r"[^A-Za-z0-9._-]", "_", f"{study}-best")[:200],

@@ -41,7 +41,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mnistlab import rundir
 from mnistlab.errors import MnistlabError
+from mnistlab.pages.run_pieces import health_verdict
+from mnistlab.recipe import Recipe
+from mnistlab.rundir import RECIPE
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "mnistlab"
@@ -175,8 +179,6 @@ def _experiment_id(client, name: str, uri: str) -> str:
 
 
 def _params(run_dir: Path) -> dict[str, str]:
-    from mnistlab.recipe import Recipe
-    from mnistlab.rundir import RECIPE
 
     recipe = Recipe.from_toml(run_dir / RECIPE)
     out = {}
@@ -210,8 +212,6 @@ def log_run(
 ) -> str:
     """Log the finished run in ``run_dir`` to the MLflow store at ``uri`` (default
     ``sqlite:///mlflow.db``) under ``experiment``; return the MLflow run id."""
-    from mnistlab import rundir
-    from mnistlab.pages.run_pieces import health_verdict
 
     require_mlflow()
     from mlflow.tracking import MlflowClient

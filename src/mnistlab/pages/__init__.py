@@ -13,6 +13,7 @@ import difflib
 from pathlib import Path
 
 from mnistlab.errors import RunError
+from mnistlab.pages import compare_page, comparison_page, explore_page, run_page, search_page
 from mnistlab.rundir.listing import COMPARISON, LEADERBOARD, RECIPE, SUMMARY, TRIALS, kind_of
 
 WHAT = "a run, compare, search or explore folder"
@@ -58,14 +59,12 @@ def write(folder: str | Path, out: str | Path | None = None) -> Path:
 
 
 def _run(folder: Path, out) -> Path:
-    from mnistlab.pages import run_page
 
     return run_page.write(folder, out)
 
 
 def _compare(folder: Path, out) -> Path:
     """A variants compare's page (leaderboard.json), or a comparison of trained models'."""
-    from mnistlab.pages import compare_page, comparison_page
 
     if not (folder / LEADERBOARD).is_file() and (folder / COMPARISON).is_file():
         return comparison_page.write(folder, out)
@@ -78,13 +77,11 @@ def _compare(folder: Path, out) -> Path:
 
 
 def _search(folder: Path, out) -> Path:
-    from mnistlab.pages import search_page
 
     return search_page.write(folder, out, run_reports=True)
 
 
 def _explore(folder: Path, out) -> Path:
-    from mnistlab.pages import explore_page
 
     return explore_page.write(folder, out)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mnistlab import plots
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.evaluation import significance
 from mnistlab.fsio import atomic_write_text
@@ -42,7 +43,11 @@ from mnistlab.pages.html import (
     table,
     tag,
 )
-from mnistlab.rundir import REPORT  # a compare folder's page has a run page's name
+from mnistlab.pages.run_page import write
+from mnistlab.rundir import (
+    REPORT,  # a compare folder's page has a run page's name
+    read_json,
+)
 
 LEADERBOARD = "leaderboard.json"
 METRIC_NAMES = {
@@ -106,7 +111,6 @@ _MARK_CLASS = {
 
 def read_leaderboard(compare_dir: str | Path) -> dict[str, Any]:
     """``leaderboard.json`` of a compare folder, checked enough to draw; RunError otherwise."""
-    from mnistlab.rundir import read_json
 
     path = Path(compare_dir) / LEADERBOARD
     board = read_json(path)
@@ -147,7 +151,6 @@ def _changes(recipe: Any, base: Any) -> str:
 
 
 def _figure(variants: list[dict[str, Any]]) -> Html:
-    from mnistlab import plots
 
     def triple(v, key):
         mean, std = _stat(v.get(key))
@@ -180,8 +183,6 @@ def _run_link(compare_dir: Path, run: dict[str, Any], run_reports: bool, page_di
         return tag("span", f"seed {seed}: no folder recorded", class_="muted")
     folder = compare_dir / rel
     if run_reports and not (folder / REPORT).is_file() and folder.is_dir():
-        from mnistlab.pages.run_page import write
-
         write(folder)
     label = f"seed {seed}"
     acc = run.get("test_accuracy")

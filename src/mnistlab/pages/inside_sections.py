@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import plots
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation import inside
+from mnistlab.evaluation.robustness import subset
 from mnistlab.pages.html import Html, figure, join, missing, table, tag
 
 LEARNED = {  # what it learned: after the mistakes
@@ -60,9 +64,6 @@ def _views(p: Pieces) -> Views:
 
 
 def _compute(p: Pieces) -> Views:
-    from mnistlab.errors import MnistlabError
-    from mnistlab.evaluation import inside
-    from mnistlab.evaluation.robustness import subset
 
     ev = p["evaluation"]
     value = ev.value or {}
@@ -86,7 +87,6 @@ def _compute(p: Pieces) -> Views:
 def _confused(model, ev: dict[str, Any]) -> list[dict[str, Any]]:
     """The most confident digits of the most-confused pairs with their attributions toward the
     class they were given and toward their true class, in one batch of paths."""
-    from mnistlab.evaluation import inside
 
     names = list(ev["result"]["class_names"])
     pred = ev["proba"].argmax(axis=1)
@@ -126,7 +126,6 @@ def _unavailable(p: Pieces, what: str) -> Html:
 
 # ---- sections ---------------------------------------------------------------------------
 def _templates_section(p: Pieces) -> Html:
-    from mnistlab import plots
 
     views = _views(p)
     if views.value is None:
@@ -167,7 +166,6 @@ def _templates_section(p: Pieces) -> Html:
 def _attribution_png(image, attributions) -> bytes:
     """One row per digit: the digit, then its attribution toward the class it was given and
     toward its true class, each tinted red (pushed up) and blue (pushed down)."""
-    from mnistlab import plots
 
     rows = []
     for img, (given, true) in zip(image, attributions):
@@ -255,7 +253,6 @@ def _attribution_section(p: Pieces) -> Html:
 
 
 def _embedding_section(p: Pieces) -> Html:
-    from mnistlab import plots
 
     views = _views(p)
     if views.value is None:
@@ -289,7 +286,6 @@ def _embedding_section(p: Pieces) -> Html:
 
 
 def _robustness_section(p: Pieces) -> Html:
-    from mnistlab import plots
 
     if p["metrics"].problem:
         return missing("metrics.json (no robustness card)", p["metrics"].problem)

@@ -16,7 +16,11 @@ import numpy as np
 from mnistlab import rundir
 from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
+from mnistlab.evaluation import calibration as cal
+from mnistlab.evaluation import evaluate
 from mnistlab.pages.inside_sections import BREAKS, LEARNED
+from mnistlab.recipe import Recipe
+from mnistlab.rundir.calibration import read_calibration
 
 REPORT = rundir.REPORT
 SECTIONS = {
@@ -40,26 +44,25 @@ _READ_ERRORS = (MnistlabError, OSError, ValueError, KeyError, TypeError)
 
 
 @dataclass
-class Piece:
-    """One part of a run folder: its value, or one line saying why it is not there."""
+class Loaded:
+    """One part of a run folder as loaded: its value, or one line saying why it could not be."""
 
     value: Any = None
     problem: str | None = None
 
 
-def _read(fn, *args) -> Piece:
+def _read(fn, *args) -> Loaded:
     try:
-        return Piece(fn(*args))
+        return Loaded(fn(*args))
     except _READ_ERRORS as exc:
-        return Piece(problem=str(exc) or type(exc).__name__)
+        return Loaded(problem=str(exc) or type(exc).__name__)
 
 
 # ---- gathering --------------------------------------------------------------------------
-def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
+def _evaluation(path: Path, dataset: Loaded, metrics: Loaded) -> Loaded:
     """Test-set predictions of the run's model: {"result", "x", "y", "proba"}; when the model
     or the data cannot be used but ``mnistlab evaluate`` stored a test evaluation, that one
     (without images) with ``problem`` saying why."""
-    from mnistlab.evaluation import evaluate
 
     try:
         if dataset.problem is not None:
@@ -80,7 +83,7 @@ def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
         x, y = evaluate.split_data(run, "test")
         proba = run.finite_proba(x, before="evaluating")
         result = evaluate.evaluate_predictions(y, proba, run.class_names)
-        return Piece(
+        return Loaded(
             {
                 "result": result,
                 "x": np.asarray(x),
@@ -96,23 +99,21 @@ def _evaluation(path: Path, dataset: Piece, metrics: Piece) -> Piece:
     stored = stored.get("test") if isinstance(stored, dict) else None
     keys = ("confusion_matrix", "per_class", "class_names", "r2", "most_confused", "accuracy", "n")
     if isinstance(stored, dict) and all(k in stored for k in keys):
-        return Piece(
+        return Loaded(
             {"result": stored, "x": None, "y": None, "proba": None, "params": None, "run": None},
             problem,
         )
-    return Piece(problem=problem)
+    return Loaded(problem=problem)
 
 
-def _calibration(path: Path, evaluation: Piece) -> Piece:
+def _calibration(path: Path, evaluation: Loaded) -> Loaded:
     """The test set's logits and the temperature that calibrates them: the stored
     calibration.json's, else one fitted now on the validation part (not stored), else none
     and why. A damaged or stale calibration.json is named in ``damaged``."""
-    from mnistlab.evaluation import calibration as cal
-    from mnistlab.rundir.calibration import read_calibration
 
     run = (evaluation.value or {}).get("run")
     if run is None:
-        return Piece(problem=evaluation.problem or "the model cannot be used")
+        return Loaded(problem=evaluation.problem or "the model cannot be used")
     value: dict[str, Any] = {"stored": None, "damaged": None, "why_not": None, "fitted_on": None}
     try:
         if (path / rundir.CALIBRATION).is_file():
@@ -131,13 +132,12 @@ def _calibration(path: Path, evaluation: Piece) -> Piece:
         value["logits"], value["y"] = run.predict_logits(x), y
         value["test"] = cal.before_after(value["logits"], y, value["temperature"], "test")
     except _READ_ERRORS as exc:
-        return Piece(problem=str(exc))
-    return Piece(value)
+        return Loaded(problem=str(exc))
+    return Loaded(value)
 
 
-def gather(run_dir: str | Path) -> dict[str, Piece]:
+def gather(run_dir: str | Path) -> dict[str, Loaded]:
     """Every piece of a run folder the report shows, each read on its own."""
-    from mnistlab.recipe import Recipe
 
     path = rundir.run_folder(run_dir)
     env_file = path / rundir.ENVIRONMENT

@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import rundir
-from mnistlab.pages.html import Html, definitions, figure, join, missing, table, tag
+from mnistlab import plots, rundir
+from mnistlab.datasets.preprocess import split_validation
+from mnistlab.evaluation import calibration as cal
+from mnistlab.evaluation import evaluate
+from mnistlab.evaluation.evaluate import R2_HOW_TO_READ, R2_LABELS_WHY
+from mnistlab.evaluation.intervals import interval_text, wilson
+from mnistlab.pages.html import Html, data_uri, definitions, figure, join, missing, table, tag
 from mnistlab.pages.inside_sections import RENDER as INSIDE_RENDER
-from mnistlab.pages.run_pieces import SECTIONS, Piece, architecture, health_verdict
+from mnistlab.pages.run_pieces import SECTIONS, Loaded, architecture, health_verdict
+from mnistlab.recipe import SECTIONS as TOML_SECTIONS
+from mnistlab.recipe import Recipe, differences
+from mnistlab.recipe.applies import WHEN, applies
+from mnistlab.training.health import parts
 
 GALLERY = 32  # most confident mistakes shown
 PAIR_EXAMPLES = 8  # digits shown per confused pair
@@ -51,7 +60,6 @@ def _digit_png(img: np.ndarray) -> bytes:
 
 
 def _digit(img: np.ndarray, alt: str, *lines: Any) -> Html:
-    from mnistlab.pages.html import data_uri
 
     caption = []
     for line in lines:
@@ -72,17 +80,14 @@ def _flat(v: Any) -> str:
     return "\u2014" if v is None else str(v)
 
 
-def _missing_piece(piece: Piece, what: str) -> Html:
+def _missing_piece(piece: Loaded, what: str) -> Html:
     return missing(what, piece.problem or "unknown")
 
 
 # ---- sections ---------------------------------------------------------------------------
-def _recipe_section(p: dict[str, Piece]) -> Html:
+def _recipe_section(p: dict[str, Loaded]) -> Html:
     """What the run changes from the notebook's recipe first; every other field it reads folded
     below; the fields it holds but does not read (a conv field on an MLP) left out."""
-    from mnistlab.recipe import SECTIONS as TOML_SECTIONS
-    from mnistlab.recipe import Recipe, differences
-    from mnistlab.recipe.applies import applies
 
     recipe = p["recipe"]
     if recipe.value is None:
@@ -141,7 +146,6 @@ def _recipe_section(p: dict[str, Piece]) -> Html:
 def _field(recipe, name: str) -> Html:
     """A recipe field's value as recipe.toml writes it (an optimizer's own value where unset;
     a dash where the recipe does not read the field)."""
-    from mnistlab.recipe.applies import applies
 
     if not applies(recipe, name):
         return tag("span", "\u2014 (not read)", class_="muted")
@@ -158,7 +162,6 @@ def _toml_text(v: Any) -> str:
 
 def _unread_line(recipe, names: list[str]) -> Html:
     """The fields the recipe changes that its training does not read, and when it would."""
-    from mnistlab.recipe.applies import WHEN
 
     items = [
         join(
@@ -185,7 +188,7 @@ def _comma(items: list[Any]) -> list[Any]:
     return out
 
 
-def _dataset_section(p: dict[str, Piece]) -> Html:
+def _dataset_section(p: dict[str, Loaded]) -> Html:
     if p["dataset"].problem is not None:
         return _missing_piece(p["dataset"], f"{rundir.ENVIRONMENT}'s dataset record")
     ds = p["dataset"].value
@@ -218,8 +221,7 @@ def _dataset_section(p: dict[str, Piece]) -> Html:
     return join((definitions(items), tag("h3", "Checksums"), sums))
 
 
-def _curves_section(p: dict[str, Piece]) -> Html:
-    from mnistlab import plots
+def _curves_section(p: dict[str, Loaded]) -> Html:
 
     hist = p["history"]
     if hist.problem:
@@ -290,7 +292,7 @@ def _curves_section(p: dict[str, Piece]) -> Html:
 
 
 def _eval_or_missing(
-    p: dict[str, Piece], what: str, needs_images: bool = False, first: bool = False
+    p: dict[str, Loaded], what: str, needs_images: bool = False, first: bool = False
 ) -> tuple[Any, Html | None]:
     """(evaluation value, note to show first): the note is a missing box when the section
     cannot be drawn, or a line saying the numbers come from metrics.json. The reason is spelled
@@ -316,8 +318,7 @@ def _eval_or_missing(
     return ev.value, None
 
 
-def _confusion_section(p: dict[str, Piece]) -> Html:
-    from mnistlab import plots
+def _confusion_section(p: dict[str, Loaded]) -> Html:
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no confusion matrix)", first=True)
     if ev is None:
@@ -344,8 +345,7 @@ def _confusion_section(p: dict[str, Piece]) -> Html:
     )
 
 
-def _per_class_section(p: dict[str, Piece]) -> Html:
-    from mnistlab import plots
+def _per_class_section(p: dict[str, Loaded]) -> Html:
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no per-class scores)")
     if ev is None:
@@ -387,7 +387,7 @@ def _per_class_section(p: dict[str, Piece]) -> Html:
     )
 
 
-def _pairs_section(p: dict[str, Piece]) -> Html:
+def _pairs_section(p: dict[str, Loaded]) -> Html:
     ev, note = _eval_or_missing(p, "the test-set predictions (no confused pairs)")
     if ev is None:
         return note
@@ -448,8 +448,7 @@ def _pairs_section(p: dict[str, Piece]) -> Html:
     )
 
 
-def _mistakes_section(p: dict[str, Piece]) -> Html:
-    from mnistlab.evaluation import evaluate
+def _mistakes_section(p: dict[str, Loaded]) -> Html:
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no gallery)", needs_images=True)
     if ev is None:
@@ -482,8 +481,7 @@ def _mistakes_section(p: dict[str, Piece]) -> Html:
     )
 
 
-def _r2_section(p: dict[str, Piece]) -> Html:
-    from mnistlab.evaluation.evaluate import R2_HOW_TO_READ, R2_LABELS_WHY
+def _r2_section(p: dict[str, Loaded]) -> Html:
 
     ev, note = _eval_or_missing(p, "the test-set predictions (no R\u00b2)")
     if ev is None:
@@ -510,8 +508,7 @@ def _pct(v: Any) -> str:
     return "\u2014" if v is None else f"{100 * v:.2f} %"
 
 
-def _calibration_section(p: dict[str, Piece]) -> Html:
-    from mnistlab.evaluation import calibration as cal
+def _calibration_section(p: dict[str, Loaded]) -> Html:
 
     c = p["calibration"]
     if c.value is None:
@@ -553,7 +550,7 @@ def _calibration_section(p: dict[str, Piece]) -> Html:
     )
     return join(
         (
-            _missing_piece(Piece(problem=v["damaged"]), rundir.CALIBRATION)
+            _missing_piece(Loaded(problem=v["damaged"]), rundir.CALIBRATION)
             if v["damaged"]
             else None,
             intro,
@@ -565,7 +562,7 @@ def _calibration_section(p: dict[str, Piece]) -> Html:
     )
 
 
-def _stored_calibration(p: dict[str, Piece]) -> Html | None:
+def _stored_calibration(p: dict[str, Loaded]) -> Html | None:
     """What ``mnistlab evaluate`` stored of the test set's calibration, when the model itself
     cannot be used; None when it stored none."""
     ev = p["evaluation"].value
@@ -652,7 +649,7 @@ def _ood_part(v: dict[str, Any], metrics: Any) -> Html:
     )
 
 
-def _health_section(p: dict[str, Piece]) -> Html:
+def _health_section(p: dict[str, Loaded]) -> Html:
     metrics = p["metrics"]
     verdict = health_verdict(metrics.value)
     if verdict is None:
@@ -677,7 +674,7 @@ def _health_section(p: dict[str, Piece]) -> Html:
     return join(out)
 
 
-def _environment_section(p: dict[str, Piece]) -> Html:
+def _environment_section(p: dict[str, Loaded]) -> Html:
     env, hist = p["environment"], p["history"]
     parts = []
     if isinstance(env.value, dict):
@@ -734,7 +731,6 @@ RENDER = {
 
 def _counts(record: Any, recipe: Any) -> tuple[int | None, int | None]:
     """(test images, validation images) of a run, from its dataset record and recipe."""
-    from mnistlab.datasets.preprocess import split_validation
 
     n_test = getattr(record, "test", None)
     train = getattr(record, "train", None)
@@ -747,7 +743,6 @@ def _counts(record: Any, recipe: Any) -> tuple[int | None, int | None]:
 
 def _ci(accuracy: Any, n: int | None) -> Html | None:
     """A line under an accuracy: its Wilson 95 % interval on ``n`` images."""
-    from mnistlab.evaluation.intervals import interval_text, wilson
 
     if not isinstance(accuracy, (int, float)) or not n or not 0 <= accuracy <= 1:
         return None
@@ -759,7 +754,6 @@ def diagnosis(metrics: dict[str, Any]) -> Html | None:
     """The box at the top of a run that failed its health check: what went wrong, the likely
     cause and the fix (``training.health`` words them; metrics.json keeps them); None for a
     healthy run or one without a verdict."""
-    from mnistlab.training.health import parts
 
     verdict = health_verdict(metrics)
     if verdict is None or verdict[0] == "healthy":
@@ -790,7 +784,7 @@ def diagnosis(metrics: dict[str, Any]) -> Html | None:
     )
 
 
-def header(path, p: dict[str, Piece]) -> Html:
+def header(path, p: dict[str, Loaded]) -> Html:
     metrics = p["metrics"].value if isinstance(p["metrics"].value, dict) else {}
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
     train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab import rundir
+from mnistlab import plots, rundir
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_text, read_text
 from mnistlab.pages.html import (
@@ -37,6 +37,7 @@ from mnistlab.pages.html import (
     table,
     tag,
 )
+from mnistlab.recipe import Recipe
 from mnistlab.rundir.listing import BEST, IMPORTANCE, TRIALS
 
 SECTIONS = {
@@ -189,7 +190,6 @@ def _run_link(root: Path, trial: Trial, page_dir: Path, write_missing: bool) -> 
 
 
 def _history_section(root: Path, trials: list[Trial]) -> Html:
-    from mnistlab import plots
 
     last = _curves(root, trials)
     values = [
@@ -228,7 +228,6 @@ def _history_section(root: Path, trials: list[Trial]) -> Html:
 
 
 def _importance_section(root: Path) -> Html:
-    from mnistlab import plots
 
     path = root / IMPORTANCE
     try:
@@ -348,7 +347,6 @@ def _head(root: Path, trials: list[Trial], dataset: str | None) -> Html:
 
 
 def _dataset(root: Path) -> str | None:
-    from mnistlab.recipe import Recipe
 
     try:
         return Recipe.from_toml(root / BEST).dataset

@@ -488,13 +488,13 @@ def fields_help() -> dict[str, str]:
     out = {}
     for name, spec in SPECS.items():
         alias = f" (alias: {spec.alias})" if spec.alias else ""
-        out[name] = (
-            f"{spec.help}{alias} — {spec.constraint.describe()}; {_default_text(name, spec)}"
-        )
+        out[name] = f"{spec.help}{alias} — {spec.constraint.describe()}; {default_text(name, spec)}"
     return out
 
 
-def _default_text(name: str, spec: Spec) -> str:
+def default_text(name: str, spec: Spec) -> str:
+    """A field's default in words, as help and docs show it ('default: 32'; a per-optimizer
+    field: 'unset: sgd 0.9, rmsprop 0')."""
     if spec.per_optimizer:
         users = [o for o in OPTIMIZERS.values() if name in o.reads]
         return "unset: " + ", ".join(f"{o.name} {getattr(o, name):g}" for o in users)

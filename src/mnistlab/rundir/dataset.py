@@ -19,6 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnistlab import datasets
 from mnistlab.errors import RunError
 from mnistlab.rundir import schema
 
@@ -83,7 +84,6 @@ class DatasetRecord:
     ) -> Dataset:
         """The recorded data again, by name, from ``data_dir``, else the recorded folder, else
         the recipe's ``recipe_dir`` (else the cache); verified (``verify``) against ``path``."""
-        from mnistlab import datasets
 
         folder = data_dir or self.data_dir or recipe_dir
         return self.verify(datasets.load(self.name, data_dir=folder), path)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.engines.arch import network
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.fsio import atomic_write_bytes, read_bytes
 from mnistlab.recipe import Recipe
@@ -152,7 +153,6 @@ def read_model(path: Path) -> dict[str, Any]:
 def _check_weights(
     path: Path, recipe: Recipe, weights: dict[str, np.ndarray], n_classes: int
 ) -> None:
-    from mnistlab.engines.arch import network
 
     want = network(recipe, n_classes).shapes
     got = {k: tuple(v.shape) for k, v in weights.items()}

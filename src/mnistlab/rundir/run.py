@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.datasets.preprocess import preprocess
+from mnistlab.engines import predictor
 from mnistlab.errors import RunError
 from mnistlab.recipe import Recipe
 from mnistlab.rundir.dataset import DatasetRecord
@@ -58,8 +59,6 @@ class Run:
     def predict_proba(self, x: np.ndarray, batch_size: int = 10000) -> np.ndarray:
         """(N, n_classes) float32 softmax probabilities for uint8 images ``x``."""
         if self._predict is None:
-            from mnistlab.engines import predictor
-
             self._predict = predictor(self.recipe, self.weights)
         predict = self._predict
         parts = [
@@ -71,8 +70,6 @@ class Run:
         """(N, n_classes) float32 logits for uint8 images ``x``: what ``predict_proba`` takes
         the softmax of (calibration divides them by a temperature first)."""
         if self._logits is None:
-            from mnistlab.engines import predictor
-
             self._logits = predictor(self.recipe, self.weights, logits=True)
         parts = [
             self._logits(self.preprocess(x[s : s + batch_size]))

@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistlab.engines.arch import network
+from mnistlab.engines.optim import optimizer_slots
 from mnistlab.errors import RecipeError
 from mnistlab.recipe import Recipe
+from mnistlab.training import augment
 
 FLOAT = 4  # bytes of a float32
 EVAL_ROWS = 10_000  # the largest evaluation batch of the engines (fast: 10,000, reference: 8,192)
@@ -51,8 +53,6 @@ def estimate(
     recipe: Recipe, n_train: int, n_val: int, n_test: int, n_classes: int = 10
 ) -> Estimate:
     """Peak bytes a run of ``recipe`` on data of these sizes would need (see the module doc)."""
-    from mnistlab.engines.optim import optimizer_slots
-    from mnistlab.training import augment
 
     net = network(recipe, n_classes)
     slots = len(optimizer_slots(recipe)[0])

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from mnistlab import rundir
+from mnistlab.engines import make_engine
+from mnistlab.engines.init import init_weights
 from mnistlab.errors import FileSystemError, RunError
 from mnistlab.recipe import Recipe
 from mnistlab.rundir import lock as runlock
@@ -47,8 +49,6 @@ from mnistlab.training.watch import Watch
 
 def _train(plan: Plan, console: Console, hold, device, **watching: Any) -> rundir.Run:
     """Train the planned run to its end; ``watching``: the Watch's stop_on_divergence/on_epoch."""
-    from mnistlab.engines import make_engine
-    from mnistlab.engines.init import init_weights
 
     recipe = plan.recipe
     console.line(dataset_line(plan.dataset))

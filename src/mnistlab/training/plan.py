@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import rundir
+from mnistlab import datasets, rundir
 from mnistlab.datasets import Dataset
 from mnistlab.datasets.preprocess import normalization_stats, preprocess, split_validation
 from mnistlab.errors import RunError
@@ -191,7 +191,6 @@ def _no_checkpoint(run_dir: Path, say) -> None:
 def _load(dataset: Dataset | str | None, recipe: Recipe, data_dir) -> Dataset:
     if isinstance(dataset, Dataset):
         return dataset
-    from mnistlab import datasets
 
     return datasets.load(dataset or recipe.dataset, data_dir=data_dir or recipe.data_dir)
 

@@ -33,6 +33,8 @@ import numpy as np
 from mnistlab.engines.arch import Layer, Network, network
 from mnistlab.errors import MnistlabError
 from mnistlab.fsio import atomic_write_bytes
+from mnistlab.rundir import ONNX, Run, load_run
+from mnistlab.rundir.calibration import read_calibration
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -195,8 +197,6 @@ def build_onnx(
 def export_onnx(run, out: str | Path | None = None, calibrated: bool = False) -> Path:
     """Write the run's model as ONNX to ``out`` (default ``<run>/model.onnx``); returns the path.
     ``calibrated``: with the temperature of the run's calibration.json (RunError without one)."""
-    from mnistlab.rundir import ONNX, Run, load_run
-    from mnistlab.rundir.calibration import read_calibration
 
     _onnx()  # a missing extra is the first thing to say, before reading the run
     run = run if isinstance(run, Run) else load_run(run)

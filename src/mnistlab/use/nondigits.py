@@ -26,6 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.errors import DataError
+from mnistlab.rundir import ENVIRONMENT, Run, load_run
+from mnistlab.rundir.calibration import read_calibration
+from mnistlab.use.imageprep import prepare, style_for
+
 SIDE = 140  # the draw page sends its canvas at this size
 LETTERS = "ACEFHKMNPRTUVWXYaefhkmnruvwxy"  # none of them is a digit's shape
 SHAPES = ("square", "bar", "triangle", "star", "cross", "hash", "disc")
@@ -111,8 +116,6 @@ def non_digits(per_kind: int = PER_KIND, seed: int = 0) -> dict[str, list[np.nda
 
 def prepared(images: list[np.ndarray], style: str = "mnist") -> tuple[np.ndarray, int]:
     """(the images ``predict`` would give the model (M, 28, 28), how many it refused)."""
-    from mnistlab.errors import DataError
-    from mnistlab.use.imageprep import prepare
 
     out, refused = [], 0
     for image in images:
@@ -139,7 +142,6 @@ def check_ood(
     digits the run never trained on), and per kind of non-digit: how many were refused as
     blank, flagged, the catch rate (both over all drawn) and the AUROC of the score (digits
     against those that reached the model)."""
-    from mnistlab.use.imageprep import style_for
 
     check = calibration.ood
     digit_scores = check.score(run.predict_logits(digits), digits)
@@ -174,8 +176,6 @@ def check_ood(
 def check_run(run, per_kind: int = PER_KIND, seed: int = 0) -> dict[str, Any]:
     """``check_ood`` of a run (folder or Run) with its stored calibration, on its test set
     (loaded again from its dataset record): the digits its threshold was not fitted on."""
-    from mnistlab.rundir import ENVIRONMENT, Run, load_run
-    from mnistlab.rundir.calibration import read_calibration
 
     run = run if isinstance(run, Run) else load_run(run)
     calibration = read_calibration(run)

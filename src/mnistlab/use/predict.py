@@ -35,7 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import plots
 from mnistlab.errors import DataError, MnistlabError, RunError
+from mnistlab.rundir import MODEL, Run, load_run
+from mnistlab.rundir.calibration import find_calibration, softmax, uncalibrated
 from mnistlab.use.imageprep import load_image, prepare, read_gray, style_for  # noqa: F401  (public)
 
 ImageLike = str | os.PathLike | bytes | np.ndarray | Any  # Any: a PIL image
@@ -110,7 +113,6 @@ class Failed:
 
 
 def _load(run):
-    from mnistlab.rundir import Run, load_run
 
     return run if isinstance(run, Run) else load_run(run)
 
@@ -118,7 +120,6 @@ def _load(run):
 def _calibration(run, calibrated: bool, calibration=STORED):
     """The Calibration to apply (``STORED``: the run's, if it has one), RunError when
     ``calibrated`` probabilities are asked of a run without one."""
-    from mnistlab.rundir.calibration import find_calibration, uncalibrated
 
     if isinstance(calibration, str) and calibration == STORED:
         calibration = find_calibration(run)
@@ -182,8 +183,6 @@ def predict_prepared(
 def _answers(run, x: np.ndarray, calibration, calibrated: bool):
     """(probabilities (N, C), the raw softmax (N, C), the OOD check per image or None each)
     for prepared images."""
-    from mnistlab.rundir import MODEL
-    from mnistlab.rundir.calibration import softmax
 
     if calibration is None:
         proba = run.finite_proba(x, before="predicting")
@@ -321,7 +320,6 @@ def print_predictions(results: Sequence[Prediction | Failed], console=None) -> N
 def show(results: Sequence[Prediction | Failed], class_names: Sequence[str], path) -> Path:
     """A PNG: per predicted image, the prepared 28x28 input beside its probabilities (its
     preparation step by step, when the predictions kept their steps)."""
-    from mnistlab import plots
 
     good = [r for r in results if r.ok]
     if not good:

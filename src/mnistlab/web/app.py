@@ -46,7 +46,13 @@ from typing import Literal
 
 import numpy as np
 
+from mnistlab._version import __version__
+from mnistlab.errors import RunError
+from mnistlab.evaluation.intervals import accuracy_interval
+from mnistlab.rundir import Run, load_run
+from mnistlab.rundir.calibration import find_calibration, why_uncalibrated
 from mnistlab.use.imagefile import MAX_PIXELS
+from mnistlab.use.predict import NOT_SURE_BELOW, predict_prepared
 from mnistlab.web import inside
 from mnistlab.web.http import (
     BodyLimit,
@@ -92,9 +98,6 @@ def create_app(
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import FileResponse, Response
     from starlette.staticfiles import StaticFiles
-
-    from mnistlab._version import __version__
-    from mnistlab.rundir import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
     run.finite_proba(np.zeros((1, SIZE, SIZE), np.uint8), before="serving")  # builds it too
@@ -152,9 +155,6 @@ def create_app(
 
 def _describe(run, calibration) -> tuple[bytes, bytes]:
     """The bodies of ``GET /health`` and ``GET /model``, made once."""
-    from mnistlab.evaluation.intervals import accuracy_interval
-    from mnistlab.rundir.calibration import why_uncalibrated
-    from mnistlab.use.predict import NOT_SURE_BELOW
 
     test = run.metrics.get("test") or {}
     n = run.dataset.test
@@ -197,8 +197,6 @@ class Predictor:
     def __init__(self, run, max_body: int, max_pixels: int, threads: int):
         from concurrent.futures import ThreadPoolExecutor
 
-        from mnistlab.rundir.calibration import find_calibration
-
         self.run, self.names = run, list(run.class_names)
         self.max_body, self.max_pixels = max_body, max_pixels
         # The decoding memory in flight is threads x imagefile.MAX_DECODE_BYTES at most: a
@@ -220,15 +218,12 @@ class Predictor:
 
     def _calibrated(self, probabilities: str | None) -> bool:
         """Whether to answer with calibrated probabilities (the default, where there are)."""
-        from mnistlab.rundir.calibration import why_uncalibrated
 
         if probabilities == "calibrated" and self.calibration is None:
             raise Reject(409, f"probabilities=calibrated: {why_uncalibrated(self.run)}")
         return self.calibration is not None and probabilities != "raw"
 
     def compute(self, image: np.ndarray, prepare: bool, name: str, calibrated: bool) -> bytes:
-        from mnistlab.errors import RunError
-        from mnistlab.use.predict import predict_prepared
 
         x = see(self.run, image, prepare, name)
         try:

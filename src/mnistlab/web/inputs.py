@@ -24,6 +24,7 @@ import numpy as np
 
 from mnistlab.errors import DataError, ImageTooLarge
 from mnistlab.use import imagefile
+from mnistlab.use import predict as pr
 
 SIZE = 28
 
@@ -64,7 +65,6 @@ def decode_upload(img):
 def see(run, image: np.ndarray, prepare: bool, name: str) -> np.ndarray:
     """The 28x28 uint8 the model sees for a decoded image (a PIL image or an array) or a
     28x28; the one place that calls predict's preparation."""
-    from mnistlab.use import predict as pr
 
     if prepare:
         try:

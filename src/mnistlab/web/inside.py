@@ -22,6 +22,10 @@ import io
 
 import numpy as np
 
+from mnistlab import plots
+from mnistlab.errors import DataError
+from mnistlab.evaluation import inside
+from mnistlab.use import imageprep
 from mnistlab.web.http import error, json_bytes
 from mnistlab.web.inputs import Reject, decode_upload, open_upload, parse_pixels
 
@@ -84,7 +88,6 @@ class Inside:
     """The model work of ``POST /inside`` for one run (its weights as float64, loaded once)."""
 
     def __init__(self, run):
-        from mnistlab.evaluation import inside
 
         self.run = run
         self.names = list(run.class_names)
@@ -101,8 +104,6 @@ class Inside:
             return self._compute(image, prepare)
 
     def _compute(self, image, prepare: bool) -> bytes:
-        from mnistlab.errors import DataError
-        from mnistlab.use import imageprep
 
         if prepare:
             try:
@@ -117,8 +118,6 @@ class Inside:
         return json_bytes(self._answer(x, steps))
 
     def _answer(self, x: np.ndarray, steps) -> dict:
-        from mnistlab import plots
-        from mnistlab.evaluation import inside
 
         look = inside.look(self.model, x)
         k = look.predicted

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mnistlab.errors import MnistlabError
+from mnistlab.rundir import load_run
 from mnistlab.use.imagefile import MAX_PIXELS
 from mnistlab.web.app import MAX_BODY, TIMEOUT, create_app
 
@@ -129,8 +130,6 @@ def serve(
     """Serve ``run`` until interrupted. The run is loaded and the address checked first, so a
     bad run folder or a taken port is a one-line error before anything listens."""
     import uvicorn
-
-    from mnistlab.rundir import load_run
 
     for flag, value in (
         ("--workers", workers),

@@ -190,3 +190,13 @@ def test_the_pictures_are_current(tmp_path):
     assert {f.name for f in tmp_path.glob("*.png")} == {
         f.name for f in (ROOT / "docs" / "img").glob("*.png")
     }
+
+
+def test_the_recipe_fields_page_is_written_from_the_code():
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr

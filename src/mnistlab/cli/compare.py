@@ -78,8 +78,10 @@ def compare_command(
     ),
     **fields: Any,
 ) -> None:
-    """Compare recipe variants over seeds (validation ranks, paired McNemar tests on test
-    images), or models already trained on the same test images."""
+    """Compare recipe variants over seeds, or models already trained, on the same test images.
+
+    Variants are ranked on validation and tested against the baseline with paired tests on the
+    test images (McNemar, Holm-corrected)."""
     changes = overrides_from_flags(fields)
     dataset = changes.pop("dataset", None)  # the data every run sees, not a recipe change
     training = dict(

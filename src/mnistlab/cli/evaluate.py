@@ -71,8 +71,11 @@ def evaluate(
     robustness: bool = ROBUSTNESS,
     robustness_images: int = ROBUSTNESS_IMAGES,
 ) -> None:
-    """Evaluate a run: accuracy with its interval, per-class precision/recall/F1, confusion
-    matrix, R², and calibration (ECE and NLL before and after temperature scaling)."""
+    """Evaluate a run: accuracy and its interval, precision/recall, confusion, R², calibration.
+
+    Per-class precision, recall and F1 (scikit-learn), the confusion matrix, R² of the
+    probabilities, and ECE and NLL before and after temperature scaling; --ood and
+    --robustness add the out-of-distribution check and the robustness card."""
     from rich.console import Console
 
     from mnistlab import rundir

@@ -238,3 +238,24 @@ def test_engine_logits_are_what_the_probabilities_are_the_softmax_of(recipe):
     z = predictor(r, w, logits=True)(x)
     assert z.shape == (6, 10) and z.dtype == np.float32
     np.testing.assert_allclose(record.softmax(z), predictor(r, w)(x), atol=1e-6)
+
+
+def test_cli_evaluate_ood_without_a_validation_part_is_refused_before_any_work(
+    tmp_path_factory, tmp_path, capsys
+):
+    import sys
+
+    from mnistlab.cli import main
+    from mnistlab.recipe import Recipe
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(calibrated_run(tmp_path_factory), run_copy)
+    recipe = Recipe.from_toml(run_copy / "recipe.toml")
+    recipe.replace(validation_split=0.0).to_toml(run_copy / "recipe.toml")  # as best-mlp's
+    before = (run_copy / "metrics.json").read_bytes()
+    sys.argv = ["mnistlab", "evaluate", str(run_copy), "--ood", "--robustness"]
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "validation_split = 0" in err, err
+    assert (run_copy / "metrics.json").read_bytes() == before  # nothing evaluated, half-done

@@ -89,8 +89,8 @@ def evaluate(
             raise RunError(
                 "a run is evaluated on the data it was trained on; drop --dataset/--data-dir"
             )
-        if ood and split != "test":
-            raise RunError("--ood: false alarms are measured on test digits; use --split test")
+        if ood:
+            _ood_possible(run, split)  # before any work: it needs the run's validation part
         result = ev.evaluate(run, split=split, out=out)
         ev.print_evaluation(result, console)
         if ood:
@@ -106,6 +106,21 @@ def evaluate(
     result = ev.evaluate(run, split, out, dataset=dataset, data_dir=data_dir, pixels=pixels)
     ev.print_evaluation(result, console)
     typer.echo(f"wrote evaluation.json in {Path(result['figures']['confusion_matrix']).parent}")
+
+
+def _ood_possible(run: Path, split: str) -> None:
+    """One line, before anything is computed, where --ood cannot be measured."""
+    from mnistlab import rundir
+    from mnistlab.errors import RunError
+    from mnistlab.recipe import Recipe
+
+    if split != "test":
+        raise RunError("--ood: false alarms are measured on test digits; use --split test")
+    if not Recipe.from_toml(Path(run) / rundir.RECIPE).validation_split:
+        raise RunError(
+            f"{run}: --ood sets its threshold on the run's validation part, and the run held out "
+            "none (validation_split = 0); train with a validation_split to use it"
+        )
 
 
 def _run_only(ood: bool, robustness: bool) -> None:

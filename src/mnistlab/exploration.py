@@ -287,6 +287,19 @@ def write_files(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     return files
 
 
+# The pixel statistics every summary shows: (label, format, key of summary["pixels"][split]).
+PIXEL_ROWS = (
+    ("mean", "{:.2f}", "mean"),
+    ("std", "{:.2f}", "std"),
+    ("variance", "{:.1f}", "variance"),
+    ("min", "{}", "min"),
+    ("max", "{}", "max"),
+    ("share of zero pixels", "{:.2%}", "zero_share"),
+    ("mean in [0, 1] units", "{:.4f}", "mean_01"),
+    ("std in [0, 1] units", "{:.4f}", "std_01"),
+)
+
+
 def print_summary(summary: dict[str, Any], console=None) -> None:
     """Rich tables: per-class counts/shares for train and test, then the pixel statistics."""
     from rich.console import Console
@@ -318,16 +331,7 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     p.add_column("train", justify="right")
     p.add_column("test", justify="right")
     ptr, pte = summary["pixels"]["train"], summary["pixels"]["test"]
-    rows = [
-        ("mean", "{:.2f}", "mean"),
-        ("std", "{:.2f}", "std"),
-        ("variance", "{:.1f}", "variance"),
-        ("min", "{}", "min"),
-        ("max", "{}", "max"),
-        ("share of zero pixels", "{:.2%}", "zero_share"),
-        ("mean in [0, 1] units", "{:.4f}", "mean_01"),
-        ("std in [0, 1] units", "{:.4f}", "std_01"),
-    ]
+    rows = PIXEL_ROWS
     for label, f, key in rows:
         p.add_row(label, f.format(ptr[key]), f.format(pte[key]))
     console.print(p)

@@ -270,10 +270,8 @@ def test_pruned_trials_stop_early_and_report_every_epoch(tmp_path, tiny):
 def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
     import optuna
 
-    import mnistlab.training.fit
-
     space = srch.load_space(_space(tmp_path))
-    real_fit = mnistlab.training.fit.fit
+    real_fit = srch.fit
     calls = []
 
     def interrupted_second_fit(*args, **kwargs):
@@ -282,13 +280,13 @@ def test_ctrl_c_mid_trial_queues_the_trial_again(tmp_path, tiny, monkeypatch):
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(mnistlab.training.fit, "fit", interrupted_second_fit)
+    monkeypatch.setattr(srch, "fit", interrupted_second_fit)  # where search calls it
     with pytest.raises(KeyboardInterrupt):
         srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
     url = shared_study.storage_url(None, tmp_path / "s")
     states = [t.state.name for t in optuna.load_study(study_name="space", storage=url).trials]
     assert states == ["COMPLETE", "FAIL", "WAITING"]  # queued at once, no grace period
-    monkeypatch.setattr(mnistlab.training.fit, "fit", real_fit)
+    monkeypatch.setattr(srch, "fit", real_fit)
     result = srch.search(space, 3, out=tmp_path / "s", dataset=tiny)
     trials = optuna.load_study(study_name="space", storage=url).trials
     assert result["counts"]["COMPLETE"] == 3 and len(trials) == 4

@@ -11,7 +11,7 @@ from pagecheck import Page
 from pagefolders import make_run
 
 from mnistlab.pages import run_page
-from mnistlab.pages.run_pieces import Piece
+from mnistlab.pages.run_pieces import Loaded
 from mnistlab.pages.run_sections import _recipe_section
 from mnistlab.recipe import Recipe
 
@@ -52,7 +52,7 @@ def test_a_healthy_run_has_no_diagnosis_box(healthy):
 
 
 def _recipe_page(recipe: Recipe) -> Page:
-    body = _recipe_section({"recipe": Piece(recipe), "evaluation": Piece(None)})
+    body = _recipe_section({"recipe": Loaded(recipe), "evaluation": Loaded(None)})
     return Page(f'<!DOCTYPE html><section id="recipe">{body}</section>')
 
 

@@ -343,9 +343,9 @@ from mnistlab.rundir import lock as runlock  # noqa: E402
 
 def _fail_in_epoch(monkeypatch, epoch, action):
     """Make the engine run ``action()`` when it starts epoch ``epoch`` (0-based)."""
-    import mnistlab.engines as engines
+    import mnistlab.training.fit as fit_module
 
-    real = engines.make_engine
+    real = fit_module.make_engine
 
     def make(*a, **k):
         eng = real(*a, **k)
@@ -359,7 +359,7 @@ def _fail_in_epoch(monkeypatch, epoch, action):
         eng.train_epoch = train_epoch
         return eng
 
-    monkeypatch.setattr(engines, "make_engine", make)
+    monkeypatch.setattr(fit_module, "make_engine", make)  # where fit calls it
 
 
 def _listing(d):
@@ -543,12 +543,12 @@ def _umask():
 
 
 def test_out_of_memory_before_training_leaves_no_folder(tmp_path, small, monkeypatch):
-    import mnistlab.engines.init
+    import mnistlab.training.fit
 
     def no_memory(*a, **k):
         raise MemoryError
 
-    monkeypatch.setattr(mnistlab.engines.init, "init_weights", no_memory)
+    monkeypatch.setattr(mnistlab.training.fit, "init_weights", no_memory)  # where fit calls it
     with pytest.raises(
         RunError,
         match=r"^out of memory before training started; free memory or "

@@ -17,7 +17,7 @@ from typing import Any
 
 from mnistlab import rundir
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.exploration import FIGURES
+from mnistlab.exploration import FIGURES, PIXEL_ROWS
 from mnistlab.fsio import atomic_write_text, read_bytes
 from mnistlab.pages.html import (
     Html,
@@ -110,18 +110,6 @@ def _classes_section(root: Path, s: dict[str, Any]) -> Html:
     return join((fig, numbers))
 
 
-_PIXEL_ROWS = (
-    ("mean", "{:.2f}", "mean"),
-    ("std", "{:.2f}", "std"),
-    ("variance", "{:.1f}", "variance"),
-    ("min", "{}", "min"),
-    ("max", "{}", "max"),
-    ("share of zero pixels", "{:.2%}", "zero_share"),
-    ("mean in [0, 1] units", "{:.4f}", "mean_01"),
-    ("std in [0, 1] units", "{:.4f}", "std_01"),
-)
-
-
 def _pixels_section(root: Path, s: dict[str, Any]) -> Html:
     fig = _embedded(
         root,
@@ -132,7 +120,7 @@ def _pixels_section(root: Path, s: dict[str, Any]) -> Html:
     )
     try:
         tr, te = s["pixels"]["train"], s["pixels"]["test"]
-        rows = [(label, f.format(tr[k]), f.format(te[k])) for label, f, k in _PIXEL_ROWS]
+        rows = [(label, f.format(tr[k]), f.format(te[k])) for label, f, k in PIXEL_ROWS]
         numbers = table(("statistic", "train", "test"), rows, numeric=(1, 2))
     except _BROKEN as exc:
         numbers = _broken("pixel statistics", exc)

@@ -136,11 +136,11 @@ def test_notebook_runs_top_to_bottom_on_the_sample(tmp_path, monkeypatch, kernel
 
 
 # ---- the exercise notebook --------------------------------------------------------------
-def _make_exercises():
+def _make_exercises(name="make_exercises"):
     import importlib.util
 
-    script = ROOT / "scripts" / "make_exercises.py"
-    spec = importlib.util.spec_from_file_location("make_exercises", script)
+    script = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -186,6 +186,21 @@ def test_solution_blocks_are_cut_and_the_rest_kept():
     text = "Try it.\n\n<!-- BEGIN SOLUTION -->\nThe key's pick.\n<!-- END SOLUTION -->"
     markers = _make_exercises().MARKDOWN_MARKERS
     assert _make_exercises().strip_solutions(text, "cell", markers) == "Try it."
+
+
+def test_the_pictures_solve_each_exercise_as_the_key_does():
+    import nbformat
+
+    pictures = _make_exercises("make_check_pictures")
+    cells = [c for c in nbformat.read(IPYNB, as_version=4).cells if "exercise" in c.metadata]
+    assert {c.metadata["exercise"] for c in cells} >= set(pictures.PICTURES)
+    for cell in cells:
+        code = pictures.solved(cell.source)
+        assert "SOLUTION" not in code and "= ...  #" not in code, code
+        compile(code, cell.metadata["exercise"], "exec")  # what remains is a whole program
+    assert "x_test.mean()" in pictures.LEAKY  # the wrong answer the picture shows
+    with pytest.raises(SystemExit, match="no solution block"):
+        pictures.solved("x = ...  # yours")
 
 
 def _execute(nb, kernel_manager, work, allow_errors=False):

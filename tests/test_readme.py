@@ -156,9 +156,11 @@ def test_every_python_line_of_the_tour(workdir):
 
 
 def test_links_point_at_files_that_exist():
-    for target in re.findall(r"\]\(([^)#]+)\)", README):
-        if not target.startswith("http"):
-            assert (ROOT / target).exists(), target
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
+            if not target.startswith(("http://", "https://", "mailto:")):
+                assert (page.parent / target).exists(), (page.name, target)
     assert len(README.splitlines()) <= 150
 
 

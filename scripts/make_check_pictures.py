@@ -26,8 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img" / "checks"
 KEY = ROOT / "notebooks" / "mnist_tutorial.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 MARKER = re.compile(r"^[ \t]*# (BEGIN|END) SOLUTION\n?", re.M)
 PLACEHOLDER = re.compile(r"^[^#\n]*= \.\.\.(  #.*)?\n?", re.M)  # `x = ...  # what goes here`
 
@@ -97,6 +95,7 @@ def page(cells, caption: str) -> str:
 
 
 def make(out: Path) -> list[Path]:
+    from make_screenshots import ARGS, CHROMIUM  # the same browser as README's pictures
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)

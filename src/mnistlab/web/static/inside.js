@@ -5,7 +5,6 @@
 // flight at a time, the latest drawing always sent last; a cleared canvas clears the panel.
 "use strict";
 (() => {
-  const SEND_SIDE = 140;  // as app.js sends the canvas
   const panel = document.getElementById("inside");
   const pad = document.getElementById("pad");
   const labelEl = document.getElementById("label");
@@ -34,16 +33,6 @@
 
   function busy() {
     document.body.dataset.insideBusy = inFlight || dirty ? "1" : "0";
-  }
-
-  function snapshot() {
-    const small = document.createElement("canvas");
-    small.width = small.height = SEND_SIDE;
-    const c = small.getContext("2d");
-    c.imageSmoothingEnabled = true;
-    c.imageSmoothingQuality = "high";
-    c.drawImage(pad, 0, 0, SEND_SIDE, SEND_SIDE);
-    return new Promise((resolve) => small.toBlob(resolve, "image/png"));
   }
 
   async function send() {

@@ -203,7 +203,7 @@ def test_envelope_still_catches_a_wrong_update(tolerance):
 # ---- equality with the reference engine ---------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_two_epochs_equal_reference_engine(data, backend, name):
+def test_two_epochs_equal_reference_engine(data, backend, name, tolerance):
     pytest.importorskip("torch")
     from mnistlab.engines.reference import ReferenceEngine
 
@@ -216,10 +216,32 @@ def test_two_epochs_equal_reference_engine(data, backend, name):
     # relative 1e-4 too: after 38 float32 steps, moving means of size ~1 and adam's steps
     # differ in their last digits
     np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(x), atol=1e-5, rtol=1e-4)
-    s_ours, s_ref = ours.state(), ref.state()
-    assert s_ours.keys() == s_ref.keys()
-    for k in s_ref:
-        np.testing.assert_allclose(s_ours[k], s_ref[k], atol=1e-5, rtol=1e-4, err_msg=k)
+    steps = steps_per_epoch(len(x), r.batch_size)
+    lrs = np.concatenate([learning_rates(r, epoch, steps) for epoch in range(2)])
+    tolerance.engines_agree(ours.state(), ref.state(), r, lrs)
+
+
+def test_engines_agree_still_catches(data, tolerance):
+    """A 1 % larger learning rate is no stray: it moves most entries, and the comparison fails.
+    One entry a full step off is a stray for Adam, not for plain SGD."""
+    x, y = data
+    r = Recipe(**CONFIGS["adam"])
+    steps = steps_per_epoch(len(x), r.batch_size)
+    lrs = np.concatenate([learning_rates(r, epoch, steps) for epoch in range(2)])
+    a = FastEngine(r, init_weights(r))
+    b = FastEngine(r.replace(learning_rate=1.01e-3), init_weights(r))
+    run(a, x, y, 2), run(b, x, y, 2)
+    with pytest.raises(pytest.fail.Exception, match="entries beyond"):
+        tolerance.engines_agree(b.state(), a.state(), r, lrs)
+    tolerance.engines_agree(a.state(), a.state(), r, lrs)  # and equal states pass
+    stray = {k: v.copy() for k, v in a.state().items()}
+    stray["dense_0.kernel"][300, 5] += 2 * r.learning_rate
+    tolerance.engines_agree(stray, a.state(), r, lrs)
+    with pytest.raises(pytest.fail.Exception, match="at most 0 may stray"):
+        tolerance.engines_agree(stray, a.state(), r.replace(optimizer="sgd"), lrs)
+    stray["dense_0.kernel"][300, 5] += 2 * float(np.sum(lrs))  # further than steps can reach
+    with pytest.raises(pytest.fail.Exception, match="by at most"):
+        tolerance.engines_agree(stray, a.state(), r, lrs)
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")

@@ -227,7 +227,7 @@ CONFIGS = {  # conv [4, 8] unless given: block 1 through dZ's products
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-def test_steps_equal_the_torch_engine(name):
+def test_steps_equal_the_torch_engine(name, tolerance):
     """The same eight steps (same dropout masks) on both engines: losses, accuracies, weights,
     optimizer slots, moving statistics and inference to 1e-5."""
     pytest.importorskip("torch")
@@ -241,10 +241,8 @@ def test_steps_equal_the_torch_engine(name):
     x, y, _ = untied_batch(ours.weights(), 32, start=7)
     np.testing.assert_allclose(ours.evaluate(x, y), ref.evaluate(x, y), atol=1e-5, rtol=0)
     np.testing.assert_allclose(ours.predict_proba(x), ref.predict_proba(x), atol=1e-5, rtol=1e-4)
-    s_ours, s_ref = ours.state(), ref.state()
-    assert s_ours.keys() == s_ref.keys()  # checkpoint names and HWIO layouts are shared
-    for k in s_ref:
-        np.testing.assert_allclose(s_ours[k], s_ref[k], atol=1e-5, rtol=1e-4, err_msg=k)
+    # checkpoint names and HWIO layouts are shared
+    tolerance.engines_agree(ours.state(), ref.state(), r, np.full(8, r.learning_rate))
 
 
 def test_state_moves_between_the_engines():

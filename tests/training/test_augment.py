@@ -101,8 +101,27 @@ def test_epoch_images_follow_the_batches_of_the_order(digits):
     try:
         augment.CHUNK = 16
         np.testing.assert_array_equal(augment.epoch_images(r, digits, order, 2, x, 0.0, 1.0), got)
+        two = dataclasses.replace(r, threads=2)  # 4 chunks shared by two threads
+        np.testing.assert_array_equal(augment.epoch_images(two, digits, order, 2, x, 0.0, 1.0), got)
     finally:
         augment.CHUNK = small_chunks
+
+
+def test_an_epoch_of_augmentation_does_not_fault_in_fresh_pages():
+    """Work arrays reused chunk after chunk: page faults (a count, steady on a busy machine)
+    stay a small fraction of what mapping fresh temporaries for every chunk would cost."""
+    import resource
+
+    imgs = np.random.default_rng(0).integers(0, 256, (6_000, 28, 28), dtype=np.uint8)
+    x = preprocess.preprocess(imgs, 0.0, 1.0)
+    r = _all_on(batch_size=128)
+    order = np.arange(len(imgs))
+    augment.epoch_images(r, imgs, order, 0, x, 0.0, 1.0)  # the allocator's pools, warmed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    augment.epoch_images(r, imgs, order, 1, x, 0.0, 1.0)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    # measured: ~2,400 faults with 128-image chunks, 23,000 with 4,096 and 79,000 with 1,024
+    assert faults < 2 * len(imgs), faults
 
 
 def test_off_returns_the_training_array_itself(digits):

@@ -27,13 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each a different path through the engines: the notebook's SGD, the adaptive optimizers with
-# the regularizers, another activation with label smoothing, and the CNN.
+# the regularizers, another activation with label smoothing, and the CNN on each engine.
 RECIPES = {
     "notebook": [],
     "adam-dropout-bn": ["--optimizer", "adam", "--learning-rate", "0.001", "--dropout", "0.2",
                         "--batch-norm", "--l2", "0.0001"],
     "nadam-tanh-smooth": ["--optimizer", "nadam", "--learning-rate", "0.001", "--activation",
                           "tanh", "--label-smoothing", "0.1"],
+    "cnn-fast": ["--conv-channels", "4,8", "--hidden", "32", "--epochs", "1", "--engine", "fast",
+                 "--optimizer", "adam", "--learning-rate", "0.002"],
     "cnn-torch": ["--conv-channels", "4,8", "--hidden", "32", "--epochs", "1", "--engine",
                   "reference"],
 }  # fmt: skip

@@ -365,3 +365,19 @@ def test_a_cnn_trains_evaluates_and_predicts_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_both_product_routes_train_the_same():
+    """The conv products through NumPy's OpenBLAS (ctypes sgemm, accumulating in place) and
+    through numba's np.dot (a scratch product added on): the same steps."""
+    from mnistlab.engines import fast_numba
+
+    if fast_numba.NUMPY_SGEMM is None:
+        pytest.skip("NumPy's OpenBLAS cblas_sgemm64_ not found: numba uses scipy's BLAS only")
+    r = Recipe(**{**SMALL, "batch_size": 16, "optimizer": "adam", "learning_rate": 1e-3})
+    a = FastEngine(r, init_weights(r))
+    b = FastEngine(r, init_weights(r), numpy_blas=False)
+    mine, theirs = lockstep([a, b], steps=4)
+    np.testing.assert_allclose(mine, theirs, atol=1e-6, rtol=0)
+    for k, v in a.state().items():
+        np.testing.assert_allclose(b.state()[k], v, atol=1e-6, rtol=1e-5, err_msg=k)

@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mnistlab.engines.fast_numba import _gemm
+
 ALWAYS = {"cache": True, "nogil": True, "error_model": "numpy"}
 # Indices are unsigned (U) in the inner loops: numba turns a negative signed index into one from
 # the end, and that test in every iteration kept LLVM from vectorizing the copies (10x slower).
@@ -45,43 +47,6 @@ U = np.uint64
 # measured 1.3x (8 channels) to 2.5x (32) faster than dZ's two products; with fewer, its runs
 # of k*in floats are too short and the products win.
 SPARSE_MIN_CHANNELS = 8
-
-
-@njit(**ALWAYS)
-def _gemm(sgemm, use_sgemm, a, b, out, trans_a, trans_b, accumulate, tmp):
-    """out = op(a) @ op(b) (+ out when ``accumulate``) for C-contiguous 2-D views; ``tmp``:
-    scratch of out's size for numba's np.dot route (no accumulating form there)."""
-    m, n = out.shape
-    if use_sgemm:
-        k = a.shape[0] if trans_a else a.shape[1]
-        sgemm(
-            101,
-            112 if trans_a else 111,
-            112 if trans_b else 111,
-            m,
-            n,
-            k,
-            np.float32(1.0),
-            a.ctypes.data,
-            a.shape[1],
-            b.ctypes.data,
-            b.shape[1],
-            np.float32(1.0 if accumulate else 0.0),
-            out.ctypes.data,
-            out.shape[1],
-        )
-        return
-    dst = tmp[: m * n].reshape(m, n) if accumulate else out
-    if trans_a:
-        np.dot(a.T, b, dst)
-    elif trans_b:
-        np.dot(a, b.T, dst)
-    else:
-        np.dot(a, b, dst)
-    if accumulate:
-        for i in range(m):
-            for j in range(n):
-                out[i, j] += dst[i, j]
 
 
 @njit(**ALWAYS)

@@ -98,11 +98,13 @@ _S40 = np.uint64(40)
 _SQRT_HALF, _INV_SQRT_2PI = 0.5**0.5, (2 * np.pi) ** -0.5
 
 
-@njit(cache=True, error_model="numpy")
-def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
-    """out = op(a) @ op(b) for C-contiguous a, b, out (op = transpose when trans_*)."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gemm(sgemm, use_sgemm, a, b, out, trans_a, trans_b, accumulate, tmp):
+    """out = op(a) @ op(b) (+ out when ``accumulate``) for C-contiguous 2-D views, op =
+    transpose when trans_*; ``tmp``: scratch of out's size for numba's np.dot route when
+    accumulating (it has no accumulating form), else unused (pass ``out``)."""
+    m, n = out.shape
     if use_sgemm:
-        m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
         sgemm(
             101,
@@ -116,16 +118,22 @@ def _mm(sgemm, use_sgemm, a, b, out, trans_a, trans_b):
             a.shape[1],
             b.ctypes.data,
             b.shape[1],
-            np.float32(0.0),
+            np.float32(1.0 if accumulate else 0.0),
             out.ctypes.data,
             out.shape[1],
         )
-    elif trans_a:
-        np.dot(a.T, b, out)
+        return
+    dst = tmp[: m * n].reshape(m, n) if accumulate else out
+    if trans_a:
+        np.dot(a.T, b, dst)
     elif trans_b:
-        np.dot(a, b.T, out)
+        np.dot(a, b.T, dst)
     else:
-        np.dot(a, b, out)
+        np.dot(a, b, dst)
+    if accumulate:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] += dst[i, j]
 
 
 def run_steps(
@@ -342,7 +350,7 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, front, flush):
                 out = _block(work.z, off[i, 2], b, fo)
             else:
                 out = _block(work.a, off[i, 3], b, fo)
-            _mm(sgemm, use_sgemm, hin, w, out, False, False)
+            _gemm(sgemm, use_sgemm, hin, w, out, False, False, False, out)
             for r in range(b):
                 for c in range(fo):
                     out[r, c] += bias[c]
@@ -458,9 +466,11 @@ def _steps(sgemm, use_sgemm, net, work, data, cfg, k0, k1, front, flush):
                 for r in range(b):
                     for c in range(fo):
                         gb[c] += d[r, c]
-            _mm(sgemm, use_sgemm, _block(work.h, off[i, 0], b, fi), d, gw, True, False)
+            hin = _block(work.h, off[i, 0], b, fi)
+            _gemm(sgemm, use_sgemm, hin, d, gw, True, False, False, gw)
             if i > 0 or front:  # d[i] = d[i+1] @ W^T, before W's update
-                _mm(sgemm, use_sgemm, d, w, _block(work.d, off[i, 1], b, fi), False, True)
+                da = _block(work.d, off[i, 1], b, fi)
+                _gemm(sgemm, use_sgemm, d, w, da, False, True, False, da)
             if i > 0:
                 j = i - 1
                 dp = _block(work.d, off[i, 1], b, fi)

@@ -110,20 +110,25 @@ def _swapped_ece_diffs(b, v, rng: np.random.Generator, k: int) -> np.ndarray:
 
 def _ece_paired(pairs, permutations: int = PERMUTATIONS, seed: int = 0) -> tuple[float, dict]:
     """The stratified paired permutation test of the mean ECE difference over seed pairs."""
-    diffs = [_ece(v) - _ece(b) for b, v in pairs]
-    observed = float(np.mean(diffs))
+    observed = float(np.mean([_ece(v) - _ece(b) for b, v in pairs]))
+    return _permutation_p(pairs, observed, _swapped_ece_diffs, permutations, seed)
+
+
+def _permutation_p(pairs, observed: float, draw, permutations: int, seed: int):
+    """(p, details) of a stratified paired permutation test: ``observed`` is a mean over seed
+    pairs, and each of ``permutations`` relabellings is the mean over pairs of
+    ``draw(baseline, variant, rng, k)`` (k relabellings at once, in chunks); two-sided."""
     rng = np.random.default_rng(seed)
     extreme = 0
     for start in range(0, permutations, _CHUNK):
         k = min(_CHUNK, permutations - start)
-        stats = sum(_swapped_ece_diffs(b, v, rng, k) for b, v in pairs) / len(pairs)
+        stats = sum(draw(b, v, rng, k) for b, v in pairs) / len(pairs)
         extreme += int(np.sum(np.abs(stats) >= abs(observed) - 1e-12))
     p = (1 + extreme) / (1 + permutations)
     return p, {"diff": observed, "permutations": permutations}
 
 
 def _robust(run, x, y) -> dict[str, np.ndarray]:
-
     idx = robustness.subset(len(y), robustness.IMAGES)
     # float32, as a study stores a record: the same numbers in one process and through one
     score = robustness.robust_scores(run, x[idx], np.asarray(y)[idx])
@@ -141,14 +146,7 @@ def _robust_paired(pairs, permutations: int = PERMUTATIONS, seed: int = 0) -> tu
     observed = float(
         np.mean([np.mean(np.float64(v["score"]) - np.float64(b["score"])) for b, v in pairs])
     )
-    rng = np.random.default_rng(seed)
-    extreme = 0
-    for start in range(0, permutations, _CHUNK):
-        k = min(_CHUNK, permutations - start)
-        stats = sum(_flipped_mean_diffs(b, v, rng, k) for b, v in pairs) / len(pairs)
-        extreme += int(np.sum(np.abs(stats) >= abs(observed) - 1e-12))
-    p = (1 + extreme) / (1 + permutations)
-    return p, {"diff": observed, "permutations": permutations}
+    return _permutation_p(pairs, observed, _flipped_mean_diffs, permutations, seed)
 
 
 @dataclasses.dataclass(frozen=True)

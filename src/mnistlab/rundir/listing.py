@@ -214,9 +214,7 @@ def _compare(path: Path) -> Entry:
             date=_mtime(path),
         )
     board = read_json(path / LEADERBOARD, what="a leaderboard file")
-    variants = board.get("variants") or []
-    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
-        raise RunError(f"{path / LEADERBOARD}: ['variants'] is not a list of objects")
+    variants = _objects(board, "variants", path / LEADERBOARD)
     best = min(variants, key=lambda v: v.get("rank", math.inf), default={})
     seeds = board.get("seeds") or []
     return Entry(
@@ -230,12 +228,18 @@ def _compare(path: Path) -> Entry:
     )
 
 
+def _objects(doc: dict, key: str, file: Path) -> list[dict]:
+    """``doc[key]`` (missing: empty), refused in one line unless it is a list of objects."""
+    items = doc.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise RunError(f"{file}: [{key!r}] is not a list of objects")
+    return items
+
+
 def _comparison(path: Path) -> Entry:
     """A comparison of trained models (``mnistlab compare RUN_A RUN_B --out``)."""
     doc = read_json(path / COMPARISON, what="a comparison of trained models")
-    models = doc.get("models") or []
-    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
-        raise RunError(f"{path / COMPARISON}: ['models'] is not a list of objects")
+    models = _objects(doc, "models", path / COMPARISON)
     best = max(models, key=lambda m: m.get("test_accuracy") or 0.0, default={})
     return Entry(
         name=path.name,
